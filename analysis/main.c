@@ -1,0 +1,47 @@
+/*
+ * main.c: the `cumemtrace` command. A table of verbs (name, function, one-line summary), as git.c keeps
+ * one; everything else lives in one file per verb.
+ */
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"run", cmd_run, "run a command with GPU memory tracing: cumemtrace run [-o PATH] [--sim-gpu SIZE] -- CMD..."},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cumemtrace VERB [ARGS...]\n\nverbs:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'cumemtrace VERB --help' describes one verb.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("cumemtrace %s\n", CMT_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "cumemtrace: unknown verb '%s' (see 'cumemtrace --help')\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,212 @@
+/*
+ * cmt_db.c: creating, validating and finalizing trace files (see cmt_db.h).
+ *
+ * Runs on the interposer's writer thread or in the analyzer, never on a profiled application's thread.
+ * Every failure becomes one line in err; nothing here prints.
+ */
+#include "cmt_db.h"
+
+#include "cmt_events.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int cmt_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fail(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int fill_lookup_tables(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+#define RUN_INSERT(...)                                                                                 \
+    do {                                                                                                \
+        char *sql = sqlite3_mprintf(__VA_ARGS__);                                                       \
+        if (!sql || cmt_db_exec(db, sql, err, errlen) != 0)                                             \
+            rc = -1;                                                                                    \
+        sqlite3_free(sql);                                                                              \
+    } while (0)
+#define X(id, name, str) RUN_INSERT("INSERT INTO ops VALUES (%d, %Q)", id, str);
+    CMT_OP_LIST(X)
+#undef X
+#define X(id, name, str) RUN_INSERT("INSERT INTO kinds VALUES (%d, %Q)", id, str);
+    CMT_KIND_LIST(X)
+#undef X
+#define X(id, name, base, op, kind)                                                                     \
+    RUN_INSERT("INSERT INTO apis VALUES (%d, %Q, %Q, %d, %d)", id, #name, #base, CMT_OP_##op,           \
+               CMT_KIND_##kind);
+    CMT_API_LIST(X)
+#undef X
+#undef RUN_INSERT
+    (void)st;
+    return rc;
+}
+
+int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    *out = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        fail(err, errlen, "cannot create %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    char sql[256];
+    /* WAL lets the writer commit every 100 ms cheaply and leaves committed batches intact on SIGKILL;
+     * synchronous=NORMAL: a committed batch survives the process dying, which is what we promise. */
+    if (cmt_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err, errlen) != 0 ||
+        cmt_db_exec(db, "BEGIN", err, errlen) != 0 || cmt_db_exec(db, cmt_schema_sql, err, errlen) != 0 ||
+        fill_lookup_tables(db, err, errlen) != 0)
+        goto error;
+    snprintf(sql, sizeof sql,
+             "INSERT INTO meta VALUES ('format', '%s'); INSERT INTO meta VALUES ('schema_version', %d);"
+             "PRAGMA user_version=%d;",
+             CMT_FORMAT_NAME, CMT_SCHEMA_VERSION, CMT_SCHEMA_VERSION);
+    if (cmt_db_exec(db, sql, err, errlen) != 0 || cmt_db_exec(db, "COMMIT", err, errlen) != 0)
+        goto error;
+    *out = db;
+    return 0;
+error:
+    sqlite3_close(db);
+    return -1;
+}
+
+/* The 100-byte SQLite header tells us, without trusting the library, whether this is an SQLite file
+ * and whether it is shorter than it claims (a truncated copy). */
+static int check_header(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
+    struct stat st;
+    unsigned char h[100];
+    ssize_t n = 0;
+    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+        close(fd);
+        return fail(err, errlen, "%s: is a directory, not a trace file", path);
+    }
+    n = read(fd, h, sizeof h);
+    close(fd);
+    if (n == 0)
+        return fail(err, errlen, "%s: empty file, not a cumemtrace trace", path);
+    if (n < (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16) != 0)
+        return fail(err, errlen, "%s: not a cumemtrace trace (not an SQLite database)", path);
+    uint32_t page = ((uint32_t)h[16] << 8) | h[17];
+    if (page == 1)
+        page = 65536;
+    uint32_t pages = ((uint32_t)h[28] << 24) | ((uint32_t)h[29] << 16) | ((uint32_t)h[30] << 8) | h[31];
+    uint32_t change = ((uint32_t)h[24] << 24) | ((uint32_t)h[25] << 16) | ((uint32_t)h[26] << 8) | h[27];
+    uint32_t valid_for = ((uint32_t)h[92] << 24) | ((uint32_t)h[93] << 16) | ((uint32_t)h[94] << 8) | h[95];
+    /* The page count is only meaningful when valid-for matches the change counter (SQLite >= 3.7.0). */
+    if (pages && valid_for == change && (uint64_t)st.st_size < (uint64_t)pages * page)
+        return fail(err, errlen, "%s: truncated trace (%lld of %llu bytes)", path, (long long)st.st_size,
+                    (unsigned long long)pages * page);
+    return 0;
+}
+
+int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    if (check_header(path, err, errlen) != 0)
+        return -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        fail(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        goto error;
+    }
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+        goto error;
+    }
+    v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    /* A foreign SQLite file has no meta table or another format name. */
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'format'", -1, &st, NULL) != SQLITE_OK) {
+        int code = sqlite3_errcode(db);
+        if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+            fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+        else
+            fail(err, errlen, "%s: not a cumemtrace trace (an SQLite database without its tables)", path);
+        goto error;
+    }
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_TEXT ||
+        strcmp((const char *)sqlite3_column_text(st, 0), CMT_FORMAT_NAME) != 0) {
+        if (rc == SQLITE_CORRUPT)
+            fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+        else
+            fail(err, errlen, "%s: not a cumemtrace trace (foreign meta table)", path);
+        goto error;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (v > CMT_SCHEMA_VERSION) {
+        fail(err, errlen, "%s: written by a newer cumemtrace (schema version %d; this one reads up to %d)",
+             path, v, CMT_SCHEMA_VERSION);
+        goto error;
+    }
+    if (v < 1) {
+        fail(err, errlen, "%s: not a cumemtrace trace (schema version %d)", path, v);
+        goto error;
+    }
+    if (version)
+        *version = v;
+    *out = db;
+    return 0;
+error:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return -1;
+}
+
+int cmt_db_finalize(sqlite3 *db, long long end_ns, char *err, size_t errlen)
+{
+    char sql[256];
+    /* Indexes serve the pairing views (release by op+address or op+handle after a seq) and stack joins. */
+    static const char indexes[] =
+        "CREATE INDEX IF NOT EXISTS events_op_address ON events(op, address, result, seq);"
+        "CREATE INDEX IF NOT EXISTS events_op_handle ON events(op, handle, result, seq);"
+        "CREATE INDEX IF NOT EXISTS events_stack ON events(stack_id);"
+        "CREATE INDEX IF NOT EXISTS frames_ip ON frames(ip);";
+    snprintf(sql, sizeof sql, "UPDATE process SET end_ns = %lld, finalized = 1;", end_ns);
+    if (cmt_db_exec(db, "BEGIN", err, errlen) != 0)
+        return -1;
+    if (cmt_db_exec(db, indexes, err, errlen) != 0 || cmt_db_exec(db, sql, err, errlen) != 0) {
+        cmt_db_exec(db, "ROLLBACK", NULL, 0);
+        return -1;
+    }
+    if (cmt_db_exec(db, "COMMIT", err, errlen) != 0)
+        return -1;
+    /* Back to a rollback journal: checkpoints the WAL and removes it, leaving one file to copy around. */
+    return cmt_db_exec(db, "PRAGMA journal_mode=DELETE", err, errlen);
+}

@@ -1,0 +1,91 @@
+/*
+ * cmt_events.h: the vocabulary of a trace, shared by the interposer (which writes it) and the analyzer
+ * (which reads it). Every number here is stored on disk: append new entries, never renumber.
+ *
+ * Three lists, each an X-macro so that C enums, the `apis`/`ops`/`kinds` lookup tables written into every
+ * trace, and the analyzer's name tables come from one place.
+ */
+#ifndef CMT_EVENTS_H
+#define CMT_EVENTS_H
+
+/* What an event does to memory. An "acquire" op is always odd and its release is op + 1; the schema's
+ * views and the analyzer pair them by that rule. */
+#define CMT_OP_LIST(X)                                                                                  \
+    X(1, ALLOC, "alloc")           /* device, managed, pitched, host-pinned, stream-ordered memory */  \
+    X(2, FREE, "free")                                                                                  \
+    X(3, RESERVE, "reserve")       /* cuMemAddressReserve: virtual addresses, no memory */             \
+    X(4, UNRESERVE, "unreserve")                                                                        \
+    X(5, CREATE, "create")         /* cuMemCreate: physical memory behind a handle */                  \
+    X(6, RELEASE, "release")                                                                            \
+    X(7, MAP, "map")               /* cuMemMap: a handle mapped at a reserved address */               \
+    X(8, UNMAP, "unmap")                                                                                \
+    X(9, IPC_OPEN, "ipc_open")     /* another process's allocation mapped here */                      \
+    X(10, IPC_CLOSE, "ipc_close")                                                                       \
+    X(11, TRIM, "trim")            /* cuMemPoolTrimTo: size = minBytesToKeep */
+
+/* Which kind of memory an event concerns. */
+#define CMT_KIND_LIST(X)                                                                                \
+    X(1, DEVICE, "device")                 /* cuMemAlloc, cuMemAllocPitch */                            \
+    X(2, MANAGED, "managed")               /* cuMemAllocManaged */                                      \
+    X(3, HOST_PINNED, "host_pinned")       /* cuMemAllocHost, cuMemHostAlloc */                         \
+    X(4, STREAM_ORDERED, "stream_ordered") /* cuMemAllocAsync, cuMemAllocFromPoolAsync */               \
+    X(5, VA_RESERVATION, "va_reservation") /* cuMemAddressReserve: not memory */                        \
+    X(6, VMM_PHYSICAL, "vmm_physical")     /* cuMemCreate: device memory behind a handle */             \
+    X(7, VMM_MAPPING, "vmm_mapping")       /* cuMemMap: a view of a handle, not more memory */          \
+    X(8, IPC, "ipc")                       /* cuIpcOpenMemHandle: another process's memory */
+
+/* Every recorded driver entry point, by its concrete ELF name. Columns: id, concrete name, the base name
+ * cuGetProcAddress is asked for, op, kind. Frees name the kind they usually release; the analyzer takes
+ * the real kind from the allocation they pair with. */
+#define CMT_API_LIST(X)                                                                                 \
+    X(1, cuMemAlloc, cuMemAlloc, ALLOC, DEVICE)                                                         \
+    X(2, cuMemAlloc_v2, cuMemAlloc, ALLOC, DEVICE)                                                      \
+    X(3, cuMemAllocPitch, cuMemAllocPitch, ALLOC, DEVICE)                                               \
+    X(4, cuMemAllocPitch_v2, cuMemAllocPitch, ALLOC, DEVICE)                                            \
+    X(5, cuMemFree, cuMemFree, FREE, DEVICE)                                                            \
+    X(6, cuMemFree_v2, cuMemFree, FREE, DEVICE)                                                         \
+    X(7, cuMemAllocManaged, cuMemAllocManaged, ALLOC, MANAGED)                                          \
+    X(8, cuMemAllocHost, cuMemAllocHost, ALLOC, HOST_PINNED)                                            \
+    X(9, cuMemAllocHost_v2, cuMemAllocHost, ALLOC, HOST_PINNED)                                         \
+    X(10, cuMemHostAlloc, cuMemHostAlloc, ALLOC, HOST_PINNED)                                           \
+    X(11, cuMemFreeHost, cuMemFreeHost, FREE, HOST_PINNED)                                              \
+    X(12, cuMemAllocAsync, cuMemAllocAsync, ALLOC, STREAM_ORDERED)                                      \
+    X(13, cuMemAllocAsync_ptsz, cuMemAllocAsync, ALLOC, STREAM_ORDERED)                                 \
+    X(14, cuMemAllocFromPoolAsync, cuMemAllocFromPoolAsync, ALLOC, STREAM_ORDERED)                      \
+    X(15, cuMemAllocFromPoolAsync_ptsz, cuMemAllocFromPoolAsync, ALLOC, STREAM_ORDERED)                 \
+    X(16, cuMemFreeAsync, cuMemFreeAsync, FREE, STREAM_ORDERED)                                         \
+    X(17, cuMemFreeAsync_ptsz, cuMemFreeAsync, FREE, STREAM_ORDERED)                                    \
+    X(18, cuMemPoolTrimTo, cuMemPoolTrimTo, TRIM, STREAM_ORDERED)                                       \
+    X(19, cuMemAddressReserve, cuMemAddressReserve, RESERVE, VA_RESERVATION)                            \
+    X(20, cuMemAddressFree, cuMemAddressFree, UNRESERVE, VA_RESERVATION)                                \
+    X(21, cuMemCreate, cuMemCreate, CREATE, VMM_PHYSICAL)                                               \
+    X(22, cuMemRelease, cuMemRelease, RELEASE, VMM_PHYSICAL)                                            \
+    X(23, cuMemMap, cuMemMap, MAP, VMM_MAPPING)                                                         \
+    X(24, cuMemUnmap, cuMemUnmap, UNMAP, VMM_MAPPING)                                                   \
+    X(25, cuIpcOpenMemHandle, cuIpcOpenMemHandle, IPC_OPEN, IPC)                                        \
+    X(26, cuIpcOpenMemHandle_v2, cuIpcOpenMemHandle, IPC_OPEN, IPC)                                     \
+    X(27, cuIpcCloseMemHandle, cuIpcCloseMemHandle, IPC_CLOSE, IPC)
+
+enum cmt_op {
+#define X(id, name, str) CMT_OP_##name = id,
+    CMT_OP_LIST(X)
+#undef X
+};
+
+enum cmt_kind {
+#define X(id, name, str) CMT_KIND_##name = id,
+    CMT_KIND_LIST(X)
+#undef X
+};
+
+enum cmt_api {
+#define X(id, name, base, op, kind) CMT_API_##name = id,
+    CMT_API_LIST(X)
+#undef X
+    CMT_API_COUNT_PLUS_ONE
+};
+
+/* True for ops that hand out something (memory, addresses, a handle, a mapping). */
+#define CMT_OP_IS_ACQUIRE(op) (((op) & 1) && (op) != CMT_OP_TRIM)
+
+#endif

@@ -1,0 +1,158 @@
+-- cumemtrace trace file, schema version 1.
+--
+-- The one contract between the interposer (writes) and the analyzer (reads); schema/README.md documents
+-- every column with examples. Units: every *_ns column is nanoseconds of CLOCK_MONOTONIC unless named
+-- otherwise, every size or *_bytes column is an exact byte count, every address is the integer value of
+-- the pointer (device pointers are stored as signed 64-bit integers; SQLite has no unsigned type, and no
+-- real address has the top bit set).
+--
+-- PRAGMA user_version holds the schema version (1). Lookup tables (apis, ops, kinds) are filled from
+-- schema/cmt_events.h when the file is created. Indexes are created when the file is finalized
+-- (schema/cmt_db.c, cmt_db_finalize), not here: building them once at the end is far cheaper than
+-- maintaining them on every insert.
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,     -- 'format' = 'cumemtrace', 'schema_version', 'tool_version', ...
+    value
+);
+
+-- One row: the traced process.
+CREATE TABLE process (
+    pid             INTEGER NOT NULL,
+    ppid            INTEGER NOT NULL,
+    host            TEXT,
+    exe             TEXT,     -- /proc/self/exe at start
+    argv            TEXT,     -- JSON array of strings
+    start_unix_ns   INTEGER,  -- CLOCK_REALTIME at start, ns since the epoch
+    start_ns        INTEGER,  -- CLOCK_MONOTONIC at start: subtract from ts_ns for time since start
+    end_ns          INTEGER,  -- CLOCK_MONOTONIC when the file was finalized; NULL while being written
+    finalized       INTEGER NOT NULL DEFAULT 0,  -- 1 once closed cleanly (exit, exec); 0 if killed
+    events_written  INTEGER NOT NULL DEFAULT 0,  -- rows in events at the last commit
+    events_lost     INTEGER NOT NULL DEFAULT 0,  -- events that could not be recorded (never silently)
+    stack_depth     INTEGER                      -- configured maximum frames per stack
+);
+
+-- Allow-listed environment variables only (RANK, LOCAL_RANK, WORLD_SIZE, CUDA_VISIBLE_DEVICES,
+-- PYTORCH_CUDA_ALLOC_CONF, PYTORCH_ALLOC_CONF), as they were at start.
+CREATE TABLE env (
+    name  TEXT PRIMARY KEY,
+    value TEXT
+);
+
+-- Devices seen in events, described once a context existed.
+CREATE TABLE devices (
+    device          INTEGER PRIMARY KEY,  -- CUdevice ordinal
+    name            TEXT,
+    total_bytes     INTEGER,
+    uuid            TEXT,                 -- 'GPU-xxxxxxxx-xxxx-...'
+    driver_version  INTEGER               -- cuDriverGetVersion, e.g. 13000
+);
+
+CREATE TABLE threads (
+    tid   INTEGER PRIMARY KEY,
+    name  TEXT                            -- /proc/self/task/TID/comm when first seen
+);
+
+CREATE TABLE apis (
+    api   INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL,                  -- concrete ELF name: 'cuMemAlloc_v2', 'cuMemAllocAsync_ptsz'
+    base  TEXT NOT NULL,                  -- name as asked of cuGetProcAddress: 'cuMemAlloc'
+    op    INTEGER NOT NULL,
+    kind  INTEGER NOT NULL
+);
+CREATE TABLE ops   (op INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE kinds (kind INTEGER PRIMARY KEY, name TEXT NOT NULL);
+
+-- Every call of a hooked entry point, successful or not.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,  -- process-wide order; frees take theirs before the driver call,
+                                       -- allocations after it, so an address is always freed before reuse
+    ts_ns        INTEGER NOT NULL,     -- taken with seq
+    tid          INTEGER NOT NULL,
+    api          INTEGER NOT NULL REFERENCES apis,
+    op           INTEGER NOT NULL REFERENCES ops,
+    kind         INTEGER NOT NULL REFERENCES kinds,
+    device       INTEGER,              -- ordinal; NULL when unknown (no current context)
+    context      INTEGER,              -- CUcontext current on the calling thread
+    address      INTEGER,              -- pointer returned (acquire) or passed (release); NULL on failure
+    size         INTEGER,              -- bytes asked for; for cuMemPoolTrimTo minBytesToKeep
+    stream       INTEGER,              -- CUstream for stream-ordered calls
+    handle       INTEGER,              -- CUmemGenericAllocationHandle (create/release/map) or CUmemoryPool
+    aux          INTEGER,              -- per api: pitch (cuMemAllocPitch), offset (cuMemMap),
+                                       -- alignment (cuMemAddressReserve), flags (managed, host, ipc)
+    result       INTEGER NOT NULL,     -- CUresult the driver returned to the program
+    duration_ns  INTEGER NOT NULL,     -- time inside the real driver call
+    stack_id     INTEGER,              -- stacks.stack_id; NULL if stacks are off
+    free_bytes   INTEGER,              -- device memory free/total from cuMemGetInfo, taken right after
+    total_bytes  INTEGER               --   a failed acquire (NULL otherwise)
+);
+
+CREATE TABLE modules (
+    module_id  INTEGER PRIMARY KEY,
+    path       TEXT NOT NULL,
+    build_id   TEXT,                   -- hex of NT_GNU_BUILD_ID, NULL if none
+    base       INTEGER NOT NULL,       -- load bias: ip - base is the offset in the file's address space
+    size       INTEGER NOT NULL        -- span of its loaded segments from the lowest one
+);
+
+-- One row per distinct instruction pointer, symbolized off the application's threads.
+CREATE TABLE frames (
+    frame_id       INTEGER PRIMARY KEY,
+    ip             INTEGER NOT NULL,   -- return address as unwound (call site + 1 insn)
+    module_id      INTEGER REFERENCES modules,
+    function       TEXT,               -- raw (mangled) ELF symbol name, .symtab preferred over .dynsym
+    symbol_offset  INTEGER             -- ip - symbol start
+);
+
+CREATE TABLE stacks (
+    stack_id  INTEGER NOT NULL,
+    depth     INTEGER NOT NULL,        -- 0 = innermost frame (the driver entry point's caller side)
+    frame_id  INTEGER NOT NULL REFERENCES frames,
+    PRIMARY KEY (stack_id, depth)
+) WITHOUT ROWID;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Public views: the contract for users' own SQL and for later tools.
+
+-- Innermost frame first.
+CREATE VIEW stack_frames AS
+SELECT s.stack_id, s.depth, f.function, m.path AS module, f.ip,
+       f.ip - m.base AS offset, m.build_id, f.symbol_offset
+FROM stacks s JOIN frames f ON f.frame_id = s.frame_id
+LEFT JOIN modules m ON m.module_id = f.module_id;
+
+-- For each successful acquire, the seq of the release that ended it (NULL while live). Releases pair by
+-- address (frees, unreserve, IPC close), by handle (cuMemRelease), or by an unmapped range covering the
+-- mapping (cuMemUnmap).
+CREATE VIEW pairs AS
+SELECT a.seq AS alloc_seq,
+       CASE a.op
+         WHEN 5 THEN (SELECT min(f.seq) FROM events f
+                       WHERE f.op = 6 AND f.handle = a.handle AND f.result = 0 AND f.seq > a.seq)
+         WHEN 7 THEN coalesce(
+                      (SELECT min(f.seq) FROM events f
+                        WHERE f.op = 8 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq),
+                      (SELECT min(f.seq) FROM events f
+                        WHERE f.op = 8 AND f.address <= a.address AND f.address + f.size > a.address
+                          AND f.result = 0 AND f.seq > a.seq))
+         ELSE (SELECT min(f.seq) FROM events f
+                WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq)
+       END AS free_seq
+FROM events a
+WHERE a.result = 0 AND a.op IN (1, 3, 5, 7, 9);
+
+CREATE VIEW allocations AS
+SELECT a.seq, a.address, a.size, k.name AS kind, p.name AS api, a.ts_ns AS alloc_ns, f.ts_ns AS free_ns,
+       a.stack_id, a.device, a.tid, a.stream, a.handle, a.aux, f.seq AS free_seq, fp.name AS free_api
+FROM pairs x
+JOIN events a ON a.seq = x.alloc_seq
+JOIN kinds k ON k.kind = a.kind
+JOIN apis p ON p.api = a.api
+LEFT JOIN events f ON f.seq = x.free_seq
+LEFT JOIN apis fp ON fp.api = f.api;
+
+CREATE VIEW failures AS
+SELECT e.seq, p.name AS api, e.size, e.result, e.ts_ns, e.free_bytes, e.total_bytes, e.stack_id,
+       e.device, e.tid, k.name AS kind, e.stream, e.handle
+FROM events e JOIN apis p ON p.api = e.api JOIN kinds k ON k.kind = e.kind
+WHERE e.result <> 0 AND e.op IN (1, 3, 5, 7, 9);

@@ -1,0 +1,98 @@
+"""Shared helpers for cumemtrace's tests: where the build is, how to run a program under the interposer on
+the simulated driver, and how to read the trace it wrote.
+
+Every test runs against the simulated driver (tests/simcuda, a libcuda.so.1 of our own); none needs a GPU.
+The build directory comes from $CMT_BUILD_DIR (scripts/test sets it), default ./build.
+"""
+import os
+import sqlite3
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(os.environ.get("CMT_BUILD_DIR", os.path.join(ROOT, "build")))
+SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
+
+INTERPOSER = os.path.join(BUILD, "interpose", "libcumemtrace.so")
+SIMCUDA_DIR = os.path.join(BUILD, "tests", "simcuda")
+CLIENTS = os.path.join(BUILD, "tests", "clients")
+CUMEMTRACE = os.path.join(BUILD, "analysis", "cumemtrace")
+
+# Sanitizer builds: the sanitizer runtime must come first in LD_PRELOAD (scripts/test sets this).
+SANITIZER_PRELOAD = os.environ.get("CMT_SANITIZER_PRELOAD", "")
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def client(name):
+    """Path of a compiled test client (tests/clients/NAME.c)."""
+    return os.path.join(CLIENTS, name)
+
+
+def sim_env(memory="24GiB", preload=True, output=None, extra=None, base=None):
+    """Environment for a child: the simulated driver first on the library path, the interposer preloaded
+    (unless preload=False), the trace at `output`."""
+    env = dict(os.environ if base is None else base)
+    env["LD_LIBRARY_PATH"] = SIMCUDA_DIR + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    env["SIMCUDA_MEMORY"] = memory
+    for k in list(env):
+        if k.startswith("CUMEMTRACE_") or k.startswith("SIMCUDA_FAIL"):
+            del env[k]
+    env["SIMCUDA_MEMORY"] = memory
+    preloads = []
+    if preload:
+        if SANITIZER_PRELOAD:
+            preloads.append(SANITIZER_PRELOAD)
+        preloads.append(INTERPOSER)
+    if preloads:
+        env["LD_PRELOAD"] = ":".join(preloads)
+    else:
+        env.pop("LD_PRELOAD", None)
+    if output is not None:
+        env["CUMEMTRACE_OUTPUT"] = output
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(argv, env, timeout=120, check=True, **kw):
+    """Runs argv, returns the CompletedProcess (text mode)."""
+    p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError("%s exited %d\nstdout:\n%s\nstderr:\n%s" % (argv, p.returncode, p.stdout, p.stderr))
+    return p
+
+
+class TraceTest(unittest.TestCase):
+    """A test case with a private temporary directory and helpers to trace a client and query the result."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="cmt-test-")
+        self.tmp = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def trace(self, argv, name="trace.db", memory="24GiB", extra=None, check=True, timeout=120):
+        """Runs argv under the interposer on the simulated driver; returns (CompletedProcess, trace path)."""
+        out = self.path(name)
+        p = run(argv, sim_env(memory=memory, output=out, extra=extra), check=check, timeout=timeout)
+        return p, out
+
+    def query(self, db, sql, args=()):
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def scalar(self, db, sql, args=()):
+        rows = self.query(db, sql, args)
+        self.assertEqual(len(rows), 1, sql)
+        return rows[0][0]
