@@ -27,7 +27,11 @@ GiB = 1 << 30
 
 
 def client(name):
-    """Path of a compiled test client (tests/clients/NAME.c)."""
+    """Path of a compiled test program: tests/clients, then tests/simcuda, then examples."""
+    for d in (CLIENTS, SIMCUDA_DIR, os.path.join(BUILD, "examples")):
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            return p
     return os.path.join(CLIENTS, name)
 
 

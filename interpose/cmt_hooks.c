@@ -1,0 +1,77 @@
+/*
+ * cmt_hooks.c: the exported wrappers, one per line of hooks.def.
+ *
+ * Runs on application threads. Each wrapper returns exactly the CUresult the real driver returned; our
+ * own work happens around the call and never changes it (see cmt_record.h for what that work may do).
+ */
+#include "cmt_record.h"
+#include "cmt_resolve.h"
+
+#include "cmt_events.h"
+
+#include <stdint.h>
+
+/* Fill statements used in hooks.def. `e` is the event, `r` the driver's result. */
+#define SET(field, flag, value)                                                                         \
+    do {                                                                                                \
+        e->field = (uint64_t)(value);                                                                   \
+        e->present |= (flag);                                                                           \
+    } while (0)
+#define ADDR(v) SET(address, CMT_HAS_ADDRESS, (uintptr_t)(v))
+#define OUT_ADDR(p)                                                                                     \
+    do {                                                                                                \
+        if (r == CUDA_SUCCESS && (p))                                                                   \
+            ADDR(*(p));                                                                                 \
+    } while (0)
+#define SIZE(v) SET(size, CMT_HAS_SIZE, (v))
+#define STREAM(v) SET(stream, CMT_HAS_STREAM, (uintptr_t)(v))
+#define HANDLE(v) SET(handle, CMT_HAS_HANDLE, (uintptr_t)(v))
+#define OUT_HANDLE(p)                                                                                   \
+    do {                                                                                                \
+        if (r == CUDA_SUCCESS && (p))                                                                   \
+            HANDLE(*(p));                                                                               \
+    } while (0)
+#define AUX(v) SET(aux, CMT_HAS_AUX, (v))
+#define OUT_AUX(p)                                                                                      \
+    do {                                                                                                \
+        if (r == CUDA_SUCCESS && (p))                                                                   \
+            AUX(*(p));                                                                                  \
+    } while (0)
+/* Physical memory created for a device says so in its properties, not in the current context. */
+#define PROP_DEVICE(prop)                                                                               \
+    do {                                                                                                \
+        if ((prop) && (prop)->location.type == CU_MEM_LOCATION_TYPE_DEVICE) {                           \
+            e->device = (prop)->location.id;                                                            \
+            e->present |= CMT_HAS_DEVICE;                                                               \
+        }                                                                                               \
+    } while (0)
+/* An IPC handle does not say how large the allocation is; the driver's address range does. */
+#define IPC_SIZE(p)                                                                                     \
+    do {                                                                                                \
+        if (r == CUDA_SUCCESS && (p)) {                                                                 \
+            uint64_t sz_ = cmt_record_range_size((uint64_t)*(p));                                       \
+            if (sz_)                                                                                    \
+                SIZE(sz_);                                                                              \
+        }                                                                                               \
+    } while (0)
+
+#define CMT_HOOK(name, base, since, per_thread, when, params, args, fill)                                  \
+    CMT_EXPORT CUresult CUDAAPI name params                                                             \
+    {                                                                                                   \
+        __typeof__(&name) real = __atomic_load_n(&cmt_real_##name, __ATOMIC_ACQUIRE); \
+        if (!real)                                                                                      \
+            real = (__typeof__(&name))cmt_resolve_real(CMT_HOOK_ID_##name);                             \
+        if (!real)                                                                                      \
+            return CUDA_ERROR_NOT_INITIALIZED; /* defensive: no libcuda could be found at all */        \
+        struct cmt_call c;                                                                              \
+        if (!cmt_call_begin(&c, CMT_API_##name, CMT_WHEN_##when))                                       \
+            return real args;                                                                           \
+        CUresult r = real args;                                                                         \
+        cmt_call_end(&c, r);                                                                            \
+        struct cmt_event *e = &c.u.ev;                                                                  \
+        fill;                                                                                           \
+        cmt_call_commit(&c);                                                                            \
+        return r;                                                                                       \
+    }
+#include "hooks.def"
+#undef CMT_HOOK

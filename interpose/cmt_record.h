@@ -1,0 +1,39 @@
+/*
+ * cmt_record.h: what a wrapper does around the real driver call, on the application's thread.
+ *
+ * Runs on application threads. Never blocks on a lock, never calls SQLite, never allocates; the only
+ * driver calls are the cheap queries that place the event (current context, its device) and, after a
+ * failed allocation, cuMemGetInfo. If the queue is full it waits a bounded time for the writer, then
+ * counts the event as lost.
+ */
+#ifndef CMT_RECORD_H
+#define CMT_RECORD_H
+
+#include "cmt_event.h"
+
+#include <stdint.h>
+
+enum cmt_when { CMT_WHEN_BEFORE, CMT_WHEN_AFTER };
+
+struct cmt_call {
+    uint64_t t0;
+    int when;
+    union {
+        struct cmt_event ev;
+        unsigned char raw[sizeof(struct cmt_event) + CMT_MAX_DEPTH * sizeof(uintptr_t)];
+    } u;
+};
+
+/* Returns 1 if this call is to be recorded (then end and commit must follow), 0 to just pass through
+ * (recording off, or a driver entry point called from inside another one on this thread). */
+int cmt_call_begin(struct cmt_call *c, int api, int when);
+void cmt_call_end(struct cmt_call *c, int result);
+void cmt_call_commit(struct cmt_call *c);
+
+/* For fills: the size of the allocation containing a device address (IPC mappings), 0 if unknown. */
+uint64_t cmt_record_range_size(uint64_t address);
+
+/* In a forked child, on the thread that forked: its cached thread id belongs to the parent. */
+void cmt_record_after_fork(void);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * cmt_ring.c: bounded MPSC queue (see cmt_ring.h).
+ *
+ * Each slot starts with an atomic sequence word. A slot at position p is free for a producer when its
+ * word equals p, and holds a published event for the consumer when it equals p + 1; after consuming, the
+ * consumer sets it to p + capacity, the position at which the slot comes round again. Producers claim
+ * positions with a CAS on enqueue_pos, so two producers never write the same slot.
+ */
+#include "cmt_ring.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+struct slot_head {
+    _Atomic uint64_t seq;
+    uint64_t pad;
+};
+
+static struct slot_head *slot_at(struct cmt_ring *r, uint64_t pos)
+{
+    return (struct slot_head *)(r->slots + (pos & r->mask) * r->slot_size);
+}
+
+static struct cmt_event *slot_event(struct slot_head *h)
+{
+    return (struct cmt_event *)(h + 1);
+}
+
+int cmt_ring_init(struct cmt_ring *r, size_t capacity, unsigned max_frames)
+{
+    size_t cap = 64;
+    while (cap < capacity)
+        cap <<= 1;
+    memset(r, 0, sizeof *r);
+    r->max_frames = max_frames;
+    r->slot_size = sizeof(struct slot_head) + sizeof(struct cmt_event) + (size_t)max_frames * sizeof(uintptr_t);
+    r->slot_size = (r->slot_size + 63) & ~(size_t)63; /* whole cache lines: no false sharing between slots */
+    r->mask = cap - 1;
+    void *mem = mmap(NULL, cap * r->slot_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (mem == MAP_FAILED)
+        return -1;
+    r->slots = mem;
+    cmt_ring_reset(r);
+    return 0;
+}
+
+void cmt_ring_destroy(struct cmt_ring *r)
+{
+    if (r->slots)
+        munmap(r->slots, (r->mask + 1) * r->slot_size);
+    r->slots = NULL;
+}
+
+void cmt_ring_reset(struct cmt_ring *r)
+{
+    for (uint64_t i = 0; i <= r->mask; i++)
+        atomic_store_explicit(&slot_at(r, i)->seq, i, memory_order_relaxed);
+    __atomic_store_n(&r->dequeue_pos, 0, __ATOMIC_RELAXED);
+    atomic_store_explicit(&r->enqueue_pos, 0, memory_order_release);
+}
+
+int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
+{
+    uint64_t pos = atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed);
+    struct slot_head *h;
+    for (;;) {
+        h = slot_at(r, pos);
+        uint64_t seq = atomic_load_explicit(&h->seq, memory_order_acquire);
+        int64_t diff = (int64_t)(seq - pos);
+        if (diff == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->enqueue_pos, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (diff < 0) {
+            return -1; /* full: the slot still holds an event from one lap ago */
+        } else {
+            pos = atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed);
+        }
+    }
+    unsigned n = ev->nframes > r->max_frames ? r->max_frames : ev->nframes;
+    struct cmt_event *dst = slot_event(h);
+    memcpy(dst, ev, sizeof *ev + n * sizeof(uintptr_t));
+    dst->nframes = (uint16_t)n;
+    /* Publish: the consumer's acquire load of seq sees the event's bytes. */
+    atomic_store_explicit(&h->seq, pos + 1, memory_order_release);
+    return 0;
+}
+
+struct cmt_event *cmt_ring_peek(struct cmt_ring *r)
+{
+    struct slot_head *h = slot_at(r, r->dequeue_pos);
+    if (atomic_load_explicit(&h->seq, memory_order_acquire) != r->dequeue_pos + 1)
+        return NULL;
+    return slot_event(h);
+}
+
+void cmt_ring_release(struct cmt_ring *r)
+{
+    struct slot_head *h = slot_at(r, r->dequeue_pos);
+    atomic_store_explicit(&h->seq, r->dequeue_pos + r->mask + 1, memory_order_release);
+    /* Atomic only because cmt_ring_fill reads it from other threads. */
+    __atomic_store_n(&r->dequeue_pos, r->dequeue_pos + 1, __ATOMIC_RELAXED);
+}
+
+uint64_t cmt_ring_fill(struct cmt_ring *r)
+{
+    uint64_t in = atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed);
+    uint64_t out = __atomic_load_n(&r->dequeue_pos, __ATOMIC_RELAXED);
+    return in > out ? in - out : 0;
+}

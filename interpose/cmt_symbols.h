@@ -1,0 +1,39 @@
+/*
+ * cmt_symbols.h: turning instruction pointers into (module, function, offset), from the ELF symbol
+ * tables of the loaded objects (.symtab where present, so static functions are named too; else .dynsym).
+ *
+ * Writer thread only: it reads files and walks the loader's list, which is too slow for the hot path.
+ * Not thread-safe; one instance per process (reset in a forked child).
+ */
+#ifndef CMT_SYMBOLS_H
+#define CMT_SYMBOLS_H
+
+#include <stdint.h>
+
+struct cmt_module {
+    char *path;
+    char build_id[41]; /* hex, "" if none */
+    uintptr_t base;    /* load bias */
+    uintptr_t lo, hi;  /* address range of its loaded segments */
+    long id;           /* the writer's module_id, 0 until it wrote the row */
+    /* symbols, loaded on first use */
+    int sym_state;     /* 0 not loaded, 1 loaded, -1 unavailable */
+    void *map;
+    uint64_t map_len;
+    struct cmt_symbol *syms;
+    uint64_t nsyms;
+};
+
+struct cmt_frame_info {
+    struct cmt_module *module; /* NULL if the address is in no loaded object */
+    const char *function;      /* NULL if no symbol covers it; valid until cmt_symbols_reset */
+    uint64_t symbol_offset;
+};
+
+/* Describes ip (a return address: the lookup uses ip - 1, inside the call instruction). */
+void cmt_symbols_lookup(uintptr_t ip, struct cmt_frame_info *out);
+
+/* Forgets all modules and symbols (after fork, in the child, before a new trace). */
+void cmt_symbols_reset(void);
+
+#endif
