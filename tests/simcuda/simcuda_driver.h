@@ -1,0 +1,129 @@
+/*
+ * simcuda_driver.h: the simulated driver's shared state and the helpers its three sources share
+ * (simcuda.c: init, devices, contexts, streams, errors, fault injection, probes; simcuda_mem.c: the memory
+ * model; simcuda_proc.c: cuGetProcAddress).
+ *
+ * Runs on whatever application thread calls the driver. One mutex (sim.lock) guards all of the state below
+ * except the per-thread context stack, which is thread-local, and the call counters, which are atomic.
+ * Nothing here is exported from libcuda.so.1; nothing here ever prints on stdout.
+ */
+#ifndef SIMCUDA_DRIVER_H
+#define SIMCUDA_DRIVER_H
+
+/* Declares every concrete entry point under its real ELF name (cuMemAlloc with the 32-bit ABI next to
+ * cuMemAlloc_v2, cuMemAllocAsync next to cuMemAllocAsync_ptsz), so the compiler checks each definition
+ * against NVIDIA's prototype. Must precede the include. */
+#define __CUDA_API_VERSION_INTERNAL
+#include <cuda.h>
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "simcuda_internal.h"
+
+#pragma GCC visibility push(hidden)
+
+#define SIM_DRIVER_VERSION 13000
+#define SIM_PAGE ((uint64_t)2 << 20)        /* accounting unit and VMM granularity: 2 MiB */
+#define SIM_MAX_DEVICES 8
+/* Address layout, fixed so runs are reproducible and chosen below the window where Linux places mmap()
+ * (its randomised base lies within 1 TiB under the stack), so real host memory (pinned, managed) and
+ * simulated device addresses do not meet. Each high region is also reserved PROT_NONE in the process
+ * when it is free (best effort: the addresses stay the same when it is not). */
+#define SIM_HIGH_BASE 0x7a0000000000ull     /* device d: [SIM_HIGH_BASE + d * SIM_HIGH_SPAN, +SIM_HIGH_SPAN) */
+#define SIM_HIGH_SPAN 0x8000000000ull       /* 512 GiB of VA per device */
+#define SIM_MAX_CAPACITY (SIM_HIGH_SPAN / 2) /* room for fragmentation: first-fit VA never runs out first */
+#define SIM_VMM_BASE 0x790000000000ull      /* cuMemAddressReserve: one shared region of 1 TiB */
+#define SIM_VMM_SPAN 0x10000000000ull
+#define SIM_LOW_BASE 0x40000000ull          /* v1 (32-bit CUdeviceptr_v1) allocations: [1 GiB, 4 GiB) */
+#define SIM_LOW_LIMIT 0x100000000ull
+
+/* Counts the call of the concrete entry point NAME and returns the injected CUresult if a SIMCUDA_FAIL
+ * rule matches this call; CUDA_SUCCESS otherwise. First statement of every implemented entry point. */
+CUresult sim_enter(const char *name);
+#define SIM_ENTER() do { CUresult enter_rc_ = sim_enter(__func__); \
+                         if (enter_rc_ != CUDA_SUCCESS) return enter_rc_; } while (0)
+
+/* A first-fit allocator of address ranges inside [base, limit): freed ranges are handed out again, as a
+ * real driver's are, so the interposer's pairing of frees with allocations is tested against reuse. */
+struct sim_range {
+    uint64_t start, len;
+};
+struct sim_va {
+    uint64_t base, limit;
+    struct sim_range *used; /* sorted by start, non-overlapping */
+    int n, cap;
+};
+int sim_va_alloc(struct sim_va *va, uint64_t len, uint64_t align, uint64_t *out);
+void sim_va_free(struct sim_va *va, uint64_t start);
+
+struct CUctx_st {
+    int dev;
+    int primary;            /* the device's primary context (lives in struct sim_device) */
+    int live;               /* primary: retained; created: not destroyed */
+    unsigned int flags;
+    struct CUctx_st *next;  /* created contexts only */
+};
+
+struct CUstream_st {
+    CUcontext ctx;
+    unsigned int flags;
+    int priority;
+    struct CUstream_st *next;
+};
+
+struct sim_alloc;
+
+struct CUmemPoolHandle_st {
+    int dev;
+    int is_default;
+    int destroyed;          /* destroyed while allocations were outstanding: freed with the last one */
+    uint64_t release_threshold;
+    uint64_t reserved, reserved_high, used, used_high;
+    int reuse[3];           /* REUSE_FOLLOW_EVENT_DEPENDENCIES, _ALLOW_OPPORTUNISTIC, _ALLOW_INTERNAL_DEP. */
+    struct sim_alloc **chunks; /* every chunk the pool holds, in use or free */
+    int nchunks, cap;
+    struct CUmemPoolHandle_st *next;
+};
+
+struct sim_device {
+    uint64_t capacity_pages, used_pages;
+    struct sim_va va;
+    struct CUctx_st primary;
+    int primary_refs;
+    struct CUmemPoolHandle_st *default_pool, *current_pool;
+};
+
+struct sim_state {
+    pthread_mutex_t lock;
+    int initialized;
+    int ndev;
+    struct sim_device dev[SIM_MAX_DEVICES];
+    struct sim_va low;      /* v1 allocations of every device */
+    struct sim_va vmm;      /* cuMemAddressReserve */
+    struct CUctx_st *contexts;
+    struct CUstream_st *streams;
+    struct CUmemPoolHandle_st *pools;
+};
+extern struct sim_state sim;
+
+void sim_lock(void);
+void sim_unlock(void);
+
+/* Lock held for all below. */
+CUresult sim_check_init(void);
+/* The calling thread's current context; INVALID_CONTEXT if none or it was destroyed. */
+CUresult sim_current_ctx(CUcontext *out);
+int sim_ctx_valid(CUcontext ctx);
+/* Resolves a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a created stream) to its
+ * context. */
+CUresult sim_stream_ctx(CUstream s, CUcontext *out);
+
+/* Memory model hooks used by the context and stream code (simcuda_mem.c). */
+void sim_mem_init_device(int dev);
+void sim_mem_ctx_teardown(CUcontext ctx);     /* frees what the context owned */
+void sim_mem_sync_device(int dev);            /* a synchronize: trims pools to their release threshold */
+
+#pragma GCC visibility pop
+
+#endif
