@@ -7,5 +7,9 @@
 #define CMT_COMMANDS_H
 
 int cmd_run(int argc, char **argv);
+int cmd_report(int argc, char **argv);   /* cmd_report.c */
+int cmd_timeline(int argc, char **argv); /* cmd_timeline.c */
+int cmd_flame(int argc, char **argv);    /* cmd_flame.c */
+int cmd_diff(int argc, char **argv);     /* cmd_diff.c */
 
 #endif

@@ -15,6 +15,10 @@ struct command {
 
 static const struct command commands[] = {
     {"run", cmd_run, "run a command with GPU memory tracing: cumemtrace run [-o PATH] [--sim-gpu SIZE] -- CMD..."},
+    {"report", cmd_report, "peak, who held it, leaks, failures: cumemtrace report [--json] [--html FILE] TRACE..."},
+    {"timeline", cmd_timeline, "memory over time: cumemtrace timeline -o FILE.svg|.html|.csv|.json TRACE..."},
+    {"flame", cmd_flame, "folded stacks for flame graphs: cumemtrace flame [--at-peak|--total|--leaked] TRACE..."},
+    {"diff", cmd_diff, "compare two runs: cumemtrace diff [--json] [-o FILE.svg|.html] A B"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,180 @@
+/*
+ * analysis.h: the analyzer's model of one or several traces (one run of a program, or the per-process
+ * files of one multi-process job) and the single pass that fills it.
+ *
+ * The pass reads `SELECT ... FROM events ORDER BY seq` once per file, merging several files by time, and
+ * pairs releases with acquires in C (hash maps keyed by address per op family, and by handle for
+ * cuMemRelease): O(events). It never uses the schema's pairing views, which are for users' own SQL.
+ * Stacks are read only when asked for (cmt_stack_get), one small indexed query each, and cached.
+ *
+ * Memory accounting (issue 3): device memory counts physical bytes only: kinds device, stream_ordered
+ * (until cuMemFreeAsync) and vmm_physical (from cuMemCreate until cuMemRelease). VA reservations and
+ * mappings are address space, not memory; managed and host-pinned memory are tracked on their own.
+ * The peak is the first moment the live device bytes of all devices of all traces reached their
+ * maximum; per-device and per-process peaks are kept beside it.
+ *
+ * Runs in the `cumemtrace` command. Reads traces only through schema/cmt_db.h's cmt_db_open_read and
+ * plain SELECTs; never writes to a trace.
+ */
+#ifndef CMT_ANALYSIS_H
+#define CMT_ANALYSIS_H
+
+#include "util.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#define CMT_NO_STACK (-1)
+#define CMT_LIVE INT64_MAX
+#define CMT_NKINDS 9  /* kinds are 1..8 */
+#define CMT_NAPIS 28  /* apis are 1..27; slot 0 counts unknown ones */
+#define CMT_MAX_LAYERS 12
+
+/* True for the kinds that count as device memory. */
+#define CMT_KIND_IS_PHYSICAL(k) ((k) == 1 || (k) == 4 || (k) == 6)
+
+/* One successful acquire of memory (kinds device, managed, host_pinned, stream_ordered, vmm_physical).
+ * Reservations, mappings and IPC opens are tracked by size only. 32 bytes: 10 M events fit easily. */
+struct cmt_rec {
+    int64_t seq;      /* the acquire */
+    int64_t free_seq; /* the release paired with it, CMT_LIVE while live (and at exit: a leak) */
+    int64_t size;
+    int32_t stack_id; /* CMT_NO_STACK if none */
+    int16_t dev;      /* index into the trace's devs[] */
+    uint8_t kind;
+    uint8_t api;
+};
+
+/* A stack, symbolized for display: demangled names, innermost first, the uninteresting innermost frames
+ * (our interposer, libcuda, libcudart) folded away. */
+struct cmt_stack {
+    int nframes;
+    char **frames;
+    char *module; /* basename of the innermost kept frame's module, "[unknown]" if none */
+    char *key;    /* frames joined by '\n': the identity of a stack across runs (addresses differ) */
+};
+
+struct cmt_dev {
+    int64_t device; /* CUdevice ordinal, -1 when unknown */
+    char *name, *uuid;
+    int64_t total_bytes; /* 0 when unknown */
+    int64_t live, peak, peak_ts, peak_seq;
+};
+
+struct cmt_failure {
+    int trace;
+    int64_t seq, ts, size, result, free_bytes, total_bytes, live_bytes, device;
+    int has_free;
+    int32_t stack_id;
+    uint8_t api, kind;
+};
+
+struct cmt_map {
+    int64_t address, size;
+};
+
+struct cmt_trace {
+    char *path;
+    sqlite3 *db;
+    sqlite3_stmt *events, *stack_q;
+    int64_t pid, ppid, start_unix_ns, start_ns, end_ns, events_written, events_lost, stack_depth;
+    int has_end;
+    int finalized;
+    char *host, *exe, *argv;
+    int64_t first_ts, last_ts, last_seq_in_file;
+
+    /* filled by the pass */
+    int64_t n_events, cur_seq, api_count[CMT_NAPIS];
+    struct cmt_dev *devs;
+    size_t ndevs, devcap;
+    struct cmt_rec *recs;
+    size_t nrecs, reccap;
+    struct imap by_addr, by_reserve, by_handle, by_ipc, stack_ix;
+    struct cmt_map *maps;
+    size_t nmaps, mapcap;
+    int64_t kind_live[CMT_NKINDS], kind_peak[CMT_NKINDS];
+    int64_t live, peak, peak_ts, peak_seq; /* device memory of this process, all devices */
+    int64_t snap_seq;                      /* last seq of this trace processed at the overall peak */
+    int64_t unmatched_releases, failed_releases;
+
+    /* stack cache: stack_id -> index into stacks[] */
+    struct cmt_stack **stacks;
+    size_t nstacks, stackcap;
+};
+
+/* Timeline: per panel (one device of one trace, or the sum of everything), time buckets keeping the
+ * layer values at the bucket's highest total and at its end. */
+struct cmt_bucket {
+    int64_t max_ts, end_ts, max_total;
+    int touched;
+    int64_t maxv[CMT_MAX_LAYERS], endv[CMT_MAX_LAYERS];
+};
+struct cmt_panel {
+    int trace;   /* -1: the sum of all traces and devices (layer 0 only) */
+    int dev;
+    int64_t vals[CMT_MAX_LAYERS];
+    struct cmt_bucket *b;
+};
+
+enum cmt_layering { CMT_BY_KIND, CMT_BY_MODULE };
+
+struct cmt_options {
+    int timeline;        /* keep time buckets */
+    int points;          /* number of buckets (default 2000) */
+    enum cmt_layering by;
+};
+
+struct cmt_set {
+    struct cmt_trace **t;
+    size_t n;
+    struct cmt_options opt;
+    int64_t t0, tend; /* the time axis: earliest start, latest event or end */
+    int64_t live, peak, peak_ts, peak_seq;
+    int peak_trace;
+    struct cmt_failure *fails;
+    size_t nfails, failcap;
+    /* timeline */
+    struct cmt_panel *panels;
+    size_t npanels, panelcap;
+    int nlayers;
+    char *layer_names[CMT_MAX_LAYERS];
+    int layer_physical[CMT_MAX_LAYERS];
+    struct smap module_layer;
+};
+
+/* Opens every path (a trace file, or a directory of per-process *.db traces), validates each (format,
+ * version, not being written, not empty) and warns once on stderr about unfinalized or lossy ones. */
+int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t errlen);
+/* The one pass over the events of all traces. */
+int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, size_t errlen);
+void cmt_set_close(struct cmt_set *s);
+
+/* The symbolized stack (cached); *out is never NULL on success (an empty stack for CMT_NO_STACK). */
+int cmt_stack_get(struct cmt_trace *t, int32_t stack_id, const struct cmt_stack **out, char *err,
+                  size_t errlen);
+
+/* Which allocations an aggregation looks at. */
+enum cmt_select {
+    CMT_AT_PEAK, /* device memory live at the overall peak */
+    CMT_LEAKED,  /* device memory live at exit */
+    CMT_TOTAL,   /* every device-memory allocation, live or not */
+};
+
+/* Bytes and counts grouped by symbolized stack (key) or by module; sorted by bytes, largest first. */
+struct cmt_group {
+    const struct cmt_stack *stack; /* a representative; NULL for module groups */
+    const char *name;              /* the stack key or the module name (owned by the stack cache) */
+    int64_t bytes, count;
+};
+int cmt_group_by_stack(struct cmt_set *s, enum cmt_select sel, struct cmt_group **out, size_t *n,
+                       char *err, size_t errlen);
+int cmt_group_by_module(struct cmt_set *s, enum cmt_select sel, struct cmt_group **out, size_t *n,
+                        char *err, size_t errlen);
+
+/* Process label "exe[pid]" basename, for several traces. */
+void cmt_trace_label(const struct cmt_trace *t, char *buf, size_t len);
+
+const char *cmt_api_name(int api);
+const char *cmt_kind_name(int kind);
+
+#endif

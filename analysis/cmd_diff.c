@@ -1,0 +1,250 @@
+/*
+ * cmd_diff.c: `cumemtrace diff [--json] [--top N] [-o FILE.svg|.html] A B`
+ *
+ * Two runs of one program (each a trace or a directory of per-process traces): the peak of each and the
+ * difference; what was live at each peak, per stack and per module, stacks matched by their symbolized
+ * frames (addresses differ between runs), the largest growth first; optionally an overlay of the two
+ * timelines.
+ *
+ * Runs in the `cumemtrace` command. Prints only once everything succeeded.
+ */
+#include "commands.h"
+
+#include "chart.h"
+#include "report.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cumemtrace diff [--json] [--top N] [-o FILE.svg|FILE.html] A B\n"
+                 "  A, B      a trace or a directory of per-process traces, one run each\n"
+                 "  --json    machine-readable output (exact bytes)\n"
+                 "  --top N   rows per table in text (default 20)\n"
+                 "  -o FILE   also write the two timelines overlaid (.svg or .html)\n");
+}
+
+struct row {
+    const char *name;
+    const struct cmt_stack *stack; /* from whichever side had it */
+    int64_t a, b;
+};
+
+static int cmp_row(const void *x, const void *y)
+{
+    const struct row *p = x, *q = y;
+    int64_t dp = p->b - p->a, dq = q->b - q->a;
+    if (dp != dq)
+        return dp > dq ? -1 : 1;
+    if (p->b != q->b)
+        return p->b > q->b ? -1 : 1;
+    return strcmp(p->name, q->name);
+}
+
+/* Joins the two sides' groups by name; rows are sorted largest growth first. */
+static int join(const struct cmt_group *ga, size_t na, const struct cmt_group *gb, size_t nb, struct row **out,
+                size_t *nout)
+{
+    struct smap ix = {0};
+    struct row *r = calloc(na + nb + 1, sizeof *r);
+    size_t n = 0;
+    if (!r)
+        return -1;
+    for (int side = 0; side < 2; side++) {
+        const struct cmt_group *g = side ? gb : ga;
+        size_t ng = side ? nb : na;
+        for (size_t i = 0; i < ng; i++) {
+            int64_t *p = smap_get(&ix, g[i].name);
+            if (!p) {
+                if (smap_put(&ix, g[i].name, (int64_t)n) != 0) {
+                    smap_free(&ix);
+                    free(r);
+                    return -1;
+                }
+                r[n].name = g[i].name;
+                r[n].stack = g[i].stack;
+                p = smap_get(&ix, g[i].name);
+                n++;
+            }
+            if (side)
+                r[*p].b += g[i].bytes;
+            else
+                r[*p].a += g[i].bytes;
+        }
+    }
+    smap_free(&ix);
+    if (n)
+        qsort(r, n, sizeof *r, cmp_row);
+    *out = r;
+    *nout = n;
+    return 0;
+}
+
+static void side_json(struct sbuf *b, const struct cmt_set *s)
+{
+    sb_puts(b, "{\"paths\":[");
+    for (size_t i = 0; i < s->n; i++) {
+        sb_puts(b, i ? "," : "");
+        sb_json_str(b, s->t[i]->path);
+    }
+    sb_printf(b, "],\"peak_bytes\":%lld,\"peak_ns\":%lld,\"peak_seq\":%lld,\"failures\":%zu}", (long long)s->peak,
+              (long long)(s->peak_trace >= 0 ? s->peak_ts - s->t0 : 0), (long long)s->peak_seq, s->nfails);
+}
+
+static const char *signed_bytes(int64_t v, char buf[32])
+{
+    char t[32];
+    buf[0] = v < 0 ? '-' : v > 0 ? '+' : ' ';
+    strcpy(buf + (v != 0), cmt_bytes_str(v < 0 ? -v : v, t)); /* at most 12 characters */
+    return buf;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"top", required_argument, NULL, 't'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int json = 0, top = 20, c, status = 1;
+    const char *out_path = NULL;
+    char err[1024] = "", t1[32], t2[32], t3[32];
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 't':
+            top = atoi(optarg);
+            if (top <= 0) {
+                cmt_log("diff: --top needs a positive number");
+                return 2;
+            }
+            break;
+        case 'o': out_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            cmt_log("diff: unknown option or missing value '%s' (see 'cumemtrace diff --help')", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *ext = out_path ? strrchr(out_path, '.') : NULL;
+    int html = ext && (!strcmp(ext, ".html") || !strcmp(ext, ".htm"));
+    if (out_path && !html && !(ext && !strcmp(ext, ".svg"))) {
+        cmt_log("diff: -o takes a .svg or .html file");
+        return 2;
+    }
+    struct cmt_set a, bs;
+    struct cmt_group *sa = NULL, *sb = NULL, *ma = NULL, *mb = NULL;
+    size_t nsa = 0, nsb = 0, nma = 0, nmb = 0, nrows = 0, nmods = 0;
+    struct row *rows = NULL, *mods = NULL;
+    struct sbuf out = {0}, pic = {0};
+    struct cmt_options o = {.timeline = out_path != NULL, .points = 1000, .by = CMT_BY_KIND};
+    memset(&bs, 0, sizeof bs);
+    if (cmt_load(&a, argv + optind, 1, &o, err, sizeof err) != 0 ||
+        cmt_load(&bs, argv + optind + 1, 1, &o, err, sizeof err) != 0)
+        goto out;
+    if (cmt_group_by_stack(&a, CMT_AT_PEAK, &sa, &nsa, err, sizeof err) != 0 ||
+        cmt_group_by_stack(&bs, CMT_AT_PEAK, &sb, &nsb, err, sizeof err) != 0 ||
+        cmt_group_by_module(&a, CMT_AT_PEAK, &ma, &nma, err, sizeof err) != 0 ||
+        cmt_group_by_module(&bs, CMT_AT_PEAK, &mb, &nmb, err, sizeof err) != 0)
+        goto out;
+    if (join(sa, nsa, sb, nsb, &rows, &nrows) != 0 || join(ma, nma, mb, nmb, &mods, &nmods) != 0) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    if (json) {
+        sb_puts(&out, "{\"format\":\"cumemtrace-diff\",\"version\":1,\"a\":");
+        side_json(&out, &a);
+        sb_puts(&out, ",\"b\":");
+        side_json(&out, &bs);
+        sb_printf(&out, ",\"peak_delta_bytes\":%lld,\"stacks\":[", (long long)(bs.peak - a.peak));
+        for (size_t i = 0; i < nrows; i++) {
+            sb_printf(&out, "%s{\"a_bytes\":%lld,\"b_bytes\":%lld,\"delta_bytes\":%lld,\"module\":", i ? ",\n" : "",
+                      (long long)rows[i].a, (long long)rows[i].b, (long long)(rows[i].b - rows[i].a));
+            sb_json_str(&out, rows[i].stack->module);
+            sb_puts(&out, ",\"stack\":");
+            cmt_json_stack(&out, rows[i].stack);
+            sb_putc(&out, '}');
+        }
+        sb_puts(&out, "],\"modules\":[");
+        for (size_t i = 0; i < nmods; i++) {
+            sb_printf(&out, "%s{\"module\":", i ? "," : "");
+            sb_json_str(&out, mods[i].name);
+            sb_printf(&out, ",\"a_bytes\":%lld,\"b_bytes\":%lld,\"delta_bytes\":%lld}", (long long)mods[i].a,
+                      (long long)mods[i].b, (long long)(mods[i].b - mods[i].a));
+        }
+        sb_puts(&out, "]}\n");
+    } else {
+        sb_printf(&out, "A  %s%s\n", argv[optind], a.n > 1 ? " (several processes)" : "");
+        sb_printf(&out, "B  %s%s\n\n", argv[optind + 1], bs.n > 1 ? " (several processes)" : "");
+        sb_printf(&out, "PEAK DEVICE MEMORY\n  A %10s at %s\n", cmt_bytes_str(a.peak, t1),
+                  cmt_time_str(a.peak_trace >= 0 ? a.peak_ts - a.t0 : 0, t2));
+        sb_printf(&out, "  B %10s at %s\n", cmt_bytes_str(bs.peak, t1),
+                  cmt_time_str(bs.peak_trace >= 0 ? bs.peak_ts - bs.t0 : 0, t2));
+        sb_printf(&out, "  %12s", signed_bytes(bs.peak - a.peak, t1));
+        if (a.peak > 0)
+            sb_printf(&out, " (%+.1f%%)", 100.0 * (double)(bs.peak - a.peak) / (double)a.peak);
+        sb_printf(&out, "\n  failed allocations: A %zu, B %zu\n", a.nfails, bs.nfails);
+        sb_puts(&out, "\nLIVE AT PEAK BY STACK (largest growth first)\n");
+        sb_printf(&out, "  %10s %10s %11s  %s\n", "A", "B", "B - A", "stack (innermost first)");
+        for (size_t i = 0; i < nrows && (int)i < top; i++) {
+            sb_printf(&out, "  %10s %10s %11s  ", cmt_bytes_str(rows[i].a, t1), cmt_bytes_str(rows[i].b, t2),
+                      signed_bytes(rows[i].b - rows[i].a, t3));
+            const struct cmt_stack *k = rows[i].stack;
+            if (!k->nframes)
+                sb_printf(&out, "%s\n", k->key);
+            for (int f = 0; f < k->nframes && f < 6; f++)
+                sb_printf(&out, f ? "                                     %s\n" : "%s\n", k->frames[f]);
+            if (k->nframes > 6)
+                sb_printf(&out, "                                     ... %d more frames\n", k->nframes - 6);
+        }
+        if ((size_t)top < nrows)
+            sb_printf(&out, "  ... %zu more stacks\n", nrows - (size_t)top);
+        sb_puts(&out, "\nLIVE AT PEAK BY MODULE\n");
+        sb_printf(&out, "  %10s %10s %11s  %s\n", "A", "B", "B - A", "module");
+        for (size_t i = 0; i < nmods && (int)i < top; i++)
+            sb_printf(&out, "  %10s %10s %11s  %s\n", cmt_bytes_str(mods[i].a, t1), cmt_bytes_str(mods[i].b, t2),
+                      signed_bytes(mods[i].b - mods[i].a, t3), mods[i].name);
+    }
+    if (out_path) {
+        if (html)
+            sb_printf(&pic, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace diff</title>"
+                            "<style>%s</style></head><body>\n<h1>cumemtrace diff</h1>\n<pre>",
+                      cmt_html_style);
+        if (html && !json)
+            sb_xml(&pic, out.p);
+        if (html)
+            sb_puts(&pic, "</pre>\n");
+        if (cmt_svg_overlay(&pic, &a, argv[optind], &bs, argv[optind + 1]) != 0) {
+            snprintf(err, sizeof err, "out of memory while drawing");
+            goto out;
+        }
+        if (html)
+            sb_puts(&pic, "</body></html>\n");
+        if (sb_write(&pic, out_path, err, sizeof err) != 0)
+            goto out;
+    }
+    if (sb_write(&out, NULL, err, sizeof err) != 0)
+        goto out;
+    status = 0;
+out:
+    if (status)
+        cmt_log("%s", err);
+    free(sa);
+    free(sb);
+    free(ma);
+    free(mb);
+    free(rows);
+    free(mods);
+    sb_free(&out);
+    sb_free(&pic);
+    cmt_set_close(&a);
+    cmt_set_close(&bs);
+    return status;
+}

@@ -1,0 +1,946 @@
+/*
+ * trace.c: opening and validating traces, the one pass over their events, symbolization of stacks, and
+ * the groupings every verb prints (see analysis.h for the accounting rules).
+ *
+ * Runs in the `cumemtrace` command. Reads traces, never writes them. Returns 0 or -1 with a one-line
+ * reason in err; prints only the warnings that must be said once (unfinalized or lossy traces).
+ */
+#include "analysis.h"
+
+#include "cmt_db.h"
+#include "cmt_events.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* libstdc++'s demangler, callable from C. */
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+static const char *const api_names[CMT_NAPIS] = {
+    [0] = "unknown",
+#define X(id, name, base, op, kind) [id] = #name,
+    CMT_API_LIST(X)
+#undef X
+};
+static const char *const kind_names[CMT_NKINDS] = {
+    [0] = "unknown",
+#define X(id, name, str) [id] = str,
+    CMT_KIND_LIST(X)
+#undef X
+};
+
+const char *cmt_api_name(int api) { return api > 0 && api < CMT_NAPIS ? api_names[api] : "unknown"; }
+const char *cmt_kind_name(int kind) { return kind > 0 && kind < CMT_NKINDS ? kind_names[kind] : "unknown"; }
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* One line for an SQLite error met while reading: corruption found mid-query is the usual cause. */
+static int db_fail(struct cmt_trace *t, int rc, char *err, size_t errlen)
+{
+    int code = rc & 0xff;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        return fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+    if (code == SQLITE_NOMEM)
+        return fail(err, errlen, "%s: out of memory while reading the trace", t->path);
+    return fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
+}
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    return s ? strdup((const char *)s) : NULL;
+}
+
+void cmt_trace_label(const struct cmt_trace *t, char *buf, size_t len)
+{
+    const char *exe = t->exe ? t->exe : "?";
+    const char *slash = strrchr(exe, '/');
+    snprintf(buf, len, "%s[%lld]", slash ? slash + 1 : exe, (long long)t->pid);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Opening */
+
+static int process_alive_here(const struct cmt_trace *t)
+{
+    char host[HOST_NAME_MAX + 1] = "";
+    if (gethostname(host, sizeof host) != 0 || !t->host || strcmp(host, t->host) != 0)
+        return 0;
+    if (t->pid <= 0 || t->pid > INT_MAX)
+        return 0;
+    return kill((pid_t)t->pid, 0) == 0 || errno == EPERM;
+}
+
+static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    *empty = 0;
+    if (cmt_db_open_read(t->path, &t->db, NULL, err, errlen) != 0)
+        return -1;
+    /* Read the file through mmap: the pass reads every page once; copying each into the page cache is
+     * wasted work. A failure here only costs speed. */
+    sqlite3_exec(t->db, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
+    rc = sqlite3_prepare_v2(t->db,
+                            "SELECT pid, ppid, host, exe, argv, start_unix_ns, start_ns, end_ns, finalized,"
+                            " events_written, events_lost, stack_depth FROM process",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(t, rc, err, errlen);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        if (rc == SQLITE_DONE)
+            fail(err, errlen, "%s: incomplete trace: no process row (the program died while starting?)",
+                 t->path);
+        else
+            db_fail(t, rc, err, errlen);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    t->pid = sqlite3_column_int64(st, 0);
+    t->ppid = sqlite3_column_int64(st, 1);
+    t->host = col_text(st, 2);
+    t->exe = col_text(st, 3);
+    t->argv = col_text(st, 4);
+    t->start_unix_ns = sqlite3_column_int64(st, 5);
+    int has_start = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    t->start_ns = sqlite3_column_int64(st, 6);
+    t->has_end = sqlite3_column_type(st, 7) != SQLITE_NULL;
+    t->end_ns = sqlite3_column_int64(st, 7);
+    t->finalized = sqlite3_column_int(st, 8);
+    t->events_written = sqlite3_column_int64(st, 9);
+    t->events_lost = sqlite3_column_int64(st, 10);
+    t->stack_depth = sqlite3_column_int64(st, 11);
+    sqlite3_finalize(st);
+    st = NULL;
+
+    if (!t->finalized && process_alive_here(t))
+        return fail(err, errlen,
+                    "%s: trace still being written (process %lld is running); analyze it after it exits",
+                    t->path, (long long)t->pid);
+
+    /* The last and first events: emptiness, and the time axis before the pass. */
+    rc = sqlite3_prepare_v2(t->db,
+                            "SELECT (SELECT ts_ns FROM events ORDER BY seq DESC LIMIT 1),"
+                            " (SELECT ts_ns FROM events ORDER BY seq LIMIT 1),"
+                            " (SELECT max(seq) FROM events)",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(t, rc, err, errlen);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        db_fail(t, rc, err, errlen);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+        sqlite3_finalize(st);
+        *empty = 1;
+        return fail(err, errlen, "%s: empty trace: no events recorded (the program made no CUDA memory calls)",
+                    t->path);
+    }
+    t->last_ts = sqlite3_column_int64(st, 0);
+    t->first_ts = sqlite3_column_int64(st, 1);
+    t->last_seq_in_file = sqlite3_column_int64(st, 2);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!has_start || t->start_ns > t->first_ts)
+        t->start_ns = t->first_ts;
+
+    rc = sqlite3_prepare_v2(t->db, "SELECT device, name, total_bytes, uuid FROM devices ORDER BY device", -1,
+                            &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(t, rc, err, errlen);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct cmt_dev *d = cmt_push(&t->devs, &t->ndevs, &t->devcap, sizeof *d);
+        if (!d) {
+            sqlite3_finalize(st);
+            return fail(err, errlen, "out of memory");
+        }
+        d->device = sqlite3_column_int64(st, 0);
+        d->name = col_text(st, 1);
+        d->total_bytes = sqlite3_column_int64(st, 2);
+        d->uuid = col_text(st, 3);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_fail(t, rc, err, errlen);
+
+    rc = sqlite3_prepare_v2(t->db,
+                            "SELECT seq, ts_ns, api, op, kind, device, address, size, handle, result,"
+                            " stack_id, free_bytes, total_bytes FROM events ORDER BY seq",
+                            -1, &t->events, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(t, rc, err, errlen);
+    rc = sqlite3_prepare_v2(t->db,
+                            "SELECT f.function, m.path, f.ip, m.base FROM stacks s"
+                            " JOIN frames f ON f.frame_id = s.frame_id"
+                            " LEFT JOIN modules m ON m.module_id = f.module_id"
+                            " WHERE s.stack_id = ? ORDER BY s.depth",
+                            -1, &t->stack_q, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(t, rc, err, errlen);
+
+    if (!t->finalized)
+        cmt_log("warning: %s was not finalized (the process was killed?); analyzing the events it holds",
+                t->path);
+    if (t->events_lost > 0)
+        cmt_log("warning: %s: %lld events were lost while tracing; totals may be off", t->path,
+                (long long)t->events_lost);
+    (void)in_dir;
+    return 0;
+}
+
+static void trace_free(struct cmt_trace *t)
+{
+    if (!t)
+        return;
+    sqlite3_finalize(t->events);
+    sqlite3_finalize(t->stack_q);
+    sqlite3_close(t->db);
+    for (size_t i = 0; i < t->ndevs; i++) {
+        free(t->devs[i].name);
+        free(t->devs[i].uuid);
+    }
+    for (size_t i = 0; i < t->nstacks; i++) {
+        struct cmt_stack *k = t->stacks[i];
+        for (int j = 0; j < k->nframes; j++)
+            free(k->frames[j]);
+        free(k->frames);
+        free(k->module);
+        free(k->key);
+        free(k);
+    }
+    free(t->stacks);
+    free(t->devs);
+    free(t->recs);
+    free(t->maps);
+    imap_free(&t->by_addr);
+    imap_free(&t->by_reserve);
+    imap_free(&t->by_handle);
+    imap_free(&t->by_ipc);
+    imap_free(&t->stack_ix);
+    free(t->path);
+    free(t->host);
+    free(t->exe);
+    free(t->argv);
+    free(t);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int add_file(struct cmt_set *s, size_t *cap, const char *path, int in_dir, char *err, size_t errlen)
+{
+    struct cmt_trace *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = strdup(path))) {
+        free(t);
+        return fail(err, errlen, "out of memory");
+    }
+    int empty = 0;
+    if (trace_open(t, in_dir, &empty, err, errlen) != 0) {
+        trace_free(t);
+        /* In a directory of per-process traces, a process without events is not an error. */
+        if (in_dir && empty) {
+            cmt_log("note: %s holds no events; skipped", path);
+            return 0;
+        }
+        return -1;
+    }
+    struct cmt_trace **slot = cmt_push(&s->t, &s->n, cap, sizeof *slot);
+    if (!slot) {
+        trace_free(t);
+        return fail(err, errlen, "out of memory");
+    }
+    *slot = t;
+    return 0;
+}
+
+int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t errlen)
+{
+    size_t cap = 0;
+    memset(s, 0, sizeof *s);
+    /* One thread uses each connection: SQLite's per-call mutexes are pure cost in the pass (about a
+     * tenth of it). Refused harmlessly if SQLite was already initialized. */
+    sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+    s->peak_trace = -1;
+    for (int i = 0; i < npaths; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) != 0)
+            return fail(err, errlen, "%s: %s", paths[i], strerror(errno));
+        if (!S_ISDIR(st.st_mode)) {
+            if (add_file(s, &cap, paths[i], 0, err, errlen) != 0)
+                return -1;
+            continue;
+        }
+        DIR *d = opendir(paths[i]);
+        if (!d)
+            return fail(err, errlen, "%s: %s", paths[i], strerror(errno));
+        char **names = NULL;
+        size_t nn = 0, nc = 0;
+        struct dirent *e;
+        int bad = 0;
+        while ((e = readdir(d))) {
+            size_t l = strlen(e->d_name);
+            if (l < 4 || strcmp(e->d_name + l - 3, ".db") != 0)
+                continue;
+            char **slot = cmt_push(&names, &nn, &nc, sizeof *slot);
+            if (!slot || !(*slot = strdup(e->d_name))) {
+                bad = 1;
+                break;
+            }
+        }
+        closedir(d);
+        if (!bad)
+            qsort(names, nn, sizeof *names, cmp_str);
+        size_t before = s->n;
+        for (size_t j = 0; j < nn && !bad; j++) {
+            char full[PATH_MAX];
+            snprintf(full, sizeof full, "%s/%s", paths[i], names[j]);
+            if (add_file(s, &cap, full, 1, err, errlen) != 0)
+                bad = 2;
+        }
+        for (size_t j = 0; j < nn; j++)
+            free(names[j]);
+        free(names);
+        if (bad == 1)
+            return fail(err, errlen, "out of memory");
+        if (bad)
+            return -1;
+        if (s->n == before)
+            return fail(err, errlen, "%s: no traces with events in this directory (*.db)", paths[i]);
+    }
+    if (s->n == 0)
+        return fail(err, errlen, "no trace given");
+    s->t0 = INT64_MAX;
+    s->tend = INT64_MIN;
+    for (size_t i = 0; i < s->n; i++) {
+        struct cmt_trace *t = s->t[i];
+        if (t->start_ns < s->t0)
+            s->t0 = t->start_ns;
+        int64_t end = t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts;
+        if (end > s->tend)
+            s->tend = end;
+    }
+    return 0;
+}
+
+void cmt_set_close(struct cmt_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        trace_free(s->t[i]);
+    free(s->t);
+    free(s->fails);
+    for (size_t i = 0; i < s->npanels; i++)
+        free(s->panels[i].b);
+    free(s->panels);
+    for (int i = 0; i < CMT_MAX_LAYERS; i++)
+        free(s->layer_names[i]);
+    smap_free(&s->module_layer);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Stacks */
+
+static const char *base_name(const char *p)
+{
+    const char *s = p ? strrchr(p, '/') : NULL;
+    return s ? s + 1 : p;
+}
+
+/* Our interposer, the driver and the runtime are how every allocation arrives, never why. */
+static int uninteresting_module(const char *path)
+{
+    const char *b = base_name(path);
+    return b && (!strncmp(b, "libcumemtrace", 13) || !strncmp(b, "libcuda", 7));
+}
+
+static char *frame_name(const char *function, const char *module, int64_t ip, int64_t base, int has_mod)
+{
+    char buf[128];
+    if (function && *function) {
+        int status = -1;
+        char *d = function[0] == '_' && function[1] == 'Z' ? __cxa_demangle(function, NULL, NULL, &status)
+                                                           : NULL;
+        if (d && status == 0) {
+            /* flame graphs' folded format separates frames with ';' and ends at a newline */
+            for (char *p = d; *p; p++)
+                if (*p == ';' || *p == '\n')
+                    *p = ',';
+            return d;
+        }
+        free(d);
+        return strdup(function);
+    }
+    if (has_mod)
+        snprintf(buf, sizeof buf, "%s+0x%llx", base_name(module), (unsigned long long)(ip - base));
+    else
+        snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)ip);
+    return strdup(buf);
+}
+
+static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char *err, size_t errlen)
+{
+    struct cmt_stack *k = calloc(1, sizeof *k);
+    struct sbuf key = {0};
+    size_t cap = 0, n = 0;
+    int rc = SQLITE_DONE, folding = 1;
+    if (!k)
+        goto oom;
+    if (stack_id != CMT_NO_STACK) {
+        sqlite3_reset(t->stack_q);
+        sqlite3_bind_int64(t->stack_q, 1, stack_id);
+        while ((rc = sqlite3_step(t->stack_q)) == SQLITE_ROW) {
+            const char *fn = (const char *)sqlite3_column_text(t->stack_q, 0);
+            const char *mod = (const char *)sqlite3_column_text(t->stack_q, 1);
+            int has_mod = sqlite3_column_type(t->stack_q, 1) != SQLITE_NULL;
+            if (folding && has_mod && uninteresting_module(mod))
+                continue;
+            if (folding)
+                k->module = strdup(has_mod ? base_name(mod) : "[unknown]");
+            folding = 0;
+            char **slot = cmt_push(&k->frames, &n, &cap, sizeof *slot);
+            if (!slot)
+                goto oom;
+            k->nframes = (int)n;
+            *slot = frame_name(fn, mod, sqlite3_column_int64(t->stack_q, 2), sqlite3_column_int64(t->stack_q, 3),
+                               has_mod);
+            if (!*slot)
+                goto oom;
+            if (n > 1)
+                sb_putc(&key, '\n');
+            sb_puts(&key, *slot);
+        }
+        sqlite3_reset(t->stack_q);
+        if (rc != SQLITE_DONE) {
+            db_fail(t, rc, err, errlen);
+            goto error;
+        }
+    }
+    if (!k->module)
+        k->module = strdup(stack_id == CMT_NO_STACK ? "[no stack]" : "[unknown]");
+    if (n == 0)
+        sb_puts(&key, stack_id == CMT_NO_STACK ? "[no stack]" : "[no frames]");
+    if (key.oom || !key.p || !k->module)
+        goto oom;
+    k->key = key.p;
+    return k;
+oom:
+    fail(err, errlen, "out of memory");
+error:
+    if (k) {
+        for (int j = 0; j < k->nframes; j++)
+            free(k->frames[j]);
+        free(k->frames);
+        free(k->module);
+        free(k);
+    }
+    sb_free(&key);
+    return NULL;
+}
+
+int cmt_stack_get(struct cmt_trace *t, int32_t stack_id, const struct cmt_stack **out, char *err, size_t errlen)
+{
+    int64_t *ix = imap_get(&t->stack_ix, (uint64_t)(int64_t)stack_id);
+    if (ix) {
+        *out = t->stacks[*ix];
+        return 0;
+    }
+    struct cmt_stack *k = stack_load(t, stack_id, err, errlen);
+    if (!k)
+        return -1;
+    struct cmt_stack **slot = cmt_push(&t->stacks, &t->nstacks, &t->stackcap, sizeof *slot);
+    if (!slot || imap_put(&t->stack_ix, (uint64_t)(int64_t)stack_id, (int64_t)t->nstacks - 1) != 0) {
+        if (slot)
+            t->nstacks--;
+        free(k->key);
+        for (int j = 0; j < k->nframes; j++)
+            free(k->frames[j]);
+        free(k->frames);
+        free(k->module);
+        free(k);
+        return fail(err, errlen, "out of memory");
+    }
+    *slot = k;
+    *out = k;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * The pass */
+
+static int dev_slot(struct cmt_trace *t, int has_dev, int64_t device)
+{
+    int64_t want = has_dev ? device : -1;
+    for (size_t i = 0; i < t->ndevs; i++)
+        if (t->devs[i].device == want)
+            return (int)i;
+    struct cmt_dev *d = cmt_push(&t->devs, &t->ndevs, &t->devcap, sizeof *d);
+    if (!d)
+        return -1;
+    d->device = want;
+    return (int)t->ndevs - 1;
+}
+
+static struct cmt_panel *panel_get(struct cmt_set *s, int trace, int dev)
+{
+    for (size_t i = 0; i < s->npanels; i++)
+        if (s->panels[i].trace == trace && s->panels[i].dev == dev)
+            return &s->panels[i];
+    struct cmt_panel *p = cmt_push(&s->panels, &s->npanels, &s->panelcap, sizeof *p);
+    if (!p)
+        return NULL;
+    p->trace = trace;
+    p->dev = dev;
+    p->b = calloc((size_t)s->opt.points, sizeof *p->b);
+    if (!p->b) {
+        s->npanels--;
+        return NULL;
+    }
+    return p;
+}
+
+static void panel_sample(struct cmt_set *s, struct cmt_panel *p, int64_t ts)
+{
+    int64_t span = s->tend - s->t0;
+    int64_t rel = ts - s->t0;
+    int nb = s->opt.points;
+    int i = span > 0 ? (int)((double)rel / (double)span * nb) : 0;
+    if (i < 0)
+        i = 0;
+    if (i >= nb)
+        i = nb - 1;
+    struct cmt_bucket *b = &p->b[i];
+    int64_t total = 0;
+    for (int l = 0; l < s->nlayers; l++)
+        if (s->layer_physical[l])
+            total += p->vals[l];
+    if (!b->touched || total > b->max_total) {
+        b->max_total = total;
+        b->max_ts = ts;
+        memcpy(b->maxv, p->vals, sizeof b->maxv);
+    }
+    b->touched = 1;
+    b->end_ts = ts;
+    memcpy(b->endv, p->vals, sizeof b->endv);
+}
+
+/* The timeline layer of an allocation: its kind, or the module its stack was made in. */
+static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec *r, char *err, size_t errlen)
+{
+    if (s->opt.by == CMT_BY_KIND) {
+        switch (r->kind) {
+        case CMT_KIND_DEVICE: return 0;
+        case CMT_KIND_STREAM_ORDERED: return 1;
+        case CMT_KIND_VMM_PHYSICAL: return 2;
+        case CMT_KIND_MANAGED: return 3;
+        case CMT_KIND_HOST_PINNED: return 4;
+        default: return -2;
+        }
+    }
+    if (!CMT_KIND_IS_PHYSICAL(r->kind))
+        return -2;
+    const struct cmt_stack *k;
+    if (cmt_stack_get(t, r->stack_id, &k, err, errlen) != 0)
+        return -1;
+    int64_t *l = smap_get(&s->module_layer, k->module);
+    if (l)
+        return (int)*l;
+    /* First modules seen get their own layer; the last layer collects the rest. */
+    int ix = s->nlayers < CMT_MAX_LAYERS - 1 ? s->nlayers : CMT_MAX_LAYERS - 1;
+    if (ix == s->nlayers) {
+        s->layer_names[ix] = strdup(ix == CMT_MAX_LAYERS - 1 ? "other" : k->module);
+        s->layer_physical[ix] = 1;
+        s->nlayers++;
+        if (!s->layer_names[ix])
+            return fail(err, errlen, "out of memory");
+    }
+    if (smap_put(&s->module_layer, k->module, ix) != 0)
+        return fail(err, errlen, "out of memory");
+    return ix;
+}
+
+/* Applies +size or -size of an allocation to every counter and, for device memory, the peaks. */
+static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int sign, int64_t seq, int64_t ts,
+                   char *err, size_t errlen)
+{
+    struct cmt_trace *t = s->t[ti];
+    int64_t d = sign * r->size;
+    t->kind_live[r->kind] += d;
+    if (t->kind_live[r->kind] > t->kind_peak[r->kind])
+        t->kind_peak[r->kind] = t->kind_live[r->kind];
+    if (CMT_KIND_IS_PHYSICAL(r->kind)) {
+        struct cmt_dev *dv = &t->devs[r->dev];
+        dv->live += d;
+        if (dv->live > dv->peak) {
+            dv->peak = dv->live;
+            dv->peak_ts = ts;
+            dv->peak_seq = seq;
+        }
+        t->live += d;
+        if (t->live > t->peak) {
+            t->peak = t->live;
+            t->peak_ts = ts;
+            t->peak_seq = seq;
+        }
+        s->live += d;
+        if (s->live > s->peak) {
+            s->peak = s->live;
+            s->peak_ts = ts;
+            s->peak_seq = seq;
+            s->peak_trace = (int)ti;
+            /* Remember how far each trace had got: what was live then is decided after the pass. */
+            for (size_t i = 0; i < s->n; i++)
+                s->t[i]->snap_seq = s->t[i]->cur_seq;
+        }
+    }
+    if (s->opt.timeline) {
+        int l = layer_of(s, t, r, err, errlen);
+        if (l == -1)
+            return -1;
+        if (l >= 0) {
+            struct cmt_panel *p = panel_get(s, (int)ti, r->dev);
+            if (!p)
+                return fail(err, errlen, "out of memory");
+            p->vals[l] += d;
+            panel_sample(s, p, ts);
+        }
+        if (CMT_KIND_IS_PHYSICAL(r->kind)) {
+            struct cmt_panel *all = panel_get(s, -1, 0);
+            if (!all)
+                return fail(err, errlen, "out of memory");
+            all->vals[0] = s->live;
+            panel_sample(s, all, ts);
+        }
+    }
+    return 0;
+}
+
+enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESULT, C_STACK, C_FREE, C_TOTAL };
+
+static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *err, size_t errlen)
+{
+    struct cmt_trace *t = s->t[ti];
+    int64_t seq = sqlite3_column_int64(st, C_SEQ), ts = sqlite3_column_int64(st, C_TS);
+    int api = sqlite3_column_int(st, C_API), op = sqlite3_column_int(st, C_OP), kind = sqlite3_column_int(st, C_KIND);
+    int64_t addr = sqlite3_column_int64(st, C_ADDR), size = sqlite3_column_int64(st, C_SIZE);
+    int64_t result = sqlite3_column_int64(st, C_RESULT);
+    int has_dev = sqlite3_column_type(st, C_DEV) != SQLITE_NULL;
+    int64_t device = sqlite3_column_int64(st, C_DEV);
+    int32_t stack_id = sqlite3_column_type(st, C_STACK) == SQLITE_NULL ? CMT_NO_STACK
+                                                                        : (int32_t)sqlite3_column_int64(st, C_STACK);
+    t->n_events++;
+    t->cur_seq = seq;
+    t->api_count[api > 0 && api < CMT_NAPIS ? api : 0]++;
+    if (kind < 0 || kind >= CMT_NKINDS)
+        kind = 0;
+
+    if (result != 0) {
+        if (!CMT_OP_IS_ACQUIRE(op)) {
+            t->failed_releases++;
+            return 0;
+        }
+        struct cmt_failure *f = cmt_push(&s->fails, &s->nfails, &s->failcap, sizeof *f);
+        if (!f)
+            return fail(err, errlen, "out of memory");
+        f->trace = (int)ti;
+        f->seq = seq;
+        f->ts = ts;
+        f->size = size;
+        f->result = result;
+        f->has_free = sqlite3_column_type(st, C_FREE) != SQLITE_NULL;
+        f->free_bytes = sqlite3_column_int64(st, C_FREE);
+        f->total_bytes = sqlite3_column_int64(st, C_TOTAL);
+        f->live_bytes = t->live;
+        f->device = has_dev ? device : -1;
+        f->stack_id = stack_id;
+        f->api = (uint8_t)(api > 0 && api < CMT_NAPIS ? api : 0);
+        f->kind = (uint8_t)kind;
+        return 0;
+    }
+
+    switch (op) {
+    case CMT_OP_ALLOC:
+    case CMT_OP_CREATE: {
+        if (op == CMT_OP_CREATE)
+            kind = CMT_KIND_VMM_PHYSICAL;
+        int dv = dev_slot(t, has_dev, device);
+        struct cmt_rec *r = cmt_push(&t->recs, &t->nrecs, &t->reccap, sizeof *r);
+        if (dv < 0 || !r)
+            return fail(err, errlen, "out of memory");
+        r->seq = seq;
+        r->free_seq = CMT_LIVE;
+        r->size = size;
+        r->stack_id = stack_id;
+        r->dev = (int16_t)dv;
+        r->kind = (uint8_t)kind;
+        r->api = (uint8_t)(api > 0 && api < CMT_NAPIS ? api : 0);
+        int64_t ix = (int64_t)t->nrecs - 1;
+        /* A second acquire of a live address (should not happen) leaves the first one live forever. */
+        if (imap_put(op == CMT_OP_CREATE ? &t->by_handle : &t->by_addr,
+                     (uint64_t)sqlite3_column_int64(st, op == CMT_OP_CREATE ? C_HANDLE : C_ADDR), ix) != 0)
+            return fail(err, errlen, "out of memory");
+        return account(s, ti, r, +1, seq, ts, err, errlen);
+    }
+    case CMT_OP_FREE:
+    case CMT_OP_RELEASE: {
+        int64_t ix;
+        uint64_t key = (uint64_t)(op == CMT_OP_RELEASE ? sqlite3_column_int64(st, C_HANDLE) : addr);
+        if (!imap_del(op == CMT_OP_RELEASE ? &t->by_handle : &t->by_addr, key, &ix)) {
+            t->unmatched_releases++; /* allocated before tracing began, or never allocated */
+            return 0;
+        }
+        struct cmt_rec *r = &t->recs[ix];
+        r->free_seq = seq;
+        return account(s, ti, r, -1, seq, ts, err, errlen);
+    }
+    case CMT_OP_RESERVE:
+    case CMT_OP_IPC_OPEN: {
+        int k = op == CMT_OP_RESERVE ? CMT_KIND_VA_RESERVATION : CMT_KIND_IPC;
+        if (imap_put(op == CMT_OP_RESERVE ? &t->by_reserve : &t->by_ipc, (uint64_t)addr, size) != 0)
+            return fail(err, errlen, "out of memory");
+        t->kind_live[k] += size;
+        if (t->kind_live[k] > t->kind_peak[k])
+            t->kind_peak[k] = t->kind_live[k];
+        return 0;
+    }
+    case CMT_OP_UNRESERVE:
+    case CMT_OP_IPC_CLOSE: {
+        int k = op == CMT_OP_UNRESERVE ? CMT_KIND_VA_RESERVATION : CMT_KIND_IPC;
+        int64_t sz;
+        if (imap_del(op == CMT_OP_UNRESERVE ? &t->by_reserve : &t->by_ipc, (uint64_t)addr, &sz))
+            t->kind_live[k] -= sz;
+        else
+            t->unmatched_releases++;
+        return 0;
+    }
+    case CMT_OP_MAP: {
+        struct cmt_map *m = cmt_push(&t->maps, &t->nmaps, &t->mapcap, sizeof *t->maps);
+        if (!m)
+            return fail(err, errlen, "out of memory");
+        m->address = addr;
+        m->size = size;
+        t->kind_live[CMT_KIND_VMM_MAPPING] += size;
+        if (t->kind_live[CMT_KIND_VMM_MAPPING] > t->kind_peak[CMT_KIND_VMM_MAPPING])
+            t->kind_peak[CMT_KIND_VMM_MAPPING] = t->kind_live[CMT_KIND_VMM_MAPPING];
+        return 0;
+    }
+    case CMT_OP_UNMAP: {
+        /* One unmap may cover several mappings; mappings are few, a scan is enough. */
+        int found = 0;
+        for (size_t i = 0; i < t->nmaps;) {
+            int64_t a = t->maps[i].address;
+            if (a == addr || (size > 0 && a >= addr && a - addr < size)) {
+                t->kind_live[CMT_KIND_VMM_MAPPING] -= t->maps[i].size;
+                t->maps[i] = t->maps[--t->nmaps];
+                found = 1;
+            } else {
+                i++;
+            }
+        }
+        if (!found)
+            t->unmatched_releases++;
+        return 0;
+    }
+    default:
+        return 0; /* trim, or an op newer than this analyzer: nothing to account */
+    }
+}
+
+int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, size_t errlen)
+{
+    s->opt = *o;
+    if (s->opt.points <= 0)
+        s->opt.points = 2000;
+    if (s->opt.timeline) {
+        if (s->opt.by == CMT_BY_KIND) {
+            static const char *names[] = {"device", "stream_ordered", "vmm_physical", "managed", "host_pinned"};
+            for (int i = 0; i < 5; i++) {
+                s->layer_names[i] = strdup(names[i]);
+                s->layer_physical[i] = i < 3;
+                if (!s->layer_names[i])
+                    return fail(err, errlen, "out of memory");
+            }
+            s->nlayers = 5;
+        } else {
+            s->nlayers = 0;
+        }
+    }
+    /* Prime one row per trace, then always take the earliest: several processes share one clock
+     * (CLOCK_MONOTONIC), so the merged order is the order things happened on this host. Within a trace
+     * the order is seq, which the writer made consistent. */
+    int *live = calloc(s->n, sizeof *live);
+    if (!live)
+        return fail(err, errlen, "out of memory");
+    int rc = 0;
+    size_t active = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        int r = sqlite3_step(s->t[i]->events);
+        if (r == SQLITE_ROW) {
+            live[i] = 1;
+            active++;
+        } else if (r != SQLITE_DONE) {
+            rc = db_fail(s->t[i], r, err, errlen);
+            goto out;
+        }
+    }
+    while (active) {
+        size_t best = 0;
+        int64_t best_ts = INT64_MAX;
+        if (s->n == 1) {
+            best = 0;
+        } else {
+            for (size_t i = 0; i < s->n; i++) {
+                if (!live[i])
+                    continue;
+                int64_t ts = sqlite3_column_int64(s->t[i]->events, C_TS);
+                if (ts < best_ts) {
+                    best_ts = ts;
+                    best = i;
+                }
+            }
+        }
+        if (handle_event(s, best, s->t[best]->events, err, errlen) != 0) {
+            rc = -1;
+            goto out;
+        }
+        int r = sqlite3_step(s->t[best]->events);
+        if (r != SQLITE_ROW) {
+            live[best] = 0;
+            active--;
+            if (r != SQLITE_DONE) {
+                rc = db_fail(s->t[best], r, err, errlen);
+                goto out;
+            }
+        }
+    }
+    /* Traces that never reached a peak (no device memory at all) keep snap_seq = 0: nothing live. */
+out:
+    free(live);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Groupings */
+
+static int rec_selected(const struct cmt_trace *t, const struct cmt_rec *r, enum cmt_select sel, int peak_set)
+{
+    if (!CMT_KIND_IS_PHYSICAL(r->kind))
+        return 0;
+    switch (sel) {
+    case CMT_AT_PEAK: return peak_set && r->seq <= t->snap_seq && r->free_seq > t->snap_seq;
+    case CMT_LEAKED: return r->free_seq == CMT_LIVE;
+    case CMT_TOTAL: return 1;
+    }
+    return 0;
+}
+
+static int cmp_group(const void *a, const void *b)
+{
+    const struct cmt_group *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes > y->bytes ? -1 : 1;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int group(struct cmt_set *s, enum cmt_select sel, int by_module, struct cmt_group **out, size_t *nout,
+                 char *err, size_t errlen)
+{
+    struct smap ix = {0};
+    struct cmt_group *g = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    *out = NULL;
+    *nout = 0;
+    for (size_t ti = 0; ti < s->n; ti++) {
+        struct cmt_trace *t = s->t[ti];
+        /* First by stack id within the trace (cheap), then by symbolized key across traces. */
+        struct imap per = {0};
+        struct { int32_t stack; int64_t bytes, count; } *acc = NULL;
+        size_t na = 0, ca = 0;
+        int bad = 0;
+        for (size_t i = 0; i < t->nrecs && !bad; i++) {
+            const struct cmt_rec *r = &t->recs[i];
+            if (!rec_selected(t, r, sel, s->peak_trace >= 0))
+                continue;
+            int64_t *p = imap_get(&per, (uint64_t)(int64_t)r->stack_id);
+            if (!p) {
+                if (!cmt_push(&acc, &na, &ca, sizeof *acc) ||
+                    imap_put(&per, (uint64_t)(int64_t)r->stack_id, (int64_t)na - 1) != 0) {
+                    bad = 1;
+                    break;
+                }
+                acc[na - 1].stack = r->stack_id;
+                p = imap_get(&per, (uint64_t)(int64_t)r->stack_id);
+            }
+            acc[*p].bytes += r->size;
+            acc[*p].count++;
+        }
+        imap_free(&per);
+        for (size_t i = 0; i < na && !bad; i++) {
+            const struct cmt_stack *k;
+            if (cmt_stack_get(t, acc[i].stack, &k, err, errlen) != 0) {
+                bad = 2;
+                break;
+            }
+            const char *name = by_module ? k->module : k->key;
+            int64_t *p = smap_get(&ix, name);
+            if (!p) {
+                struct cmt_group *e = cmt_push(&g, &n, &cap, sizeof *e);
+                if (!e || smap_put(&ix, name, (int64_t)n - 1) != 0) {
+                    bad = 1;
+                    break;
+                }
+                e->stack = by_module ? NULL : k;
+                e->name = name;
+                p = smap_get(&ix, name);
+            }
+            g[*p].bytes += acc[i].bytes;
+            g[*p].count += acc[i].count;
+        }
+        free(acc);
+        if (bad == 1)
+            fail(err, errlen, "out of memory");
+        if (bad)
+            goto out;
+    }
+    if (n)
+        qsort(g, n, sizeof *g, cmp_group);
+    *out = g;
+    *nout = n;
+    g = NULL;
+    rc = 0;
+out:
+    free(g);
+    smap_free(&ix);
+    return rc;
+}
+
+int cmt_group_by_stack(struct cmt_set *s, enum cmt_select sel, struct cmt_group **out, size_t *n, char *err,
+                       size_t errlen)
+{
+    return group(s, sel, 0, out, n, err, errlen);
+}
+
+int cmt_group_by_module(struct cmt_set *s, enum cmt_select sel, struct cmt_group **out, size_t *n, char *err,
+                        size_t errlen)
+{
+    return group(s, sel, 1, out, n, err, errlen);
+}

@@ -1,0 +1,419 @@
+/*
+ * util.c: buffers, escaping, units, hash maps and logging for the analyzer (see util.h).
+ *
+ * Runs in the `cumemtrace` command only. Never touches SQLite; never prints on stdout except through
+ * sb_write, which the verbs call once, after the analysis succeeded.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cmt_log(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cumemtrace: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int grow(struct sbuf *b, size_t need)
+{
+    if (b->oom)
+        return -1;
+    if (b->len + need + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + need + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (grow(b, n) != 0)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+void sb_puts(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+void sb_putc(struct sbuf *b, char c) { sb_put(b, &c, 1); }
+
+void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof small) {
+        sb_put(b, small, (size_t)n);
+        return;
+    }
+    if (grow(b, (size_t)n) != 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void sb_json_str(struct sbuf *b, const char *s)
+{
+    if (!s) {
+        sb_puts(b, "null");
+        return;
+    }
+    sb_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': sb_puts(b, "\\\""); break;
+        case '\\': sb_puts(b, "\\\\"); break;
+        case '\n': sb_puts(b, "\\n"); break;
+        case '\r': sb_puts(b, "\\r"); break;
+        case '\t': sb_puts(b, "\\t"); break;
+        default:
+            if (*p < 0x20)
+                sb_printf(b, "\\u%04x", *p);
+            else
+                sb_putc(b, (char)*p);
+        }
+    }
+    sb_putc(b, '"');
+}
+
+void sb_xml(struct sbuf *b, const char *s)
+{
+    if (!s)
+        return;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '&': sb_puts(b, "&amp;"); break;
+        case '<': sb_puts(b, "&lt;"); break;
+        case '>': sb_puts(b, "&gt;"); break;
+        case '"': sb_puts(b, "&quot;"); break;
+        case '\'': sb_puts(b, "&#39;"); break;
+        default:
+            if (*p >= 0x20 || *p == '\n' || *p == '\t')
+                sb_putc(b, (char)*p);
+        }
+    }
+}
+
+void sb_free(struct sbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+int sb_write(const struct sbuf *b, const char *path, char *err, size_t errlen)
+{
+    if (b->oom) {
+        snprintf(err, errlen, "out of memory while formatting the output");
+        return -1;
+    }
+    int to_stdout = !path || !strcmp(path, "-");
+    FILE *f = to_stdout ? stdout : fopen(path, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = b->len ? fwrite(b->p, 1, b->len, f) : 0;
+    int bad = n != b->len || fflush(f) != 0;
+    if (!to_stdout && fclose(f) != 0)
+        bad = 1;
+    if (bad) {
+        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+const char *cmt_bytes_str(int64_t bytes, char buf[32])
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int neg = bytes < 0;
+    double v = neg ? -(double)bytes : (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 5) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, 32, "%s%lld B", neg ? "-" : "", (long long)(neg ? -bytes : bytes));
+    else if (v < 10) {
+        /* three significant digits below 10 (1.25 GiB), trailing zero dropped but one decimal kept */
+        char num[16];
+        snprintf(num, sizeof num, "%.2f", v);
+        size_t l = strlen(num);
+        if (num[l - 1] == '0' && num[l - 2] != '.')
+            num[l - 1] = 0;
+        snprintf(buf, 32, "%s%s %s", neg ? "-" : "", num, units[u]);
+    } else
+        snprintf(buf, 32, "%s%.1f %s", neg ? "-" : "", v, units[u]);
+    return buf;
+}
+
+const char *cmt_count_str(int64_t n, char buf[32])
+{
+    char raw[32];
+    int neg = n < 0;
+    snprintf(raw, sizeof raw, "%llu", (unsigned long long)(neg ? -(n + 1) + 1ULL : (uint64_t)n));
+    size_t len = strlen(raw), o = 0;
+    if (neg)
+        buf[o++] = '-';
+    for (size_t i = 0; i < len; i++) {
+        if (i && (len - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+const char *cmt_time_str(int64_t ns, char buf[32])
+{
+    double a = ns < 0 ? -(double)ns : (double)ns;
+    const char *sign = ns < 0 ? "-" : "";
+    if (a >= 1e9)
+        snprintf(buf, 32, "%s%.3f s", sign, a / 1e9);
+    else if (a >= 1e6)
+        snprintf(buf, 32, "%s%.1f ms", sign, a / 1e6);
+    else if (a >= 1e3)
+        snprintf(buf, 32, "%s%.1f us", sign, a / 1e3);
+    else
+        snprintf(buf, 32, "%s%.0f ns", sign, a);
+    return buf;
+}
+
+const char *cmt_result_name(int64_t r)
+{
+    switch (r) {
+    case 0: return "CUDA_SUCCESS";
+    case 1: return "CUDA_ERROR_INVALID_VALUE";
+    case 2: return "CUDA_ERROR_OUT_OF_MEMORY";
+    case 3: return "CUDA_ERROR_NOT_INITIALIZED";
+    case 4: return "CUDA_ERROR_DEINITIALIZED";
+    case 100: return "CUDA_ERROR_NO_DEVICE";
+    case 101: return "CUDA_ERROR_INVALID_DEVICE";
+    case 201: return "CUDA_ERROR_INVALID_CONTEXT";
+    case 400: return "CUDA_ERROR_INVALID_HANDLE";
+    case 700: return "CUDA_ERROR_ILLEGAL_ADDRESS";
+    case 801: return "CUDA_ERROR_NOT_SUPPORTED";
+    case 999: return "CUDA_ERROR_UNKNOWN";
+    default: return NULL;
+    }
+}
+
+/* ---- integer map: linear probing, backward-shift deletion (no tombstones) ---- */
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+#define IMAP_EMPTY UINT64_MAX
+
+static int imap_grow(struct imap *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 1024;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    int64_t *vals = malloc(cap * sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    memset(keys, 0xff, cap * sizeof *keys);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i] == IMAP_EMPTY)
+            continue;
+        size_t j = mix64(m->keys[i]) & (cap - 1);
+        while (keys[j] != IMAP_EMPTY)
+            j = (j + 1) & (cap - 1);
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    return 0;
+}
+
+int imap_put(struct imap *m, uint64_t key, int64_t val)
+{
+    if ((m->n + 1) * 2 > m->cap && imap_grow(m) != 0)
+        return -1;
+    size_t j = mix64(key) & (m->cap - 1);
+    while (m->keys[j] != IMAP_EMPTY && m->keys[j] != key)
+        j = (j + 1) & (m->cap - 1);
+    if (m->keys[j] == IMAP_EMPTY)
+        m->n++;
+    m->keys[j] = key;
+    m->vals[j] = val;
+    return 0;
+}
+
+int64_t *imap_get(const struct imap *m, uint64_t key)
+{
+    if (!m->cap)
+        return NULL;
+    size_t j = mix64(key) & (m->cap - 1);
+    while (m->keys[j] != IMAP_EMPTY) {
+        if (m->keys[j] == key)
+            return &m->vals[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    return NULL;
+}
+
+int imap_del(struct imap *m, uint64_t key, int64_t *val)
+{
+    if (!m->cap)
+        return 0;
+    size_t mask = m->cap - 1, j = mix64(key) & mask;
+    while (m->keys[j] != key) {
+        if (m->keys[j] == IMAP_EMPTY)
+            return 0;
+        j = (j + 1) & mask;
+    }
+    if (val)
+        *val = m->vals[j];
+    /* Backward shift: move later members of the probe run into the hole so lookups never stop early. */
+    size_t hole = j;
+    for (size_t k = (j + 1) & mask; m->keys[k] != IMAP_EMPTY; k = (k + 1) & mask) {
+        size_t home = mix64(m->keys[k]) & mask;
+        int movable = hole <= k ? (home <= hole || home > k) : (home <= hole && home > k);
+        if (movable) {
+            m->keys[hole] = m->keys[k];
+            m->vals[hole] = m->vals[k];
+            hole = k;
+        }
+    }
+    m->keys[hole] = IMAP_EMPTY;
+    m->n--;
+    return 1;
+}
+
+void imap_free(struct imap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- string map ---- */
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+int64_t *smap_get(const struct smap *m, const char *key)
+{
+    if (!m->cap)
+        return NULL;
+    size_t j = str_hash(key) & (m->cap - 1);
+    while (m->keys[j]) {
+        if (!strcmp(m->keys[j], key))
+            return &m->vals[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    return NULL;
+}
+
+int smap_put(struct smap *m, const char *key, int64_t val)
+{
+    int64_t *old = smap_get(m, key);
+    if (old) {
+        *old = val;
+        return 0;
+    }
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 256;
+        char **keys = calloc(cap, sizeof *keys);
+        int64_t *vals = calloc(cap, sizeof *vals);
+        if (!keys || !vals) {
+            free(keys);
+            free(vals);
+            return -1;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->keys[i])
+                continue;
+            size_t j = str_hash(m->keys[i]) & (cap - 1);
+            while (keys[j])
+                j = (j + 1) & (cap - 1);
+            keys[j] = m->keys[i];
+            vals[j] = m->vals[i];
+        }
+        free(m->keys);
+        free(m->vals);
+        m->keys = keys;
+        m->vals = vals;
+        m->cap = cap;
+    }
+    char *copy = strdup(key);
+    if (!copy)
+        return -1;
+    size_t j = str_hash(key) & (m->cap - 1);
+    while (m->keys[j])
+        j = (j + 1) & (m->cap - 1);
+    m->keys[j] = copy;
+    m->vals[j] = val;
+    m->n++;
+    return 0;
+}
+
+void smap_free(struct smap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->keys[i]);
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz)
+{
+    char **arr = arrp;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        char *p = realloc(*arr, nc * esz);
+        if (!p)
+            return NULL;
+        *arr = p;
+        *cap = nc;
+    }
+    char *e = *arr + (*n)++ * esz;
+    memset(e, 0, esz);
+    return e;
+}
+
+char *cmt_strdup(const char *s) { return s ? strdup(s) : NULL; }

@@ -1,0 +1,67 @@
+/*
+ * util.h: the analyzer's small tools: a growable text buffer (every verb builds its whole output in one
+ * and prints it only once the analysis succeeded, so a failure never leaves half an answer on stdout),
+ * JSON/XML escaping, human units, hash maps keyed by integers and by strings, and the one logging function.
+ *
+ * Runs in the `cumemtrace` command only. Never touches SQLite.
+ */
+#ifndef CMT_UTIL_H
+#define CMT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- the one logging function: "cumemtrace: " + message + newline on stderr ---- */
+void cmt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- growable text buffer; an allocation failure sets oom and later writes are dropped ---- */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_put(struct sbuf *b, const char *s, size_t n);
+void sb_puts(struct sbuf *b, const char *s);
+void sb_putc(struct sbuf *b, char c);
+void sb_json_str(struct sbuf *b, const char *s); /* "..." with JSON escapes; NULL becomes null */
+void sb_xml(struct sbuf *b, const char *s);      /* text with &<>"' escaped */
+void sb_free(struct sbuf *b);
+/* Writes the buffer to path ("-" or NULL: stdout). 0 or -1 with a reason in err. */
+int sb_write(const struct sbuf *b, const char *path, char *err, size_t errlen);
+
+/* ---- human units (text output only; JSON carries exact integers) ---- */
+const char *cmt_bytes_str(int64_t bytes, char buf[32]);  /* "1.5 GiB", "512 B" */
+const char *cmt_count_str(int64_t n, char buf[32]);      /* "10,000,000" */
+const char *cmt_time_str(int64_t ns, char buf[32]);      /* "3.214 s", "12.5 ms", "840 us" */
+const char *cmt_result_name(int64_t result);             /* "CUDA_ERROR_OUT_OF_MEMORY" or NULL */
+
+/* ---- open-addressing map from uint64 to int64; UINT64_MAX is reserved as the empty slot ---- */
+struct imap {
+    uint64_t *keys;
+    int64_t *vals;
+    size_t cap, n;
+};
+int imap_put(struct imap *m, uint64_t key, int64_t val); /* insert or replace; -1 on allocation failure */
+int64_t *imap_get(const struct imap *m, uint64_t key);  /* NULL if absent */
+int imap_del(struct imap *m, uint64_t key, int64_t *val); /* 1 removed (old value in *val), 0 absent */
+void imap_free(struct imap *m);
+
+/* ---- map from string (copied) to int64 ---- */
+struct smap {
+    char **keys;
+    int64_t *vals;
+    size_t cap, n;
+};
+int64_t *smap_get(const struct smap *m, const char *key);
+int smap_put(struct smap *m, const char *key, int64_t val);
+void smap_free(struct smap *m);
+
+/* A pointer vector append: grows *arr (element size esz) to hold *n + 1 elements; returns the new
+ * element (zeroed) or NULL. */
+void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz);
+
+char *cmt_strdup(const char *s); /* NULL-safe */
+
+#endif
