@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,8 @@ static _Atomic int stop_requested;
 static _Atomic int writer_done;    /* the file is finalized and closed (or was never opened) */
 static _Atomic int wake_word;
 static _Atomic int writer_tid;
-/* Held around every SQLite call, and by fork() (see cmt_writer_fork_prepare). */
+static _Atomic int writer_started; /* writer_main holds fork_lock */
+/* Held by the writer whenever it is awake, and by fork() (see idle() and cmt_writer_fork_prepare). */
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- writer-thread state ------------------------------------------------------------------------ */
@@ -188,12 +190,9 @@ static int step_reset(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int exec_locked(const char *sql)
+static int exec_sql(const char *sql)
 {
-    pthread_mutex_lock(&fork_lock);
-    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    pthread_mutex_unlock(&fork_lock);
-    return rc == SQLITE_OK ? 0 : -1;
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
 static int commit(void)
@@ -205,7 +204,7 @@ static int commit(void)
              (unsigned long long)events_written, (unsigned long long)atomic_load(&cmt_lost));
     in_txn = 0;
     last_commit_ns = cmt_now_ns();
-    if (exec_locked(sql) != 0)
+    if (exec_sql(sql) != 0)
         return sql_fail("commit");
     return 0;
 }
@@ -214,7 +213,7 @@ static int begin(void)
 {
     if (in_txn)
         return 0;
-    if (exec_locked("BEGIN") != 0)
+    if (exec_sql("BEGIN") != 0)
         return sql_fail("begin");
     in_txn = 1;
     return 0;
@@ -385,7 +384,6 @@ static int open_trace(void)
         return -1;
     }
     char err[512];
-    pthread_mutex_lock(&fork_lock);
     rc = cmt_db_create(trace_path, &db, err, sizeof err);
     if (rc == 0 && (write_process_rows() != 0 ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_EVENT, -1, &st_event, NULL) != SQLITE_OK ||
@@ -395,7 +393,6 @@ static int open_trace(void)
         snprintf(err, sizeof err, "%s", sqlite3_errmsg(db));
         rc = -1;
     }
-    pthread_mutex_unlock(&fork_lock);
     if (rc != 0) {
         cmt_log("cannot create trace %s: %s; the program runs on without recording", trace_path, err);
         return -1;
@@ -552,7 +549,6 @@ static int write_event(const struct cmt_event *e)
 {
     uint64_t sid = 0;
     int rc = 0;
-    pthread_mutex_lock(&fork_lock);
     if (note_thread(e->tid) != 0 || ((e->present & CMT_HAS_DEVICE) && e->device >= 0 && note_device(e->device) != 0) ||
         (e->nframes && stack_id(e->frames, e->nframes, &sid) != 0)) {
         rc = -1;
@@ -581,7 +577,6 @@ static int write_event(const struct cmt_event *e)
     if (rc == 0)
         events_written++;
 out:
-    pthread_mutex_unlock(&fork_lock);
     return rc;
 }
 
@@ -618,6 +613,17 @@ static long drain(long max)
     return n;
 }
 
+/* Sleeps until woken or timeout_ns. The only time the writer lets go of fork_lock: fork() happens while
+ * the writer is asleep, never while it is inside SQLite, the symbol tables or even malloc (whose locks,
+ * held by us, a sanitizer's allocator would hand the child locked). */
+static void idle(uint64_t timeout_ns)
+{
+    pthread_mutex_unlock(&fork_lock);
+    futex_wait(&wake_word, 0, timeout_ns);
+    atomic_store(&wake_word, 0);
+    pthread_mutex_lock(&fork_lock);
+}
+
 /* After our own failure: keep taking events off the queue so that producers never wait on us. */
 static void discard_forever(void)
 {
@@ -625,33 +631,28 @@ static void discard_forever(void)
     while (!atomic_load(&stop_requested)) {
         while (cmt_ring_peek(&cmt_queue))
             cmt_ring_release(&cmt_queue);
-        futex_wait(&wake_word, 0, 50 * 1000 * 1000);
-        atomic_store(&wake_word, 0);
+        idle(50 * 1000 * 1000);
     }
 }
 
 static void close_trace(void)
 {
     char err[512];
-    if (commit() == 0) {
-        pthread_mutex_lock(&fork_lock);
-        if (cmt_db_finalize(db, (long long)cmt_now_ns(), err, sizeof err) != 0)
-            cmt_log("cannot finalize %s: %s (its events are intact)", trace_path, err);
-        pthread_mutex_unlock(&fork_lock);
-    }
-    pthread_mutex_lock(&fork_lock);
+    if (commit() == 0 && cmt_db_finalize(db, (long long)cmt_now_ns(), err, sizeof err) != 0)
+        cmt_log("cannot finalize %s: %s (its events are intact)", trace_path, err);
     sqlite3_finalize(st_event);
     sqlite3_finalize(st_stack);
     sqlite3_finalize(st_frame);
     sqlite3_finalize(st_module);
     sqlite3_close(db);
-    pthread_mutex_unlock(&fork_lock);
     db = NULL;
 }
 
 static void *writer_main(void *arg)
 {
     (void)arg;
+    pthread_mutex_lock(&fork_lock); /* held whenever we are not asleep: see idle() */
+    atomic_store(&writer_started, 1);
     atomic_store(&writer_tid, (int)syscall(SYS_gettid));
     pthread_setname_np(pthread_self(), "cumemtrace");
     reset_state(); /* a trace after a failed exec starts from nothing */
@@ -664,9 +665,7 @@ static void *writer_main(void *arg)
     for (;;) {
         long n = drain(BATCH_EVENTS);
         if (n < 0) {
-            pthread_mutex_lock(&fork_lock);
             sqlite3_close(db);
-            pthread_mutex_unlock(&fork_lock);
             db = NULL;
             discard_forever();
             goto done;
@@ -688,8 +687,7 @@ static void *writer_main(void *arg)
                 continue;
             break;
         }
-        futex_wait(&wake_word, 0, idle_ns);
-        atomic_store(&wake_word, 0);
+        idle(idle_ns);
         if (idle_ns < 50 * 1000 * 1000)
             idle_ns *= 2;
     }
@@ -697,6 +695,7 @@ static void *writer_main(void *arg)
 done:
     atomic_store(&writer_alive, 0);
     atomic_store(&writer_done, 1);
+    pthread_mutex_unlock(&fork_lock);
     return NULL;
 }
 
@@ -707,6 +706,7 @@ int cmt_writer_start(void)
         return 0; /* another thread started it, or recording is off */
     atomic_store(&stop_requested, 0);
     atomic_store(&writer_done, 0);
+    atomic_store(&writer_started, 0);
     atomic_store(&writer_alive, 1);
     sigset_t all, old;
     sigfillset(&all);
@@ -723,6 +723,10 @@ int cmt_writer_start(void)
         cmt_runtime_disable("cannot start the writer thread");
         return -1;
     }
+    /* Once, for microseconds: until the new thread holds fork_lock, a fork() could catch it half-born
+     * (inside the thread library or a sanitizer's bookkeeping). */
+    while (!atomic_load(&writer_started) && !atomic_load(&writer_done))
+        sched_yield();
     return 0;
 }
 

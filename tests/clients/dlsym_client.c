@@ -48,10 +48,12 @@ int main(void)
         .suffix_async = "_ptsz",
     };
     /* RTLD_NEXT lookups made by others must be untouched: from the program, the next definition of
-     * dlopen is libc's, found through our dlsym's tail jump with the program as caller. */
+     * dlopen is the first one after the program (libc's, or a sanitizer's), never one found relative to
+     * the interposer, which is what a dlsym wrapper that calls the real one from its own frame gets. */
     void *next_dlopen = dlsym(RTLD_NEXT, "dlopen");
     Dl_info info;
-    if (!next_dlopen || !dladdr(next_dlopen, &info) || !strstr(info.dli_fname, "libc.so")) {
+    if (!next_dlopen || next_dlopen != dlsym(RTLD_DEFAULT, "dlopen") || !dladdr(next_dlopen, &info) ||
+        strstr(info.dli_fname, "cumemtrace")) {
         fprintf(stderr, "dlsym(RTLD_NEXT, dlopen) did not come from libc: %s\n",
                 next_dlopen && dladdr(next_dlopen, &info) ? info.dli_fname : "(null)");
         return 1;
