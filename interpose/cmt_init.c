@@ -30,6 +30,9 @@ _Atomic uint64_t cmt_seq;
 _Atomic uint64_t cmt_lost;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+/* This process's pid as of init or the last fork: a different getpid() means we run in a vfork child (or a
+ * raw clone), which shares our memory and our writer and must leave both alone. */
+static _Atomic pid_t own_pid;
 static _Atomic int init_result = -1;
 static _Atomic int disable_reported;
 
@@ -108,10 +111,14 @@ static void do_init(void)
     v = getenv("CUMEMTRACE_QUEUE");
     if (v && *v && strtol(v, NULL, 10) > 0)
         cmt_config.queue = (unsigned)strtol(v, NULL, 10);
+    v = getenv("CUMEMTRACE_DEBUG_WRITER_DELAY_MS");
+    if (v && *v)
+        cmt_config.debug_writer_delay_ms = (unsigned)strtoul(v, NULL, 10);
     read_prog_name();
     read_env();
     cmt_config.start_ns = cmt_now_ns();
     cmt_config.start_unix_ns = unix_ns();
+    atomic_store(&own_pid, getpid());
     if (cmt_ring_init(&cmt_queue, cmt_config.queue, cmt_config.depth) != 0) {
         cmt_runtime_disable("cannot allocate the event queue");
         return;
@@ -188,6 +195,7 @@ static void fork_parent(void)
  * own file at its first event. */
 static void fork_child(void)
 {
+    atomic_store(&own_pid, getpid());
     cmt_writer_fork_child();
     cmt_record_after_fork();
     int st = atomic_load(&cmt_state);
@@ -216,13 +224,21 @@ __attribute__((constructor)) static void cmt_init(void)
 
 /* The process image is about to be replaced: finish the file. If exec fails, recording resumes into a
  * new file at the next event. */
+static int in_vfork_child(void)
+{
+    return getpid() != atomic_load(&own_pid);
+}
+
 static void before_exec(void)
 {
-    finish(EXIT_WAIT_MS);
+    if (!in_vfork_child())
+        finish(EXIT_WAIT_MS);
 }
 
 static void after_failed_exec(void)
 {
+    if (in_vfork_child())
+        return;
     int expected = CMT_CLOSED;
     atomic_compare_exchange_strong(&cmt_state, &expected, CMT_IDLE);
 }
@@ -277,6 +293,25 @@ __attribute__((visibility("default"))) int fexecve(int fd, char *const argv[], c
     after_failed_exec();
     errno = saved;
     return rc;
+}
+
+/* _exit skips destructors: programs use it to end forked children (Python's os._exit, multiprocessing).
+ * Such a child's own trace is finished first, like exit's. exit() itself reaches the kernel without
+ * coming through here. */
+__attribute__((visibility("default"), noreturn)) void _exit(int status)
+{
+    if (!in_vfork_child())
+        finish(EXIT_WAIT_MS);
+    REAL(_exit)(status);
+    __builtin_unreachable();
+}
+
+__attribute__((visibility("default"), noreturn)) void _Exit(int status)
+{
+    if (!in_vfork_child())
+        finish(EXIT_WAIT_MS);
+    REAL(_Exit)(status);
+    __builtin_unreachable();
 }
 
 /* The execl family takes its arguments as a list: gather them, then go through execve/execvp above. */

@@ -39,6 +39,9 @@ static __thread int tls_dev;
 
 static uintptr_t self_lo, self_hi;
 
+/* The queue position at which the writer was last found stuck (UINT64_MAX: never). */
+static _Atomic uint64_t stalled_at = UINT64_MAX;
+
 static int current_tid(void)
 {
     /* Cached per thread; the thread that forks gets its cache cleared in the child (cmt_record_after_fork). */
@@ -164,7 +167,8 @@ void cmt_call_commit(struct cmt_call *c)
     struct cmt_event *e = &c->u.ev;
     if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE)
         cmt_writer_start();
-    /* Wait for room rather than lose the event, but never forever: 2 s, then count it as lost. */
+    /* Wait for room rather than lose the event, but never forever: 2 s, then count it as lost. A writer
+     * found stuck once is not waited for again until it has taken something off the queue. */
     const struct timespec pause = {0, 50 * 1000};
     for (unsigned waited_us = 0;; waited_us += 50) {
         int st = atomic_load_explicit(&cmt_state, memory_order_acquire);
@@ -175,7 +179,13 @@ void cmt_call_commit(struct cmt_call *c)
                 cmt_writer_wake();
             break;
         }
-        if (!cmt_writer_alive() || waited_us >= 2000000 || cmt_writer_is_self()) {
+        uint64_t taken = __atomic_load_n(&cmt_queue.dequeue_pos, __ATOMIC_RELAXED);
+        if (!cmt_writer_alive() || cmt_writer_is_self() || taken == atomic_load(&stalled_at)) {
+            atomic_fetch_add_explicit(&cmt_lost, 1, memory_order_relaxed);
+            break;
+        }
+        if (waited_us >= 2000000) {
+            atomic_store(&stalled_at, taken);
             atomic_fetch_add_explicit(&cmt_lost, 1, memory_order_relaxed);
             break;
         }
@@ -188,6 +198,7 @@ void cmt_call_commit(struct cmt_call *c)
 
 void cmt_record_after_fork(void)
 {
+    atomic_store(&stalled_at, UINT64_MAX);
     tls_tid = 0;
     tls_ctx = 0;
 }

@@ -8,6 +8,7 @@
  *   exec       allocates, then execs itself as "after-exec", which allocates 6 MiB and returns 0
  *   after-exec (internal)
  *   exec-fail  execs a path that does not exist, then allocates 7 MiB and returns 0
+ *   vfork      vforks a child that execs /bin/true, then allocates 8 MiB and returns 0
  * Prints "pid PID" lines for every process that allocates, so tests can find their files.
  */
 #include "ops.h"
@@ -76,6 +77,17 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "exec")) {
         execl("/proc/self/exe", argv[0], "after-exec", (char *)NULL);
         return 98;
+    }
+    if (!strcmp(mode, "vfork")) {
+        pid_t pid = vfork();
+        if (pid == 0) {
+            execl("/bin/true", "true", (char *)NULL);
+            _exit(127);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        alloc_mib(8);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
     }
     if (!strcmp(mode, "exec-fail")) {
         execl("/nonexistent/program", "x", (char *)NULL);

@@ -52,7 +52,7 @@ struct ops {
         }                                                                                               \
     } while (0)
 
-#define MiB (1024ull * 1024)
+#define MiB ((size_t)1024 * 1024)
 
 /* Distinct, non-inlined functions so that stack tests can find them by name. */
 __attribute__((noinline)) static CUdeviceptr client_alloc_weights(struct ops *o, size_t size)
@@ -80,7 +80,7 @@ __attribute__((noinline)) static void client_try_huge(struct ops *o, size_t size
     printf("fail cuMemAlloc_v2 %zu %d\n", size, (int)r);
 }
 
-static void run_ops(struct ops *o)
+static inline void run_ops(struct ops *o)
 {
     CUdevice dev;
     CUcontext ctx;
