@@ -170,7 +170,8 @@ void cmt_call_commit(struct cmt_call *c)
     /* Wait for room rather than lose the event, but never forever: 2 s, then count it as lost. A writer
      * found stuck once is not waited for again until it has taken something off the queue. */
     const struct timespec pause = {0, 50 * 1000};
-    for (unsigned waited_us = 0;; waited_us += 50) {
+    uint64_t deadline = 0;
+    for (;;) {
         int st = atomic_load_explicit(&cmt_state, memory_order_acquire);
         if (st == CMT_DISABLED)
             break; /* our failure was reported; the file is gone, so nothing is "lost" from it */
@@ -184,7 +185,10 @@ void cmt_call_commit(struct cmt_call *c)
             atomic_fetch_add_explicit(&cmt_lost, 1, memory_order_relaxed);
             break;
         }
-        if (waited_us >= 2000000) {
+        uint64_t now = cmt_now_ns();
+        if (!deadline)
+            deadline = now + 2000000000ull;
+        if (now >= deadline) {
             atomic_store(&stalled_at, taken);
             atomic_fetch_add_explicit(&cmt_lost, 1, memory_order_relaxed);
             break;
