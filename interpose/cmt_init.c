@@ -119,6 +119,7 @@ static void do_init(void)
     cmt_config.start_ns = cmt_now_ns();
     cmt_config.start_unix_ns = unix_ns();
     atomic_store(&own_pid, getpid());
+    cmt_record_init();
     if (cmt_ring_init(&cmt_queue, cmt_config.queue, cmt_config.depth) != 0) {
         cmt_runtime_disable("cannot allocate the event queue");
         return;

@@ -109,8 +109,6 @@ int cmt_call_begin(struct cmt_call *c, int api, int when)
         return 0;
     if (cmt_runtime_init() != 0)
         return 0;
-    if (!self_hi)
-        cmt_resolve_self_range(&self_lo, &self_hi);
     tls_depth++;
     int saved = errno;
     struct cmt_event *e = &c->u.ev;
@@ -198,6 +196,11 @@ void cmt_call_commit(struct cmt_call *c)
     }
     tls_depth--;
     errno = saved;
+}
+
+void cmt_record_init(void)
+{
+    cmt_resolve_self_range(&self_lo, &self_hi);
 }
 
 void cmt_record_after_fork(void)

@@ -33,6 +33,9 @@ void cmt_call_commit(struct cmt_call *c);
 /* For fills: the size of the allocation containing a device address (IPC mappings), 0 if unknown. */
 uint64_t cmt_record_range_size(uint64_t address);
 
+/* Once, from cmt_runtime_init, before any call is recorded. */
+void cmt_record_init(void);
+
 /* In a forked child, on the thread that forked: its cached thread id belongs to the parent. */
 void cmt_record_after_fork(void);
 
