@@ -54,8 +54,9 @@ typedef void *(*dlsym_fn)(void *, const char *);
 /* Read by the assembly trampoline below: hidden, so it is reached without a GOT. */
 __attribute__((visibility("hidden"))) dlsym_fn cmt_dlsym_tail;
 
-/* dlvsym is not overridden, so this cannot recurse into our dlsym. */
-__attribute__((visibility("hidden"))) dlsym_fn cmt_dlsym_init(void)
+/* dlvsym is not overridden, so this cannot recurse into our dlsym. Never instrumented: a sanitizer's
+ * runtime calls dlsym (so, here) while initializing itself, before its instrumentation can run. */
+__attribute__((visibility("hidden"), no_sanitize("thread", "address", "undefined"))) dlsym_fn cmt_dlsym_init(void)
 {
     dlsym_fn f = __atomic_load_n(&cmt_dlsym_tail, __ATOMIC_ACQUIRE);
     if (f)

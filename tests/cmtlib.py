@@ -45,6 +45,10 @@ def sim_env(memory="24GiB", preload=True, output=None, extra=None, base=None):
         if k.startswith("CUMEMTRACE_") or k.startswith("SIMCUDA_FAIL"):
             del env[k]
     env["SIMCUDA_MEMORY"] = memory
+    # The TSan suite records no stacks: libunwind's per-thread cache destructor runs after TSan has
+    # already torn down the exiting thread, and crashes inside TSan (scripts/test sets this).
+    if os.environ.get("CMT_TEST_STACK_DEPTH"):
+        env["CUMEMTRACE_STACK_DEPTH"] = os.environ["CMT_TEST_STACK_DEPTH"]
     preloads = []
     if preload:
         if SANITIZER_PRELOAD:
