@@ -246,55 +246,22 @@ static void after_failed_exec(void)
 
 #define REAL(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
 
-__attribute__((visibility("default"))) int execve(const char *path, char *const argv[], char *const envp[])
-{
-    before_exec();
-    int rc = REAL(execve)(path, argv, envp);
-    int saved = errno;
-    after_failed_exec();
-    errno = saved;
-    return rc;
-}
-
-__attribute__((visibility("default"))) int execv(const char *path, char *const argv[])
-{
-    before_exec();
-    int rc = REAL(execv)(path, argv);
-    int saved = errno;
-    after_failed_exec();
-    errno = saved;
-    return rc;
-}
-
-__attribute__((visibility("default"))) int execvp(const char *file, char *const argv[])
-{
-    before_exec();
-    int rc = REAL(execvp)(file, argv);
-    int saved = errno;
-    after_failed_exec();
-    errno = saved;
-    return rc;
-}
-
-__attribute__((visibility("default"))) int execvpe(const char *file, char *const argv[], char *const envp[])
-{
-    before_exec();
-    int rc = REAL(execvpe)(file, argv, envp);
-    int saved = errno;
-    after_failed_exec();
-    errno = saved;
-    return rc;
-}
-
-__attribute__((visibility("default"))) int fexecve(int fd, char *const argv[], char *const envp[])
-{
-    before_exec();
-    int rc = REAL(fexecve)(fd, argv, envp);
-    int saved = errno;
-    after_failed_exec();
-    errno = saved;
-    return rc;
-}
+/* exec replaces the image only if it succeeds: finish the trace first, resume into a new file if not. */
+#define EXEC_WRAPPER(name, params, args)                                                                \
+    __attribute__((visibility("default"))) int name params                                              \
+    {                                                                                                   \
+        before_exec();                                                                                  \
+        int rc = REAL(name) args;                                                                       \
+        int saved = errno;                                                                              \
+        after_failed_exec();                                                                            \
+        errno = saved;                                                                                  \
+        return rc;                                                                                      \
+    }
+EXEC_WRAPPER(execve, (const char *path, char *const argv[], char *const envp[]), (path, argv, envp))
+EXEC_WRAPPER(execv, (const char *path, char *const argv[]), (path, argv))
+EXEC_WRAPPER(execvp, (const char *file, char *const argv[]), (file, argv))
+EXEC_WRAPPER(execvpe, (const char *file, char *const argv[], char *const envp[]), (file, argv, envp))
+EXEC_WRAPPER(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
 
 /* _exit skips destructors: programs use it to end forked children (Python's os._exit, multiprocessing).
  * Such a child's own trace is finished first, like exit's. exit() itself reaches the kernel without

@@ -18,16 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void setup(void)
-{
-    CUdevice dev;
-    CUcontext ctx;
-    CHECK(cuInit(0));
-    CHECK(cuDeviceGet(&dev, 0));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
-}
-
 static void alloc_mib(size_t n)
 {
     CUdeviceptr p;
@@ -42,7 +32,7 @@ __attribute__((noinline)) static void leave_from_nested(void)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "return";
-    setup();
+    client_setup();
     printf("pid %d\n", (int)getpid());
     fflush(stdout);
     if (!strcmp(mode, "after-exec")) {

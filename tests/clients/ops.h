@@ -54,6 +54,18 @@ struct ops {
 
 #define MiB ((size_t)1024 * 1024)
 
+/* cuInit, device 0's primary context made current: what every client does first. */
+static inline CUcontext client_setup(void)
+{
+    CUdevice dev;
+    CUcontext ctx;
+    CHECK(cuInit(0));
+    CHECK(cuDeviceGet(&dev, 0));
+    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
+    CHECK(cuCtxSetCurrent(ctx));
+    return ctx;
+}
+
 /* Distinct, non-inlined functions so that stack tests can find them by name. */
 __attribute__((noinline)) static CUdeviceptr client_alloc_weights(struct ops *o, size_t size)
 {

@@ -9,20 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static CUcontext setup(void)
-{
-    CUdevice dev;
-    CUcontext ctx;
-    CHECK(cuInit(0));
-    CHECK(cuDeviceGet(&dev, 0));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
-    return ctx;
-}
-
 static int run_pool(void)
 {
-    setup();
+    client_setup();
     CUmemPoolProps props;
     memset(&props, 0, sizeof props);
     props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
@@ -49,7 +38,7 @@ static int run_pool(void)
 
 static int run_ipc(void)
 {
-    setup();
+    client_setup();
     printf("pid %d\n", (int)getpid());
     CUdeviceptr p;
     CHECK(cuMemAlloc_v2(&p, 6 * MiB));
