@@ -116,12 +116,15 @@ struct cmt_panel {
     struct cmt_bucket *b;
 };
 
-enum cmt_layering { CMT_BY_KIND, CMT_BY_MODULE };
+enum cmt_layering { CMT_BY_KIND, CMT_BY_MODULE, CMT_BY_COMPONENT };
+
+struct cmt_rules; /* torch.h */
 
 struct cmt_options {
     int timeline;        /* keep time buckets */
     int points;          /* number of buckets (default 2000) */
     enum cmt_layering by;
+    const struct cmt_rules *rules; /* CMT_BY_COMPONENT: the component rules (by stack, no lifetimes) */
 };
 
 struct cmt_set {

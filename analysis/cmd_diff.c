@@ -12,6 +12,7 @@
 
 #include "chart.h"
 #include "report.h"
+#include "torch.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -143,6 +144,8 @@ int cmd_diff(int argc, char **argv)
     struct cmt_group *sa = NULL, *sb = NULL, *ma = NULL, *mb = NULL;
     size_t nsa = 0, nsb = 0, nma = 0, nmb = 0, nrows = 0, nmods = 0;
     struct row *rows = NULL, *mods = NULL;
+    struct cmt_torch xa = {0}, xb = {0};
+    struct cmt_torch_options to = {0};
     struct sbuf out = {0}, pic = {0};
     struct cmt_options o = {.timeline = out_path != NULL, .points = 1000, .by = CMT_BY_KIND};
     memset(&bs, 0, sizeof bs);
@@ -153,6 +156,8 @@ int cmd_diff(int argc, char **argv)
         cmt_group_by_stack(&bs, CMT_AT_PEAK, &sb, &nsb, err, sizeof err) != 0 ||
         cmt_group_by_module(&a, CMT_AT_PEAK, &ma, &nma, err, sizeof err) != 0 ||
         cmt_group_by_module(&bs, CMT_AT_PEAK, &mb, &nmb, err, sizeof err) != 0)
+        goto out;
+    if (cmt_torch_build(&xa, &a, &to, err, sizeof err) != 0 || cmt_torch_build(&xb, &bs, &to, err, sizeof err) != 0)
         goto out;
     if (join(sa, nsa, sb, nsb, &rows, &nrows) != 0 || join(ma, nma, mb, nmb, &mods, &nmods) != 0) {
         snprintf(err, sizeof err, "out of memory");
@@ -178,6 +183,29 @@ int cmd_diff(int argc, char **argv)
             sb_json_str(&out, mods[i].name);
             sb_printf(&out, ",\"a_bytes\":%lld,\"b_bytes\":%lld,\"delta_bytes\":%lld}", (long long)mods[i].a,
                       (long long)mods[i].b, (long long)(mods[i].b - mods[i].a));
+        }
+        sb_puts(&out, "],\"components\":[");
+        for (int c = 0, f = 1; c < CMT_NCOMP; c++) {
+            if (!xa.comp_peak[c] && !xb.comp_peak[c])
+                continue;
+            sb_printf(&out, "%s{\"name\":\"%s\",\"a_bytes_at_peak\":%lld,\"b_bytes_at_peak\":%lld,\"delta_bytes\":%lld}",
+                      f ? "" : ",", cmt_comp_names[c], (long long)xa.comp_peak[c], (long long)xb.comp_peak[c],
+                      (long long)(xb.comp_peak[c] - xa.comp_peak[c]));
+            f = 0;
+        }
+        sb_printf(&out, "],\"ooms\":{\"a\":%zu,\"b\":%zu},\"fragmentation\":[", xa.nooms, xb.nooms);
+        for (size_t i = 0; i < xa.nfrag || i < xb.nfrag; i++) {
+            sb_printf(&out, "%s{\"device\":%lld", i ? "," : "",
+                      (long long)(i < xa.nfrag ? xa.frag[i].device : xb.frag[i].device));
+            for (int side = 0; side < 2; side++) {
+                const struct cmt_torch *x = side ? &xb : &xa;
+                if (i < x->nfrag && x->frag[i].end_reserved > 0)
+                    sb_printf(&out, ",\"%s_end\":%.6f", side ? "b" : "a",
+                              (double)(x->frag[i].end_reserved - x->frag[i].end_alloc) / (double)x->frag[i].end_reserved);
+                else
+                    sb_printf(&out, ",\"%s_end\":null", side ? "b" : "a");
+            }
+            sb_putc(&out, '}');
         }
         sb_puts(&out, "]}\n");
     } else {
@@ -211,6 +239,20 @@ int cmd_diff(int argc, char **argv)
         for (size_t i = 0; i < nmods && (int)i < top; i++)
             sb_printf(&out, "  %10s %10s %11s  %s\n", cmt_bytes_str(mods[i].a, t1), cmt_bytes_str(mods[i].b, t2),
                       signed_bytes(mods[i].b - mods[i].a, t3), mods[i].name);
+        sb_puts(&out, "\nCOMPONENTS AT PEAK\n");
+        sb_printf(&out, "  %10s %10s %11s  %s\n", "A", "B", "B - A", "component");
+        for (int c = 0; c < CMT_NCOMP; c++)
+            if (xa.comp_peak[c] || xb.comp_peak[c])
+                sb_printf(&out, "  %10s %10s %11s  %s\n", cmt_bytes_str(xa.comp_peak[c], t1),
+                          cmt_bytes_str(xb.comp_peak[c], t2), signed_bytes(xb.comp_peak[c] - xa.comp_peak[c], t3),
+                          cmt_comp_names[c]);
+        sb_printf(&out, "  out-of-memory events: A %zu, B %zu\n", xa.nooms, xb.nooms);
+        for (size_t i = 0; i < xa.nfrag && i < xb.nfrag; i++)
+            sb_printf(&out, "  fragmentation at the end, device %lld: A %.1f%%, B %.1f%%\n", (long long)xa.frag[i].device,
+                      xa.frag[i].end_reserved ? 100.0 * (double)(xa.frag[i].end_reserved - xa.frag[i].end_alloc) /
+                                                    (double)xa.frag[i].end_reserved : 0.0,
+                      xb.frag[i].end_reserved ? 100.0 * (double)(xb.frag[i].end_reserved - xb.frag[i].end_alloc) /
+                                                    (double)xb.frag[i].end_reserved : 0.0);
     }
     if (out_path) {
         if (html)
@@ -244,6 +286,8 @@ out:
     free(mods);
     sb_free(&out);
     sb_free(&pic);
+    cmt_torch_free(&xa);
+    cmt_torch_free(&xb);
     cmt_set_close(&a);
     cmt_set_close(&bs);
     return status;

@@ -11,6 +11,7 @@
 
 #include "chart.h"
 #include "report.h"
+#include "torch.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -18,10 +19,14 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: cumemtrace report [--json] [--html FILE] [--top N] TRACE|DIR...\n"
+    fprintf(out, "usage: cumemtrace report [--json] [--html FILE] [--top N] [--rules FILE] [--params N [--mixed]]"
+                 " TRACE|DIR...\n"
                  "  --json       machine-readable output (exact bytes, ns since the start)\n"
                  "  --html FILE  also write one self-contained HTML page (summary, timeline, top stacks)\n"
-                 "  --top N      stacks listed per table (default 10)\n");
+                 "  --top N      stacks listed per table (default 10)\n"
+                 "  --rules FILE component rules instead of the shipped ones (see share/cumemtrace/torch/rules.txt)\n"
+                 "  --params N   the model's parameter count: expected vs measured parameters, gradients and\n"
+                 "               optimizer state (fp32 Adam: 4 + 4 + 8 bytes each; --mixed: 2 + 2 + 12)\n");
 }
 
 static const char *pct(int64_t part, int64_t whole, char buf[16])
@@ -90,7 +95,7 @@ static void text_stacks(struct sbuf *b, const struct cmt_group *g, size_t n, int
         sb_printf(b, "  ... %zu more stacks\n", n - (size_t)top);
 }
 
-static void report_text(struct sbuf *b, struct cmt_report *r, int top)
+static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32], t4[16];
@@ -208,6 +213,7 @@ static void report_text(struct sbuf *b, struct cmt_report *r, int top)
         sb_printf(b, "this process held %s\n", cmt_bytes_str(f->live_bytes, t3));
         cmt_stack_lines(b, r->fail_stacks[i], "      ", 8);
     }
+    cmt_torch_text(b, x, s);
 
     sb_puts(b, "\nLARGEST ALLOCATIONS\n");
     sb_printf(b, "  %10s  %-14s %-22s %12s %12s  %s\n", "size", "kind", "api", "at", "freed at", "innermost frame");
@@ -285,7 +291,7 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
     sb_putc(b, ']');
 }
 
-static void report_json(struct sbuf *b, struct cmt_report *r, int top)
+static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
 {
     struct cmt_set *s = r->s;
     sb_puts(b, "{\"format\":\"cumemtrace-report\",\"version\":1,\"traces\":[");
@@ -398,7 +404,9 @@ static void report_json(struct sbuf *b, struct cmt_report *r, int top)
             sb_printf(b, "%s\"%s\":%lld", first ? "" : ",", cmt_api_name(a), (long long)r->api_count[a]);
             first = 0;
         }
-    sb_puts(b, "}}\n");
+    sb_putc(b, '}');
+    cmt_torch_json(b, x, s);
+    sb_puts(b, "}\n");
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -500,11 +508,15 @@ int cmd_report(int argc, char **argv)
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                          {"html", required_argument, NULL, 'H'},
                                          {"top", required_argument, NULL, 't'},
+                                         {"rules", required_argument, NULL, 'r'},
+                                         {"params", required_argument, NULL, 'p'},
+                                         {"mixed", no_argument, NULL, 'm'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int json = 0, top = 10, c, status = 1;
     const char *html = NULL;
     char err[1024] = "";
+    struct cmt_torch_options to = {0};
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (c) {
@@ -517,6 +529,17 @@ int cmd_report(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'r': to.rules = optarg; break;
+        case 'p': {
+            char *end = NULL;
+            to.params = strtoll(optarg, &end, 10);
+            if (to.params <= 0 || !end || *end) {
+                cmt_log("report: --params needs a positive number of parameters");
+                return 2;
+            }
+            break;
+        }
+        case 'm': to.mixed = 1; break;
         case 'h': usage(stdout); return 0;
         default:
             cmt_log("report: unknown option '%s' (see 'cumemtrace report --help')", argv[optind - 1]);
@@ -529,15 +552,16 @@ int cmd_report(int argc, char **argv)
     }
     struct cmt_set s;
     struct cmt_report r = {0};
+    struct cmt_torch x = {0};
     struct sbuf out = {0}, page = {0};
     struct cmt_options o = {.timeline = html != NULL, .points = 1000, .by = CMT_BY_KIND};
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
-        cmt_report_build(&r, &s, err, sizeof err) != 0)
+        cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0)
         goto out;
     if (json)
-        report_json(&out, &r, top);
+        report_json(&out, &r, &x, top);
     else
-        report_text(&out, &r, top);
+        report_text(&out, &r, &x, top);
     if (html && report_html(&page, &r, top) != 0) {
         snprintf(err, sizeof err, "out of memory while drawing the timeline");
         goto out;
@@ -553,6 +577,7 @@ out:
     sb_free(&out);
     sb_free(&page);
     cmt_report_free(&r);
+    cmt_torch_free(&x);
     cmt_set_close(&s);
     return status;
 }

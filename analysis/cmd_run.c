@@ -3,8 +3,17 @@
  *
  * Runs CMD with libcumemtrace.so prepended to LD_PRELOAD, passes its exit status (or death by signal)
  * through, and says on stderr where the traces went. Never prints on stdout: that is CMD's.
+ *
+ * --torch also puts our bootstrap (analysis/torch/bootstrap/sitecustomize.py) first on PYTHONPATH: inside
+ * a Python program that imports torch it records the caching allocator's history and writes snapshots
+ * beside the trace (TRACE.torch.PID.exit.pickle, .PID.oomN.pickle); once CMD has ended, the launcher
+ * imports each process's last snapshot into that process's trace (cmt_torch_import).
  */
 #include "commands.h"
+
+#include "cmt_db.h"
+#include "torch.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void run_usage(FILE *out)
@@ -26,7 +36,11 @@ static void run_usage(FILE *out)
             "                   default ./cumemtrace-PROGRAM-PID.db\n"
             "  --sim-gpu SIZE   run on the simulated CUDA driver with SIZE of device memory (e.g. 8GiB)\n"
             "  --depth N        frames kept per stack (default 128)\n"
-            "  --no-stacks      record no stacks\n");
+            "  --no-stacks      record no stacks\n"
+            "  --torch          also record PyTorch's caching allocator (Python programs that import torch):\n"
+            "                   history of up to $CUMEMTRACE_TORCH_MAX_ENTRIES entries (100000), stacks\n"
+            "                   $CUMEMTRACE_TORCH_STACKS (all or python), a snapshot at exit and at every OOM,\n"
+            "                   imported into the trace when CMD ends\n");
 }
 
 /* Directory of the running executable, for finding the library beside it. */
@@ -133,10 +147,157 @@ static int report_traces(const char *out, int out_is_dir, time_t since)
     return found;
 }
 
+/* ---- --torch ---- */
+
+static int torch_setup(const char *out, int out_is_dir, char *prefix, size_t len)
+{
+    char boot[PATH_MAX];
+    if (cmt_torch_find("bootstrap/sitecustomize.py", boot, sizeof boot) != 0) {
+        fprintf(stderr, "cumemtrace run: the --torch bootstrap was not found (set CUMEMTRACE_TORCH_DIR)\n");
+        return -1;
+    }
+    *strrchr(boot, '/') = 0;
+    if (out_is_dir) {
+        if (snprintf(prefix, len, "%s/cumemtrace-torch", out) >= (int)len)
+            return -1;
+    } else {
+        snprintf(prefix, len, "%s", out);
+        size_t n = strlen(prefix);
+        if (n > 3 && !strcmp(prefix + n - 3, ".db"))
+            prefix[n - 3] = 0;
+        strncat(prefix, ".torch", len - strlen(prefix) - 1);
+    }
+    char abs[PATH_MAX];
+    /* the program may chdir: hand it an absolute prefix */
+    if (prefix[0] != '/' && getcwd(abs, sizeof abs)) {
+        char tmp[PATH_MAX * 2];
+        snprintf(tmp, sizeof tmp, "%s/%s", abs, prefix);
+        if (strlen(tmp) >= len) {
+            fprintf(stderr, "cumemtrace run: path too long: %s\n", tmp);
+            return -1;
+        }
+        memcpy(prefix, tmp, strlen(tmp) + 1);
+    }
+    prepend_env("PYTHONPATH", boot, ':');
+    setenv("CUMEMTRACE_TORCH_SNAPSHOT", prefix, 1);
+    return 0;
+}
+
+static long long trace_pid(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long pid = -1;
+    char err[512];
+    if (cmt_db_open_read(path, &db, NULL, err, sizeof err) != 0)
+        return -1;
+    if (sqlite3_prepare_v2(db, "SELECT pid FROM process", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        pid = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return pid;
+}
+
+/* The trace of process pid: among this run's traces, else a new one (DIR/torch-PID.db, or PATH itself). */
+static void trace_for(const char *out, int out_is_dir, long long pid, char *buf, size_t len)
+{
+    char dirbuf[PATH_MAX], basebuf[PATH_MAX], stem[PATH_MAX] = "";
+    snprintf(dirbuf, sizeof dirbuf, "%s", out);
+    snprintf(basebuf, sizeof basebuf, "%s", out);
+    const char *dir = out_is_dir ? out : dirname(dirbuf);
+    if (!out_is_dir) {
+        snprintf(stem, sizeof stem, "%s", basename(basebuf));
+        char *dot = strrchr(stem, '.');
+        if (dot && !strcmp(dot, ".db"))
+            *dot = 0;
+    }
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 4 || strcmp(de->d_name + n - 3, ".db") != 0 || strncmp(de->d_name, stem, strlen(stem)) != 0)
+            continue;
+        char full[PATH_MAX * 2];
+        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
+        if (trace_pid(full) == pid) {
+            snprintf(buf, len, "%s", full);
+            closedir(d);
+            return;
+        }
+    }
+    if (d)
+        closedir(d);
+    if (out_is_dir)
+        snprintf(buf, len, "%s/torch-%lld.db", out, pid);
+    else
+        snprintf(buf, len, "%s", out);
+}
+
+/* Imports, per process, the snapshot at exit or else its last one at an OOM. Returns how many. */
+static int torch_import_all(const char *out, int out_is_dir, const char *prefix, time_t since)
+{
+    char dirbuf[PATH_MAX], basebuf[PATH_MAX];
+    snprintf(dirbuf, sizeof dirbuf, "%s", prefix);
+    snprintf(basebuf, sizeof basebuf, "%s", prefix);
+    const char *dir = dirname(dirbuf), *base = basename(basebuf);
+    size_t bl = strlen(base);
+    struct { long long pid; int rank; char name[NAME_MAX + 1]; } best[256];
+    int nbest = 0, done = 0;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        /* BASE.PID.exit.pickle or BASE.PID.oomN.pickle */
+        if (strncmp(de->d_name, base, bl) != 0 || de->d_name[bl] != '.')
+            continue;
+        char *end = NULL;
+        long long pid = strtoll(de->d_name + bl + 1, &end, 10);
+        int rank = -1;
+        if (end && !strcmp(end, ".exit.pickle"))
+            rank = INT32_MAX;
+        else if (end && !strncmp(end, ".oom", 4) && strstr(end, ".pickle") && !strstr(end, ".tmp"))
+            rank = atoi(end + 4);
+        char full[PATH_MAX * 2];
+        struct stat st;
+        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
+        if (rank < 0 || stat(full, &st) != 0 || st.st_mtime < since)
+            continue;
+        int k = 0;
+        while (k < nbest && best[k].pid != pid)
+            k++;
+        if (k == nbest) {
+            if (nbest == 256)
+                continue;
+            nbest++;
+            best[k].pid = pid;
+            best[k].rank = -1;
+        }
+        if (rank > best[k].rank) {
+            best[k].rank = rank;
+            snprintf(best[k].name, sizeof best[k].name, "%s", de->d_name);
+        }
+    }
+    if (d)
+        closedir(d);
+    for (int k = 0; k < nbest; k++) {
+        char snap[PATH_MAX * 2], trace[PATH_MAX * 2], err[1024] = "";
+        snprintf(snap, sizeof snap, "%s/%s", dir, best[k].name);
+        trace_for(out, out_is_dir, best[k].pid, trace, sizeof trace);
+        if (cmt_torch_import(snap, trace, best[k].rank == INT32_MAX ? "exit" : "oom", err, sizeof err) != 0) {
+            if (err[0])
+                fprintf(stderr, "cumemtrace: %s\n", err);
+            continue;
+        }
+        fprintf(stderr, "cumemtrace: allocator history of process %lld (%s) imported into %s\n", best[k].pid, snap,
+                trace);
+        done++;
+    }
+    return done;
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *out = NULL, *sim = NULL, *depth = NULL;
-    int no_stacks = 0, i = 1;
+    int no_stacks = 0, torch = 0, i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--")) {
             i++;
@@ -152,6 +313,8 @@ int cmd_run(int argc, char **argv)
             depth = argv[++i];
         } else if (!strcmp(argv[i], "--no-stacks")) {
             no_stacks = 1;
+        } else if (!strcmp(argv[i], "--torch")) {
+            torch = 1;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "cumemtrace run: unknown option '%s'\n", argv[i]);
             run_usage(stderr);
@@ -207,6 +370,9 @@ int cmd_run(int argc, char **argv)
     if (no_stacks)
         setenv("CUMEMTRACE_STACK_DEPTH", "0", 1);
     prepend_env("LD_PRELOAD", lib, ':');
+    char prefix[PATH_MAX];
+    if (torch && torch_setup(out, out_is_dir, prefix, sizeof prefix) != 0)
+        return 2;
 
     time_t start = time(NULL);
     /* Like system(): the child gets the terminal's signals; we wait for it and pass its fate through. */
@@ -230,7 +396,8 @@ int cmd_run(int argc, char **argv)
         ;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
-    if (!report_traces(out, out_is_dir, start - 1))
+    int imported = torch ? torch_import_all(out, out_is_dir, prefix, start - 1) : 0;
+    if (!report_traces(out, out_is_dir, start - 1) && !imported)
         fprintf(stderr, "cumemtrace: no trace written (the program made no CUDA memory calls)\n");
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);

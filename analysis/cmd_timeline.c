@@ -1,5 +1,5 @@
 /*
- * cmd_timeline.c: `cumemtrace timeline [--by kind|module] [--points N] -o FILE TRACE...`
+ * cmd_timeline.c: `cumemtrace timeline [--by kind|module|component] [--allocator] [--points N] -o FILE TRACE...`
  *
  * Device memory over time per device, stacked by kind or by module, with the peak and the failures
  * marked. The format follows FILE's extension (or --format): .svg standalone, .html self-contained,
@@ -7,12 +7,17 @@
  * Perfetto and chrome://tracing open. Points are the highest and the last state of each of N time buckets,
  * so the peak is always drawn exactly.
  *
+ * --by component stacks device memory by the component rules (analysis/torch/rules.txt, or --rules FILE).
+ * --allocator draws the allocator level instead (traces with an imported PyTorch snapshot): allocated and
+ * reserved as two curves per device, allocated stacked by component underneath (.csv: one row per point).
+ *
  * Runs in the `cumemtrace` command. Writes FILE only once everything succeeded.
  */
 #include "commands.h"
 
 #include "chart.h"
 #include "report.h"
+#include "torch.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -20,11 +25,14 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: cumemtrace timeline [--by kind|module] [--points N] [--format F] -o FILE TRACE|DIR...\n"
+    fprintf(out, "usage: cumemtrace timeline [--by kind|module|component] [--allocator] [--rules FILE] [--points N]\n"
+                 "                           [--format F] -o FILE TRACE|DIR...\n"
                  "  -o FILE       output; the format follows the extension: .svg .html .csv .json (Chrome trace)\n"
                  "                ('-' writes to standard output, CSV unless --format says otherwise)\n"
                  "  --format F    svg, html, csv or json, whatever the extension\n"
-                 "  --by B        stack the layers by kind (default) or by module\n"
+                 "  --by B        stack the layers by kind (default), by module or by component\n"
+                 "  --allocator   the allocator level: allocated and reserved curves, components stacked\n"
+                 "  --rules FILE  component rules instead of the shipped ones\n"
                  "  --points N    time buckets (default 2000)\n");
 }
 
@@ -165,6 +173,110 @@ static int write_html(struct sbuf *b, const struct cmt_set *s)
     return 0;
 }
 
+/* The allocator level: per device, allocated and reserved curves and allocated stacked by component. */
+static int write_allocator(struct sbuf *b, const struct cmt_set *s, const struct cmt_acurve *c, size_t n,
+                           const char *format)
+{
+    static const char *const colors[CMT_NCOMP] = {"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948",
+                                                  "#ff9da7", "#9c755f", "#e15759", "#86bcb6", "#bab0ac"};
+    char t1[32], t2[32];
+    if (!strcmp(format, "csv")) {
+        sb_puts(b, "time_ns,pid,device,allocated_bytes,reserved_bytes");
+        for (int k = 0; k < CMT_NCOMP; k++)
+            sb_printf(b, ",%s_bytes", cmt_comp_names[k]);
+        sb_putc(b, '\n');
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < c[i].n; j++) {
+                const struct cmt_apoint *p = &c[i].p[j];
+                sb_printf(b, "%lld,%lld,%lld,%lld,%lld", (long long)(p->ts - s->t0), (long long)s->t[c[i].trace]->pid,
+                          (long long)c[i].device, (long long)p->allocated, (long long)p->reserved);
+                for (int k = 0; k < CMT_NCOMP; k++)
+                    sb_printf(b, ",%lld", (long long)p->comp[k]);
+                sb_putc(b, '\n');
+            }
+        return b->oom ? -1 : 0;
+    }
+    if (!strcmp(format, "json")) {
+        sb_puts(b, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[");
+        int first = 1;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < c[i].n; j++) {
+                const struct cmt_apoint *p = &c[i].p[j];
+                sb_printf(b, "%s{\"ph\":\"C\",\"name\":\"GPU %lld allocator\",\"pid\":%lld,\"tid\":0,\"ts\":%.3f,"
+                             "\"args\":{\"allocated\":%lld,\"reserved_unallocated\":%lld}}",
+                          first ? "" : ",\n", (long long)c[i].device, (long long)s->t[c[i].trace]->pid,
+                          (double)(p->ts - s->t0) / 1e3, (long long)p->allocated, (long long)(p->reserved - p->allocated));
+                first = 0;
+            }
+        sb_puts(b, "\n]}\n");
+        return b->oom ? -1 : 0;
+    }
+    int html = !strcmp(format, "html");
+    if (html)
+        sb_printf(b, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace allocator"
+                     "</title><style>%s</style></head><body>\n<h1>Allocator memory over time</h1>\n", cmt_html_style);
+    const double W = 960, H = 300, L = 70, T = 30;
+    double tmax = (double)(s->tend - s->t0);
+    sb_printf(b, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
+                 "font-size='11'>\n", W + L + 200, (H + T + 40) * (double)n + 10);
+    for (size_t i = 0; i < n; i++) {
+        double y0 = (H + T + 40) * (double)i + T, ymax = 1;
+        for (size_t j = 0; j < c[i].n; j++)
+            if (c[i].p[j].reserved > ymax)
+                ymax = (double)c[i].p[j].reserved;
+        sb_printf(b, "<text x='%.0f' y='%.0f' font-weight='bold'>device %lld: allocated (filled, by component) and "
+                     "reserved (line), up to %s</text>\n", L, y0 - 8, (long long)c[i].device,
+                  cmt_bytes_str((int64_t)ymax, t1));
+        sb_printf(b, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='#999'/>\n", L, y0, W, H);
+#define PX(ts) (L + (tmax > 0 ? (double)((ts) - s->t0) / tmax : 0) * W)
+#define PY(v) (y0 + H - (double)(v) / ymax * H)
+        /* stacked components, the first at the bottom */
+        for (int k = CMT_NCOMP - 1; k >= 0; k--) {
+            int any = 0;
+            for (size_t j = 0; j < c[i].n && !any; j++)
+                any = c[i].p[j].comp[k] != 0;
+            if (!any)
+                continue;
+            sb_printf(b, "<polygon fill='%s' fill-opacity='0.85' points='", colors[k]);
+            for (size_t j = 0; j < c[i].n; j++) {
+                int64_t top = 0;
+                for (int q = 0; q <= k; q++)
+                    top += c[i].p[j].comp[q];
+                sb_printf(b, "%.1f,%.1f ", PX(c[i].p[j].ts), PY(top));
+            }
+            for (size_t j = c[i].n; j-- > 0;) {
+                int64_t bot = 0;
+                for (int q = 0; q < k; q++)
+                    bot += c[i].p[j].comp[q];
+                sb_printf(b, "%.1f,%.1f ", PX(c[i].p[j].ts), PY(bot));
+            }
+            sb_printf(b, "'><title>%s</title></polygon>\n", cmt_comp_names[k]);
+        }
+        static const char *const curve[2] = {"allocated", "reserved"};
+        for (int k = 0; k < 2; k++) {
+            sb_printf(b, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", k ? "#c0392b" : "#222");
+            for (size_t j = 0; j < c[i].n; j++)
+                sb_printf(b, "%.1f,%.1f ", PX(c[i].p[j].ts), PY(k ? c[i].p[j].reserved : c[i].p[j].allocated));
+            sb_printf(b, "'><title>%s</title></polyline>\n", curve[k]);
+        }
+#undef PX
+#undef PY
+        double ly = y0;
+        for (int k = 0; k < 2; k++, ly += 14)
+            sb_printf(b, "<text x='%.0f' y='%.0f' fill='%s'>%s</text>\n", L + W + 10, ly + 10, k ? "#c0392b" : "#222",
+                      curve[k]);
+        for (int k = 0; k < CMT_NCOMP; k++, ly += 14)
+            sb_printf(b, "<rect x='%.0f' y='%.0f' width='10' height='10' fill='%s'/><text x='%.0f' y='%.0f'>%s</text>\n",
+                      L + W + 10, ly + 1, colors[k], L + W + 24, ly + 10, cmt_comp_names[k]);
+        sb_printf(b, "<text x='%.0f' y='%.0f'>0</text><text x='%.0f' y='%.0f' text-anchor='end'>%s</text>\n", L,
+                  y0 + H + 14, L + W, y0 + H + 14, cmt_time_str(s->tend - s->t0, t2));
+    }
+    sb_puts(b, "</svg>\n");
+    if (html)
+        sb_puts(b, "</body></html>\n");
+    return b->oom ? -1 : 0;
+}
+
 static const char *ext_format(const char *path)
 {
     const char *dot = path ? strrchr(path, '.') : NULL;
@@ -186,23 +298,31 @@ int cmd_timeline(int argc, char **argv)
     static const struct option opts[] = {{"by", required_argument, NULL, 'b'},
                                          {"points", required_argument, NULL, 'p'},
                                          {"format", required_argument, NULL, 'f'},
+                                         {"allocator", no_argument, NULL, 'A'},
+                                         {"rules", required_argument, NULL, 'r'},
                                          {"output", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct cmt_options o = {.timeline = 1, .points = 2000, .by = CMT_BY_KIND};
-    const char *out_path = NULL, *format = NULL;
+    const char *out_path = NULL, *format = NULL, *rules_path = NULL;
     char err[1024] = "";
+    int allocator = 0;
+    struct cmt_rules rules = {0};
+    struct cmt_acurve *curves = NULL;
+    size_t ncurves = 0;
     int c, status = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+ho:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (!strcmp(optarg, "kind"))
                 o.by = CMT_BY_KIND;
             else if (!strcmp(optarg, "module"))
                 o.by = CMT_BY_MODULE;
+            else if (!strcmp(optarg, "component"))
+                o.by = CMT_BY_COMPONENT;
             else {
-                cmt_log("timeline: --by takes kind or module");
+                cmt_log("timeline: --by takes kind, module or component");
                 return 2;
             }
             break;
@@ -215,6 +335,8 @@ int cmd_timeline(int argc, char **argv)
             break;
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
+        case 'A': allocator = 1; break;
+        case 'r': rules_path = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             cmt_log("timeline: unknown option or missing value '%s' (see 'cumemtrace timeline --help')", argv[optind - 1]);
@@ -239,10 +361,23 @@ int cmd_timeline(int argc, char **argv)
     }
     struct cmt_set s;
     struct sbuf b = {0};
+    memset(&s, 0, sizeof s);
+    if ((o.by == CMT_BY_COMPONENT || allocator) && cmt_rules_load(&rules, rules_path, err, sizeof err) != 0)
+        goto out;
+    o.rules = &rules;
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0)
         goto out;
     int rc;
-    if (!strcmp(format, "csv"))
+    if (allocator) {
+        if (cmt_torch_curves(&s, &rules, o.points, &curves, &ncurves, err, sizeof err) != 0)
+            goto out;
+        if (!ncurves) {
+            snprintf(err, sizeof err, "--allocator: no allocator data in these traces (cumemtrace import-torch, or "
+                                      "run --torch)");
+            goto out;
+        }
+        rc = write_allocator(&b, &s, curves, ncurves, format);
+    } else if (!strcmp(format, "csv"))
         rc = write_csv(&b, &s);
     else if (!strcmp(format, "json"))
         rc = write_chrome(&b, &s);
@@ -261,6 +396,8 @@ out:
     if (status)
         cmt_log("%s", err);
     sb_free(&b);
+    cmt_torch_curves_free(curves, ncurves);
+    cmt_rules_free(&rules);
     cmt_set_close(&s);
     return status;
 }

@@ -11,5 +11,7 @@ int cmd_report(int argc, char **argv);   /* cmd_report.c */
 int cmd_timeline(int argc, char **argv); /* cmd_timeline.c */
 int cmd_flame(int argc, char **argv);    /* cmd_flame.c */
 int cmd_diff(int argc, char **argv);     /* cmd_diff.c */
+int cmd_import_torch(int argc, char **argv); /* cmd_import_torch.c */
+int cmd_export_torch(int argc, char **argv); /* cmd_import_torch.c */
 
 #endif

@@ -19,13 +19,15 @@ static const struct command commands[] = {
     {"timeline", cmd_timeline, "memory over time: cumemtrace timeline -o FILE.svg|.html|.csv|.json TRACE..."},
     {"flame", cmd_flame, "folded stacks for flame graphs: cumemtrace flame [--at-peak|--total|--leaked] TRACE..."},
     {"diff", cmd_diff, "compare two runs: cumemtrace diff [--json] [-o FILE.svg|.html] A B"},
+    {"import-torch", cmd_import_torch, "add a PyTorch memory snapshot: cumemtrace import-torch SNAPSHOT.pickle -o TRACE"},
+    {"export-torch", cmd_export_torch, "a trace as a snapshot for memory_viz: cumemtrace export-torch TRACE -o OUT.pickle"},
 };
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: cumemtrace VERB [ARGS...]\n\nverbs:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'cumemtrace VERB --help' describes one verb.\n");
 }
 

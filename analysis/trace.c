@@ -6,10 +6,12 @@
  * reason in err; prints only the warnings that must be said once (unfinalized or lossy traces).
  */
 #include "analysis.h"
+#include "torch.h"
 
 #include "cmt_db.h"
 #include "cmt_events.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -148,17 +150,30 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
         sqlite3_finalize(st);
         return -1;
     }
-    if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
-        sqlite3_finalize(st);
-        *empty = 1;
-        return fail(err, errlen, "%s: empty trace: no events recorded (the program made no CUDA memory calls)",
-                    t->path);
-    }
+    int no_events = sqlite3_column_type(st, 0) == SQLITE_NULL;
     t->last_ts = sqlite3_column_int64(st, 0);
     t->first_ts = sqlite3_column_int64(st, 1);
     t->last_seq_in_file = sqlite3_column_int64(st, 2);
     sqlite3_finalize(st);
     st = NULL;
+    /* Schema version 2: the allocator's history (an imported snapshot) is on the same time axis. A version
+     * 1 file has no such table and the prepare fails: nothing to add. */
+    if (sqlite3_prepare_v2(t->db, "SELECT min(ts_ns), max(ts_ns) FROM alloc_trace", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        int64_t lo = sqlite3_column_int64(st, 0), hi = sqlite3_column_int64(st, 1);
+        if (no_events || lo < t->first_ts)
+            t->first_ts = lo;
+        if (no_events || hi > t->last_ts)
+            t->last_ts = hi;
+        no_events = 0;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (no_events) {
+        *empty = 1;
+        return fail(err, errlen, "%s: empty trace: no events recorded (the program made no CUDA memory calls)",
+                    t->path);
+    }
     if (!has_start || t->start_ns > t->first_ts)
         t->start_ns = t->first_ts;
 
@@ -558,6 +573,8 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
     const struct cmt_stack *k;
     if (cmt_stack_get(t, r->stack_id, &k, err, errlen) != 0)
         return -1;
+    if (s->opt.by == CMT_BY_COMPONENT)
+        return cmt_rules_match_stack(s->opt.rules, k); /* layers are the components, in their order */
     int64_t *l = smap_get(&s->module_layer, k->module);
     if (l)
         return (int)*l;
@@ -777,6 +794,15 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
                     return fail(err, errlen, "out of memory");
             }
             s->nlayers = 5;
+        } else if (s->opt.by == CMT_BY_COMPONENT) {
+            assert(CMT_NCOMP <= CMT_MAX_LAYERS);
+            for (int i = 0; i < CMT_NCOMP; i++) {
+                s->layer_names[i] = strdup(cmt_comp_names[i]);
+                s->layer_physical[i] = 1;
+                if (!s->layer_names[i])
+                    return fail(err, errlen, "out of memory");
+            }
+            s->nlayers = CMT_NCOMP;
         } else {
             s->nlayers = 0;
         }
@@ -871,7 +897,8 @@ static int group(struct cmt_set *s, enum cmt_select sel, int by_module, struct c
     *nout = 0;
     for (size_t ti = 0; ti < s->n; ti++) {
         struct cmt_trace *t = s->t[ti];
-        /* First by stack id within the trace (cheap), then by symbolized key across traces. */
+        /* First by stack id within the trace (cheap), then by symbolized key across traces. Keys are
+         * stack_id + 1: CMT_NO_STACK (-1) would otherwise be the map's reserved empty key. */
         struct imap per = {0};
         struct { int32_t stack; int64_t bytes, count; } *acc = NULL;
         size_t na = 0, ca = 0;
@@ -880,15 +907,15 @@ static int group(struct cmt_set *s, enum cmt_select sel, int by_module, struct c
             const struct cmt_rec *r = &t->recs[i];
             if (!rec_selected(t, r, sel, s->peak_trace >= 0))
                 continue;
-            int64_t *p = imap_get(&per, (uint64_t)(int64_t)r->stack_id);
+            int64_t *p = imap_get(&per, (uint64_t)((int64_t)r->stack_id + 1));
             if (!p) {
                 if (!cmt_push(&acc, &na, &ca, sizeof *acc) ||
-                    imap_put(&per, (uint64_t)(int64_t)r->stack_id, (int64_t)na - 1) != 0) {
+                    imap_put(&per, (uint64_t)((int64_t)r->stack_id + 1), (int64_t)na - 1) != 0) {
                     bad = 1;
                     break;
                 }
                 acc[na - 1].stack = r->stack_id;
-                p = imap_get(&per, (uint64_t)(int64_t)r->stack_id);
+                p = imap_get(&per, (uint64_t)((int64_t)r->stack_id + 1));
             }
             acc[*p].bytes += r->size;
             acc[*p].count++;

@@ -8,6 +8,7 @@
 
 #include "cmt_events.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -82,7 +83,7 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
      * synchronous=NORMAL: a committed batch survives the process dying, which is what we promise. */
     if (cmt_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err, errlen) != 0 ||
         cmt_db_exec(db, "BEGIN", err, errlen) != 0 || cmt_db_exec(db, cmt_schema_sql, err, errlen) != 0 ||
-        fill_lookup_tables(db, err, errlen) != 0)
+        cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || fill_lookup_tables(db, err, errlen) != 0)
         goto error;
     snprintf(sql, sizeof sql,
              "INSERT INTO meta VALUES ('format', '%s'); INSERT INTO meta VALUES ('schema_version', %d);"
@@ -187,6 +188,53 @@ error:
     sqlite3_finalize(st);
     sqlite3_close(db);
     return -1;
+}
+
+int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen)
+{
+    char sql[160];
+    if (from >= CMT_SCHEMA_VERSION)
+        return 0;
+    assert(from == 1); /* cmt_db_open_read refuses anything else */
+    snprintf(sql, sizeof sql,
+             "INSERT OR REPLACE INTO meta VALUES ('schema_version', %d); PRAGMA user_version=%d;",
+             CMT_SCHEMA_VERSION, CMT_SCHEMA_VERSION);
+    /* One transaction: a file is either still version 1 or wholly version 2. */
+    if (cmt_db_exec(db, "BEGIN IMMEDIATE", err, errlen) != 0)
+        return -1;
+    if (cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || cmt_db_exec(db, sql, err, errlen) != 0) {
+        cmt_db_exec(db, "ROLLBACK", NULL, 0);
+        return -1;
+    }
+    return cmt_db_exec(db, "COMMIT", err, errlen);
+}
+
+int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int v = 0;
+    *out = NULL;
+    if (cmt_db_open_read(path, &db, &v, err, errlen) != 0)
+        return -1;
+    sqlite3_close(db);
+    db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        fail(err, errlen, "%s: cannot open for writing: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (cmt_db_migrate(db, v, err, errlen) != 0) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", err ? err : "");
+        fail(err, errlen, "%s: cannot upgrade from schema version %d: %s", path, v, reason);
+        sqlite3_close(db);
+        return -1;
+    }
+    if (version)
+        *version = v;
+    *out = db;
+    return 0;
 }
 
 int cmt_db_finalize(sqlite3 *db, long long end_ns, char *err, size_t errlen)

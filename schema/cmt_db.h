@@ -11,10 +11,12 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
-#define CMT_SCHEMA_VERSION 1
+/* 1: the driver level (cumemtrace.sql). 2: adds the allocator level (cumemtrace_v2.sql). */
+#define CMT_SCHEMA_VERSION 2
 #define CMT_FORMAT_NAME "cumemtrace"
 
-extern const char cmt_schema_sql[]; /* schema/cumemtrace.sql, embedded at build time */
+extern const char cmt_schema_sql[];    /* schema/cumemtrace.sql, embedded at build time */
+extern const char cmt_schema_v2_sql[]; /* schema/cumemtrace_v2.sql: what version 2 adds */
 
 /* The insert the writer prepares once; parameters in column order of the events table. */
 #define CMT_SQL_INSERT_EVENT                                                                            \
@@ -35,6 +37,14 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);
  * an SQLite file, it is not truncated, it is a cumemtrace trace, and its schema is not newer than ours.
  * *version receives its schema version. */
 int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
+
+/* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1
+ * file to the current version in place (cmt_db_migrate). *version receives the version it had. */
+int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
+
+/* Upgrades an open trace of version `from` to CMT_SCHEMA_VERSION in one transaction: adds the tables
+ * of the later versions and sets meta.schema_version and PRAGMA user_version. A no-op when current. */
+int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen);
 
 /* Builds the indexes, records the end time and marks the trace finalized, then leaves WAL mode so the
  * result is one self-contained file. The handle stays open. */

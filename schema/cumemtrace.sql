@@ -1,4 +1,4 @@
--- cumemtrace trace file, schema version 1.
+-- cumemtrace trace file, schema version 1 (the driver level; version 2 adds cumemtrace_v2.sql).
 --
 -- The one contract between the interposer (writes) and the analyzer (reads); schema/README.md documents
 -- every column with examples. Units: every *_ns column is nanoseconds of CLOCK_MONOTONIC unless named
@@ -6,7 +6,8 @@
 -- the pointer (device pointers are stored as signed 64-bit integers; SQLite has no unsigned type, and no
 -- real address has the top bit set).
 --
--- PRAGMA user_version holds the schema version (1). Lookup tables (apis, ops, kinds) are filled from
+-- PRAGMA user_version holds the schema version (2 for new files, whose allocator-level tables come from
+-- cumemtrace_v2.sql; 1 for files written before it). Lookup tables (apis, ops, kinds) are filled from
 -- schema/cmt_events.h when the file is created. Indexes are created when the file is finalized
 -- (schema/cmt_db.c, cmt_db_finalize), not here: building them once at the end is far cheaper than
 -- maintaining them on every insert.

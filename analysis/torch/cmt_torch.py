@@ -1,0 +1,599 @@
+#!/usr/bin/env python3
+"""cmt_torch.py: PyTorch's caching-allocator level for cumemtrace (schema version 2 tables).
+
+    cmt_torch.py import SNAPSHOT.pickle TRACE.db [--reason import|exit|oom]
+    cmt_torch.py export TRACE.db OUT.pickle
+
+`import` reads a memory snapshot (torch.cuda.memory._snapshot() / _dump_snapshot(), every variant we know:
+a bare list of segments from torch 1.13, blocks with a `history` list from torch 2.0, `device_traces` with
+TraceEntry dicts from 2.1 on, `allocator_settings` and `external_annotations` from 2.4 on) into the alloc_*
+tables of an existing trace, which `cumemtrace import-torch` has created or upgraded to version 2 before
+running us. `export` writes a trace back as a snapshot pickle that pytorch.org/memory_viz opens.
+
+Run by the `cumemtrace` command (cmd_import_torch.c, cmd_run.c), never inside the profiled program. The
+pickle is read with an Unpickler whose find_class always raises: a snapshot holds only dicts, lists, strings,
+numbers and tuples, so any global is hostile or not a snapshot. Python's standard library only. Errors are
+one line on stderr ("cumemtrace: ...") and exit status 1; nothing is written unless everything was read.
+
+History completion. Most snapshots begin recording after warm-up: frees of blocks allocated before the
+history, segments freed that were created before it, blocks and segments of the final state never touched
+by it. As PyTorch's memory_viz does, the state before the first entry is rebuilt backwards from the final
+segments and those frees, and written as synthesized entries (alloc_trace.synthetic = 1) at the start, so a
+replay of alloc_trace from empty always ends in the snapshot's segments.
+
+Sizes. Trace entries carry the bytes *requested*; torch.cuda.memory_allocated counts the *block* sizes
+(rounded to 512 bytes, sometimes more when a remainder was too small to split). alloc_trace.block_size is
+exact for every block still present in the final segments and the 512-byte rounding otherwise; the 'end'
+figures come from the segments themselves and are exact.
+"""
+import json
+import os
+import pickle
+import sqlite3
+import sys
+import time
+
+ROUND = 512
+
+
+class Bad(Exception):
+    """Input we refuse: one line for the user."""
+
+
+class _NoGlobals(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise Bad("refusing a pickle that names a Python global (%s.%s): not a plain memory snapshot"
+                  % (module, name))
+
+
+def load_snapshot(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(0)
+            if not head:
+                raise Bad("%s: empty file, not a memory snapshot" % path)
+            obj = _NoGlobals(f).load()
+    except Bad:
+        raise
+    except OSError as e:
+        raise Bad("%s: %s" % (path, e.strerror or e))
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            UnicodeDecodeError, MemoryError, OverflowError) as e:
+        raise Bad("%s: not a PyTorch memory snapshot (unreadable pickle: %s)" % (path, str(e).splitlines()[0]
+                                                                                   if str(e) else type(e).__name__))
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalizing the variants
+
+def _int(v, default=0):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    return default
+
+
+def _frames(raw):
+    out = []
+    if not isinstance(raw, (list, tuple)):
+        return out
+    for f in raw:
+        if isinstance(f, dict):
+            out.append((str(f.get("name", "")), str(f.get("filename", "")), _int(f.get("line"), 0)))
+        elif isinstance(f, (list, tuple)) and len(f) >= 3:  # defensive: (filename, line, name)
+            out.append((str(f[2]), str(f[0]), _int(f[1], 0)))
+    return out
+
+
+def normalize(obj, path):
+    """-> dict(segments=[...], traces={device: [entries]}, settings, annotations). Raises Bad."""
+    if isinstance(obj, list):  # torch 1.13: the segments alone
+        obj = {"segments": obj}
+    if not isinstance(obj, dict) or "segments" not in obj or not isinstance(obj["segments"], (list, tuple)):
+        raise Bad("%s: not a PyTorch memory snapshot (no 'segments' list)" % path)
+    segs = []
+    for s in obj["segments"]:
+        if not isinstance(s, dict) or "address" not in s or "total_size" not in s:
+            raise Bad("%s: not a PyTorch memory snapshot (a segment without address/total_size)" % path)
+        addr = _int(s["address"])
+        blocks = []
+        off = addr
+        for b in s.get("blocks") or []:
+            if not isinstance(b, dict) or "size" not in b:
+                raise Bad("%s: not a PyTorch memory snapshot (a block without size)" % path)
+            size = _int(b["size"])
+            frames = _frames(b.get("frames"))
+            req = b.get("requested_size")
+            hist = b.get("history")  # torch 2.0: [{'addr', 'real_size', 'frames'}]
+            if isinstance(hist, list) and hist and isinstance(hist[-1], dict):
+                if not frames:
+                    frames = _frames(hist[-1].get("frames"))
+                if req is None:
+                    req = hist[-1].get("real_size")
+            state = str(b.get("state", "active_allocated" if b.get("allocated") else "inactive"))
+            blocks.append({"address": _int(b.get("address"), off), "size": size,
+                           "requested_size": _int(req, size) if req is not None else size,
+                           "state": state, "frames": frames})
+            off = blocks[-1]["address"] + size
+        pool = s.get("segment_pool_id")
+        segs.append({"device": _int(s.get("device"), 0), "address": addr, "total_size": _int(s["total_size"]),
+                     "allocated_size": s.get("allocated_size"), "active_size": s.get("active_size"),
+                     "requested_size": s.get("requested_size"), "stream": _int(s.get("stream"), 0),
+                     "segment_type": s.get("segment_type"),
+                     "pool_id": ",".join(str(x) for x in pool) if isinstance(pool, (list, tuple)) else
+                     (None if pool is None else str(pool)),
+                     "is_expandable": 1 if s.get("is_expandable") else 0,
+                     "frames": _frames(s.get("frames")), "blocks": blocks})
+    traces = {}
+    dt = obj.get("device_traces")
+    if dt is not None and not isinstance(dt, (list, tuple)):
+        raise Bad("%s: not a PyTorch memory snapshot ('device_traces' is not a list)" % path)
+    for dev, entries in enumerate(dt or []):
+        if not isinstance(entries, (list, tuple)):
+            raise Bad("%s: not a PyTorch memory snapshot (device trace %d is not a list)" % (path, dev))
+        out = []
+        for e in entries:
+            if not isinstance(e, dict) or "action" not in e:
+                raise Bad("%s: not a PyTorch memory snapshot (a trace entry without action)" % path)
+            action = str(e["action"])
+            if action == "free":  # the oldest spelling: one event for both
+                action = "free_completed"
+            t = e.get("time_us")
+            out.append({"action": action, "addr": _int(e.get("addr"), 0), "size": _int(e.get("size"), 0),
+                        "stream": _int(e.get("stream"), 0), "time_us": _int(t) if t is not None else None,
+                        "frames": _frames(e.get("frames")),
+                        "compile_context": e.get("compile_context") if isinstance(e.get("compile_context"), str) else None,
+                        "user_metadata": e.get("user_metadata") if isinstance(e.get("user_metadata"), str) else None})
+        if out:
+            traces[dev] = out
+    settings = obj.get("allocator_settings")
+    ann = obj.get("external_annotations") or []
+    return {"segments": segs, "traces": traces, "settings": settings,
+            "annotations": [a for a in ann if isinstance(a, dict)] if isinstance(ann, list) else []}
+
+
+def round_block(n):
+    return ROUND if n <= ROUND else (n + ROUND - 1) // ROUND * ROUND
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Completing and replaying the history of one device
+
+FREES = ("free_requested", "free_completed")
+
+
+def complete_history(entries, segs):
+    """Returns (synthesized entries, final active blocks by address) for one device: the state before the
+    first entry, as segment_alloc and alloc entries to put in front."""
+    final_blocks = {}
+    for s in segs:
+        for b in s["blocks"]:
+            if b["state"].startswith("active"):
+                final_blocks[b["address"]] = (b, s)
+    live_b, pre_b = {}, {}          # address -> requested size
+    live_s, pre_s = {}, {}          # segment (or mapped piece) address -> size
+    for e in entries:
+        a, addr, size = e["action"], e["addr"], e["size"]
+        if a == "alloc":
+            live_b[addr] = size
+        elif a in FREES:
+            if addr not in live_b and addr not in pre_b:
+                pre_b[addr] = size
+                live_b[addr] = size
+            if a == "free_completed":
+                live_b.pop(addr, None)
+        elif a in ("segment_alloc", "segment_map"):
+            live_s[addr] = size
+        elif a in ("segment_free", "segment_unmap"):
+            if addr not in live_s and addr not in pre_s:
+                pre_s[addr] = size
+                live_s[addr] = size
+            live_s.pop(addr, None)
+    # the final state's blocks and segments that the history never created
+    untouched = set()
+    for addr, (b, s) in final_blocks.items():
+        if addr not in live_b and addr not in pre_b:
+            pre_b[addr] = b["requested_size"]
+            untouched.add(addr)
+    for s in segs:
+        lo, hi = s["address"], s["address"] + s["total_size"]
+        covered = sum(sz for a, sz in live_s.items() if lo <= a < hi)
+        if s["total_size"] - covered > 0:
+            start = lo
+            while start in live_s or start in pre_s:  # defensive: a piece already there
+                start += 1
+            pre_s[start] = s["total_size"] - covered
+    synth = []
+    for addr in sorted(pre_s):
+        seg = next((s for s in segs if s["address"] == addr), None)
+        synth.append({"action": "segment_alloc", "addr": addr, "size": pre_s[addr], "stream": seg["stream"] if seg else 0,
+                      "time_us": None, "frames": seg["frames"] if seg else [], "synthetic": 1,
+                      "compile_context": None, "user_metadata": None})
+    for addr in sorted(pre_b):
+        # the final block's frames are this allocation's only if the history never touched the address
+        fb = final_blocks.get(addr) if addr in untouched else None
+        synth.append({"action": "alloc", "addr": addr, "size": pre_b[addr], "stream": fb[1]["stream"] if fb else 0,
+                      "time_us": None, "frames": fb[0]["frames"] if fb else [], "synthetic": 1,
+                      "compile_context": None, "user_metadata": None})
+    return synth, final_blocks
+
+
+def largest_free(blocks, pieces):
+    """Largest gap not covered by an active block inside the reserved pieces. blocks: {addr: size}."""
+    ba = sorted(blocks.items())
+    best = 0
+    import bisect
+    keys = [a for a, _ in ba]
+    for lo, size in pieces.items():
+        hi = lo + size
+        cur = lo
+        i = bisect.bisect_left(keys, lo)
+        while i < len(ba) and ba[i][0] < hi:
+            a, sz = ba[i]
+            if a > cur:
+                best = max(best, a - cur)
+            cur = max(cur, a + sz)
+            i += 1
+        if hi > cur:
+            best = max(best, hi - cur)
+    return best
+
+
+def replay(all_entries, final_blocks):
+    """Fills allocated/reserved after every entry, block sizes, end_entry pairing (by list index), the
+    peak index and the oom states. Entries are dicts; modified in place."""
+    blocks, breq, pieces = {}, {}, {}
+    open_alloc, open_seg = {}, {}
+    # the last alloc of each address still alive at the end takes the final block's exact size
+    last_alloc = {}
+    for i, e in enumerate(all_entries):
+        if e["action"] == "alloc":
+            last_alloc[e["addr"]] = i
+        elif e["action"] == "free_completed":
+            last_alloc.pop(e["addr"], None)
+    exact = {i: final_blocks[a][0]["size"] for a, i in last_alloc.items() if a in final_blocks}
+    allocated = reserved = 0
+    peak_i, peak_v, peak_r = None, -1, 0
+    ooms = []
+    for i, e in enumerate(all_entries):
+        a, addr, size = e["action"], e["addr"], e["size"]
+        e["end"] = None
+        e["block_size"] = None
+        e["largest_free_block"] = None
+        if a == "alloc":
+            bs = exact.get(i, round_block(size))
+            e["block_size"] = bs
+            if addr in blocks:  # defensive: an address allocated twice; the first one ends here
+                allocated -= blocks[addr]
+            blocks[addr] = bs
+            breq[addr] = size
+            allocated += bs
+            open_alloc[addr] = i
+        elif a == "free_completed":
+            if addr in blocks:
+                allocated -= blocks.pop(addr)
+                breq.pop(addr, None)
+                j = open_alloc.pop(addr, None)
+                if j is not None:
+                    all_entries[j]["end"] = i
+        elif a in ("segment_alloc", "segment_map"):
+            pieces[addr] = size
+            reserved += size
+            open_seg[addr] = i
+        elif a in ("segment_free", "segment_unmap"):
+            if addr in pieces:
+                reserved -= pieces.pop(addr)
+                j = open_seg.pop(addr, None)
+                if j is not None:
+                    all_entries[j]["end"] = i
+        elif a == "oom":
+            lf = largest_free(blocks, pieces)
+            e["largest_free_block"] = lf
+            ooms.append((i, allocated, reserved, sum(breq.values()), lf))
+        e["allocated_bytes"] = allocated
+        e["reserved_bytes"] = reserved
+        if allocated > peak_v:
+            peak_v, peak_i = allocated, i
+        peak_r = max(peak_r, reserved)
+    return peak_i, peak_r, ooms
+
+
+def state_at(all_entries, upto):
+    """Active blocks (addr -> (size, requested)) and pieces after entry `upto`."""
+    blocks, pieces = {}, {}
+    for e in all_entries[:upto + 1]:
+        a = e["action"]
+        if a == "alloc":
+            blocks[e["addr"]] = (e["block_size"], e["size"])
+        elif a == "free_completed":
+            blocks.pop(e["addr"], None)
+        elif a in ("segment_alloc", "segment_map"):
+            pieces[e["addr"]] = e["size"]
+        elif a in ("segment_free", "segment_unmap"):
+            pieces.pop(e["addr"], None)
+    return blocks, pieces
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+
+class Writer:
+    def __init__(self, db):
+        self.db = db
+        self.frame_ids = {}
+        self.stack_ids = {}
+        self.next_frame = (db.execute("SELECT coalesce(max(frame_id), 0) FROM alloc_frames").fetchone()[0]) + 1
+        self.next_stack = (db.execute("SELECT coalesce(max(stack_id), 0) FROM alloc_stacks").fetchone()[0]) + 1
+        for fid, name, fn, line in db.execute("SELECT frame_id, name, filename, line FROM alloc_frames"):
+            self.frame_ids[(name, fn, line)] = fid
+
+    def stack(self, frames):
+        if not frames:
+            return None
+        key = tuple(frames)
+        sid = self.stack_ids.get(key)
+        if sid is not None:
+            return sid
+        sid = self.next_stack
+        self.next_stack += 1
+        rows = []
+        for depth, f in enumerate(frames):
+            fid = self.frame_ids.get(f)
+            if fid is None:
+                fid = self.next_frame
+                self.next_frame += 1
+                self.frame_ids[f] = fid
+                self.db.execute("INSERT INTO alloc_frames VALUES (?,?,?,?,?)",
+                                (fid, f[0], f[1], f[2], 1 if f[1].endswith(".py") else 0))
+            rows.append((sid, depth, fid))
+        self.db.executemany("INSERT INTO alloc_stacks VALUES (?,?,?)", rows)
+        self.stack_ids[key] = sid
+        return sid
+
+
+def import_snapshot(snap_path, db_path, reason):
+    snap = normalize(load_snapshot(snap_path), snap_path)
+    try:
+        db = sqlite3.connect(db_path, timeout=10)
+        ver = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as e:
+        raise Bad("%s: cannot open the trace: %s" % (db_path, e))
+    if ver < 2:
+        raise Bad("%s: schema version %d has no allocator tables (run it through 'cumemtrace import-torch')"
+                  % (db_path, ver))
+    try:
+        with db:
+            _write(db, snap, snap_path, reason)
+    except sqlite3.Error as e:
+        raise Bad("%s: cannot write the trace: %s" % (db_path, e))
+    finally:
+        db.close()
+
+
+def _write(db, snap, snap_path, reason):
+    times = [e["time_us"] for es in snap["traces"].values() for e in es if e["time_us"] is not None]
+    proc = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
+    if proc is None:
+        # a trace of the snapshot alone: its clock is the snapshot's (wall-clock ns)
+        t0 = min(times) * 1000 if times else time.time_ns()
+        t1 = max(times) * 1000 if times else t0
+        db.execute("INSERT INTO process (pid, ppid, host, exe, argv, start_unix_ns, start_ns, end_ns, finalized,"
+                   " events_written, events_lost, stack_depth) VALUES (0, 0, NULL, ?, ?, ?, ?, ?, 1, 0, 0, NULL)",
+                   (os.path.abspath(snap_path), json.dumps(["import-torch", snap_path]), t0, t0, t1))
+        proc = (t0, t0)
+    start_unix_ns, start_ns = proc[0] or 0, proc[1] or 0
+
+    def mono(t_us):
+        return None if t_us is None else t_us * 1000 - start_unix_ns + start_ns
+
+    n_entries = sum(len(v) for v in snap["traces"].values())
+    cur = db.execute("INSERT INTO alloc_snapshots (path, reason, imported_unix_ns, settings, history_complete,"
+                     " entries, synthesized) VALUES (?,?,?,?,0,?,0)",
+                     (os.path.abspath(snap_path), reason, time.time_ns(),
+                      json.dumps(snap["settings"], sort_keys=True, default=str) if snap["settings"] is not None
+                      else None, n_entries))
+    sid = cur.lastrowid
+    w = Writer(db)
+    devices = sorted(set(snap["traces"]) | {s["device"] for s in snap["segments"]})
+    total_synth, complete = 0, 1
+    for dev in devices:
+        segs = [s for s in snap["segments"] if s["device"] == dev]
+        entries = snap["traces"].get(dev, [])
+        for e in entries:
+            e["synthetic"] = 0
+        synth, final_blocks = complete_history(entries, segs)
+        total_synth += len(synth)
+        if synth:
+            complete = 0
+        all_e = synth + entries
+        peak_i, peak_r, ooms = replay(all_e, final_blocks)
+        first_t = next((e["time_us"] for e in entries if e["time_us"] is not None), None)
+        base = db.execute("SELECT coalesce(max(entry_id), 0) FROM alloc_trace").fetchone()[0] + 1
+        rows, last_ts = [], mono(first_t)
+        for i, e in enumerate(all_e):
+            ts = mono(e["time_us"])
+            if ts is None:
+                ts = last_ts
+            last_ts = ts
+            rows.append((base + i, sid, dev, e["action"], e["addr"], e["size"], e["block_size"], e["stream"],
+                         e["time_us"], ts, w.stack(e["frames"]), e["synthetic"],
+                         None if e["end"] is None else base + e["end"], e["allocated_bytes"], e["reserved_bytes"],
+                         e["largest_free_block"], e["compile_context"], e["user_metadata"]))
+        db.executemany("INSERT INTO alloc_trace VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        # end state: from the segments themselves (exact)
+        alloc_b = res_b = req_b = internal = external = lf_all = 0
+        for s in segs:
+            lf = 0
+            for b in s["blocks"]:
+                if b["state"].startswith("active"):
+                    alloc_b += b["size"]
+                    req_b += b["requested_size"]
+                    internal += b["size"] - b["requested_size"]
+                else:
+                    external += b["size"]
+                    lf = max(lf, b["size"])
+            res_b += s["total_size"]
+            lf_all = max(lf_all, lf)
+            ev = db.execute("SELECT max(seq) FROM events WHERE op IN (1, 5) AND result = 0 AND address = ?",
+                            (s["address"],)).fetchone()[0] if s["address"] < (1 << 63) else None
+            db.execute("INSERT INTO alloc_segments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (sid, dev, s["address"], s["total_size"], s["allocated_size"], s["active_size"],
+                        s["requested_size"], s["stream"], s["segment_type"], s["pool_id"], s["is_expandable"],
+                        w.stack(s["frames"]), lf, ev))
+            db.executemany("INSERT INTO alloc_blocks VALUES (?,?,?,?,?,?,?,?)",
+                           [(sid, dev, s["address"], b["address"], b["size"], b["requested_size"], b["state"],
+                             w.stack(b["frames"])) for b in s["blocks"]])
+        db.execute("INSERT INTO alloc_state VALUES (?,?,'end',NULL,?,?,?,?,?,?,?)",
+                   (sid, dev, alloc_b, res_b, req_b, internal, external, lf_all, max(peak_r, res_b)))
+        if peak_i is not None:
+            blocks, pieces = state_at(all_e, peak_i)
+            a = sum(v[0] for v in blocks.values())
+            rq = sum(v[1] for v in blocks.values())
+            r = all_e[peak_i]["reserved_bytes"]
+            db.execute("INSERT INTO alloc_state VALUES (?,?,'peak',?,?,?,?,?,?,?,NULL)",
+                       (sid, dev, base + peak_i, a, r, rq, a - rq, r - a,
+                        largest_free({k: v[0] for k, v in blocks.items()}, pieces)))
+        for i, a, r, rq, lf in ooms:
+            db.execute("INSERT INTO alloc_state VALUES (?,?,'oom',?,?,?,?,?,?,?,NULL)",
+                       (sid, dev, base + i, a, r, rq, a - rq, r - a, lf))
+    for an in snap["annotations"]:
+        t = an.get("time_us")
+        t = _int(t) if t is not None else None
+        db.execute("INSERT INTO alloc_annotations VALUES (?,?,?,?,?,?)",
+                   (sid, _int(an.get("device"), 0), str(an.get("stage", "")), str(an.get("name", "")), t, mono(t)))
+    db.execute("UPDATE alloc_snapshots SET history_complete = ?, synthesized = ? WHERE snapshot_id = ?",
+               (complete, total_synth, sid))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export: a trace back into a snapshot memory_viz opens
+
+def _stack_frames(db, stack_id, cache):
+    if stack_id is None:
+        return []
+    if stack_id not in cache:
+        cache[stack_id] = [{"name": n or "", "filename": f or "", "line": l or 0} for n, f, l in db.execute(
+            "SELECT f.name, f.filename, f.line FROM alloc_stacks s JOIN alloc_frames f USING (frame_id)"
+            " WHERE s.stack_id = ? ORDER BY s.depth", (stack_id,))]
+    return cache[stack_id]
+
+
+def _driver_frames(db, stack_id, cache):
+    if stack_id is None:
+        return []
+    key = ("d", stack_id)
+    if key not in cache:
+        cache[key] = [{"name": fn or "??", "filename": os.path.basename(mod or "??"), "line": 0}
+                      for fn, mod in db.execute("SELECT function, module FROM stack_frames WHERE stack_id = ?"
+                                                " ORDER BY depth", (stack_id,))]
+    return cache[key]
+
+
+def export(db_path, out_path):
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+        ver = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as e:
+        raise Bad("%s: cannot open the trace: %s" % (db_path, e))
+    cache = {}
+    snap = {"segments": [], "device_traces": [], "allocator_settings": {}, "external_annotations": []}
+    sid = db.execute("SELECT max(snapshot_id) FROM alloc_snapshots").fetchone()[0] if ver >= 2 else None
+    if sid is not None:
+        for row in db.execute("SELECT device, address, total_size, stream, segment_type, is_expandable, stack_id,"
+                              " pool_id FROM alloc_segments WHERE snapshot_id = ? ORDER BY device, address", (sid,)):
+            dev, addr, total, stream, stype, exp, stack, pool = row
+            blocks = [{"address": a, "size": s, "requested_size": r, "state": st,
+                       "frames": _stack_frames(db, k, cache)}
+                      for a, s, r, st, k in db.execute("SELECT address, size, requested_size, state, stack_id FROM"
+                                                       " alloc_blocks WHERE snapshot_id = ? AND segment_address = ?"
+                                                       " AND device = ? ORDER BY address", (sid, addr, dev))]
+            act = [b for b in blocks if b["state"].startswith("active")]
+            snap["segments"].append({
+                "device": dev, "address": addr, "total_size": total, "stream": stream or 0,
+                "segment_type": stype or "large", "segment_pool_id": tuple(int(x) for x in pool.split(","))
+                if pool and all(p.strip().isdigit() for p in pool.split(",")) else (0, 0),
+                "is_expandable": bool(exp), "frames": _stack_frames(db, stack, cache), "blocks": blocks,
+                "allocated_size": sum(b["size"] for b in act), "active_size": sum(b["size"] for b in act),
+                "requested_size": sum(b["requested_size"] or 0 for b in act)})
+        ndev = (db.execute("SELECT max(device) FROM alloc_trace WHERE snapshot_id = ?", (sid,)).fetchone()[0] or 0) + 1
+        snap["device_traces"] = [[] for _ in range(ndev)]
+        for dev, action, addr, size, stream, t_us, ts, stack in db.execute(
+                "SELECT device, action, addr, size, stream, time_us, ts_ns, stack_id FROM alloc_trace"
+                " WHERE snapshot_id = ? AND synthetic = 0 ORDER BY entry_id", (sid,)):
+            snap["device_traces"][dev].append({"action": action, "addr": addr, "size": size, "stream": stream or 0,
+                                               "time_us": t_us if t_us is not None else (ts or 0) // 1000,
+                                               "frames": _stack_frames(db, stack, cache)})
+        st = db.execute("SELECT settings FROM alloc_snapshots WHERE snapshot_id = ?", (sid,)).fetchone()[0]
+        if st:
+            snap["allocator_settings"] = json.loads(st)
+    else:
+        # a driver-level trace: each device allocation is a segment holding one block
+        start_unix, start = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
+        live = {}
+        traces = {}
+        for seq, ts, op, kind, dev, addr, size, result, stack in db.execute(
+                "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id FROM events ORDER BY seq"):
+            dev = dev or 0
+            t_us = (ts - (start or 0) + (start_unix or 0)) // 1000
+            tr = traces.setdefault(dev, [])
+            fr = _driver_frames(db, stack, cache)
+            if result != 0:
+                if op in (1,):
+                    tr.append({"action": "oom", "addr": 0, "size": size or 0, "stream": 0, "time_us": t_us,
+                               "frames": fr})
+                continue
+            if op == 1 and kind in (1, 4):
+                live[addr] = (dev, size, fr)
+                tr.append({"action": "segment_alloc", "addr": addr, "size": size, "stream": 0, "time_us": t_us,
+                           "frames": fr})
+                tr.append({"action": "alloc", "addr": addr, "size": size, "stream": 0, "time_us": t_us, "frames": fr})
+            elif op == 2 and addr in live:
+                _, sz, fr0 = live.pop(addr)
+                for a in ("free_requested", "free_completed", "segment_free"):
+                    tr.append({"action": a, "addr": addr, "size": sz, "stream": 0, "time_us": t_us, "frames": fr0})
+        for addr, (dev, size, fr) in sorted(live.items()):
+            blk = {"address": addr, "size": size, "requested_size": size, "state": "active_allocated", "frames": fr}
+            snap["segments"].append({"device": dev, "address": addr, "total_size": size, "stream": 0,
+                                     "segment_type": "large", "segment_pool_id": (0, 0), "is_expandable": False,
+                                     "frames": fr, "blocks": [blk], "allocated_size": size, "active_size": size,
+                                     "requested_size": size})
+        ndev = max(traces) + 1 if traces else 1
+        snap["device_traces"] = [traces.get(d, []) for d in range(ndev)]
+    db.close()
+    tmp = out_path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(snap, f, protocol=4)
+        os.replace(tmp, out_path)
+    except OSError as e:
+        raise Bad("%s: %s" % (out_path, e.strerror or e))
+
+
+def main(argv):
+    try:
+        if len(argv) >= 3 and argv[0] == "import":
+            reason = "import"
+            if len(argv) >= 5 and argv[3] == "--reason":
+                reason = argv[4]
+            import_snapshot(argv[1], argv[2], reason)
+            return 0
+        if len(argv) == 3 and argv[0] == "export":
+            export(argv[1], argv[2])
+            return 0
+        sys.stderr.write("usage: cmt_torch.py import SNAPSHOT TRACE [--reason R] | export TRACE OUT.pickle\n")
+        return 2
+    except Bad as e:
+        sys.stderr.write("cumemtrace: %s\n" % e)
+        return 1
+    except RecursionError:
+        sys.stderr.write("cumemtrace: %s: not a PyTorch memory snapshot (nested too deeply)\n" % argv[1])
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
