@@ -95,6 +95,7 @@ struct cmt_trace {
     int64_t kind_live[CMT_NKINDS], kind_peak[CMT_NKINDS];
     int64_t live, peak, peak_ts, peak_seq; /* device memory of this process, all devices */
     int64_t snap_seq;                      /* last seq of this trace processed at the overall peak */
+    int exited;                            /* merged pass: the process has ended, its memory is returned */
     int64_t unmatched_releases, failed_releases;
 
     /* stack cache: stack_id -> index into stacks[] */

@@ -623,7 +623,7 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
             s->peak_trace = (int)ti;
             /* Remember how far each trace had got: what was live then is decided after the pass. */
             for (size_t i = 0; i < s->n; i++)
-                s->t[i]->snap_seq = s->t[i]->cur_seq;
+                s->t[i]->snap_seq = s->t[i]->exited ? 0 : s->t[i]->cur_seq;
         }
     }
     if (s->opt.timeline) {
@@ -809,7 +809,10 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
     }
     /* Prime one row per trace, then always take the earliest: several processes share one clock
      * (CLOCK_MONOTONIC), so the merged order is the order things happened on this host. Within a trace
-     * the order is seq, which the writer made consistent. */
+     * the order is seq, which the writer made consistent. A trace whose rows are exhausted still has one
+     * thing to happen: its process ends, at its end time, and the driver takes back what it held, so it
+     * no longer counts in the processes' sum. */
+    enum { DONE, ROW, EXIT };
     int *live = calloc(s->n, sizeof *live);
     if (!live)
         return fail(err, errlen, "out of memory");
@@ -818,39 +821,58 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
     for (size_t i = 0; i < s->n; i++) {
         int r = sqlite3_step(s->t[i]->events);
         if (r == SQLITE_ROW) {
-            live[i] = 1;
+            live[i] = ROW;
             active++;
         } else if (r != SQLITE_DONE) {
             rc = db_fail(s->t[i], r, err, errlen);
             goto out;
+        } else if (s->n > 1) {
+            live[i] = EXIT;
+            active++;
         }
     }
     while (active) {
         size_t best = 0;
         int64_t best_ts = INT64_MAX;
-        if (s->n == 1) {
-            best = 0;
-        } else {
-            for (size_t i = 0; i < s->n; i++) {
-                if (!live[i])
-                    continue;
-                int64_t ts = sqlite3_column_int64(s->t[i]->events, C_TS);
-                if (ts < best_ts) {
-                    best_ts = ts;
-                    best = i;
-                }
+        for (size_t i = 0; i < s->n && s->n > 1; i++) {
+            if (live[i] == DONE)
+                continue;
+            struct cmt_trace *t = s->t[i];
+            int64_t ts = live[i] == ROW ? sqlite3_column_int64(t->events, C_TS)
+                                        : (t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts);
+            if (ts < best_ts) {
+                best_ts = ts;
+                best = i;
             }
         }
-        if (handle_event(s, best, s->t[best]->events, err, errlen) != 0) {
+        struct cmt_trace *t = s->t[best];
+        if (live[best] == EXIT) {
+            s->live -= t->live;
+            t->exited = 1;
+            live[best] = DONE;
+            active--;
+            if (s->opt.timeline) {
+                struct cmt_panel *all = panel_get(s, -1, 0);
+                if (!all) {
+                    rc = fail(err, errlen, "out of memory");
+                    goto out;
+                }
+                all->vals[0] = s->live;
+                panel_sample(s, all, best_ts);
+            }
+            continue;
+        }
+        if (handle_event(s, best, t->events, err, errlen) != 0) {
             rc = -1;
             goto out;
         }
-        int r = sqlite3_step(s->t[best]->events);
+        int r = sqlite3_step(t->events);
         if (r != SQLITE_ROW) {
-            live[best] = 0;
-            active--;
+            live[best] = s->n > 1 ? EXIT : DONE;
+            if (live[best] == DONE)
+                active--;
             if (r != SQLITE_DONE) {
-                rc = db_fail(s->t[best], r, err, errlen);
+                rc = db_fail(t, r, err, errlen);
                 goto out;
             }
         }
