@@ -320,7 +320,7 @@ int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t 
             }
         }
         closedir(d);
-        if (!bad)
+        if (!bad && nn) /* qsort's array may not be NULL, even for no elements */
             qsort(names, nn, sizeof *names, cmp_str);
         size_t before = s->n;
         for (size_t j = 0; j < nn && !bad; j++) {
