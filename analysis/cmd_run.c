@@ -66,7 +66,8 @@ static int find_beside(const char *const *rel, char *out, size_t len)
         return -1;
     for (size_t i = 0; rel[i]; i++) {
         char candidate[PATH_MAX];
-        snprintf(candidate, sizeof candidate, "%s/%s", dir, rel[i]);
+        if (snprintf(candidate, sizeof candidate, "%s/%s", dir, rel[i]) >= (int)sizeof candidate)
+            continue;
         if (access(candidate, R_OK) == 0 && realpath(candidate, out))
             return 0;
     }

@@ -400,7 +400,16 @@ static char *frame_name(const char *function, const char *module, int64_t ip, in
             return d;
         }
         free(d);
-        return strdup(function);
+        /* GCC's local clones (forward_layer.isra.0, f.constprop.2, f.part.1, f.cold) are the function
+         * a person wrote; the same function in another build may not be cloned at all. */
+        static const char *const clones[] = {".isra.", ".constprop.", ".part.", ".cold", ".lto_priv.", NULL};
+        size_t cut = strlen(function);
+        for (int i = 0; clones[i]; i++) {
+            const char *c = strstr(function, clones[i]);
+            if (c && c > function && (size_t)(c - function) < cut)
+                cut = (size_t)(c - function);
+        }
+        return strndup(function, cut);
     }
     if (has_mod)
         snprintf(buf, sizeof buf, "%s+0x%llx", base_name(module), (unsigned long long)(ip - base));
