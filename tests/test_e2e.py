@@ -125,3 +125,12 @@ class EndToEnd(TraceTest):
         self.assertEqual(len(r["failures"]), nfail)
         self.assertTrue(all(f["result"] == 2 for f in r["failures"]))
         self.assertEqual({f["stack"][0] for f in r["failures"]}, {"cache_alloc"})
+        # The last out-of-memory is a capacity one (the cache had nothing left to give back), and the HTML
+        # page says so too.
+        self.assertEqual(r["ooms"][-1]["verdict"], "capacity")
+        page = self.path("r.html")
+        cumemtrace("report", "--html", page, db)
+        with open(page) as f:
+            html = f.read()
+        self.assertIn("CAPACITY OOM", html)
+        self.assertIn("forward_layer", html)
