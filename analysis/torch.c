@@ -326,6 +326,7 @@ struct citem {
     int64_t pos, end; /* order key of the allocation and of its end (INT64_MAX while live) */
     int64_t bytes, requested;
     int dev;          /* device slot for allocator items (index into per-trace device list) */
+    int before;       /* allocator items: allocated before the recorded history began (synthesized) */
     int comp;
     struct astack *as; /* allocator items: site (set once every stack is read: c.st moves while growing) */
     int64_t asx;       /* index into c.st, -1 for no frames */
@@ -342,6 +343,12 @@ static int cmp_i64(const void *a, const void *b)
  * component allocated again were the step's scratch, not state. Items are in allocation order. */
 static void refine(struct citem *it, size_t n)
 {
+    /* No frames, allocated before recording began and never freed: the model's weights, loaded before
+     * the history started (the usual way to record: after warm-up). Nothing else of that size lives
+     * from before the first step to the end. */
+    for (size_t i = 0; i < n; i++)
+        if (it[i].comp == CMT_C_OTHER && it[i].asx < 0 && it[i].before && it[i].end == INT64_MAX)
+            it[i].comp = CMT_C_PARAMETERS;
     int64_t *opt = malloc((n + 1) * sizeof *opt);
     size_t no = 0;
     if (!opt)
@@ -503,7 +510,7 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
 
     /* components: every alloc entry, by its stack */
     if (sqlite3_prepare_v2(t->db,
-                           "SELECT entry_id, device, block_size, size, stack_id, end_entry FROM alloc_trace"
+                           "SELECT entry_id, device, block_size, size, stack_id, end_entry, synthetic FROM alloc_trace"
                            " WHERE snapshot_id = ? AND action = 'alloc' ORDER BY entry_id",
                            -1, &st, NULL) != SQLITE_OK)
         goto dberr;
@@ -527,6 +534,7 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
             goto out;
         i->comp = as->comp;
         i->asx = has ? *imap_get(&c.ix, (uint64_t)sqlite3_column_int64(st, 4)) : -1;
+        i->before = sqlite3_column_int(st, 6);
     }
     if (r != SQLITE_DONE)
         goto dberr;
@@ -944,7 +952,7 @@ static int curves_of(struct cmt_set *s, size_t ti, int64_t sid, const struct cmt
     int rc = -1, r;
     struct cmt_apoint *bmax = NULL, *bend = NULL;
     char *touched = NULL;
-    if (sqlite3_prepare_v2(t->db, "SELECT entry_id, block_size, stack_id, end_entry FROM alloc_trace"
+    if (sqlite3_prepare_v2(t->db, "SELECT entry_id, block_size, stack_id, end_entry, synthetic FROM alloc_trace"
                                   " WHERE snapshot_id = ? AND action = 'alloc' ORDER BY entry_id", -1, &st, NULL) != SQLITE_OK)
         goto dberr;
     sqlite3_bind_int64(st, 1, sid);
@@ -956,9 +964,12 @@ static int curves_of(struct cmt_set *s, size_t ti, int64_t sid, const struct cmt
         i->pos = sqlite3_column_int64(st, 0);
         i->bytes = sqlite3_column_int64(st, 1);
         i->end = sqlite3_column_type(st, 3) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 3);
-        if (astack_get(&c, sqlite3_column_int64(st, 2), sqlite3_column_type(st, 2) != SQLITE_NULL, &as, err, errlen) != 0)
+        int has = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        if (astack_get(&c, sqlite3_column_int64(st, 2), has, &as, err, errlen) != 0)
             goto out;
         i->comp = as->comp;
+        i->asx = has ? 0 : -1; /* refine() only asks whether there were frames */
+        i->before = sqlite3_column_int(st, 4);
     }
     if (r != SQLITE_DONE)
         goto dberr;

@@ -230,6 +230,13 @@ class RealSnapshotTest(TraceTest):
         # the step's scratch (optimizer.py:80, freed within the step) is not state
         self.assertTrue(all(not s["site"].startswith("optimizer.py") for s in comps["gradients"]["sites"]))
         self.assertIn("optimizer.py:80 (step)", [s["site"] for s in comps["temporaries"]["sites"]])
+        # the weights: no frames (allocated before the history began) and alive to the end. Computed
+        # independently: the final blocks with no frames at all; they are the 423,183,360 fp32
+        # parameters (1,692,733,440 bytes) and 17,121,280 bytes of module buffers.
+        frameless = sum(b["requested_size"] for s in snap["segments"] for b in s["blocks"]
+                        if b["state"] == "active_allocated" and not b["frames"])
+        self.assertEqual(comps["parameters"]["requested_bytes_at_end"], frameless)
+        self.assertLess(abs(frameless - 4 * 423_183_360) / (4 * 423_183_360), 0.02)
         text = cmt("report", "--params", "423183360", out).stdout
         self.assertIn("expected for 423183360 parameters (fp32 Adam: 4 + 4 + 8 bytes each)", text)
         e = report("--params", "423183360", "--mixed", out)["expected"]
