@@ -52,6 +52,7 @@ struct cmt_stack {
     char **frames;
     char *module; /* basename of the innermost kept frame's module, "[unknown]" if none */
     char *key;    /* frames joined by '\n': the identity of a stack across runs (addresses differ) */
+    int comp1;    /* its component + 1 under the run's rules, once matched; 0 before (timeline --by component) */
 };
 
 struct cmt_dev {

@@ -577,31 +577,71 @@ out:
 /* ---------------------------------------------------------------------------------------------------
  * Driver level: components of segments and the release-and-retry pattern */
 
+struct free_rec {
+    int64_t seq, size;
+};
+
+static int cmp_free_rec(const void *a, const void *b)
+{
+    const struct free_rec *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Index of the first free at or after seq. */
+static size_t frees_from(const struct free_rec *fr, size_t n, int64_t seq)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (fr[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const struct cmt_rules *rules, char *err,
                         size_t errlen)
 {
     struct cmt_trace *t = s->t[ti];
     struct citem *it = NULL;
     size_t n = 0, cap = 0;
+    /* Rules are matched once per stack, not once per allocation: a trace has millions of allocations
+     * and a few hundred stacks. Keys are stack_id + 1 (-1, no stack, is the map's empty key). */
+    struct imap comp_of = {0};
     for (size_t i = 0; i < t->nrecs; i++) {
         const struct cmt_rec *r = &t->recs[i];
         if (!CMT_KIND_IS_PHYSICAL(r->kind))
             continue;
-        const struct cmt_stack *k;
-        if (cmt_stack_get(t, r->stack_id, &k, err, errlen) != 0) {
-            free(it);
-            return -1;
-        }
         struct citem *c = cmt_push(&it, &n, &cap, sizeof *c);
         if (!c) {
             free(it);
+            imap_free(&comp_of);
             return fail(err, errlen, "out of memory");
         }
         c->pos = r->seq;
         c->end = r->free_seq == CMT_LIVE ? INT64_MAX : r->free_seq;
         c->bytes = c->requested = r->size;
+        int64_t *known = imap_get(&comp_of, (uint64_t)(r->stack_id + 1));
+        if (known) {
+            c->comp = (int)*known;
+            continue;
+        }
+        const struct cmt_stack *k;
+        if (cmt_stack_get(t, r->stack_id, &k, err, errlen) != 0) {
+            free(it);
+            imap_free(&comp_of);
+            return -1;
+        }
         c->comp = cmt_rules_match_stack(rules, k);
+        if (imap_put(&comp_of, (uint64_t)(r->stack_id + 1), c->comp) != 0) {
+            free(it);
+            imap_free(&comp_of);
+            return fail(err, errlen, "out of memory");
+        }
     }
+    imap_free(&comp_of);
     refine(it, n);
     for (size_t i = 0; i < n; i++) {
         if (s->peak_trace >= 0 && it[i].pos <= t->snap_seq && it[i].end > t->snap_seq) {
@@ -617,11 +657,30 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
     free(it);
 
     /* Failures: the caching allocator's answer to a failed cuMemAlloc is to free its wholly unused
-     * segments and try once more. Read the events after each failure up to the next acquire. */
+     * segments and try once more. Read the events after each failure up to the next acquire. The frees
+     * of device memory, sorted by when they happened, answer "what was released in between" by bisection. */
+    struct free_rec *fr = NULL;
+    size_t nfr = 0, frcap = 0;
+    for (size_t i = 0; i < t->nrecs && s->nfails; i++) {
+        const struct cmt_rec *rr = &t->recs[i];
+        if (!CMT_KIND_IS_PHYSICAL(rr->kind) || rr->free_seq == CMT_LIVE)
+            continue;
+        struct free_rec *e = cmt_push(&fr, &nfr, &frcap, sizeof *e);
+        if (!e) {
+            free(fr);
+            return fail(err, errlen, "out of memory");
+        }
+        e->seq = rr->free_seq;
+        e->size = rr->size;
+    }
+    if (nfr)
+        qsort(fr, nfr, sizeof *fr, cmp_free_rec);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(t->db, "SELECT seq, op, result, size FROM events WHERE seq > ? ORDER BY seq LIMIT 100000",
-                           -1, &st, NULL) != SQLITE_OK)
+                           -1, &st, NULL) != SQLITE_OK) {
+        free(fr);
         return fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
+    }
     for (size_t fi = 0; fi < s->nfails; fi++) {
         const struct cmt_failure *f = &s->fails[fi];
         if (f->trace != (int)ti || !CMT_KIND_IS_PHYSICAL(f->kind))
@@ -632,6 +691,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         struct cmt_oom *o = cmt_push(&x->ooms, &x->nooms, &x->oomcap, sizeof *o);
         if (!o) {
             sqlite3_finalize(st);
+            free(fr);
             return fail(err, errlen, "out of memory");
         }
         o->trace = (int)ti;
@@ -660,16 +720,14 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         }
         o->retry_seq = retry_seq;
         int64_t upto = retry_seq > 0 ? retry_seq : INT64_MAX;
+        /* frees strictly between the failure and the retry: a range of the sorted free list */
+        size_t lo = frees_from(fr, nfr, f->seq + 1), hi = frees_from(fr, nfr, upto);
         int64_t largest = 0;
-        for (size_t i = 0; i < t->nrecs; i++) {
-            const struct cmt_rec *rr = &t->recs[i];
-            if (CMT_KIND_IS_PHYSICAL(rr->kind) && rr->free_seq != CMT_LIVE && rr->free_seq > f->seq &&
-                rr->free_seq < upto) {
-                o->released_bytes += rr->size;
-                o->released_segments++;
-                if (rr->size > largest)
-                    largest = rr->size;
-            }
+        for (size_t i = lo; i < hi; i++) {
+            o->released_bytes += fr[i].size;
+            o->released_segments++;
+            if (fr[i].size > largest)
+                largest = fr[i].size;
         }
         if (o->retry < 0) { /* no retry of the same size: nothing was released on its behalf */
             o->released_bytes = o->released_segments = 0;
@@ -682,6 +740,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         o->fragmentation = o->retry == 1;
     }
     sqlite3_finalize(st);
+    free(fr);
     return 0;
 }
 

@@ -582,8 +582,12 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
     const struct cmt_stack *k;
     if (cmt_stack_get(t, r->stack_id, &k, err, errlen) != 0)
         return -1;
-    if (s->opt.by == CMT_BY_COMPONENT)
-        return cmt_rules_match_stack(s->opt.rules, k); /* layers are the components, in their order */
+    if (s->opt.by == CMT_BY_COMPONENT) { /* layers are the components, in their order */
+        struct cmt_stack *mk = (struct cmt_stack *)k; /* ours: the trace owns its stacks */
+        if (!mk->comp1)
+            mk->comp1 = cmt_rules_match_stack(s->opt.rules, k) + 1; /* once per stack, not per allocation */
+        return mk->comp1 - 1;
+    }
     int64_t *l = smap_get(&s->module_layer, k->module);
     if (l)
         return (int)*l;
