@@ -611,6 +611,10 @@ class SimDriverTest(unittest.TestCase):
 @unittest.skipUnless(os.path.exists(CUDART_LIKE), "cudart_like not built")
 class CudartLikeTest(unittest.TestCase):
 
+    def setUp(self):
+        if not os.path.exists(LOOKUPS):
+            self.skipTest("../shared/data/cudart13-lookups.tsv is not present beside the checkout")
+
     def run_cudart_like(self, *args, extra=None):
         return cmtlib.run([CUDART_LIKE, LOOKUPS] + list(args), cmtlib.sim_env(preload=False, extra=extra))
 
