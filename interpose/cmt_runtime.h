@@ -26,7 +26,7 @@ struct cmt_config {
     char env[1024];        /* allow-listed environment at start: NAME=VALUE\0...\0 */
     uint64_t start_ns;     /* CLOCK_MONOTONIC at start (or at fork, in a child) */
     uint64_t start_unix_ns;
-    unsigned debug_writer_delay_ms; /* CUMEMTRACE_DEBUG_WRITER_DELAY_MS: tests of loss accounting only */
+    unsigned debug_writer_delay_ms; /* CUMEMTRACE_DEBUG_WRITER_DELAY_MS: the writer starts this late (tests, benchmarks) */
 };
 
 extern struct cmt_config cmt_config;

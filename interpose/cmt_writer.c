@@ -718,16 +718,18 @@ static void *writer_main(void *arg)
         discard_forever();
         goto done;
     }
+    if (cmt_config.debug_writer_delay_ms) {
+        /* A writer that cannot start for a while (a stalled disk), for the loss-accounting test and for
+         * timing the writer alone in bench/bench_capture.sh. */
+        struct timespec d = {cmt_config.debug_writer_delay_ms / 1000,
+                             (long)(cmt_config.debug_writer_delay_ms % 1000) * 1000000};
+        pthread_mutex_unlock(&fork_lock);
+        nanosleep(&d, NULL);
+        pthread_mutex_lock(&fork_lock);
+    }
     last_commit_ns = cmt_now_ns();
     uint64_t idle_ns = 1000 * 1000;
     for (;;) {
-        if (cmt_config.debug_writer_delay_ms) { /* a slow disk, simulated for the loss-accounting test */
-            struct timespec d = {cmt_config.debug_writer_delay_ms / 1000,
-                                 (long)(cmt_config.debug_writer_delay_ms % 1000) * 1000000};
-            pthread_mutex_unlock(&fork_lock);
-            nanosleep(&d, NULL);
-            pthread_mutex_lock(&fork_lock);
-        }
         long n = drain(BATCH_EVENTS);
         if (n < 0) {
             sqlite3_close(db);
