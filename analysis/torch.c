@@ -28,16 +28,6 @@ const char *const cmt_comp_names[CMT_NCOMP] = {"parameters", "gradients",   "opt
                                                "temporaries", "kv_cache",  "workspace",       "nccl",
                                                "cuda_graphs", "inputs",    "other"};
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---------------------------------------------------------------------------------------------------
  * Our files and the Python helper */
 
@@ -72,7 +62,7 @@ int cmt_torch_python(char *const *args, char *err, size_t errlen)
 {
     char script[PATH_MAX];
     if (cmt_torch_find("cmt_torch.py", script, sizeof script) != 0)
-        return fail(err, errlen, "cmt_torch.py not found beside this program (set CUMEMTRACE_TORCH_DIR)");
+        return cmt_fail(err, errlen, "cmt_torch.py not found beside this program (set CUMEMTRACE_TORCH_DIR)");
     const char *py = getenv("CUMEMTRACE_PYTHON");
     if (!py || !*py)
         py = "python3";
@@ -81,7 +71,7 @@ int cmt_torch_python(char *const *args, char *err, size_t errlen)
         n++;
     char **argv = calloc(n + 4, sizeof *argv);
     if (!argv)
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     argv[0] = (char *)py;
     argv[1] = "-I"; /* isolated: neither the user's site packages nor PYTHON* variables change the reader */
     argv[2] = script;
@@ -91,7 +81,7 @@ int cmt_torch_python(char *const *args, char *err, size_t errlen)
     pid_t pid = fork();
     if (pid < 0) {
         free(argv);
-        return fail(err, errlen, "fork: %s", strerror(errno));
+        return cmt_fail(err, errlen, "fork: %s", strerror(errno));
     }
     if (pid == 0) {
         execvp(py, argv);
@@ -103,9 +93,9 @@ int cmt_torch_python(char *const *args, char *err, size_t errlen)
     int status = 0;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
-            return fail(err, errlen, "waitpid: %s", strerror(errno));
+            return cmt_fail(err, errlen, "waitpid: %s", strerror(errno));
     if (WIFSIGNALED(status))
-        return fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
+        return cmt_fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
     return WEXITSTATUS(status);
 }
 
@@ -126,13 +116,13 @@ int cmt_rules_load(struct cmt_rules *rs, const char *path, char *err, size_t err
     memset(rs, 0, sizeof *rs);
     if (!path) {
         if (cmt_torch_find("rules.txt", shipped, sizeof shipped) != 0)
-            return fail(err, errlen, "the shipped rules file (rules.txt) was not found (set CUMEMTRACE_TORCH_DIR"
+            return cmt_fail(err, errlen, "the shipped rules file (rules.txt) was not found (set CUMEMTRACE_TORCH_DIR"
                                      " or give --rules FILE)");
         path = shipped;
     }
     FILE *f = fopen(path, "r");
     if (!f)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return cmt_fail(err, errlen, "%s: %s", path, strerror(errno));
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
@@ -153,14 +143,14 @@ int cmt_rules_load(struct cmt_rules *rs, const char *path, char *err, size_t err
             else if (!strcmp(where, "any")) w = 'a';
         }
         if (c < 0 || !w || !glob || strtok_r(NULL, " \t\r\n", &save)) {
-            rc = fail(err, errlen, "%s:%d: expected 'COMPONENT python|line|native|module|any GLOB' with a component"
+            rc = cmt_fail(err, errlen, "%s:%d: expected 'COMPONENT python|line|native|module|any GLOB' with a component"
                                    " among parameters, gradients, optimizer_state, activations, temporaries,"
                                    " kv_cache, workspace, nccl, cuda_graphs, inputs, other", path, lineno);
             break;
         }
         struct cmt_rule *r = cmt_push(&rs->r, &rs->n, &rs->cap, sizeof *r);
         if (!r || !(r->glob = strdup(glob))) {
-            rc = fail(err, errlen, "out of memory");
+            rc = cmt_fail(err, errlen, "out of memory");
             break;
         }
         r->comp = c;
@@ -168,7 +158,7 @@ int cmt_rules_load(struct cmt_rules *rs, const char *path, char *err, size_t err
     }
     fclose(f);
     if (rc == 0 && !(rs->path = strdup(path)))
-        rc = fail(err, errlen, "out of memory");
+        rc = cmt_fail(err, errlen, "out of memory");
     if (rc != 0)
         cmt_rules_free(rs);
     return rc;
@@ -259,7 +249,7 @@ static int astack_get(struct actx *c, int64_t stack_id, int has, struct astack *
                                     " JOIN alloc_frames f ON f.frame_id = s.frame_id WHERE s.stack_id = ?"
                                     " ORDER BY s.depth",
                                     -1, &c->q, NULL) != SQLITE_OK)
-        return fail(err, errlen, "%s: cannot read trace: %s", c->t->path, sqlite3_errmsg(c->t->db));
+        return cmt_fail(err, errlen, "%s: cannot read trace: %s", c->t->path, sqlite3_errmsg(c->t->db));
     sqlite3_reset(c->q);
     sqlite3_bind_int64(c->q, 1, stack_id);
     int comp = -1, rc;
@@ -285,14 +275,14 @@ static int astack_get(struct actx *c, int64_t stack_id, int has, struct astack *
         }
     }
     if (rc != SQLITE_DONE)
-        return fail(err, errlen, "%s: cannot read trace: %s", c->t->path, sqlite3_errmsg(c->t->db));
+        return cmt_fail(err, errlen, "%s: cannot read trace: %s", c->t->path, sqlite3_errmsg(c->t->db));
     struct astack *s = cmt_push(&c->st, &c->n, &c->cap, sizeof *s);
     if (!s || imap_put(&c->ix, (uint64_t)stack_id, (int64_t)c->n - 1) != 0)
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     s->comp = comp < 0 ? CMT_C_OTHER : comp;
     s->site = strdup(site[0] ? site : native_site[0] ? native_site : "[native frames only]");
     if (!s->site)
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     *out = s;
     return 0;
 }
@@ -563,10 +553,10 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
     rc = 0;
     goto out;
 oom:
-    fail(err, errlen, "out of memory");
+    cmt_fail(err, errlen, "out of memory");
     goto out;
 dberr:
-    fail(err, errlen, "%s: cannot read the allocator tables: %s", t->path, sqlite3_errmsg(t->db));
+    cmt_fail(err, errlen, "%s: cannot read the allocator tables: %s", t->path, sqlite3_errmsg(t->db));
 out:
     sqlite3_finalize(st);
     actx_free(&c);
@@ -618,7 +608,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         if (!c) {
             free(it);
             imap_free(&comp_of);
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         }
         c->pos = r->seq;
         c->end = r->free_seq == CMT_LIVE ? INT64_MAX : r->free_seq;
@@ -638,7 +628,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         if (imap_put(&comp_of, (uint64_t)(r->stack_id + 1), c->comp) != 0) {
             free(it);
             imap_free(&comp_of);
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         }
     }
     imap_free(&comp_of);
@@ -668,7 +658,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         struct free_rec *e = cmt_push(&fr, &nfr, &frcap, sizeof *e);
         if (!e) {
             free(fr);
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         }
         e->seq = rr->free_seq;
         e->size = rr->size;
@@ -679,7 +669,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
     if (sqlite3_prepare_v2(t->db, "SELECT seq, op, result, size FROM events WHERE seq > ? ORDER BY seq LIMIT 100000",
                            -1, &st, NULL) != SQLITE_OK) {
         free(fr);
-        return fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
+        return cmt_fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
     }
     for (size_t fi = 0; fi < s->nfails; fi++) {
         const struct cmt_failure *f = &s->fails[fi];
@@ -692,7 +682,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         if (!o) {
             sqlite3_finalize(st);
             free(fr);
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         }
         o->trace = (int)ti;
         o->source = 1;
@@ -1100,10 +1090,10 @@ static int curves_of(struct cmt_set *s, size_t ti, int64_t sid, const struct cmt
     rc = 0;
     goto out;
 oom:
-    fail(err, errlen, "out of memory");
+    cmt_fail(err, errlen, "out of memory");
     goto out;
 dberr:
-    fail(err, errlen, "%s: cannot read the allocator tables: %s", t->path, sqlite3_errmsg(t->db));
+    cmt_fail(err, errlen, "%s: cannot read the allocator tables: %s", t->path, sqlite3_errmsg(t->db));
 out:
     sqlite3_finalize(st);
     actx_free(&c);

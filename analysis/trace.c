@@ -41,25 +41,15 @@ static const char *const kind_names[CMT_NKINDS] = {
 const char *cmt_api_name(int api) { return api > 0 && api < CMT_NAPIS ? api_names[api] : "unknown"; }
 const char *cmt_kind_name(int kind) { return kind > 0 && kind < CMT_NKINDS ? kind_names[kind] : "unknown"; }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* One line for an SQLite error met while reading: corruption found mid-query is the usual cause. */
 static int db_fail(struct cmt_trace *t, int rc, char *err, size_t errlen)
 {
     int code = rc & 0xff;
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
-        return fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+        return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
     if (code == SQLITE_NOMEM)
-        return fail(err, errlen, "%s: out of memory while reading the trace", t->path);
-    return fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
+        return cmt_fail(err, errlen, "%s: out of memory while reading the trace", t->path);
+    return cmt_fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
 }
 
 static char *col_text(sqlite3_stmt *st, int i)
@@ -107,7 +97,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         if (rc == SQLITE_DONE)
-            fail(err, errlen, "%s: incomplete trace: no process row (the program died while starting?)",
+            cmt_fail(err, errlen, "%s: incomplete trace: no process row (the program died while starting?)",
                  t->path);
         else
             db_fail(t, rc, err, errlen);
@@ -132,7 +122,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     st = NULL;
 
     if (!t->finalized && process_alive_here(t))
-        return fail(err, errlen,
+        return cmt_fail(err, errlen,
                     "%s: trace still being written (process %lld is running); analyze it after it exits",
                     t->path, (long long)t->pid);
 
@@ -171,7 +161,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     st = NULL;
     if (no_events) {
         *empty = 1;
-        return fail(err, errlen, "%s: empty trace: no events recorded (the program made no CUDA memory calls)",
+        return cmt_fail(err, errlen, "%s: empty trace: no events recorded (the program made no CUDA memory calls)",
                     t->path);
     }
     if (!has_start || t->start_ns > t->first_ts)
@@ -185,7 +175,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
         struct cmt_dev *d = cmt_push(&t->devs, &t->ndevs, &t->devcap, sizeof *d);
         if (!d) {
             sqlite3_finalize(st);
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         }
         d->device = sqlite3_column_int64(st, 0);
         d->name = col_text(st, 1);
@@ -264,7 +254,7 @@ static int add_file(struct cmt_set *s, size_t *cap, const char *path, int in_dir
     struct cmt_trace *t = calloc(1, sizeof *t);
     if (!t || !(t->path = strdup(path))) {
         free(t);
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     }
     int empty = 0;
     if (trace_open(t, in_dir, &empty, err, errlen) != 0) {
@@ -279,7 +269,7 @@ static int add_file(struct cmt_set *s, size_t *cap, const char *path, int in_dir
     struct cmt_trace **slot = cmt_push(&s->t, &s->n, cap, sizeof *slot);
     if (!slot) {
         trace_free(t);
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     }
     *slot = t;
     return 0;
@@ -296,7 +286,7 @@ int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t 
     for (int i = 0; i < npaths; i++) {
         struct stat st;
         if (stat(paths[i], &st) != 0)
-            return fail(err, errlen, "%s: %s", paths[i], strerror(errno));
+            return cmt_fail(err, errlen, "%s: %s", paths[i], strerror(errno));
         if (!S_ISDIR(st.st_mode)) {
             if (add_file(s, &cap, paths[i], 0, err, errlen) != 0)
                 return -1;
@@ -304,7 +294,7 @@ int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t 
         }
         DIR *d = opendir(paths[i]);
         if (!d)
-            return fail(err, errlen, "%s: %s", paths[i], strerror(errno));
+            return cmt_fail(err, errlen, "%s: %s", paths[i], strerror(errno));
         char **names = NULL;
         size_t nn = 0, nc = 0;
         struct dirent *e;
@@ -333,14 +323,14 @@ int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t 
             free(names[j]);
         free(names);
         if (bad == 1)
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         if (bad)
             return -1;
         if (s->n == before)
-            return fail(err, errlen, "%s: no traces with events in this directory (*.db)", paths[i]);
+            return cmt_fail(err, errlen, "%s: no traces with events in this directory (*.db)", paths[i]);
     }
     if (s->n == 0)
-        return fail(err, errlen, "no trace given");
+        return cmt_fail(err, errlen, "no trace given");
     s->t0 = INT64_MAX;
     s->tend = INT64_MIN;
     for (size_t i = 0; i < s->n; i++) {
@@ -465,7 +455,7 @@ static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char 
     k->key = key.p;
     return k;
 oom:
-    fail(err, errlen, "out of memory");
+    cmt_fail(err, errlen, "out of memory");
 error:
     if (k) {
         for (int j = 0; j < k->nframes; j++)
@@ -498,7 +488,7 @@ int cmt_stack_get(struct cmt_trace *t, int32_t stack_id, const struct cmt_stack 
         free(k->frames);
         free(k->module);
         free(k);
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     }
     *slot = k;
     *out = k;
@@ -598,10 +588,10 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
         s->layer_physical[ix] = 1;
         s->nlayers++;
         if (!s->layer_names[ix])
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
     }
     if (smap_put(&s->module_layer, k->module, ix) != 0)
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     return ix;
 }
 
@@ -646,14 +636,14 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
         if (l >= 0) {
             struct cmt_panel *p = panel_get(s, (int)ti, r->dev);
             if (!p)
-                return fail(err, errlen, "out of memory");
+                return cmt_fail(err, errlen, "out of memory");
             p->vals[l] += d;
             panel_sample(s, p, ts);
         }
         if (CMT_KIND_IS_PHYSICAL(r->kind)) {
             struct cmt_panel *all = panel_get(s, -1, 0);
             if (!all)
-                return fail(err, errlen, "out of memory");
+                return cmt_fail(err, errlen, "out of memory");
             all->vals[0] = s->live;
             panel_sample(s, all, ts);
         }
@@ -687,7 +677,7 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
         }
         struct cmt_failure *f = cmt_push(&s->fails, &s->nfails, &s->failcap, sizeof *f);
         if (!f)
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         f->trace = (int)ti;
         f->seq = seq;
         f->ts = ts;
@@ -712,7 +702,7 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
         int dv = dev_slot(t, has_dev, device);
         struct cmt_rec *r = cmt_push(&t->recs, &t->nrecs, &t->reccap, sizeof *r);
         if (dv < 0 || !r)
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         r->seq = seq;
         r->free_seq = CMT_LIVE;
         r->size = size;
@@ -724,7 +714,7 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
         /* A second acquire of a live address (should not happen) leaves the first one live forever. */
         if (imap_put(op == CMT_OP_CREATE ? &t->by_handle : &t->by_addr,
                      (uint64_t)sqlite3_column_int64(st, op == CMT_OP_CREATE ? C_HANDLE : C_ADDR), ix) != 0)
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         return account(s, ti, r, +1, seq, ts, err, errlen);
     }
     case CMT_OP_FREE:
@@ -743,7 +733,7 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     case CMT_OP_IPC_OPEN: {
         int k = op == CMT_OP_RESERVE ? CMT_KIND_VA_RESERVATION : CMT_KIND_IPC;
         if (imap_put(op == CMT_OP_RESERVE ? &t->by_reserve : &t->by_ipc, (uint64_t)addr, size) != 0)
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         t->kind_live[k] += size;
         if (t->kind_live[k] > t->kind_peak[k])
             t->kind_peak[k] = t->kind_live[k];
@@ -762,7 +752,7 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     case CMT_OP_MAP: {
         struct cmt_map *m = cmt_push(&t->maps, &t->nmaps, &t->mapcap, sizeof *t->maps);
         if (!m)
-            return fail(err, errlen, "out of memory");
+            return cmt_fail(err, errlen, "out of memory");
         m->address = addr;
         m->size = size;
         t->kind_live[CMT_KIND_VMM_MAPPING] += size;
@@ -804,7 +794,7 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
                 s->layer_names[i] = strdup(names[i]);
                 s->layer_physical[i] = i < 3;
                 if (!s->layer_names[i])
-                    return fail(err, errlen, "out of memory");
+                    return cmt_fail(err, errlen, "out of memory");
             }
             s->nlayers = 5;
         } else if (s->opt.by == CMT_BY_COMPONENT) {
@@ -813,7 +803,7 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
                 s->layer_names[i] = strdup(cmt_comp_names[i]);
                 s->layer_physical[i] = 1;
                 if (!s->layer_names[i])
-                    return fail(err, errlen, "out of memory");
+                    return cmt_fail(err, errlen, "out of memory");
             }
             s->nlayers = CMT_NCOMP;
         } else {
@@ -828,7 +818,7 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
     enum { DONE, ROW, EXIT };
     int *live = calloc(s->n, sizeof *live);
     if (!live)
-        return fail(err, errlen, "out of memory");
+        return cmt_fail(err, errlen, "out of memory");
     int rc = 0;
     size_t active = 0;
     for (size_t i = 0; i < s->n; i++) {
@@ -867,7 +857,7 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
             if (s->opt.timeline) {
                 struct cmt_panel *all = panel_get(s, -1, 0);
                 if (!all) {
-                    rc = fail(err, errlen, "out of memory");
+                    rc = cmt_fail(err, errlen, "out of memory");
                     goto out;
                 }
                 all->vals[0] = s->live;
@@ -979,7 +969,7 @@ static int group(struct cmt_set *s, enum cmt_select sel, int by_module, struct c
         }
         free(acc);
         if (bad == 1)
-            fail(err, errlen, "out of memory");
+            cmt_fail(err, errlen, "out of memory");
         if (bad)
             goto out;
     }

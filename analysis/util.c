@@ -417,3 +417,14 @@ void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz)
 }
 
 char *cmt_strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+int cmt_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}

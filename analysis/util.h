@@ -15,6 +15,9 @@
 /* ---- the one logging function: "cumemtrace: " + message + newline on stderr ---- */
 void cmt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Formats a one-line reason into err (if any) and returns -1: `return cmt_fail(err, errlen, ...)`. */
+int cmt_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* ---- growable text buffer; an allocation failure sets oom and later writes are dropped ---- */
 struct sbuf {
     char *p;
