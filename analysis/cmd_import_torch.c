@@ -34,18 +34,6 @@ static void usage(FILE *out)
                  "             gains the allocator tables, joined with its driver segments by address\n");
 }
 
-static void remove_db(const char *path)
-{
-    char side[PATH_MAX + 16];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-journal", path);
-    unlink(side);
-}
-
 /* Creates or upgrades TRACE; *created tells whether it is new. */
 static int prepare_trace(const char *path, int *created, char *err, size_t errlen)
 {
@@ -64,7 +52,7 @@ static int prepare_trace(const char *path, int *created, char *err, size_t errle
         int rc = cmt_db_exec(db, "PRAGMA journal_mode=DELETE", err, errlen);
         sqlite3_close(db);
         if (rc != 0)
-            remove_db(path);
+            cmt_remove_trace(path);
         return rc;
     }
     int version = 0;
@@ -91,7 +79,7 @@ int cmt_torch_import(const char *snap, const char *trace, const char *reason, ch
         if (rc > 0) /* the helper said why on stderr */
             err[0] = 0;
         if (created)
-            remove_db(trace);
+            cmt_remove_trace(trace);
         return -1;
     }
     return 0;

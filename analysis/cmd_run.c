@@ -96,18 +96,6 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static void remove_trace(const char *path)
-{
-    char side[PATH_MAX + 8];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-journal", path);
-    unlink(side);
-}
-
 /* Prints the trace files the run produced: PATH itself and PATH's siblings STEM.*.db (further
  * processes), or every *.db in a directory written since start. */
 static int report_traces(const char *out, int out_is_dir, time_t since)
@@ -363,7 +351,7 @@ int cmd_run(int argc, char **argv)
     if (is_dir(out)) {
         out_is_dir = 1;
     } else {
-        remove_trace(out); /* -o names the result: an old trace there is replaced, as perf record -o does */
+        cmt_remove_trace(out); /* -o names the result: an old trace there is replaced, as perf record -o does */
     }
     setenv("CUMEMTRACE_OUTPUT", out, 1);
     if (depth)

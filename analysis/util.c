@@ -7,6 +7,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,4 +430,14 @@ int cmt_fail(char *err, size_t errlen, const char *fmt, ...)
         va_end(ap);
     }
     return -1;
+}
+
+void cmt_remove_trace(const char *path)
+{
+    static const char *const sides[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++) {
+        char p[PATH_MAX + 16];
+        snprintf(p, sizeof p, "%s%s", path, sides[i]);
+        unlink(p);
+    }
 }

@@ -18,6 +18,9 @@ void cmt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Formats a one-line reason into err (if any) and returns -1: `return cmt_fail(err, errlen, ...)`. */
 int cmt_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Removes a trace file and its -wal, -shm and -journal companions (errors ignored: absent is fine). */
+void cmt_remove_trace(const char *path);
+
 /* ---- growable text buffer; an allocation failure sets oom and later writes are dropped ---- */
 struct sbuf {
     char *p;
