@@ -2,9 +2,14 @@
  * cmt_ring.c: bounded MPSC queue (see cmt_ring.h).
  *
  * Each slot starts with an atomic sequence word. A slot at position p is free for a producer when its
- * word equals p, and holds a published event for the consumer when it equals p + 1; after consuming, the
- * consumer sets it to p + capacity, the position at which the slot comes round again. Producers claim
+ * sequence equals p, and holds a published event for the consumer when it equals p + 1; after consuming,
+ * the consumer sets it to p + capacity, the position at which the slot comes round again. Producers claim
  * positions with a CAS on enqueue_pos, so two producers never write the same slot.
+ *
+ * The word stores the sequence minus the slot's index, so that all zeros is the initial state (slot i
+ * expects position i): fresh anonymous pages need no initialization, and memory is only touched, and
+ * only counts in the process's footprint, as far as events have actually been queued. A process that
+ * never records keeps the whole queue as untouched address space.
  */
 #include "cmt_ring.h"
 
@@ -19,6 +24,16 @@ struct slot_head {
 static struct slot_head *slot_at(struct cmt_ring *r, uint64_t pos)
 {
     return (struct slot_head *)(r->slots + (pos & r->mask) * r->slot_size);
+}
+
+static uint64_t load_seq(struct cmt_ring *r, struct slot_head *h, uint64_t pos, memory_order mo)
+{
+    return atomic_load_explicit(&h->seq, mo) + (pos & r->mask);
+}
+
+static void store_seq(struct cmt_ring *r, struct slot_head *h, uint64_t pos, uint64_t seq, memory_order mo)
+{
+    atomic_store_explicit(&h->seq, seq - (pos & r->mask), mo);
 }
 
 static struct cmt_event *slot_event(struct slot_head *h)
@@ -40,8 +55,7 @@ int cmt_ring_init(struct cmt_ring *r, size_t capacity, unsigned max_frames)
                      -1, 0);
     if (mem == MAP_FAILED)
         return -1;
-    r->slots = mem;
-    cmt_ring_reset(r);
+    r->slots = mem; /* zero-filled: every slot already in its initial state */
     return 0;
 }
 
@@ -54,8 +68,8 @@ void cmt_ring_destroy(struct cmt_ring *r)
 
 void cmt_ring_reset(struct cmt_ring *r)
 {
-    for (uint64_t i = 0; i <= r->mask; i++)
-        atomic_store_explicit(&slot_at(r, i)->seq, i, memory_order_relaxed);
+    /* Back to zero-filled pages (the initial state), and back out of the footprint. */
+    madvise(r->slots, (r->mask + 1) * r->slot_size, MADV_DONTNEED);
     __atomic_store_n(&r->dequeue_pos, 0, __ATOMIC_RELAXED);
     atomic_store_explicit(&r->enqueue_pos, 0, memory_order_release);
 }
@@ -66,7 +80,7 @@ int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
     struct slot_head *h;
     for (;;) {
         h = slot_at(r, pos);
-        uint64_t seq = atomic_load_explicit(&h->seq, memory_order_acquire);
+        uint64_t seq = load_seq(r, h, pos, memory_order_acquire);
         int64_t diff = (int64_t)(seq - pos);
         if (diff == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->enqueue_pos, &pos, pos + 1, memory_order_relaxed,
@@ -83,14 +97,14 @@ int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
     memcpy(dst, ev, sizeof *ev + n * sizeof(uintptr_t));
     dst->nframes = (uint16_t)n;
     /* Publish: the consumer's acquire load of seq sees the event's bytes. */
-    atomic_store_explicit(&h->seq, pos + 1, memory_order_release);
+    store_seq(r, h, pos, pos + 1, memory_order_release);
     return 0;
 }
 
 struct cmt_event *cmt_ring_peek(struct cmt_ring *r)
 {
     struct slot_head *h = slot_at(r, r->dequeue_pos);
-    if (atomic_load_explicit(&h->seq, memory_order_acquire) != r->dequeue_pos + 1)
+    if (load_seq(r, h, r->dequeue_pos, memory_order_acquire) != r->dequeue_pos + 1)
         return NULL;
     return slot_event(h);
 }
@@ -98,7 +112,7 @@ struct cmt_event *cmt_ring_peek(struct cmt_ring *r)
 void cmt_ring_release(struct cmt_ring *r)
 {
     struct slot_head *h = slot_at(r, r->dequeue_pos);
-    atomic_store_explicit(&h->seq, r->dequeue_pos + r->mask + 1, memory_order_release);
+    store_seq(r, h, r->dequeue_pos, r->dequeue_pos + r->mask + 1, memory_order_release);
     /* Atomic only because cmt_ring_fill reads it from other threads. */
     __atomic_store_n(&r->dequeue_pos, r->dequeue_pos + 1, __ATOMIC_RELAXED);
 }
