@@ -14,6 +14,7 @@
 #define UNW_LOCAL_ONLY
 #include <errno.h>
 #include <libunwind.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -38,6 +39,43 @@ static __thread uint64_t tls_ctx;
 static __thread int tls_dev;
 
 static uintptr_t self_lo, self_hi;
+
+static struct cmt_device_info devinfo[CMT_MAX_DEVICES];
+static _Atomic int devstate[CMT_MAX_DEVICES]; /* 0 not yet, 1 being described, 2 described */
+
+static void describe_device(int dev)
+{
+    if (dev < 0 || dev >= CMT_MAX_DEVICES || atomic_load_explicit(&devstate[dev], memory_order_acquire))
+        return;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&devstate[dev], &expected, 1))
+        return; /* another thread is at it */
+    const struct cmt_driver *d = cmt_driver();
+    struct cmt_device_info *info = &devinfo[dev];
+    if (d) {
+        size_t total = 0;
+        if (!d->device_get_name || d->device_get_name(info->name, sizeof info->name, dev) != CUDA_SUCCESS)
+            info->name[0] = 0;
+        info->have_total = d->device_total_mem && d->device_total_mem(&total, dev) == CUDA_SUCCESS;
+        info->total_bytes = total;
+        info->have_version = d->driver_get_version && d->driver_get_version(&info->driver_version) == CUDA_SUCCESS;
+        CUuuid u;
+        if (d->device_get_uuid && d->device_get_uuid(&u, dev) == CUDA_SUCCESS) {
+            const unsigned char *b = (const unsigned char *)u.bytes;
+            snprintf(info->uuid, sizeof info->uuid,
+                     "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+                     b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+        }
+    }
+    atomic_store_explicit(&devstate[dev], 2, memory_order_release);
+}
+
+const struct cmt_device_info *cmt_record_device_info(int dev)
+{
+    if (dev < 0 || dev >= CMT_MAX_DEVICES || atomic_load_explicit(&devstate[dev], memory_order_acquire) != 2)
+        return NULL;
+    return &devinfo[dev];
+}
 
 /* The queue position at which the writer was last found stuck (UINT64_MAX: never). */
 static _Atomic uint64_t stalled_at = UINT64_MAX;
@@ -151,18 +189,22 @@ void cmt_call_end(struct cmt_call *c, int result)
 
 uint64_t cmt_record_range_size(uint64_t address)
 {
+    int saved = errno;
     const struct cmt_driver *d = cmt_driver();
     CUdeviceptr base = 0;
     size_t size = 0;
-    if (d && d->mem_get_address_range && d->mem_get_address_range(&base, &size, (CUdeviceptr)address) == CUDA_SUCCESS)
-        return size;
-    return 0;
+    if (!d || !d->mem_get_address_range || d->mem_get_address_range(&base, &size, (CUdeviceptr)address) != CUDA_SUCCESS)
+        size = 0;
+    errno = saved;
+    return size;
 }
 
 void cmt_call_commit(struct cmt_call *c)
 {
     int saved = errno;
     struct cmt_event *e = &c->u.ev;
+    if (e->present & CMT_HAS_DEVICE)
+        describe_device(e->device); /* before the event is queued: the writer finds it described */
     if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE)
         cmt_writer_start();
     /* Wait for room rather than lose the event, but never forever: 2 s, then count it as lost. A writer
@@ -201,6 +243,9 @@ void cmt_call_commit(struct cmt_call *c)
 void cmt_record_init(void)
 {
     cmt_resolve_self_range(&self_lo, &self_hi);
+    /* libunwind's global cache has a lock and no fork handler: a fork while another thread held it
+     * would leave the child stuck at its first recorded call. Per-thread caches have no lock. */
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 }
 
 void cmt_record_after_fork(void)

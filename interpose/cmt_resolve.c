@@ -235,7 +235,9 @@ __attribute__((visibility("hidden"))) void *cmt_dlsym_handle(void *handle, const
     if (!r || !name || name[0] != 'c' || name[1] != 'u')
         return r;
     long i = find_by_name(name);
-    if (i < 0 || r == hooks[i].wrapper)
+    /* Only libcuda's own function is ours to wrap: the same name in another object (a stub, a vGPU
+     * limiter, a mock) is that object's business, and must not become the "real" driver for everyone. */
+    if (i < 0 || r == hooks[i].wrapper || r != exported_addr((size_t)i))
         return r;
     set_real((size_t)i, r);
     return hooks[i].wrapper;

@@ -10,6 +10,7 @@
 #include "cmt_db.h"
 #include "cmt_events.h"
 #include "cmt_log.h"
+#include "cmt_record.h"
 #include "cmt_resolve.h"
 #include "cmt_runtime.h"
 #include "cmt_symbols.h"
@@ -550,30 +551,15 @@ static int note_device(int dev)
     uint64_t v;
     if (map_get(&seen_devs, (uint64_t)dev + 1, &v))
         return 0;
-    const struct cmt_driver *d = cmt_driver();
-    char name[256] = "", uuid[64] = "";
-    size_t total = 0;
-    int version = 0, have_total = 0, have_version = 0;
-    if (d) {
-        if (d->device_get_name && d->device_get_name(name, sizeof name, dev) != CUDA_SUCCESS)
-            name[0] = 0;
-        have_total = d->device_total_mem && d->device_total_mem(&total, dev) == CUDA_SUCCESS;
-        have_version = d->driver_get_version && d->driver_get_version(&version) == CUDA_SUCCESS;
-        CUuuid u;
-        if (d->device_get_uuid && d->device_get_uuid(&u, dev) == CUDA_SUCCESS) {
-            const unsigned char *b = (const unsigned char *)u.bytes;
-            snprintf(uuid, sizeof uuid,
-                     "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                     b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-        }
-    }
-    char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO devices VALUES (%d, %Q, %s, %Q, %s)", dev,
-                                name[0] ? name : NULL, "?", uuid[0] ? uuid : NULL, "?");
+    /* Described by the recorder (cmt_record.h says why not here); NULL columns if it could not be. */
+    const struct cmt_device_info *info = cmt_record_device_info(dev);
+    char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO devices VALUES (%d, %Q, ?, %Q, ?)", dev,
+                                info && info->name[0] ? info->name : NULL, info && info->uuid[0] ? info->uuid : NULL);
     sqlite3_stmt *st = NULL;
     int rc = -1;
     if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        bind_opt(st, 1, have_total, total);
-        bind_opt(st, 2, have_version, (uint64_t)version);
+        bind_opt(st, 1, info && info->have_total, info ? info->total_bytes : 0);
+        bind_opt(st, 2, info && info->have_version, info ? (uint64_t)info->driver_version : 0);
         rc = step_reset(st);
     }
     sqlite3_finalize(st);

@@ -55,6 +55,20 @@ class MorePaths(TraceTest):
         self.assertEqual(self.scalar(db, "SELECT finalized FROM process"), 1)
         self.assertEqual(len(glob.glob(self.path("*.db"))), 1)
 
+    def test_fork_right_after_first_allocation(self):
+        """The writer is still starting (file, device description) when the program forks: a driver fork
+        handler that takes the driver's lock must not meet a writer that needs it."""
+        p, db = self.trace([client("dlsym_client"), "fork-now"], timeout=60)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM events"), 1)
+        self.assertEqual(self.query(db, "SELECT device, total_bytes FROM devices"), [(0, 24 * 1024 * MiB)])
+
+    def test_dlsym_of_another_library_is_left_alone(self):
+        lib = os.path.join(BUILD, "tests", "clients", "libother_driver.so")
+        p, db = self.trace([client("lifecycle_client"), "other-lib", lib])
+        self.assertIn("other 999", p.stdout)
+        self.assertIn("driver 0", p.stdout)
+        self.assertEqual(self.query(db, "SELECT size, result FROM events"), [(4096, 0)])
+
     def test_rtld_next_of_a_later_interposer(self):
         probe = os.path.join(BUILD, "tests", "clients", "libnext_probe.so")
         out = self.path("next.txt")

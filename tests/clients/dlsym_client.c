@@ -5,6 +5,8 @@
 #include "ops.h"
 
 #include <dlfcn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void *must(void *h, const char *name)
 {
@@ -16,7 +18,29 @@ static void *must(void *h, const char *name)
     return p;
 }
 
-int main(void)
+/* Argument "fork-now": one allocation, then 20 forks at once, while the writer is still starting (opening
+ * the file, describing the device). The driver was dlopen'ed after the interposer's constructor, so its
+ * fork handler runs first and may hold the driver's lock while ours waits: fork must not deadlock. */
+static int fork_now(struct ops *o)
+{
+    CUdevice dev;
+    CUcontext ctx;
+    CUdeviceptr p;
+    CHECK(o->init(0));
+    CHECK(o->device_get(&dev, 0));
+    CHECK(o->primary_ctx_retain(&ctx, dev));
+    CHECK(o->ctx_set_current(ctx));
+    CHECK(o->mem_alloc(&p, 1 << 20));
+    for (int i = 0; i < 20; i++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        waitpid(pid, NULL, 0);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
@@ -58,6 +82,8 @@ int main(void)
                 next_dlopen && dladdr(next_dlopen, &info) ? info.dli_fname : "(null)");
         return 1;
     }
+    if (argc > 1 && !strcmp(argv[1], "fork-now"))
+        return fork_now(&o);
     run_ops(&o);
     return 0;
 }

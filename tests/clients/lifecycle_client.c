@@ -9,10 +9,13 @@
  *   after-exec (internal)
  *   exec-fail  execs a path that does not exist, then allocates 7 MiB and returns 0
  *   vfork      vforks a child that execs /bin/true, then allocates 8 MiB and returns 0
+ *   other-lib  dlopen()s LIB (argv[2]) that defines cuMemAlloc_v2 too: its function, then the driver's,
+ *              must each answer for itself (prints "other RESULT" and "driver RESULT")
  * Prints "pid PID" lines for every process that allocates, so tests can find their files.
  */
 #include "ops.h"
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,6 +40,16 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (!strcmp(mode, "after-exec")) {
         alloc_mib(6);
+        return 0;
+    }
+    if (!strcmp(mode, "other-lib") && argc > 2) {
+        void *h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+        CUresult (*other)(CUdeviceptr *, size_t) = h ? (CUresult(*)(CUdeviceptr *, size_t))dlsym(h, "cuMemAlloc_v2") : NULL;
+        CUdeviceptr p = 0;
+        if (!other)
+            return 1;
+        printf("other %d\n", (int)other(&p, 4096));
+        printf("driver %d\n", (int)cuMemAlloc_v2(&p, 4096));
         return 0;
     }
     alloc_mib(1);
