@@ -204,7 +204,7 @@ int main(int argc, char **argv)
     sqlite3_finalize(st);
     sqlite3_finalize(fr);
     sqlite3_finalize(mo);
-    if (cmt_db_exec(db, sql, err, sizeof err) != 0 || cmt_db_finalize(db, ts + 1000, err, sizeof err) != 0) {
+    if (cmt_db_exec(db, sql, err, sizeof err) != 0 || cmt_db_finalize(db, ts + 1000, 1, err, sizeof err) != 0) {
         fprintf(stderr, "gen_trace: %s\n", err);
         return 1;
     }

@@ -9,6 +9,7 @@
 
 #include "cmt_events.h"
 
+#include <errno.h>
 #include <stdint.h>
 
 /* Fill statements used in hooks.def. `e` is the event, `r` the driver's result. */
@@ -67,10 +68,12 @@
         if (!cmt_call_begin(&c, CMT_API_##name, CMT_WHEN_##when))                                       \
             return real args;                                                                           \
         CUresult r = real args;                                                                         \
+        int driver_errno = errno; /* the program sees errno as the driver left it */                   \
         cmt_call_end(&c, r);                                                                            \
         struct cmt_event *e = &c.u.ev;                                                                  \
         fill;                                                                                           \
         cmt_call_commit(&c);                                                                            \
+        errno = driver_errno;                                                                           \
         return r;                                                                                       \
     }
 #include "hooks.def"

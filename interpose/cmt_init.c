@@ -5,6 +5,7 @@
  * is the writer's; here we only flip state and wait for it, always with a time limit.
  */
 #include "cmt_log.h"
+#include "cmt_resolve.h"
 #include "cmt_record.h"
 #include "cmt_runtime.h"
 #include "cmt_writer.h"
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define EXIT_WAIT_MS 60000   /* exit: the writer finishes the file (indexes included) */
@@ -99,8 +101,16 @@ static void do_init(void)
         atomic_store(&cmt_state, CMT_DISABLED);
         return;
     }
+    /* Relative to the directory the program started in, not wherever it is at its first CUDA call. */
     v = getenv("CUMEMTRACE_OUTPUT");
-    snprintf(cmt_config.output, sizeof cmt_config.output, "%s", v ? v : "");
+    if (!v)
+        v = "";
+    char cwd[PATH_MAX];
+    int n = -1;
+    if (v[0] != '/' && getcwd(cwd, sizeof cwd))
+        n = snprintf(cmt_config.output, sizeof cmt_config.output, "%s/%s", cwd, v);
+    if (n < 0 || n >= (int)sizeof cmt_config.output) /* no cwd, or too long: as given */
+        snprintf(cmt_config.output, sizeof cmt_config.output, "%s", v);
     cmt_config.depth = 128;
     v = getenv("CUMEMTRACE_STACK_DEPTH");
     if (v && *v) {
@@ -111,6 +121,8 @@ static void do_init(void)
     v = getenv("CUMEMTRACE_QUEUE");
     if (v && *v && strtol(v, NULL, 10) > 0)
         cmt_config.queue = (unsigned)strtol(v, NULL, 10);
+    if (cmt_config.queue > (1u << 20))
+        cmt_config.queue = 1u << 20; /* a bound on the address space it takes: ~2 GiB at the deepest stacks */
     v = getenv("CUMEMTRACE_DEBUG_WRITER_DELAY_MS");
     if (v && *v)
         cmt_config.debug_writer_delay_ms = (unsigned)strtoul(v, NULL, 10);
@@ -135,12 +147,12 @@ int cmt_runtime_init(void)
 
 /* ---- exit ---------------------------------------------------------------------------------------- */
 
-static void finish(unsigned wait_ms)
+static void finish(unsigned wait_ms, int quick)
 {
     int expected = CMT_RUNNING;
     if (!atomic_compare_exchange_strong(&cmt_state, &expected, CMT_CLOSED))
         return;
-    if (cmt_writer_stop(wait_ms) != 0)
+    if (cmt_writer_stop(wait_ms, quick) != 0)
         cmt_log("the trace could not be finished in time; events committed so far are kept");
 }
 
@@ -148,7 +160,7 @@ static void finish(unsigned wait_ms)
  * last frees are recorded. */
 __attribute__((destructor)) static void cmt_fini(void)
 {
-    finish(EXIT_WAIT_MS);
+    finish(EXIT_WAIT_MS, 0);
 }
 
 /* ---- fatal signals ------------------------------------------------------------------------------- */
@@ -160,7 +172,7 @@ static struct sigaction previous[NSIG];
 static void on_fatal_signal(int sig)
 {
     int saved = errno;
-    finish(SIGNAL_WAIT_MS);
+    finish(SIGNAL_WAIT_MS, 1); /* no indexes: the process is dying, the reader can do without them */
     sigaction(sig, &previous[sig], NULL);
     errno = saved;
     raise(sig); /* blocked until we return: then it takes its default course */
@@ -197,11 +209,17 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     atomic_store(&own_pid, getpid());
-    cmt_writer_fork_child();
+    int writer_caught_mid_work = cmt_writer_fork_child() != 0;
     cmt_record_after_fork();
     int st = atomic_load(&cmt_state);
     if (st == CMT_DISABLED && atomic_load(&init_result) != 0)
         return;
+    if (writer_caught_mid_work) {
+        /* The writer's state may be half-updated here: forget nothing, touch nothing, record nothing. */
+        atomic_store(&cmt_state, CMT_DISABLED);
+        cmt_log("process %d forked while the trace writer was busy: this child is not traced", (int)getpid());
+        return;
+    }
     cmt_writer_forget_after_fork();
     cmt_ring_reset(&cmt_queue);
     atomic_store(&cmt_seq, 0);
@@ -212,8 +230,11 @@ static void fork_child(void)
     atomic_store(&cmt_state, CMT_IDLE);
 }
 
+static void resolve_real_libc(void);
+
 __attribute__((constructor)) static void cmt_init(void)
 {
+    resolve_real_libc();
     if (cmt_runtime_init() != 0)
         return;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -233,18 +254,51 @@ static int in_vfork_child(void)
 static void before_exec(void)
 {
     if (!in_vfork_child())
-        finish(EXIT_WAIT_MS);
+        finish(EXIT_WAIT_MS, 0);
 }
 
 static void after_failed_exec(void)
 {
     if (in_vfork_child())
         return;
+    if (!cmt_writer_finished()) {
+        /* The old writer did not finish in time and still runs: a second one would share its state. */
+        int expected = CMT_CLOSED;
+        if (atomic_compare_exchange_strong(&cmt_state, &expected, CMT_DISABLED))
+            cmt_log("exec failed while the trace was still being finished: recording stops here");
+        return;
+    }
+    cmt_writer_rearm();
     int expected = CMT_CLOSED;
     atomic_compare_exchange_strong(&cmt_state, &expected, CMT_IDLE);
 }
 
-#define REAL(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
+/* The real functions, found once at start (dlsym takes the loader's lock: not something to do in _exit
+ * called from a signal handler). */
+static struct {
+    __typeof__(&execve) execve;
+    __typeof__(&execv) execv;
+    __typeof__(&execvp) execvp;
+    __typeof__(&execvpe) execvpe;
+    __typeof__(&fexecve) fexecve;
+    __typeof__(&_exit) _exit;
+    __typeof__(&_Exit) _Exit;
+} real;
+
+static void resolve_real_libc(void)
+{
+#define GET(name) real.name = (__typeof__(real.name))cmt_real_dlsym(RTLD_NEXT, #name)
+    GET(execve);
+    GET(execv);
+    GET(execvp);
+    GET(execvpe);
+    GET(fexecve);
+    GET(_exit);
+    GET(_Exit);
+#undef GET
+}
+
+#define REAL(name) (real.name ? real.name : (resolve_real_libc(), real.name))
 
 /* exec replaces the image only if it succeeds: finish the trace first, resume into a new file if not. */
 #define EXEC_WRAPPER(name, params, args)                                                                \
@@ -269,16 +323,20 @@ EXEC_WRAPPER(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, arg
 __attribute__((visibility("default"), noreturn)) void _exit(int status)
 {
     if (!in_vfork_child())
-        finish(EXIT_WAIT_MS);
-    REAL(_exit)(status);
+        finish(EXIT_WAIT_MS, 0);
+    if (real._exit)
+        real._exit(status);
+    syscall(SYS_exit_group, status); /* defensive: libc's _exit could not be found */
     __builtin_unreachable();
 }
 
 __attribute__((visibility("default"), noreturn)) void _Exit(int status)
 {
     if (!in_vfork_child())
-        finish(EXIT_WAIT_MS);
-    REAL(_Exit)(status);
+        finish(EXIT_WAIT_MS, 0);
+    if (real._Exit)
+        real._Exit(status);
+    syscall(SYS_exit_group, status);
     __builtin_unreachable();
 }
 

@@ -35,10 +35,12 @@
 static pthread_t writer_thread;
 static _Atomic int writer_alive;   /* the thread exists and drains the queue */
 static _Atomic int stop_requested;
+static _Atomic int stop_quick;     /* a fatal signal: finish without building indexes */
 static _Atomic int writer_done;    /* the file is finalized and closed (or was never opened) */
 static _Atomic int wake_word;
 static _Atomic int writer_tid;
 static _Atomic int writer_started; /* writer_main holds fork_lock */
+static _Atomic int writer_starting; /* between the state change to RUNNING and writer_alive */
 /* Held by the writer whenever it is awake, and by fork() (see idle() and cmt_writer_fork_prepare). */
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -681,7 +683,13 @@ static void discard_forever(void)
 static void close_trace(void)
 {
     char err[512];
-    if (commit() == 0 && cmt_db_finalize(db, (long long)cmt_now_ns(), err, sizeof err) != 0)
+    /* Events still queued now never will be written: claimed but not yet published by a thread that
+     * the exit or a fatal signal interrupted, or published behind such a slot. Count them. */
+    uint64_t left = cmt_ring_fill(&cmt_queue);
+    if (left)
+        atomic_fetch_add(&cmt_lost, left);
+    if (commit() == 0 &&
+        cmt_db_finalize(db, (long long)cmt_now_ns(), !atomic_load(&stop_quick), err, sizeof err) != 0)
         cmt_log("cannot finalize %s: %s (its events are intact)", trace_path, err);
     sqlite3_finalize(st_event);
     sqlite3_finalize(st_events_multi);
@@ -754,13 +762,16 @@ done:
 
 int cmt_writer_start(void)
 {
+    atomic_store(&writer_starting, 1);
     int expected = CMT_IDLE;
-    if (!atomic_compare_exchange_strong(&cmt_state, &expected, CMT_RUNNING))
+    if (!atomic_compare_exchange_strong(&cmt_state, &expected, CMT_RUNNING)) {
+        atomic_store(&writer_starting, 0);
         return 0; /* another thread started it, or recording is off */
-    atomic_store(&stop_requested, 0);
+    }
     atomic_store(&writer_done, 0);
     atomic_store(&writer_started, 0);
     atomic_store(&writer_alive, 1);
+    atomic_store(&writer_starting, 0);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits this mask */
@@ -793,21 +804,35 @@ int cmt_writer_is_self(void)
     return atomic_load(&writer_tid) == (int)syscall(SYS_gettid);
 }
 
-int cmt_writer_stop(unsigned timeout_ms)
+int cmt_writer_stop(unsigned timeout_ms, int quick)
 {
-    if (!atomic_load(&writer_alive))
-        return atomic_load(&writer_done) ? 0 : -1;
     if (cmt_writer_is_self())
         return -1; /* exit() called from our own thread: it cannot wait for itself */
+    atomic_store(&stop_quick, quick);
+    /* Asked before looking: a writer being started right now (between the state change and its flags)
+     * sees the request as soon as it runs. */
     atomic_store(&stop_requested, 1);
     cmt_writer_wake();
     const struct timespec pause = {0, 1000 * 1000};
     for (unsigned ms = 0; ms < timeout_ms; ms++) {
         if (atomic_load(&writer_done))
             return 0;
+        if (!atomic_load(&writer_alive) && !atomic_load(&writer_starting))
+            return -1; /* no writer: nothing to wait for (defensive: callers only stop a started one) */
         nanosleep(&pause, NULL);
     }
     return atomic_load(&writer_done) ? 0 : -1;
+}
+
+int cmt_writer_finished(void)
+{
+    return atomic_load(&writer_done) || (!atomic_load(&writer_alive) && !atomic_load(&writer_starting));
+}
+
+void cmt_writer_rearm(void)
+{
+    atomic_store(&stop_requested, 0);
+    atomic_store(&stop_quick, 0);
 }
 
 void cmt_writer_forget_after_fork(void)
@@ -818,21 +843,44 @@ void cmt_writer_forget_after_fork(void)
     atomic_store(&writer_alive, 0);
     atomic_store(&writer_done, 0);
     atomic_store(&stop_requested, 0);
+    atomic_store(&stop_quick, 0);
+    atomic_store(&writer_starting, 0);
     atomic_store(&wake_word, 0);
     atomic_store(&writer_tid, 0);
 }
 
+/* fork() waits for the writer to go to sleep, but not for long: a writer held up (finalizing a large
+ * trace at exit, a slow disk) must not hold up the program. If it does not come, the child is forked
+ * with the writer mid-work, and the child does not record (cmt_writer_fork_child says so). */
+static int fork_locked;
+
 void cmt_writer_fork_prepare(void)
 {
-    pthread_mutex_lock(&fork_lock);
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += 200 * 1000 * 1000;
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    fork_locked = pthread_mutex_timedlock(&fork_lock, &t) == 0;
 }
 
 void cmt_writer_fork_parent(void)
 {
-    pthread_mutex_unlock(&fork_lock);
+    if (fork_locked)
+        pthread_mutex_unlock(&fork_lock);
 }
 
-void cmt_writer_fork_child(void)
+int cmt_writer_fork_child(void)
 {
-    pthread_mutex_unlock(&fork_lock);
+    if (fork_locked) {
+        pthread_mutex_unlock(&fork_lock);
+        return 0;
+    }
+    /* The lock was held by a thread that does not exist here, maybe inside SQLite or malloc: start
+     * over with a fresh lock, and leave SQLite alone in this process. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    fork_lock = fresh;
+    return -1;
 }

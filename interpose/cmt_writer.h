@@ -20,9 +20,16 @@ int cmt_writer_alive(void);
 /* True on the writer thread itself. */
 int cmt_writer_is_self(void);
 
-/* Asks the writer to drain everything queued, finalize and close the file, and waits at most timeout_ms
- * for it. Async-signal-safe (flags and nanosleep only). Returns 0 if the file was closed in time. */
-int cmt_writer_stop(unsigned timeout_ms);
+/* Asks the writer to drain everything queued, finalize and close the file (quick: without building the
+ * indexes, for a dying process), and waits at most timeout_ms for it. Async-signal-safe (flags and
+ * nanosleep only). Returns 0 if the file was closed in time. */
+int cmt_writer_stop(unsigned timeout_ms, int quick);
+
+/* True when no writer is running or about to run: a new one may be started (after a failed exec). */
+int cmt_writer_finished(void);
+
+/* Clears a previous stop request before the writer may be started again (after a failed exec). */
+void cmt_writer_rearm(void);
 
 /* In a forked child: the writer thread did not survive the fork; forget it and its file (the parent's)
  * without touching either. */
@@ -32,6 +39,7 @@ void cmt_writer_forget_after_fork(void);
  * global mutexes locked. The atfork handlers hold this around fork. */
 void cmt_writer_fork_prepare(void);
 void cmt_writer_fork_parent(void);
-void cmt_writer_fork_child(void);
+/* Returns -1 if the writer could not be stopped in time for the fork: then this child must not record. */
+int cmt_writer_fork_child(void);
 
 #endif

@@ -237,7 +237,7 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
     return 0;
 }
 
-int cmt_db_finalize(sqlite3 *db, long long end_ns, char *err, size_t errlen)
+int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err, size_t errlen)
 {
     char sql[256];
     /* Indexes serve the pairing views (release by op+address or op+handle after a seq) and stack joins. */
@@ -249,7 +249,7 @@ int cmt_db_finalize(sqlite3 *db, long long end_ns, char *err, size_t errlen)
     snprintf(sql, sizeof sql, "UPDATE process SET end_ns = %lld, finalized = 1;", end_ns);
     if (cmt_db_exec(db, "BEGIN", err, errlen) != 0)
         return -1;
-    if (cmt_db_exec(db, indexes, err, errlen) != 0 || cmt_db_exec(db, sql, err, errlen) != 0) {
+    if ((build_indexes && cmt_db_exec(db, indexes, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }

@@ -46,9 +46,10 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
  * of the later versions and sets meta.schema_version and PRAGMA user_version. A no-op when current. */
 int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen);
 
-/* Builds the indexes, records the end time and marks the trace finalized, then leaves WAL mode so the
- * result is one self-contained file. The handle stays open. */
-int cmt_db_finalize(sqlite3 *db, long long end_ns, char *err, size_t errlen);
+/* Builds the indexes (unless build_indexes is 0: a dying process finishes fast and leaves them to the
+ * reader), records the end time and marks the trace finalized, then leaves WAL mode so the result is one
+ * self-contained file. The handle stays open. */
+int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err, size_t errlen);
 
 /* Runs sql (no results) and reports the error into err. */
 int cmt_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);

@@ -80,6 +80,27 @@ class MorePaths(TraceTest):
         self.assertIn("libc.so", module)
 
 
+class Paths(TraceTest):
+    def test_relative_output_is_relative_to_the_start_directory(self):
+        import sys
+        os.mkdir(self.path("elsewhere"))
+        script = self.path("chdir_then_alloc.py")
+        with open(script, "w") as f:
+            f.write('''
+import ctypes, os, sys
+os.chdir(sys.argv[1])  # before the first CUDA call
+cuda = ctypes.CDLL("libcuda.so.1")
+dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+assert cuda.cuInit(0) == 0 and cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0 and cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(4096)) == 0
+''')
+        run([sys.executable, script, self.path("elsewhere")], sim_env(output="rel.db"), cwd=self.tmp)
+        self.assertTrue(os.path.exists(self.path("rel.db")))
+        self.assertFalse(os.path.exists(self.path("elsewhere/rel.db")))
+        self.assertEqual(self.scalar(self.path("rel.db"), "SELECT size FROM events"), 4096)
+
+
 class OwnFailures(TraceTest):
     def test_full_disk(self):
         """The trace cannot grow past 200 KB: we say so once, the program runs on unchanged."""
