@@ -39,9 +39,12 @@
             AUX(*(p));                                                                                  \
     } while (0)
 /* Physical memory created for a device says so in its properties, not in the current context. */
+/* Read only when the driver read it too (it succeeded, or got as far as running out of memory): a
+ * program may pass a bad pointer on purpose to get an error back. */
 #define PROP_DEVICE(prop)                                                                               \
     do {                                                                                                \
-        if ((prop) && (prop)->location.type == CU_MEM_LOCATION_TYPE_DEVICE) {                           \
+        if ((r == CUDA_SUCCESS || r == CUDA_ERROR_OUT_OF_MEMORY) && (prop) &&                           \
+            (prop)->location.type == CU_MEM_LOCATION_TYPE_DEVICE) {                                     \
             e->device = (prop)->location.id;                                                            \
             e->present |= CMT_HAS_DEVICE;                                                               \
         }                                                                                               \

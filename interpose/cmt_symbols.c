@@ -125,6 +125,9 @@ static int load_table(struct cmt_module *m, const unsigned char *base, uint64_t 
     if (sh->sh_offset > len || sh->sh_size > len - sh->sh_offset || strsh->sh_offset > len ||
         strsh->sh_size > len - strsh->sh_offset || sh->sh_entsize != sizeof(Elf64_Sym))
         return -1;
+    const char *strend = (const char *)(base + strsh->sh_offset + strsh->sh_size);
+    if (!strsh->sh_size || strend[-1] != 0)
+        return -1; /* a string table must end in NUL, or a name could run past it */
     const Elf64_Sym *s = (const Elf64_Sym *)(base + sh->sh_offset);
     uint64_t n = sh->sh_size / sizeof *s;
     const char *strtab = (const char *)(base + strsh->sh_offset);
