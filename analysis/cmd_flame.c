@@ -119,9 +119,12 @@ int cmd_flame(int argc, char **argv)
         qsort(lines, nl, sizeof *lines, cmp_line);
     if (json)
         sb_putc(&b, '[');
+    size_t shown = 0;
     for (size_t i = 0; i < nl; i++) {
+        if (lines[i].bytes <= 0)
+            continue; /* nothing to draw (and flamegraph.pl rejects it) */
         if (json) {
-            sb_printf(&b, "%s{\"bytes\":%lld,\"count\":%lld,\"stack\":", i ? ",\n" : "", (long long)lines[i].bytes,
+            sb_printf(&b, "%s{\"bytes\":%lld,\"count\":%lld,\"stack\":", shown++ ? ",\n" : "", (long long)lines[i].bytes,
                       (long long)lines[i].count);
             cmt_json_stack(&b, lines[i].stack);
             sb_putc(&b, '}');

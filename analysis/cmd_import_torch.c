@@ -60,7 +60,7 @@ static int prepare_trace(const char *path, int *created, char *err, size_t errle
         return -1;
     sqlite3_close(db);
     if (version < CMT_SCHEMA_VERSION)
-        cmt_log("note: %s upgraded from schema version %d to %d", path, version, CMT_SCHEMA_VERSION);
+        cmt_warn("note: %s upgraded from schema version %d to %d", path, version, CMT_SCHEMA_VERSION);
     return 0;
 }
 

@@ -68,6 +68,37 @@ static void argv_text(struct sbuf *b, const char *json)
     }
 }
 
+/* argv as a JSON array, rebuilt from the stored one string by string (the column is not trusted to be
+ * valid JSON: a damaged trace must not make our output invalid). */
+static void json_argv(struct sbuf *b, const char *json)
+{
+    if (!json || json[0] != '[') {
+        sb_puts(b, "null");
+        return;
+    }
+    struct sbuf arg = {0};
+    int n = 0;
+    sb_putc(b, '[');
+    for (const char *p = json; *p; p++) {
+        if (*p != '"')
+            continue;
+        arg.len = 0;
+        if (arg.p)
+            arg.p[0] = 0;
+        for (p++; *p && *p != '"'; p++) {
+            if (*p == '\\' && p[1])
+                p++;
+            sb_putc(&arg, *p);
+        }
+        sb_puts(b, n++ ? "," : "");
+        sb_json_str(b, arg.p ? arg.p : "");
+        if (!*p)
+            break;
+    }
+    sb_putc(b, ']');
+    sb_free(&arg);
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * Text */
 
@@ -305,7 +336,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         sb_json_str(b, t->host);
         sb_puts(b, ",\"exe\":");
         sb_json_str(b, t->exe);
-        sb_printf(b, ",\"argv\":%s", t->argv && t->argv[0] == '[' ? t->argv : "null");
+        sb_puts(b, ",\"argv\":");
+        json_argv(b, t->argv);
         sb_printf(b,
                   ",\"finalized\":%s,\"events\":%lld,\"events_lost\":%lld,\"start_unix_ns\":%lld,\"start_ns\":%lld,"
                   "\"duration_ns\":%lld,\"peak_bytes\":%lld,\"peak_ns\":%lld,\"peak_seq\":%lld,"

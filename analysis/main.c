@@ -3,6 +3,7 @@
  * one; everything else lives in one file per verb.
  */
 #include "commands.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -46,8 +47,11 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int status = commands[i].fn(argc - 1, argv + 1);
+            cmt_warn_flush(status == 0);
+            return status;
+        }
     fprintf(stderr, "cumemtrace: unknown verb '%s' (see 'cumemtrace --help')\n", argv[1]);
     return 2;
 }

@@ -517,6 +517,11 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
                 i->dev = d;
         i->bytes = sqlite3_column_int64(st, 2);
         i->requested = sqlite3_column_int64(st, 3);
+        if (i->bytes < 0 || i->bytes > ((int64_t)1 << 56) || i->requested < 0 || i->requested > ((int64_t)1 << 56)) {
+            cmt_fail(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size", t->path,
+                     (long long)i->pos);
+            goto out;
+        }
         i->end = sqlite3_column_type(st, 5) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 5);
         struct astack *as = NULL;
         int has = sqlite3_column_type(st, 4) != SQLITE_NULL;

@@ -52,10 +52,12 @@ static int db_fail(struct cmt_trace *t, int rc, char *err, size_t errlen)
     return cmt_fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
 }
 
+#define CMT_MAX_SIZE ((int64_t)1 << 56) /* 64 PiB: far beyond any device, far below overflow */
+#define CMT_MAX_TS ((int64_t)1 << 62)   /* ~146 years of CLOCK_MONOTONIC */
+
 static char *col_text(sqlite3_stmt *st, int i)
 {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? strdup((const char *)s) : NULL;
+    return cmt_text_dup((const char *)sqlite3_column_text(st, i));
 }
 
 void cmt_trace_label(const struct cmt_trace *t, char *buf, size_t len)
@@ -114,6 +116,11 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     t->start_ns = sqlite3_column_int64(st, 6);
     t->has_end = sqlite3_column_type(st, 7) != SQLITE_NULL;
     t->end_ns = sqlite3_column_int64(st, 7);
+    /* Times outside what CLOCK_MONOTONIC can read are damage: ignore them, the events give the axis. */
+    if (t->start_ns < 0 || t->start_ns > CMT_MAX_TS)
+        has_start = 0;
+    if (t->end_ns < 0 || t->end_ns > CMT_MAX_TS)
+        t->has_end = 0;
     t->finalized = sqlite3_column_int(st, 8);
     t->events_written = sqlite3_column_int64(st, 9);
     t->events_lost = sqlite3_column_int64(st, 10);
@@ -202,10 +209,10 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
         return db_fail(t, rc, err, errlen);
 
     if (!t->finalized)
-        cmt_log("warning: %s was not finalized (the process was killed?); analyzing the events it holds",
+        cmt_warn("warning: %s was not finalized (the process was killed?); analyzing the events it holds",
                 t->path);
     if (t->events_lost > 0)
-        cmt_log("warning: %s: %lld events were lost while tracing; totals may be off", t->path,
+        cmt_warn("warning: %s: %lld events were lost while tracing; totals may be off", t->path,
                 (long long)t->events_lost);
     (void)in_dir;
     return 0;
@@ -385,8 +392,8 @@ static char *frame_name(const char *function, const char *module, int64_t ip, in
         if (d && status == 0) {
             /* flame graphs' folded format separates frames with ';' and ends at a newline */
             for (char *p = d; *p; p++)
-                if (*p == ';' || *p == '\n')
-                    *p = ',';
+                if (*p == ';' || *p == '\n' || *p == '\r')
+                    *p = *p == ';' ? ':' : ' ';
             return d;
         }
         free(d);
@@ -399,10 +406,14 @@ static char *frame_name(const char *function, const char *module, int64_t ip, in
             if (c && c > function && (size_t)(c - function) < cut)
                 cut = (size_t)(c - function);
         }
-        return strndup(function, cut);
+        char *name = strndup(function, cut);
+        for (char *p = name; p && *p; p++) /* the folded format's separators */
+            if (*p == ';' || *p == '\n' || *p == '\r')
+                *p = *p == ';' ? ':' : ' ';
+        return name;
     }
     if (has_mod)
-        snprintf(buf, sizeof buf, "%s+0x%llx", base_name(module), (unsigned long long)(ip - base));
+        snprintf(buf, sizeof buf, "%s+0x%llx", base_name(module), (unsigned long long)ip - (unsigned long long)base);
     else
         snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)ip);
     return strdup(buf);
@@ -426,14 +437,16 @@ static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char 
             if (folding && has_mod && uninteresting_module(mod))
                 continue;
             if (folding)
-                k->module = strdup(has_mod ? base_name(mod) : "[unknown]");
+                k->module = cmt_text_dup(has_mod ? base_name(mod) : "[unknown]");
             folding = 0;
             char **slot = cmt_push(&k->frames, &n, &cap, sizeof *slot);
             if (!slot)
                 goto oom;
             k->nframes = (int)n;
-            *slot = frame_name(fn, mod, sqlite3_column_int64(t->stack_q, 2), sqlite3_column_int64(t->stack_q, 3),
-                               has_mod);
+            char *raw = frame_name(fn, mod, sqlite3_column_int64(t->stack_q, 2), sqlite3_column_int64(t->stack_q, 3),
+                                   has_mod);
+            *slot = cmt_text_dup(raw);
+            free(raw);
             if (!*slot)
                 goto oom;
             if (n > 1)
@@ -661,6 +674,13 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     int64_t addr = sqlite3_column_int64(st, C_ADDR), size = sqlite3_column_int64(st, C_SIZE);
     int64_t result = sqlite3_column_int64(st, C_RESULT);
     int has_dev = sqlite3_column_type(st, C_DEV) != SQLITE_NULL;
+    /* What a driver can hand out, and when: anything else is damage, and would overflow the sums. */
+    if (size < 0 || size > CMT_MAX_SIZE)
+        return cmt_fail(err, errlen, "%s: corrupt trace: event %lld has an impossible size (%lld)", t->path,
+                        (long long)seq, (long long)size);
+    if (ts < 0 || ts > CMT_MAX_TS)
+        return cmt_fail(err, errlen, "%s: corrupt trace: event %lld has an impossible time (%lld)", t->path,
+                        (long long)seq, (long long)ts);
     int64_t device = sqlite3_column_int64(st, C_DEV);
     int32_t stack_id = sqlite3_column_type(st, C_STACK) == SQLITE_NULL ? CMT_NO_STACK
                                                                         : (int32_t)sqlite3_column_int64(st, C_STACK);

@@ -77,6 +77,38 @@ void sb_printf(struct sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if the bytes there are not one. Traces come from
+ * symbol tables and /proc: bytes are not promised to be text, and JSON, HTML and SVG must be. */
+static int utf8_len(const unsigned char *p)
+{
+    if (p[0] < 0x80)
+        return 1;
+    int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
+    if (!n || (p[0] >= 0xf0 && n != 4))
+        return 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+        (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+        return 0; /* overlong, surrogate, or beyond U+10FFFF */
+    return n;
+}
+
+/* Copies the character at *p (advancing it), or U+FFFD for a byte that does not start valid UTF-8. */
+static void put_utf8(struct sbuf *b, const unsigned char **p)
+{
+    int n = utf8_len(*p);
+    if (!n) {
+        sb_puts(b, "\xef\xbf\xbd");
+        (*p)++;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        sb_putc(b, (char)(*p)[i]);
+    *p += n;
+}
+
 void sb_json_str(struct sbuf *b, const char *s)
 {
     if (!s) {
@@ -84,7 +116,7 @@ void sb_json_str(struct sbuf *b, const char *s)
         return;
     }
     sb_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
         switch (*p) {
         case '"': sb_puts(b, "\\\""); break;
         case '\\': sb_puts(b, "\\\\"); break;
@@ -94,9 +126,12 @@ void sb_json_str(struct sbuf *b, const char *s)
         default:
             if (*p < 0x20)
                 sb_printf(b, "\\u%04x", *p);
-            else
-                sb_putc(b, (char)*p);
+            else {
+                put_utf8(b, &p);
+                continue;
+            }
         }
+        p++;
     }
     sb_putc(b, '"');
 }
@@ -105,7 +140,7 @@ void sb_xml(struct sbuf *b, const char *s)
 {
     if (!s)
         return;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
         switch (*p) {
         case '&': sb_puts(b, "&amp;"); break;
         case '<': sb_puts(b, "&lt;"); break;
@@ -113,9 +148,14 @@ void sb_xml(struct sbuf *b, const char *s)
         case '"': sb_puts(b, "&quot;"); break;
         case '\'': sb_puts(b, "&#39;"); break;
         default:
-            if (*p >= 0x20 || *p == '\n' || *p == '\t')
+            if (*p >= 0x20) {
+                put_utf8(b, &p);
+                continue;
+            }
+            if (*p == '\n' || *p == '\t')
                 sb_putc(b, (char)*p);
         }
+        p++;
     }
 }
 
@@ -428,8 +468,36 @@ int cmt_fail(char *err, size_t errlen, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
+        /* One line, whatever SQLite's message quoted from a damaged schema. */
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\r') {
+                *p = 0;
+                break;
+            } else if ((unsigned char)*p < 0x20) {
+                *p = ' ';
+            }
     }
     return -1;
+}
+
+/* Warnings wait until the verb has succeeded: a failing run says one line, its error. */
+static struct sbuf warnings;
+
+void cmt_warn(const char *fmt, ...)
+{
+    va_list ap;
+    char line[1024];
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    sb_printf(&warnings, "cumemtrace: %s\n", line);
+}
+
+void cmt_warn_flush(int print)
+{
+    if (print && warnings.p)
+        fputs(warnings.p, stderr);
+    sb_free(&warnings);
 }
 
 void cmt_remove_trace(const char *path)
@@ -440,4 +508,24 @@ void cmt_remove_trace(const char *path)
         snprintf(p, sizeof p, "%s%s", path, sides[i]);
         unlink(p);
     }
+}
+
+char *cmt_text_dup(const char *s)
+{
+    if (!s)
+        return NULL;
+    struct sbuf b = {0};
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        if (*p < 0x20) {
+            sb_putc(&b, ' ');
+            p++;
+        } else {
+            put_utf8(&b, &p);
+        }
+    }
+    if (b.oom) {
+        sb_free(&b);
+        return NULL;
+    }
+    return b.p ? b.p : strdup("");
 }

@@ -18,6 +18,15 @@ void cmt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Formats a one-line reason into err (if any) and returns -1: `return cmt_fail(err, errlen, ...)`. */
 int cmt_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A copy of s that is valid UTF-8 without control characters (invalid bytes become U+FFFD): strings
+ * read from a trace may be anything, our output must be text. NULL for NULL or out of memory. */
+char *cmt_text_dup(const char *s);
+
+/* A line for the user ("cumemtrace: ..."), printed (by main) only if the verb succeeds: a failing run
+ * says one line, its error. */
+void cmt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cmt_warn_flush(int print);
+
 /* Removes a trace file and its -wal, -shm and -journal companions (errors ignored: absent is fine). */
 void cmt_remove_trace(const char *path);
 

@@ -102,7 +102,8 @@ error:
  * and whether it is shorter than it claims (a truncated copy). */
 static int check_header(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO or a device must not hang us; only regular files are read. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return fail(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
@@ -111,6 +112,10 @@ static int check_header(const char *path, char *err, size_t errlen)
     if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
         close(fd);
         return fail(err, errlen, "%s: is a directory, not a trace file", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, errlen, "%s: not a regular file, not a trace file", path);
     }
     n = read(fd, h, sizeof h);
     close(fd);

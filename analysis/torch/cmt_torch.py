@@ -562,6 +562,8 @@ def export(db_path, out_path):
                                      "segment_type": "large", "segment_pool_id": (0, 0), "is_expandable": False,
                                      "frames": fr, "blocks": [blk], "allocated_size": size, "active_size": size,
                                      "requested_size": size})
+        if traces and not all(isinstance(d, int) and 0 <= d < 1024 for d in traces):
+            raise Bad("%s: corrupt trace: device ids out of range" % db_path)
         ndev = max(traces) + 1 if traces else 1
         snap["device_traces"] = [traces.get(d, []) for d in range(ndev)]
     db.close()
@@ -592,6 +594,11 @@ def main(argv):
         return 1
     except RecursionError:
         sys.stderr.write("cumemtrace: %s: not a PyTorch memory snapshot (nested too deeply)\n" % argv[1])
+        return 1
+    except Exception as e:  # anything else is damaged input we did not foresee: still one line
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        sys.stderr.write("cumemtrace: %s: cannot %s: %s: %s\n" % (argv[2] if len(argv) > 2 else "?", argv[0],
+                                                                  type(e).__name__, msg))
         return 1
 
 
