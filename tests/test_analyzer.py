@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import unittest
 import xml.etree.ElementTree as ET
@@ -351,6 +352,39 @@ class BadInputTest(TraceTest):
 
     def test_missing(self):
         self.bad(self.path("nope.db"), "No such file or directory")
+
+    def test_fifo(self):
+        os.mkfifo(self.path("f.db"))
+        self.bad(self.path("f.db"), "not a regular file")
+
+    def test_impossible_size(self):
+        # Found by tests/fuzz_traces.py: sums overflowed into nonsense instead of an error.
+        db = basic_trace(self.path("t.db")).close()
+        con = sqlite3.connect(db)
+        con.execute("UPDATE events SET size = 9223372036854775807 WHERE seq = 1")
+        con.commit()
+        con.close()
+        self.bad(db, "impossible size")
+
+    def test_damaged_text_still_gives_valid_output(self):
+        """Invalid UTF-8 and folded-stack separators in names: the output stays JSON, SVG and folded stacks."""
+        db = basic_trace(self.path("t.db")).close()
+        con = sqlite3.connect(db)
+        con.execute("UPDATE devices SET name = CAST(x'636d74ff80fe0a3c26' AS TEXT)")
+        con.execute("UPDATE frames SET function = 'a;b' || char(10) || 'c'")
+        con.execute("UPDATE process SET argv = '[\"unterminated'")
+        con.commit()
+        con.close()
+        r = json.loads(cmt("report", "--json", db).stdout)  # strict: raises on invalid JSON
+        self.assertEqual(r["traces"][0]["argv"], ["unterminated"])
+        svg = self.path("t.svg")
+        cmt("timeline", "-o", svg, db)
+        ET.parse(svg)
+        for line in cmt("flame", "--total", db).stdout.splitlines():
+            frames, count = line.rsplit(" ", 1)
+            self.assertGreater(int(count), 0)
+            self.assertNotIn("\n", frames)
+            self.assertIn("a:b c", frames)
 
     def test_not_sqlite(self):
         with open(self.path("t.db"), "w") as f:
