@@ -8,7 +8,7 @@
 --
 -- PRAGMA user_version holds the schema version (2 for new files, whose allocator-level tables come from
 -- cumemtrace_v2.sql; 1 for files written before it). Lookup tables (apis, ops, kinds) are filled from
--- schema/cmt_events.h when the file is created. Indexes are created when the file is finalized
+-- schema/cmt_events.h when the file is created. Indexes (for the pairing views) are created when the file is finalized
 -- (schema/cmt_db.c, cmt_db_finalize), not here: building them once at the end is far cheaper than
 -- maintaining them on every insert.
 
