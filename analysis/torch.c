@@ -691,6 +691,7 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         }
         o->trace = (int)ti;
         o->source = 1;
+        o->api = f->api;
         o->device = f->device;
         o->seq = f->seq;
         o->ts = f->ts;
@@ -842,7 +843,7 @@ void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
     sb_printf(b, "\nOUT OF MEMORY: %zu\n", x->nooms);
     for (size_t i = 0; i < x->nooms; i++) {
         const struct cmt_oom *o = &x->ooms[i];
-        sb_printf(b, "  %s of %s on device %lld at %s: %s OOM\n", o->source ? "cuMemAlloc" : "allocation",
+        sb_printf(b, "  %s of %s on device %lld at %s: %s OOM\n", o->source ? cmt_api_name(o->api) : "allocation",
                   cmt_bytes_str(o->size, t1), (long long)o->device, cmt_time_str(o->ts - s->t0, t2),
                   o->fragmentation ? "FRAGMENTATION" : "CAPACITY");
         if (o->has_free)

@@ -70,6 +70,7 @@ struct cmt_oom {
     int retry;                                  /* driver: -1 none seen, 0 failed, 1 succeeded */
     int64_t retry_seq;                          /* driver: the retry's seq, -1 if none */
     int64_t seq;                                /* driver seq or alloc_trace entry_id */
+    int api;                                    /* driver: the entry point that failed */
 };
 
 struct cmt_site {
