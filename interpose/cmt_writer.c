@@ -2,8 +2,9 @@
  * cmt_writer.c: the writer thread (see cmt_writer.h).
  *
  * Runs on its own thread, with every signal blocked, so that the application's signals go to its own
- * threads. The only code in the interposer that calls SQLite. It never waits for an application thread;
- * application threads wait for it only when the queue is full (bounded) and at exit/exec (bounded).
+ * threads. The only code in the interposer that calls SQLite. It never waits for an application thread,
+ * and never calls into the CUDA driver (the recorder describes devices: see cmt_record.h); application
+ * threads wait for it only when the queue is full, at fork, and at exit/exec, each time bounded.
  */
 #include "cmt_writer.h"
 
@@ -11,7 +12,6 @@
 #include "cmt_events.h"
 #include "cmt_log.h"
 #include "cmt_record.h"
-#include "cmt_resolve.h"
 #include "cmt_runtime.h"
 #include "cmt_symbols.h"
 
@@ -680,6 +680,19 @@ static void discard_forever(void)
     }
 }
 
+/* Statements first: a connection with live statements does not close. */
+static void drop_db(void)
+{
+    sqlite3_finalize(st_event);
+    sqlite3_finalize(st_events_multi);
+    sqlite3_finalize(st_stack);
+    sqlite3_finalize(st_frame);
+    sqlite3_finalize(st_module);
+    st_event = st_events_multi = st_stack = st_frame = st_module = NULL;
+    sqlite3_close(db);
+    db = NULL;
+}
+
 static void close_trace(void)
 {
     char err[512];
@@ -691,13 +704,7 @@ static void close_trace(void)
     if (commit() == 0 &&
         cmt_db_finalize(db, (long long)cmt_now_ns(), !atomic_load(&stop_quick), err, sizeof err) != 0)
         cmt_log("cannot finalize %s: %s (its events are intact)", trace_path, err);
-    sqlite3_finalize(st_event);
-    sqlite3_finalize(st_events_multi);
-    sqlite3_finalize(st_stack);
-    sqlite3_finalize(st_frame);
-    sqlite3_finalize(st_module);
-    sqlite3_close(db);
-    db = NULL;
+    drop_db();
 }
 
 static void *writer_main(void *arg)
@@ -726,8 +733,7 @@ static void *writer_main(void *arg)
     for (;;) {
         long n = drain(BATCH_EVENTS);
         if (n < 0) {
-            sqlite3_close(db);
-            db = NULL;
+            drop_db();
             discard_forever();
             goto done;
         }
