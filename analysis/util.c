@@ -98,6 +98,10 @@ static int utf8_len(const unsigned char *p)
 /* Copies the character at *p (advancing it), or U+FFFD for a byte that does not start valid UTF-8. */
 static void put_utf8(struct sbuf *b, const unsigned char **p)
 {
+    if (**p < 0x80) { /* the common case, ASCII */
+        sb_putc(b, (char)*(*p)++);
+        return;
+    }
     int n = utf8_len(*p);
     if (!n) {
         sb_puts(b, "\xef\xbf\xbd");
