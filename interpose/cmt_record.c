@@ -5,6 +5,7 @@
  */
 #include "cmt_record.h"
 
+#include "cmt_log.h"
 #include "cmt_resolve.h"
 #include "cmt_runtime.h"
 #include "cmt_writer.h"
@@ -12,6 +13,7 @@
 #include "cmt_events.h"
 
 #define UNW_LOCAL_ONLY
+#include <dlfcn.h>
 #include <errno.h>
 #include <libunwind.h>
 #include <stdio.h>
@@ -117,14 +119,17 @@ static void stamp(struct cmt_call *c, uint64_t ts)
     place(&c->u.ev);
 }
 
+/* libunwind, loaded privately (see interpose/meson.build for why not linked): NULL if unavailable. */
+static int (*backtrace_fn)(void **, int);
+
 /* noinline: its own frame is the first one unwound, and is left off the stack. */
 __attribute__((noinline)) static unsigned capture_stack(uintptr_t *out, unsigned depth)
 {
-    if (!depth)
+    if (!depth || !backtrace_fn)
         return 0;
     void *buf[CMT_MAX_DEPTH];
     unsigned want = depth + 8 < CMT_MAX_DEPTH ? depth + 8 : CMT_MAX_DEPTH;
-    int n = unw_backtrace(buf, (int)want);
+    int n = backtrace_fn(buf, (int)want);
     if (n <= 0)
         return 0;
     /* Drop our own frames (this function, the recorder, the wrapper): depth 0 is the code that called
@@ -243,9 +248,20 @@ void cmt_call_commit(struct cmt_call *c)
 void cmt_record_init(void)
 {
     cmt_resolve_self_range(&self_lo, &self_hi);
+    /* RTLD_LOCAL: libunwind's _Unwind_* and backtrace stay out of the program's symbol lookups. */
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        cmt_log("libunwind.so.8 could not be loaded (%s): events are recorded without stacks", dlerror());
+        return;
+    }
+    int (*set_caching)(unw_addr_space_t, unw_caching_policy_t) =
+        (int (*)(unw_addr_space_t, unw_caching_policy_t))cmt_real_dlsym(h, "_ULx86_64_set_caching_policy");
+    unw_addr_space_t *local = (unw_addr_space_t *)cmt_real_dlsym(h, "_ULx86_64_local_addr_space");
     /* libunwind's global cache has a lock and no fork handler: a fork while another thread held it
      * would leave the child stuck at its first recorded call. Per-thread caches have no lock. */
-    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    if (set_caching && local)
+        set_caching(*local, UNW_CACHE_PER_THREAD);
+    backtrace_fn = (int (*)(void **, int))cmt_real_dlsym(h, "unw_backtrace");
 }
 
 void cmt_record_after_fork(void)

@@ -101,6 +101,31 @@ assert cuda.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(4096)) == 0
         self.assertEqual(self.scalar(self.path("rel.db"), "SELECT size FROM events"), 4096)
 
 
+class NothingLeaksIntoTheProgram(TraceTest):
+    def test_our_libraries_stay_out_of_the_global_scope(self):
+        """libunwind.so exports _Unwind_RaiseException and backtrace, SQLite a whole API a program may bring
+        in another version of: neither may be found by the program's own symbol lookups."""
+        import sys
+        script = self.path("scope.py")
+        with open(script, "w") as f:
+            f.write('''
+import ctypes
+cuda = ctypes.CDLL("libcuda.so.1")
+dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+assert cuda.cuInit(0) == 0 and cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0 and cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(4096)) == 0
+glob = ctypes.CDLL(None)  # the global scope, as the program's own lookups see it
+for name in ("unw_backtrace", "_ULx86_64_local_addr_space", "sqlite3_open", "sqlite3_libversion"):
+    print(name, hasattr(glob, name))
+''')
+        p, db = self.trace([sys.executable, script])
+        self.assertEqual(p.stdout.split(), ["unw_backtrace", "False", "_ULx86_64_local_addr_space", "False",
+                                            "sqlite3_open", "False", "sqlite3_libversion", "False"])
+        # and stacks are still unwound, by the privately loaded libunwind
+        self.assertGreater(self.scalar(db, "SELECT count(*) FROM stacks"), 3)
+
+
 class OwnFailures(TraceTest):
     def test_full_disk(self):
         """The trace cannot grow past 200 KB: we say so once, the program runs on unchanged."""
