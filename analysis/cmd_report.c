@@ -224,6 +224,11 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
 
     sb_printf(b, "\nFAILED ALLOCATIONS: %zu\n", s->nfails);
     for (size_t i = 0; i < s->nfails; i++) {
+        /* For people: the first ones (how it began) and the last ones (what ended it); --json has all. */
+        if (s->nfails > 2 * CMT_TEXT_EACH_END && i == CMT_TEXT_EACH_END) {
+            sb_printf(b, "  ... %zu more failed allocations (all of them in --json)\n", s->nfails - 2 * CMT_TEXT_EACH_END);
+            i = s->nfails - CMT_TEXT_EACH_END;
+        }
         const struct cmt_failure *f = &s->fails[i];
         const char *rn = cmt_result_name(f->result);
         sb_printf(b, "  %s of %s at %s (seq %lld", cmt_api_name(f->api), cmt_bytes_str(f->size, t1),
@@ -507,6 +512,11 @@ static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_to
         sb_puts(b, "<table><tr><th>at</th><th>api</th><th>size</th><th>result</th><th>device free / total</th>"
                    "<th>held by the process</th><th>stack</th></tr>");
         for (size_t i = 0; i < s->nfails; i++) {
+            if (s->nfails > 2 * CMT_TEXT_EACH_END && i == CMT_TEXT_EACH_END) {
+                sb_printf(b, "<tr><td colspan='7' class='dim'>... %zu more (all of them in report --json)</td></tr>",
+                          s->nfails - 2 * CMT_TEXT_EACH_END);
+                i = s->nfails - CMT_TEXT_EACH_END;
+            }
             const struct cmt_failure *f = &s->fails[i];
             const char *rn = cmt_result_name(f->result);
             sb_printf(b, "<tr><td class='n'>%s</td><td>%s</td><td class='n'>%s</td><td class='bad'>%s (%lld)</td>",

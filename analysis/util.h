@@ -22,6 +22,9 @@ int cmt_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
  * read from a trace may be anything, our output must be text. NULL for NULL or out of memory. */
 char *cmt_text_dup(const char *s);
 
+/* Long lists in text and HTML output (failures, OOMs) show this many from each end. */
+#define CMT_TEXT_EACH_END 10
+
 /* A line for the user ("cumemtrace: ..."), printed (by main) only if the verb succeeds: a failing run
  * says one line, its error. */
 void cmt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
