@@ -681,8 +681,8 @@ static int driver_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, const
         if (f->trace != (int)ti || !CMT_KIND_IS_PHYSICAL(f->kind))
             continue;
         if (x->nooms && x->ooms[x->nooms - 1].source == 1 && x->ooms[x->nooms - 1].trace == (int)ti &&
-            x->ooms[x->nooms - 1].retry_seq == f->seq)
-            continue; /* the failed retry of the previous one: the same request, reported there */
+            x->ooms[x->nooms - 1].retry_seq == f->seq && x->ooms[x->nooms - 1].retry == 0)
+            continue; /* the failed retry (same size) of the previous one: the same request, reported there */
         struct cmt_oom *o = cmt_push(&x->ooms, &x->nooms, &x->oomcap, sizeof *o);
         if (!o) {
             sqlite3_finalize(st);

@@ -335,6 +335,28 @@ class DiffTest(TraceTest):
         self.assertEqual(cmt("diff", a, check=False).returncode, 2)
 
 
+class LongListsTest(TraceTest):
+    def test_text_shows_first_and_last_ten_failures_json_all(self):
+        t = TraceBuilder(self.path("t.db"))
+        k = t.stack(["_Z5allocv"])
+        for i in range(25):
+            t.fail(MiB * (i + 1), stack=k, free_bytes=GiB)
+        db = t.close()
+        text = cmt("report", db).stdout
+        self.assertIn("FAILED ALLOCATIONS: 25", text)
+        self.assertIn("... 5 more failed allocations (all of them in --json)", text)
+        failures = text[text.index("FAILED ALLOCATIONS"):text.index("FRAGMENTATION")]
+        self.assertIn("cuMemAlloc_v2 of 10.0 MiB", failures)   # the 10th
+        self.assertNotIn("cuMemAlloc_v2 of 11.0 MiB", failures)  # the 11th is left out
+        self.assertIn("cuMemAlloc_v2 of 16.0 MiB", failures)   # the 16th, first of the last ten
+        r = json.loads(cmt("report", "--json", db).stdout)
+        self.assertEqual(len(r["failures"]), 25)
+        # Requests of different sizes are not each other's retries: 25 out-of-memory verdicts.
+        self.assertEqual(len(r["ooms"]), 25)
+        self.assertIn("OUT OF MEMORY: 25", text)
+        self.assertIn("... 5 more (all of them in --json)", text)
+
+
 class BadInputTest(TraceTest):
     def bad(self, path, words, verbs=("report", "flame", "timeline", "diff")):
         for verb in verbs:
