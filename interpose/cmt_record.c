@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <libunwind.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -119,13 +120,37 @@ static void stamp(struct cmt_call *c, uint64_t ts)
     place(&c->u.ev);
 }
 
-/* libunwind, loaded privately (see interpose/meson.build for why not linked): NULL if unavailable. */
+/* libunwind, loaded privately (see interpose/meson.build for why not linked) at the first recorded call,
+ * not at start: most processes a preloaded library lands in (shells, compilers, data-loader workers)
+ * never make one. NULL if unavailable. */
 static int (*backtrace_fn)(void **, int);
+static pthread_once_t unwind_once = PTHREAD_ONCE_INIT;
+
+static void load_unwind(void)
+{
+    /* RTLD_LOCAL: libunwind's _Unwind_* and backtrace stay out of the program's symbol lookups. */
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        cmt_log("libunwind.so.8 could not be loaded (%s): events are recorded without stacks", dlerror());
+        return;
+    }
+    int (*set_caching)(unw_addr_space_t, unw_caching_policy_t) =
+        (int (*)(unw_addr_space_t, unw_caching_policy_t))cmt_real_dlsym(h, "_ULx86_64_set_caching_policy");
+    unw_addr_space_t *local = (unw_addr_space_t *)cmt_real_dlsym(h, "_ULx86_64_local_addr_space");
+    /* libunwind's global cache has a lock and no fork handler: a fork while another thread held it
+     * would leave the child stuck at its first recorded call. Per-thread caches have no lock. */
+    if (set_caching && local)
+        set_caching(*local, UNW_CACHE_PER_THREAD);
+    backtrace_fn = (int (*)(void **, int))cmt_real_dlsym(h, "unw_backtrace");
+}
 
 /* noinline: its own frame is the first one unwound, and is left off the stack. */
 __attribute__((noinline)) static unsigned capture_stack(uintptr_t *out, unsigned depth)
 {
-    if (!depth || !backtrace_fn)
+    if (!depth)
+        return 0;
+    pthread_once(&unwind_once, load_unwind);
+    if (!backtrace_fn)
         return 0;
     void *buf[CMT_MAX_DEPTH];
     unsigned want = depth + 8 < CMT_MAX_DEPTH ? depth + 8 : CMT_MAX_DEPTH;
@@ -172,7 +197,6 @@ int cmt_call_begin(struct cmt_call *c, int api, int when)
 
 void cmt_call_end(struct cmt_call *c, int result)
 {
-    int saved = errno;
     uint64_t t1 = cmt_now_ns();
     struct cmt_event *e = &c->u.ev;
     e->duration_ns = t1 - c->t0;
@@ -189,24 +213,20 @@ void cmt_call_end(struct cmt_call *c, int result)
             e->present |= CMT_HAS_MEMINFO;
         }
     }
-    errno = saved;
 }
 
 uint64_t cmt_record_range_size(uint64_t address)
 {
-    int saved = errno;
     const struct cmt_driver *d = cmt_driver();
     CUdeviceptr base = 0;
     size_t size = 0;
     if (!d || !d->mem_get_address_range || d->mem_get_address_range(&base, &size, (CUdeviceptr)address) != CUDA_SUCCESS)
         size = 0;
-    errno = saved;
     return size;
 }
 
 void cmt_call_commit(struct cmt_call *c)
 {
-    int saved = errno;
     struct cmt_event *e = &c->u.ev;
     if (e->present & CMT_HAS_DEVICE)
         describe_device(e->device); /* before the event is queued: the writer finds it described */
@@ -242,26 +262,11 @@ void cmt_call_commit(struct cmt_call *c)
         nanosleep(&pause, NULL);
     }
     tls_depth--;
-    errno = saved;
 }
 
 void cmt_record_init(void)
 {
     cmt_resolve_self_range(&self_lo, &self_hi);
-    /* RTLD_LOCAL: libunwind's _Unwind_* and backtrace stay out of the program's symbol lookups. */
-    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        cmt_log("libunwind.so.8 could not be loaded (%s): events are recorded without stacks", dlerror());
-        return;
-    }
-    int (*set_caching)(unw_addr_space_t, unw_caching_policy_t) =
-        (int (*)(unw_addr_space_t, unw_caching_policy_t))cmt_real_dlsym(h, "_ULx86_64_set_caching_policy");
-    unw_addr_space_t *local = (unw_addr_space_t *)cmt_real_dlsym(h, "_ULx86_64_local_addr_space");
-    /* libunwind's global cache has a lock and no fork handler: a fork while another thread held it
-     * would leave the child stuck at its first recorded call. Per-thread caches have no lock. */
-    if (set_caching && local)
-        set_caching(*local, UNW_CACHE_PER_THREAD);
-    backtrace_fn = (int (*)(void **, int))cmt_real_dlsym(h, "unw_backtrace");
 }
 
 void cmt_record_after_fork(void)

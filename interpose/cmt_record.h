@@ -24,7 +24,10 @@ struct cmt_call {
     } u;
 };
 
-/* Returns 1 if this call is to be recorded (then end and commit must follow), 0 to just pass through
+/* errno: cmt_call_begin keeps it as it found it; what happens after the driver call (end, the fill,
+ * commit) may change it, and the wrapper puts back the value the driver left (cmt_hooks.c).
+ *
+ * Returns 1 if this call is to be recorded (then end and commit must follow), 0 to just pass through
  * (recording off, or a driver entry point called from inside another one on this thread). */
 int cmt_call_begin(struct cmt_call *c, int api, int when);
 void cmt_call_end(struct cmt_call *c, int result);
