@@ -43,38 +43,6 @@ static void run_usage(FILE *out)
             "                   imported into the trace when CMD ends\n");
 }
 
-/* Directory of the running executable, for finding the library beside it. */
-static int exe_dir(char *buf, size_t len)
-{
-    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *slash = strrchr(buf, '/');
-    if (!slash)
-        return -1;
-    *slash = 0;
-    return 0;
-}
-
-/* First existing path among candidates relative to the executable's directory (build tree, then an
- * installed layout). */
-static int find_beside(const char *const *rel, char *out, size_t len)
-{
-    char dir[PATH_MAX];
-    if (exe_dir(dir, sizeof dir) != 0)
-        return -1;
-    for (size_t i = 0; rel[i]; i++) {
-        char candidate[PATH_MAX];
-        if (snprintf(candidate, sizeof candidate, "%s/%s", dir, rel[i]) >= (int)sizeof candidate)
-            continue;
-        if (access(candidate, R_OK) == 0 && realpath(candidate, out))
-            return 0;
-    }
-    (void)len;
-    return -1;
-}
-
 static int prepend_env(const char *name, const char *value, char sep)
 {
     const char *old = getenv(name);
@@ -324,7 +292,7 @@ int cmd_run(int argc, char **argv)
     const char *env_lib = getenv("CUMEMTRACE_LIB");
     if (env_lib && *env_lib)
         snprintf(lib, sizeof lib, "%s", env_lib);
-    else if (find_beside(lib_rel, lib, sizeof lib) != 0) {
+    else if (cmt_find_beside(lib_rel, NULL, lib) != 0) {
         fprintf(stderr, "cumemtrace run: libcumemtrace.so not found beside this program (set CUMEMTRACE_LIB)\n");
         return 2;
     }
@@ -332,7 +300,7 @@ int cmd_run(int argc, char **argv)
         static const char *const sim_rel[] = {"../tests/simcuda/libcuda.so.1", "../lib/cumemtrace/sim/libcuda.so.1",
                                               NULL};
         char simlib[PATH_MAX];
-        if (find_beside(sim_rel, simlib, sizeof simlib) != 0) {
+        if (cmt_find_beside(sim_rel, NULL, simlib) != 0) {
             fprintf(stderr, "cumemtrace run: the simulated driver (libcuda.so.1) was not found\n");
             return 2;
         }

@@ -33,29 +33,16 @@ const char *const cmt_comp_names[CMT_NCOMP] = {"parameters", "gradients",   "opt
 
 int cmt_torch_find(const char *rel, char *out, size_t len)
 {
-    char dir[PATH_MAX], cand[PATH_MAX * 2];
+    char cand[PATH_MAX * 2];
     const char *env = getenv("CUMEMTRACE_TORCH_DIR");
     if (env && *env) {
         snprintf(cand, sizeof cand, "%s/%s", env, rel);
         if (access(cand, R_OK) == 0 && realpath(cand, out))
             return 0;
     }
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0)
-        return -1;
-    dir[n] = 0;
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return -1;
-    *slash = 0;
     static const char *const bases[] = {"torch", "../share/cumemtrace/torch", NULL};
-    for (size_t i = 0; bases[i]; i++) {
-        snprintf(cand, sizeof cand, "%s/%s/%s", dir, bases[i], rel);
-        if (access(cand, R_OK) == 0 && realpath(cand, out))
-            return 0;
-    }
     (void)len;
-    return -1;
+    return cmt_find_beside(bases, rel, out);
 }
 
 int cmt_torch_python(char *const *args, char *err, size_t errlen)

@@ -533,3 +533,25 @@ char *cmt_text_dup(const char *s)
     }
     return b.p ? b.p : strdup("");
 }
+
+int cmt_find_beside(const char *const *rel, const char *name, char *out)
+{
+    char dir[PATH_MAX], cand[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0)
+        return -1;
+    dir[n] = 0;
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return -1;
+    *slash = 0;
+    for (size_t i = 0; rel[i]; i++) {
+        int len = name ? snprintf(cand, sizeof cand, "%s/%s/%s", dir, rel[i], name)
+                       : snprintf(cand, sizeof cand, "%s/%s", dir, rel[i]);
+        if (len < 0 || len >= (int)sizeof cand)
+            continue;
+        if (access(cand, R_OK) == 0 && realpath(cand, out))
+            return 0;
+    }
+    return -1;
+}

@@ -30,6 +30,11 @@ char *cmt_text_dup(const char *s);
 void cmt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cmt_warn_flush(int print);
 
+/* The first readable REL[i]/NAME (or REL[i], if NAME is NULL) relative to the directory of the running
+ * executable, as a real path in out (PATH_MAX bytes): our files beside us, in the build tree or
+ * installed. 0, or -1 if none. */
+int cmt_find_beside(const char *const *rel, const char *name, char *out);
+
 /* Removes a trace file and its -wal, -shm and -journal companions (errors ignored: absent is fine). */
 void cmt_remove_trace(const char *path);
 
