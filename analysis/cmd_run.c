@@ -297,7 +297,7 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     if (sim) {
-        static const char *const sim_rel[] = {"../tests/simcuda/libcuda.so.1", "../lib/cumemtrace/sim/libcuda.so.1",
+        static const char *const sim_rel[] = {"../simgpu/libcuda.so.1", "../lib/cumemtrace/sim/libcuda.so.1",
                                               NULL};
         char simlib[PATH_MAX];
         if (cmt_find_beside(sim_rel, NULL, simlib) != 0) {

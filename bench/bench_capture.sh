@@ -13,7 +13,7 @@ pairs=${3:-200000}
 cd "$(dirname "$0")/.."
 ninja -C "$build" bench/capture_bench >/dev/null
 bench=$build/bench/capture_bench
-sim=$PWD/$build/tests/simcuda
+sim=$PWD/$build/simgpu
 lib=$PWD/$build/interpose/libcumemtrace.so
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

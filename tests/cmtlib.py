@@ -1,7 +1,7 @@
 """Shared helpers for cumemtrace's tests: where the build is, how to run a program under the interposer on
 the simulated driver, and how to read the trace it wrote.
 
-Every test runs against the simulated driver (tests/simcuda, a libcuda.so.1 of our own); none needs a GPU.
+Every test runs against the simulated driver (simgpu/, a libcuda.so.1 of our own); none needs a GPU.
 The build directory comes from $CMT_BUILD_DIR (scripts/test sets it), default ./build.
 """
 import os
@@ -15,7 +15,7 @@ BUILD = os.path.abspath(os.environ.get("CMT_BUILD_DIR", os.path.join(ROOT, "buil
 SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
 
 INTERPOSER = os.path.join(BUILD, "interpose", "libcumemtrace.so")
-SIMCUDA_DIR = os.path.join(BUILD, "tests", "simcuda")
+SIMCUDA_DIR = os.path.join(BUILD, "simgpu")
 CLIENTS = os.path.join(BUILD, "tests", "clients")
 CUMEMTRACE = os.path.join(BUILD, "analysis", "cumemtrace")
 
@@ -27,7 +27,7 @@ GiB = 1 << 30
 
 
 def client(name):
-    """Path of a compiled test program: tests/clients, then tests/simcuda, then examples."""
+    """Path of a compiled test program: tests/clients, then simgpu, then examples."""
     for d in (CLIENTS, SIMCUDA_DIR, os.path.join(BUILD, "examples")):
         p = os.path.join(d, name)
         if os.path.exists(p):

@@ -1,4 +1,4 @@
-"""Tests of the simulated driver itself (tests/simcuda: libcuda.so.1, cudart_like) and of the example
+"""Tests of the simulated driver itself (simgpu/: libcuda.so.1; tests/clients/cudart_like) and of the example
 workload, without the interposer.
 
 Each scenario runs in a child Python process that loads libcuda.so.1 through ctypes with a fresh
@@ -17,10 +17,10 @@ import cmtlib
 from cmtlib import GiB, MiB
 
 LIB = os.path.join(cmtlib.SIMCUDA_DIR, "libcuda.so.1")
-CUDART_LIKE = os.path.join(cmtlib.SIMCUDA_DIR, "cudart_like")
-SHADOW = os.path.join(cmtlib.SIMCUDA_DIR, "libsimcuda_shadow.so")
+CUDART_LIKE = os.path.join(cmtlib.CLIENTS, "cudart_like")
+SHADOW = os.path.join(cmtlib.CLIENTS, "libsimcuda_shadow.so")
 TRAIN_SIM = os.path.join(cmtlib.BUILD, "examples", "train_sim")
-PROCS = os.path.join(cmtlib.ROOT, "tests", "simcuda", "procs.tsv")
+PROCS = os.path.join(cmtlib.ROOT, "simgpu", "procs.tsv")
 LOOKUPS = os.path.join(cmtlib.SHARED, "data", "cudart13-lookups.tsv")
 
 BASE = 0x7A0000000000  # device 0's first address (simcuda_driver.h)

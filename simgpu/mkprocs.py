@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Derives procs.tsv, the simulated driver's cuGetProcAddress table, from the CUDA toolkit's headers.
 
-Run by hand when the toolkit changes (`python3 tests/simcuda/mkprocs.py > tests/simcuda/procs.tsv`); the
+Run by hand when the toolkit changes (`python3 simgpu/mkprocs.py > simgpu/procs.tsv`); the
 output is checked in, reviewed as data, and read at build time by gen_procs.py. Never run by meson.
 
 Where the facts come from:

@@ -1,5 +1,5 @@
 /*
- * shadow.c: libsimcuda_shadow.so, a test-only library that defines a few driver entry points under their
+ * simcuda_shadow.c: libsimcuda_shadow.so, a test-only library that defines a few driver entry points under their
  * real names, for tests to LD_PRELOAD in front of the simulated driver. It checks that libcuda.so.1
  * binds its own references (the pointers cuGetProcAddress hands out) to itself (-Bsymbolic), never to
  * these. Every function returns 999 (CUDA_ERROR_UNKNOWN) and does nothing else.

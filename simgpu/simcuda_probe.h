@@ -1,5 +1,5 @@
 /*
- * simcuda_probe.h: the test-only probe API of the simulated driver (libcuda.so.1 in build-STAR/tests/simcuda).
+ * simcuda_probe.h: the test-only probe API of the simulated driver (libcuda.so.1 in build-STAR/simgpu).
  *
  * Tests call these (directly, through dlsym, or through ctypes) to see the driver's side of the story:
  * how much device memory it considers used, how many allocations are live, how often an entry point was
