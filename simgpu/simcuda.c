@@ -9,14 +9,20 @@
  *
  * Environment (read once, at the first call or at cuInit):
  *   SIMCUDA_DEVICES  number of devices, 1 to SIM_MAX_DEVICES (default 1)
+ *   SIMCUDA_GPU      a real GPU to present (see presets[] below: H100, H200, A100-40GB, A100-80GB, L4,
+ *                    RTX4090, RTX3090): its name, total memory, SM count, compute capability and the
+ *                    attributes libraries query, and the memory its CUDA context takes. Unset: an
+ *                    H100-like device of SIMCUDA_MEMORY bytes whose context takes nothing.
  *   SIMCUDA_MEMORY   capacity of each device: "24GiB" (default), "512MiB", "1G", "4096" (bytes); binary
- *                    units (K, M, G, T with optional "i" and "B"); rounded down to whole 2 MiB pages
+ *                    units (K, M, G, T with optional "i" and "B"); rounded down to whole 2 MiB pages.
+ *                    With SIMCUDA_GPU it overrides the preset's total.
  *   SIMCUDA_FAIL     "NAME:N:RESULT[,...]": the Nth call (counting from 1) of the concrete entry point NAME
  *                    returns RESULT without doing anything; "NAME:N+:RESULT" every call from the Nth on
  */
 #include "simcuda_driver.h"
 
 #include <ctype.h>
+#include <strings.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -114,9 +120,15 @@ static void parse_faults(const char *spec)
     free(copy);
 }
 
+static int trace_calls;           /* $SIMCUDA_TRACE=1: every call named on stderr */
+static unsigned char *stub_told;  /* sim_concrete_count flags: the stub said so already */
+
 static void setup(void)
 {
     call_counts = calloc(sim_concrete_count, sizeof *call_counts);
+    stub_told = calloc(sim_concrete_count, 1);
+    const char *trace = getenv("SIMCUDA_TRACE");
+    trace_calls = trace && *trace && strcmp(trace, "0") != 0;
     const char *spec = getenv("SIMCUDA_FAIL");
     if (spec && *spec)
         parse_faults(spec);
@@ -127,6 +139,8 @@ static CUresult count_call(int index)
     pthread_once(&setup_once, setup);
     /* The ordinal comes from the atomic increment itself, so "the 3rd call" is exact across threads. */
     unsigned long nth = __atomic_add_fetch(&call_counts[index], 1, __ATOMIC_RELAXED);
+    if (trace_calls)
+        fprintf(stderr, "simcuda: call %s\n", sim_concrete_names[index]);
     for (int i = 0; i < nfaults; i++)
         if (faults[i].index == index && (nth == faults[i].nth || (faults[i].from_nth_on && nth > faults[i].nth)))
             return faults[i].result;
@@ -145,10 +159,17 @@ CUresult sim_enter(const char *name)
     return count_call(index);
 }
 
+/* An entry point the simulator does not implement: said once per name on stderr (a program that probes
+ * for optional features must still see what it asked for), then CUDA_ERROR_NOT_SUPPORTED. */
 int sim_stub(int index)
 {
     CUresult rc = count_call(index);
-    return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_NOT_SUPPORTED;
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (!__atomic_exchange_n(&stub_told[index], 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "simcuda: %s is not implemented by the simulated driver (returns CUDA_ERROR_NOT_SUPPORTED)\n",
+                sim_concrete_names[index]);
+    return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 unsigned long simcuda_call_count(const char *concrete_name)
@@ -190,6 +211,60 @@ static uint64_t parse_size(const char *s)
     return (uint64_t)v << shift;
 }
 
+/* Real boards' figures, from NVIDIA's data sheets and what cudaGetDeviceProperties reports on them
+ * (total memory is the board's usable total, as torch.cuda.get_device_properties().total_memory shows).
+ * context_bytes is the device memory a CUDA 12/13 context with lazy loading takes on that board before
+ * the program allocates anything (what nvidia-smi shows for a process that only initialised CUDA): an
+ * estimate from public measurements, rounded to 2 MiB pages, never exact for a given driver. */
+static const struct sim_preset presets[] = {
+    {"H100", "NVIDIA H100 80GB HBM3", 85031714816ull, 524ull << 20, 132, 9, 0, 0x2330,
+     1980000, 2619000, 5120, 52428800, 233472, 232448, 2048, 32},
+    {"H200", "NVIDIA H200", 150754820096ull, 524ull << 20, 132, 9, 0, 0x2335,
+     1980000, 3201000, 6144, 52428800, 233472, 232448, 2048, 32},
+    {"A100-40GB", "NVIDIA A100-SXM4-40GB", 42505273344ull, 430ull << 20, 108, 8, 0, 0x20B0,
+     1410000, 1215000, 5120, 41943040, 167936, 166912, 2048, 32},
+    {"A100-80GB", "NVIDIA A100-SXM4-80GB", 85198045184ull, 430ull << 20, 108, 8, 0, 0x20B2,
+     1410000, 1593000, 5120, 41943040, 167936, 166912, 2048, 32},
+    {"L4", "NVIDIA L4", 23580639232ull, 300ull << 20, 58, 8, 9, 0x27B8,
+     2040000, 6251000, 192, 50331648, 102400, 101376, 1536, 24},
+    {"RTX4090", "NVIDIA GeForce RTX 4090", 25393692672ull, 360ull << 20, 128, 8, 9, 0x2684,
+     2520000, 10501000, 384, 75497472, 102400, 101376, 1536, 24},
+    {"RTX3090", "NVIDIA GeForce RTX 3090", 25438126080ull, 300ull << 20, 82, 8, 6, 0x2204,
+     1695000, 9751000, 384, 6291456, 102400, 101376, 1536, 16},
+};
+
+/* The device a plain SIMCUDA_MEMORY run presents: H100-like, any size, a context that costs nothing. */
+static const struct sim_preset generic = {
+    "", "NVIDIA H100 80GB HBM3 (simcuda)", 0, 0, 132, 9, 0, 0x2330,
+    1980000, 2619000, 5120, 52428800, 233472, 232448, 2048, 32};
+
+static const struct sim_preset *find_preset(const char *key)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcasecmp(presets[i].key, key))
+            return &presets[i];
+    return NULL;
+}
+
+int sim_device_sm_count(int dev)
+{
+    return sim.dev[dev].preset ? sim.dev[dev].preset->sms : generic.sms;
+}
+
+/* Lock held. The first context made live on DEV takes the preset's context memory, for good: the real
+ * driver keeps it while the process lives. Fails with CUDA_ERROR_OUT_OF_MEMORY if the device is full. */
+CUresult sim_charge_context(int dev)
+{
+    struct sim_device *d = &sim.dev[dev];
+    if (d->context_charged)
+        return CUDA_SUCCESS;
+    if (d->context_pages > d->capacity_pages - d->used_pages)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    d->used_pages += d->context_pages;
+    d->context_charged = 1;
+    return CUDA_SUCCESS;
+}
+
 static void init_devices(void)
 {
     const char *env = getenv("SIMCUDA_DEVICES");
@@ -198,8 +273,12 @@ static void init_devices(void)
         fprintf(stderr, "simcuda: SIMCUDA_DEVICES=%s out of range 1..%d; using 1\n", env, SIM_MAX_DEVICES);
         ndev = 1;
     }
+    const struct sim_preset *preset = NULL;
+    env = getenv("SIMCUDA_GPU");
+    if (env && *env && !(preset = find_preset(env)))
+        fprintf(stderr, "simcuda: SIMCUDA_GPU=%s is not a known GPU; using a generic device\n", env);
     env = getenv("SIMCUDA_MEMORY");
-    uint64_t capacity = (uint64_t)24 << 30;
+    uint64_t capacity = preset ? preset->total_bytes : (uint64_t)24 << 30;
     if (env && *env) {
         uint64_t v = parse_size(env);
         if (v == 0)
@@ -215,6 +294,9 @@ static void init_devices(void)
     for (int d = 0; d < ndev; d++) {
         struct sim_device *dv = &sim.dev[d];
         dv->capacity_pages = capacity / SIM_PAGE;
+        dv->preset = preset ? preset : &generic;
+        dv->total_bytes = preset && capacity == preset->total_bytes ? capacity : dv->capacity_pages * SIM_PAGE;
+        dv->context_pages = (dv->preset->context_bytes + SIM_PAGE - 1) / SIM_PAGE;
         uint64_t base = SIM_HIGH_BASE + (uint64_t)d * SIM_HIGH_SPAN;
         dv->va = (struct sim_va){.base = base, .limit = base + SIM_HIGH_SPAN};
         dv->primary = (struct CUctx_st){.dev = d, .primary = 1};
@@ -259,6 +341,8 @@ CUresult cuDriverGetVersion(int *driverVersion)
 }
 
 /* ---- devices ---------------------------------------------------------------------------------- */
+
+
 
 /* Lock held. */
 static CUresult check_device(CUdevice dev)
@@ -307,7 +391,7 @@ CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
         return rc;
     if (!name || len <= 0)
         return CUDA_ERROR_INVALID_VALUE;
-    snprintf(name, (size_t)len, "NVIDIA H100 80GB HBM3 (simcuda)");
+    snprintf(name, (size_t)len, "%s", sim.dev[dev].preset->name);
     return CUDA_SUCCESS;
 }
 
@@ -316,7 +400,7 @@ static CUresult total_mem(uint64_t *bytes, CUdevice dev)
     sim_lock();
     CUresult rc = check_device(dev);
     if (rc == CUDA_SUCCESS)
-        *bytes = sim.dev[dev].capacity_pages * SIM_PAGE;
+        *bytes = sim.dev[dev].total_bytes;
     sim_unlock();
     return rc;
 }
@@ -346,10 +430,26 @@ CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
     return rc;
 }
 
-/* An H100 SXM, roughly: what frameworks ask before they allocate. Unlisted attributes read 0. */
+/* What frameworks and NVIDIA's libraries ask before they allocate: the preset's figures, and what every
+ * recent data-center GPU shares. Unlisted attributes read 0 (texture and surface limits, NUMA, MPS). */
 static int attribute_value(CUdevice_attribute a, CUdevice dev)
 {
+    const struct sim_preset *p = sim.dev[dev].preset;
     switch (a) {
+    case CU_DEVICE_ATTRIBUTE_GPU_PCI_DEVICE_ID: return (int)(((unsigned)p->pci_device_id << 16) | 0x10DE);
+    case CU_DEVICE_ATTRIBUTE_GPU_PCI_SUBSYSTEM_ID: return (int)((0x16C1u << 16) | 0x10DE);
+    case CU_DEVICE_ATTRIBUTE_SURFACE_ALIGNMENT: return 512;
+    case CU_DEVICE_ATTRIBUTE_MAXIMUM_TEXTURE1D_WIDTH: return 131072;
+    case CU_DEVICE_ATTRIBUTE_MAXIMUM_TEXTURE2D_WIDTH: return 131072;
+    case CU_DEVICE_ATTRIBUTE_MAXIMUM_TEXTURE2D_HEIGHT: return 65536;
+    case CU_DEVICE_ATTRIBUTE_MAXIMUM_TEXTURE3D_WIDTH: return 16384;
+    case CU_DEVICE_ATTRIBUTE_MAXIMUM_TEXTURE3D_HEIGHT: return 16384;
+    case CU_DEVICE_ATTRIBUTE_MAXIMUM_TEXTURE3D_DEPTH: return 16384;
+    case CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED: return 0;
+    case CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM: return 1;
+    case CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST: return 0;
+    case CU_DEVICE_ATTRIBUTE_READ_ONLY_HOST_REGISTER_SUPPORTED: return 1;
+    case CU_DEVICE_ATTRIBUTE_IPC_EVENT_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: return 1024;
     case CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X: return 1024;
     case CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y: return 1024;
@@ -362,10 +462,10 @@ static int attribute_value(CUdevice_attribute a, CUdevice dev)
     case CU_DEVICE_ATTRIBUTE_WARP_SIZE: return 32;
     case CU_DEVICE_ATTRIBUTE_MAX_PITCH: return 2147483647;
     case CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_BLOCK: return 65536;
-    case CU_DEVICE_ATTRIBUTE_CLOCK_RATE: return 1980000;
+    case CU_DEVICE_ATTRIBUTE_CLOCK_RATE: return p->clock_khz;
     case CU_DEVICE_ATTRIBUTE_TEXTURE_ALIGNMENT: return 512;
     case CU_DEVICE_ATTRIBUTE_GPU_OVERLAP: return 1;
-    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: return 132;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: return p->sms;
     case CU_DEVICE_ATTRIBUTE_INTEGRATED: return 0;
     case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY: return 1;
     case CU_DEVICE_ATTRIBUTE_COMPUTE_MODE: return CU_COMPUTEMODE_DEFAULT;
@@ -374,20 +474,20 @@ static int attribute_value(CUdevice_attribute a, CUdevice dev)
     case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: return 0x18 + dev;
     case CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID: return 0;
     case CU_DEVICE_ATTRIBUTE_TCC_DRIVER: return 0;
-    case CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE: return 2619000;
-    case CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH: return 5120;
-    case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE: return 52428800;
-    case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR: return 2048;
+    case CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE: return p->mem_clock_khz;
+    case CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH: return p->bus_width;
+    case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE: return p->l2_bytes;
+    case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR: return p->threads_per_sm;
     case CU_DEVICE_ATTRIBUTE_ASYNC_ENGINE_COUNT: return 3;
     case CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING: return 1;
     case CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID: return 0;
     case CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT: return 32;
-    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: return 9;
-    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: return 0;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: return p->cc_major;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: return p->cc_minor;
     case CU_DEVICE_ATTRIBUTE_STREAM_PRIORITIES_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_GLOBAL_L1_CACHE_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_LOCAL_L1_CACHE_SUPPORTED: return 1;
-    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR: return 233472;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR: return p->smem_per_sm;
     case CU_DEVICE_ATTRIBUTE_MAX_REGISTERS_PER_MULTIPROCESSOR: return 65536;
     case CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY: return 1;
     case CU_DEVICE_ATTRIBUTE_MULTI_GPU_BOARD: return 0;
@@ -395,20 +495,23 @@ static int attribute_value(CUdevice_attribute a, CUdevice dev)
     case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS: return 0;
     case CU_DEVICE_ATTRIBUTE_COMPUTE_PREEMPTION_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH: return 1;
-    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: return 232448;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: return p->smem_optin;
     case CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED: return 1;
-    case CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR: return 32;
+    case CU_DEVICE_ATTRIBUTE_MAX_BLOCKS_PER_MULTIPROCESSOR: return p->blocks_per_sm;
     case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED: return 1;
-    case CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE: return 32505856;
+    case CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE: return p->l2_bytes / 8 * 5;
     case CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE: return 134213632;
     case CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK: return 1024;
     case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES: return CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
     case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED: return 1;
-    case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: return 1;
+    case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: return p->cc_major >= 9;
     case CU_DEVICE_ATTRIBUTE_DEFERRED_MAPPING_CUDA_ARRAY_SUPPORTED: return 1;
-    default: return 0;
+    default:
+        if (getenv("SIMCUDA_TRACE"))
+            fprintf(stderr, "simcuda: attribute %d reads 0\n", (int)a);
+        return 0;
     }
 }
 
@@ -498,6 +601,8 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
     CUresult rc = check_device(dev);
     if (rc == CUDA_SUCCESS && !pctx)
         rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        rc = sim_charge_context(dev);
     if (rc == CUDA_SUCCESS) {
         struct sim_device *dv = &sim.dev[dev];
         dv->primary_refs++;
@@ -516,6 +621,7 @@ static CUresult primary_release(CUdevice dev)
         rc = CUDA_ERROR_INVALID_CONTEXT;
     if (rc == CUDA_SUCCESS && --sim.dev[dev].primary_refs == 0) {
         /* The last release destroys the primary context and what it owned, as the real driver does. */
+        sim_cls_context_destroyed(&sim.dev[dev].primary);
         sim_mem_ctx_teardown(&sim.dev[dev].primary);
         sim.dev[dev].primary.live = 0;
     }
@@ -583,6 +689,7 @@ static CUresult primary_reset(CUdevice dev)
     sim_lock();
     CUresult rc = check_device(dev);
     if (rc == CUDA_SUCCESS) {
+        sim_cls_context_destroyed(&sim.dev[dev].primary);
         sim_mem_ctx_teardown(&sim.dev[dev].primary);
         sim.dev[dev].primary_refs = 0;
         sim.dev[dev].primary.live = 0;
@@ -614,6 +721,9 @@ static CUresult ctx_create(CUcontext *pctx, unsigned int flags, CUdevice dev)
         return CUDA_ERROR_INVALID_VALUE;
     if (ctx_depth == CTX_STACK_MAX)
         return CUDA_ERROR_OUT_OF_MEMORY; /* defensive: no program nests 64 contexts */
+    rc = sim_charge_context(dev);
+    if (rc != CUDA_SUCCESS)
+        return rc;
     struct CUctx_st *c = calloc(1, sizeof *c);
     if (!c)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -653,6 +763,7 @@ CUresult cuCtxDestroy_v2(CUcontext ctx)
     if (rc == CUDA_SUCCESS && (ctx->primary || !sim_ctx_valid(ctx)))
         rc = CUDA_ERROR_INVALID_CONTEXT;
     if (rc == CUDA_SUCCESS) {
+        sim_cls_context_destroyed(ctx);
         sim_mem_ctx_teardown(ctx);
         /* The struct stays on sim.contexts, dead, so a stale handle reads as invalid rather than as
          * freed memory. */

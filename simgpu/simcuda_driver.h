@@ -86,8 +86,25 @@ struct CUmemPoolHandle_st {
     struct CUmemPoolHandle_st *next;
 };
 
+/* A real GPU's figures: what cuDeviceGetName, cuDeviceTotalMem and the attributes libraries size their
+ * work by report. See simcuda.c for the table and where its numbers come from. */
+struct sim_preset {
+    const char *key;            /* --sim-gpu / $SIMCUDA_GPU name: "H100" */
+    const char *name;           /* cuDeviceGetName */
+    uint64_t total_bytes;       /* cuDeviceTotalMem, as the real board reports it */
+    uint64_t context_bytes;     /* device memory a CUDA context takes on it (estimate, see simcuda.c) */
+    int sms, cc_major, cc_minor;
+    int pci_device_id;          /* the PCI device ID (vendor 0x10DE) */
+    int clock_khz, mem_clock_khz, bus_width, l2_bytes;
+    int smem_per_sm, smem_optin, threads_per_sm, blocks_per_sm;
+};
+
 struct sim_device {
     uint64_t capacity_pages, used_pages;
+    uint64_t total_bytes;       /* what cuDeviceTotalMem and cuMemGetInfo report as the total */
+    const struct sim_preset *preset;
+    uint64_t context_pages;     /* charged once the first context on the device is made live */
+    int context_charged;
     struct sim_va va;
     struct CUctx_st primary;
     int primary_refs;
@@ -123,6 +140,20 @@ CUresult sim_stream_ctx(CUstream s, CUcontext *out);
 void sim_mem_init_device(int dev);
 void sim_mem_ctx_teardown(CUcontext ctx);     /* frees what the context owned */
 void sim_mem_sync_device(int dev);            /* a synchronize: trims pools to their release threshold */
+
+/* Modules (simcuda_exec.c): a module made from IMAGE (a fat binary, cubin or PTX) in the current
+ * context; the export table's loaders use it too. Takes the lock. */
+CUresult sim_module_load(CUmodule *module, const void *image);
+/* Lock held. Module memory for a global variable: addresses in the device's range, not charged. */
+CUresult sim_mem_global_alloc(int dev, uint64_t size, uint64_t *addr);
+void sim_mem_global_free(uint64_t addr);
+/* Lock held. Context-local storage (simcuda_export.c) of a dying context: its destructors run, with the
+ * lock released around each. */
+void sim_cls_context_destroyed(CUcontext ctx);
+/* Lock held. Charges the device's context memory at its first live context (simcuda.c). */
+CUresult sim_charge_context(int dev);
+/* The device's streaming multiprocessor count (its preset's). */
+int sim_device_sm_count(int dev);
 
 #pragma GCC visibility pop
 

@@ -83,6 +83,168 @@ void sim_va_free(struct sim_va *va, uint64_t start)
     abort(); /* invariant: only ranges this allocator handed out are freed */
 }
 
+/* ---- contents: device memory is backed only where the program wrote it ----------------------- */
+
+/* A simulated 80 GB device runs on a machine with less memory: device allocations have no storage of
+ * their own. What the program copies or sets into device memory is kept, in 64 KiB chunks allocated at
+ * the first write, so what it reads back is what it wrote (a value copied to the GPU and read back by
+ * .item(), a loss scale, a length); bytes never written read as zeros. Kernels do not run, so nothing
+ * they would have written is ever here. Keyed by device address; lock held for all of these. */
+#define CHUNK_SHIFT 16
+#define CHUNK ((uint64_t)1 << CHUNK_SHIFT)
+
+struct chunk {
+    uint64_t index;          /* address >> CHUNK_SHIFT; 0 marks an empty slot (no device address is that low) */
+    unsigned char *data;
+};
+static struct chunk *chunks;
+static uint64_t nchunks, capchunks; /* capchunks: a power of two */
+
+static uint64_t chunk_hash(uint64_t index)
+{
+    return (index * 0x9E3779B97F4A7C15ull) >> 17;
+}
+
+static struct chunk *chunk_find(uint64_t index)
+{
+    if (!capchunks)
+        return NULL;
+    for (uint64_t i = chunk_hash(index) & (capchunks - 1);; i = (i + 1) & (capchunks - 1)) {
+        if (chunks[i].index == index)
+            return &chunks[i];
+        if (chunks[i].index == 0)
+            return NULL;
+    }
+}
+
+static int chunk_grow(void)
+{
+    uint64_t cap = capchunks ? capchunks * 2 : 1024;
+    struct chunk *t = calloc(cap, sizeof *t);
+    if (!t)
+        return -1;
+    for (uint64_t j = 0; j < capchunks; j++)
+        if (chunks[j].index) {
+            uint64_t i = chunk_hash(chunks[j].index) & (cap - 1);
+            while (t[i].index)
+                i = (i + 1) & (cap - 1);
+            t[i] = chunks[j];
+        }
+    free(chunks);
+    chunks = t;
+    capchunks = cap;
+    return 0;
+}
+
+/* The chunk's storage, made (zeroed) if absent; NULL if out of host memory. */
+static unsigned char *chunk_data(uint64_t index)
+{
+    struct chunk *c = chunk_find(index);
+    if (c)
+        return c->data;
+    if ((nchunks + 1) * 2 > capchunks && chunk_grow() != 0)
+        return NULL;
+    unsigned char *d = calloc(1, CHUNK);
+    if (!d)
+        return NULL;
+    uint64_t i = chunk_hash(index) & (capchunks - 1);
+    while (chunks[i].index)
+        i = (i + 1) & (capchunks - 1);
+    chunks[i] = (struct chunk){index, d};
+    nchunks++;
+    return d;
+}
+
+static int backing_write(uint64_t addr, const void *src, uint64_t n)
+{
+    const unsigned char *p = src;
+    while (n) {
+        uint64_t off = addr & (CHUNK - 1), len = CHUNK - off < n ? CHUNK - off : n;
+        unsigned char *d = chunk_data(addr >> CHUNK_SHIFT);
+        if (!d)
+            return -1;
+        memcpy(d + off, p, len);
+        addr += len, p += len, n -= len;
+    }
+    return 0;
+}
+
+static void backing_read(void *dst, uint64_t addr, uint64_t n)
+{
+    unsigned char *p = dst;
+    while (n) {
+        uint64_t off = addr & (CHUNK - 1), len = CHUNK - off < n ? CHUNK - off : n;
+        struct chunk *c = chunk_find(addr >> CHUNK_SHIFT);
+        if (c)
+            memcpy(p, c->data + off, len);
+        else
+            memset(p, 0, len);
+        addr += len, p += len, n -= len;
+    }
+}
+
+/* Sets N elements of ELEM bytes (1, 2 or 4) to VALUE. Zeros into unwritten chunks cost nothing. */
+static int backing_fill(uint64_t addr, unsigned int value, int elem, uint64_t n)
+{
+    uint64_t bytes = n * (uint64_t)elem;
+    unsigned char pattern[4];
+    memcpy(pattern, &value, 4);
+    while (bytes) {
+        uint64_t off = addr & (CHUNK - 1), len = CHUNK - off < bytes ? CHUNK - off : bytes;
+        struct chunk *c = chunk_find(addr >> CHUNK_SHIFT);
+        unsigned char *d = c ? c->data : NULL;
+        if (!d && value != 0 && !(d = chunk_data(addr >> CHUNK_SHIFT)))
+            return -1;
+        if (d) {
+            if (elem == 1)
+                memset(d + off, (int)(value & 0xff), len);
+            else
+                for (uint64_t i = 0; i < len; i++) /* addr is element-aligned: the pattern starts at byte 0 */
+                    d[off + i] = pattern[(addr + i) % (uint64_t)elem];
+        }
+        addr += len, bytes -= len;
+    }
+    return 0;
+}
+
+static void chunk_remove_at(uint64_t i)
+{
+    free(chunks[i].data);
+    chunks[i].index = 0;
+    nchunks--;
+    /* Re-place the entries of the probe run after the hole (linear probing deletion). */
+    for (uint64_t j = (i + 1) & (capchunks - 1); chunks[j].index; j = (j + 1) & (capchunks - 1)) {
+        struct chunk c = chunks[j];
+        chunks[j].index = 0;
+        uint64_t k = chunk_hash(c.index) & (capchunks - 1);
+        while (chunks[k].index)
+            k = (k + 1) & (capchunks - 1);
+        chunks[k] = c;
+    }
+}
+
+/* Forgets the contents of [addr, addr + len): the memory was freed. */
+static void backing_drop(uint64_t addr, uint64_t len)
+{
+    if (!nchunks || !len)
+        return;
+    uint64_t first = addr >> CHUNK_SHIFT, last = (addr + len - 1) >> CHUNK_SHIFT;
+    if (last - first < capchunks) {
+        for (uint64_t idx = first; idx <= last; idx++) {
+            struct chunk *c = chunk_find(idx);
+            if (c)
+                chunk_remove_at((uint64_t)(c - chunks));
+        }
+        return;
+    }
+    for (uint64_t i = 0; i < capchunks;) {
+        if (chunks[i].index >= first && chunks[i].index <= last)
+            chunk_remove_at(i); /* the slot may now hold an entry moved back: look at it again */
+        else
+            i++;
+    }
+}
+
 /* ---- the allocation registry ------------------------------------------------------------------ */
 
 enum kind {
@@ -91,6 +253,7 @@ enum kind {
     K_HOST,     /* cuMemAllocHost, cuMemHostAlloc: real host memory, free of charge */
     K_POOL,     /* a chunk of a stream-ordered pool */
     K_IPC,      /* cuIpcOpenMemHandle's mapping of another process's allocation */
+    K_GLOBAL,   /* a module's __device__/__constant__ variable: module memory, not charged */
 };
 
 struct sim_alloc {
@@ -217,6 +380,8 @@ static CUresult new_device_alloc(CUcontext ctx, struct sim_va *va, uint64_t byte
 static void release_alloc(struct sim_alloc *a)
 {
     reg_remove(a);
+    if (a->kind != K_MANAGED && a->kind != K_HOST)
+        backing_drop(a->addr, a->span);
     if (a->va)
         sim_va_free(a->va, a->addr);
     if (a->kind == K_MANAGED || a->kind == K_HOST)
@@ -323,6 +488,11 @@ static CUresult mem_free(uint64_t dptr)
     CUcontext ctx = NULL;
     CUresult rc = sim_current_ctx(&ctx);
     struct sim_alloc *a = NULL;
+    /* Freeing 0 succeeds and does nothing: libcudart's cudaFree(NULL), its way to initialise, ends here. */
+    if (rc == CUDA_SUCCESS && dptr == 0) {
+        sim_unlock();
+        return CUDA_SUCCESS;
+    }
     if (rc == CUDA_SUCCESS) {
         a = reg_exact(dptr);
         if (!a || a->kind == K_HOST || a->kind == K_IPC)
@@ -444,7 +614,7 @@ static CUresult mem_get_info(uint64_t *free_b, uint64_t *total_b)
     if (rc == CUDA_SUCCESS) {
         struct sim_device *d = &sim.dev[ctx->dev];
         *free_b = (d->capacity_pages - d->used_pages) * SIM_PAGE;
-        *total_b = d->capacity_pages * SIM_PAGE;
+        *total_b = d->total_bytes;
     }
     sim_unlock();
     return rc;
@@ -813,7 +983,7 @@ CUresult cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr 
 }
 
 /* Lock held. Checks that [dptr, dptr + n) lies in one allocation or mapping; *host is where its bytes
- * really are (managed memory) or NULL (device memory has no contents). */
+ * really are (managed memory) or NULL (device memory: its contents are in the backing store). */
 static CUresult check_device_range(uint64_t dptr, uint64_t n, void **host)
 {
     uint64_t base, size;
@@ -824,37 +994,96 @@ static CUresult check_device_range(uint64_t dptr, uint64_t n, void **host)
     return CUDA_SUCCESS;
 }
 
+/* Lock held. One side of a copy: device memory (DEV set: ADDR is a device address, HOST where its bytes
+ * are if they are real) or ordinary host memory (HOST). */
+struct side {
+    int dev;
+    uint64_t addr;
+    void *host;
+};
+
+/* Lock held. What a unified address names: device memory when it lies in an allocation or mapping of
+ * ours (not host-pinned memory, which is real host memory), host memory otherwise. */
+static struct side classify(uint64_t p)
+{
+    uint64_t base, size;
+    struct sim_alloc *a;
+    if (find_range(p, &base, &size, &a))
+        return (struct side){1, p, a && a->kind == K_MANAGED ? (void *)(uintptr_t)p : NULL};
+    return (struct side){0, p, (void *)(uintptr_t)p};
+}
+
+/* Lock held. */
+static CUresult do_copy(struct side dst, struct side src, uint64_t n)
+{
+    if (!n)
+        return CUDA_SUCCESS;
+    void *h;
+    if (dst.dev && check_device_range(dst.addr, n, &h) != CUDA_SUCCESS)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (src.dev && check_device_range(src.addr, n, &h) != CUDA_SUCCESS)
+        return CUDA_ERROR_INVALID_VALUE;
+    if ((!dst.dev && !dst.host) || (!src.dev && !src.host))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (dst.host && src.host) {
+        memmove(dst.host, src.host, n);
+    } else if (dst.host) {
+        backing_read(dst.host, src.addr, n);
+    } else if (src.host) {
+        if (backing_write(dst.addr, src.host, n) != 0)
+            return CUDA_ERROR_OUT_OF_MEMORY;
+    } else {
+        /* device to device, in bounded steps through a buffer (the ranges may overlap) */
+        unsigned char buf[4096];
+        int backwards = dst.addr > src.addr && dst.addr < src.addr + n;
+        for (uint64_t done = 0; done < n;) {
+            uint64_t len = n - done < sizeof buf ? n - done : sizeof buf;
+            uint64_t off = backwards ? n - done - len : done;
+            backing_read(buf, src.addr + off, len);
+            if (backing_write(dst.addr + off, buf, len) != 0)
+                return CUDA_ERROR_OUT_OF_MEMORY;
+            done += len;
+        }
+    }
+    return CUDA_SUCCESS;
+}
+
+static struct side dev_side(uint64_t addr)
+{
+    return (struct side){1, addr, NULL};
+}
+
+static struct side host_side(const void *p)
+{
+    return (struct side){0, (uintptr_t)p, (void *)p};
+}
+
+/* Managed memory is real: resolve its host address once the lock is held (see do_copy's callers). */
 static CUresult copy_htod(uint64_t dst, const void *src, uint64_t n)
 {
+    if (n && !src)
+        return CUDA_ERROR_INVALID_VALUE;
     sim_lock();
     CUcontext ctx = NULL;
-    void *host = NULL;
     CUresult rc = sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS && n && !src)
-        rc = CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS && n)
-        rc = check_device_range(dst, n, &host);
-    if (rc == CUDA_SUCCESS && host)
-        memcpy(host, src, n);
+    if (rc == CUDA_SUCCESS) {
+        struct side d = classify(dst);
+        rc = d.dev ? do_copy(d, host_side(src), n) : (n ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS);
+    }
     sim_unlock();
     return rc;
 }
 
 static CUresult copy_dtoh(void *dst, uint64_t src, uint64_t n)
 {
+    if (n && !dst)
+        return CUDA_ERROR_INVALID_VALUE;
     sim_lock();
     CUcontext ctx = NULL;
-    void *host = NULL;
     CUresult rc = sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS && n && !dst)
-        rc = CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS && n)
-        rc = check_device_range(src, n, &host);
-    if (rc == CUDA_SUCCESS && n) {
-        if (host)
-            memcpy(dst, host, n);
-        else
-            memset(dst, 0, n); /* device memory reads as zeros */
+    if (rc == CUDA_SUCCESS) {
+        struct side s = classify(src);
+        rc = s.dev ? do_copy(host_side(dst), s, n) : (n ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS);
     }
     sim_unlock();
     return rc;
@@ -882,6 +1111,390 @@ CUresult cuMemcpyDtoH_v2_ptds(void *dstHost, CUdeviceptr srcDevice, size_t ByteC
 {
     SIM_ENTER();
     return copy_dtoh(dstHost, srcDevice, ByteCount);
+}
+
+static CUresult copy_async_htod(uint64_t dst, const void *src, uint64_t n, CUstream s)
+{
+    sim_lock();
+    CUcontext ctx = NULL;
+    CUresult rc = sim_stream_ctx(s, &ctx);
+    if (rc == CUDA_SUCCESS && n && !src)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        rc = do_copy(classify(dst).dev ? classify(dst) : dev_side(dst), host_side(src), n);
+    sim_unlock();
+    return rc;
+}
+
+static CUresult copy_async_dtoh(void *dst, uint64_t src, uint64_t n, CUstream s)
+{
+    sim_lock();
+    CUcontext ctx = NULL;
+    CUresult rc = sim_stream_ctx(s, &ctx);
+    if (rc == CUDA_SUCCESS && n && !dst)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        rc = do_copy(host_side(dst), classify(src).dev ? classify(src) : dev_side(src), n);
+    sim_unlock();
+    return rc;
+}
+
+static CUresult copy_unified(uint64_t dst, uint64_t src, uint64_t n, int check_stream, CUstream s)
+{
+    sim_lock();
+    CUcontext ctx = NULL;
+    CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
+    if (rc == CUDA_SUCCESS && n && (!dst || !src))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        rc = do_copy(classify(dst), classify(src), n);
+    sim_unlock();
+    return rc;
+}
+
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_async_htod(dstDevice, srcHost, ByteCount, hStream);
+}
+
+CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_async_htod(dstDevice, srcHost, ByteCount, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_async_dtoh(dstHost, srcDevice, ByteCount, hStream);
+}
+
+CUresult cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_async_dtoh(dstHost, srcDevice, ByteCount, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 1, hStream);
+}
+
+CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount,
+                                   CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_unified(dst, src, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_unified(dst, src, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_unified(dst, src, ByteCount, 1, hStream);
+}
+
+CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_unified(dst, src, ByteCount, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+CUresult cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext,
+                      size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice,
+                           CUcontext srcContext, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice,
+                           CUcontext srcContext, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 1, hStream);
+}
+
+CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice,
+                                CUcontext srcContext, size_t ByteCount, CUstream hStream)
+{
+    SIM_ENTER();
+    return copy_unified(dstDevice, srcDevice, ByteCount, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+/* ---- memset ----------------------------------------------------------------------------------- */
+
+static CUresult memset_n(uint64_t dst, unsigned int value, int elem, uint64_t n, int check_stream, CUstream s)
+{
+    sim_lock();
+    CUcontext ctx = NULL;
+    CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
+    void *host = NULL;
+    if (rc == CUDA_SUCCESS && (dst % (uint64_t)elem) != 0)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS && n)
+        rc = n > UINT64_MAX / (uint64_t)elem ? CUDA_ERROR_INVALID_VALUE : check_device_range(dst, n * elem, &host);
+    if (rc == CUDA_SUCCESS && n) {
+        if (host) {
+            unsigned char *p = host;
+            for (uint64_t i = 0; i < n * (uint64_t)elem; i++)
+                p[i] = ((unsigned char *)&value)[i % (uint64_t)elem];
+        } else if (backing_fill(dst, value, elem, n) != 0) {
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    }
+    sim_unlock();
+    return rc;
+}
+
+CUresult cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, uc, 1, N, 0, NULL);
+}
+
+CUresult cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, size_t N)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, uc, 1, N, 0, NULL);
+}
+
+CUresult cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t N)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, us, 2, N, 0, NULL);
+}
+
+CUresult cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, size_t N)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, us, 2, N, 0, NULL);
+}
+
+CUresult cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, ui, 4, N, 0, NULL);
+}
+
+CUresult cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, size_t N)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, ui, 4, N, 0, NULL);
+}
+
+CUresult cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, uc, 1, N, 1, hStream);
+}
+
+CUresult cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, uc, 1, N, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+CUresult cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, us, 2, N, 1, hStream);
+}
+
+CUresult cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, us, 2, N, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, ui, 4, N, 1, hStream);
+}
+
+CUresult cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
+{
+    SIM_ENTER();
+    return memset_n(dstDevice, ui, 4, N, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+}
+
+/* ---- pointer attributes ----------------------------------------------------------------------- */
+
+/* Lock held. One attribute of PTR into DATA; unknown host memory is CUDA_ERROR_INVALID_VALUE, as the
+ * real driver answers cuPointerGetAttribute about memory it does not know. */
+static CUresult pointer_attribute(void *data, CUpointer_attribute attr, uint64_t ptr, int lenient)
+{
+    uint64_t base, size;
+    struct sim_alloc *a = reg_containing(ptr);
+    int is_host = a && a->kind == K_HOST;
+    int known = is_host || find_range(ptr, &base, &size, &a);
+    if (!known && !lenient)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!known) {
+        /* cuPointerGetAttributes: ordinary host memory reads as unregistered */
+        switch (attr) {
+        case CU_POINTER_ATTRIBUTE_MEMORY_TYPE: *(unsigned int *)data = 0; break;
+        case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *(int *)data = -2; break;
+        case CU_POINTER_ATTRIBUTE_CONTEXT: *(CUcontext *)data = NULL; break;
+        case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: case CU_POINTER_ATTRIBUTE_HOST_POINTER:
+            *(void **)data = NULL; break;
+        case CU_POINTER_ATTRIBUTE_IS_MANAGED: case CU_POINTER_ATTRIBUTE_MAPPED:
+            *(int *)data = 0; break;
+        default: break;
+        }
+        return CUDA_SUCCESS;
+    }
+    if (is_host) {
+        base = a->addr;
+        size = a->size;
+    }
+    int dev = a ? a->dev : 0;
+    switch (attr) {
+    case CU_POINTER_ATTRIBUTE_CONTEXT:
+        *(CUcontext *)data = a && a->ctx ? a->ctx : &sim.dev[dev].primary;
+        break;
+    case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+        *(unsigned int *)data = is_host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+        break;
+    case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+        *(CUdeviceptr *)data = ptr;
+        break;
+    case CU_POINTER_ATTRIBUTE_HOST_POINTER:
+        if (!is_host && !(a && a->kind == K_MANAGED))
+            return CUDA_ERROR_INVALID_VALUE;
+        *(void **)data = (void *)(uintptr_t)ptr;
+        break;
+    case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS:
+        *(int *)data = 1;
+        break;
+    case CU_POINTER_ATTRIBUTE_BUFFER_ID:
+        *(unsigned long long *)data = base;
+        break;
+    case CU_POINTER_ATTRIBUTE_IS_MANAGED:
+        *(int *)data = a && a->kind == K_MANAGED;
+        break;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
+        *(int *)data = dev;
+        break;
+    case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:
+        *(CUdeviceptr *)data = base;
+        break;
+    case CU_POINTER_ATTRIBUTE_RANGE_SIZE:
+        *(size_t *)data = size;
+        break;
+    case CU_POINTER_ATTRIBUTE_MAPPED:
+        *(int *)data = 1;
+        break;
+    case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE:
+        *(int *)data = a && a->kind == K_DEVICE;
+        break;
+    case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
+        *(unsigned long long *)data = 0;
+        break;
+    case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS:
+        *(unsigned int *)data = CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE;
+        break;
+    case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE:
+        *(CUmemoryPool *)data = a && a->kind == K_POOL ? a->pool : NULL;
+        break;
+    case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE:
+        *(int *)data = 0;
+        break;
+    default:
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr)
+{
+    SIM_ENTER();
+    if (!data)
+        return CUDA_ERROR_INVALID_VALUE;
+    sim_lock();
+    CUresult rc = sim_check_init();
+    if (rc == CUDA_SUCCESS)
+        rc = pointer_attribute(data, attribute, ptr, 0);
+    sim_unlock();
+    return rc;
+}
+
+CUresult cuPointerGetAttributes(unsigned int numAttributes, CUpointer_attribute *attributes, void **data,
+                                CUdeviceptr ptr)
+{
+    SIM_ENTER();
+    if (!attributes || !data)
+        return CUDA_ERROR_INVALID_VALUE;
+    sim_lock();
+    CUresult rc = sim_check_init();
+    for (unsigned int i = 0; rc == CUDA_SUCCESS && i < numAttributes; i++)
+        if (data[i] && pointer_attribute(data[i], attributes[i], ptr, 1) != CUDA_SUCCESS) {
+            /* an attribute that does not apply (the host pointer of device memory) reads as zero */
+            if (attributes[i] == CU_POINTER_ATTRIBUTE_HOST_POINTER)
+                *(void **)data[i] = NULL;
+        }
+    sim_unlock();
+    return rc;
+}
+
+/* ---- module memory (simcuda_exec.c): globals live in the device's address space, uncharged ---- */
+
+CUresult sim_mem_global_alloc(int dev, uint64_t size, uint64_t *addr)
+{
+    struct sim_alloc *a = calloc(1, sizeof *a);
+    uint64_t span = align_up(size, SIM_PAGE), at;
+    if (!a || sim_va_alloc(&sim.dev[dev].va, span, SIM_PAGE, &at) != 0) {
+        free(a);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *a = (struct sim_alloc){.addr = at, .size = size, .span = span, .dev = dev, .kind = K_GLOBAL,
+                            .va = &sim.dev[dev].va};
+    if (reg_insert(a) != 0) {
+        sim_va_free(a->va, at);
+        free(a);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *addr = at;
+    return CUDA_SUCCESS;
+}
+
+void sim_mem_global_free(uint64_t addr)
+{
+    struct sim_alloc *a = reg_exact(addr);
+    if (a && a->kind == K_GLOBAL)
+        release_alloc(a);
 }
 
 /* ---- stream-ordered pools --------------------------------------------------------------------- */

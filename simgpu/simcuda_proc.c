@@ -9,6 +9,8 @@
  */
 #include "simcuda_driver.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Index of the first variant of SYMBOL in sim_procs, or -1. */
@@ -33,6 +35,8 @@ static CUresult get_proc_address(const char *symbol, void **pfn, int cudaVersion
         return CUDA_ERROR_INVALID_VALUE;
     *pfn = NULL;
     int i = first_variant(symbol);
+    if (i < 0 && getenv("SIMCUDA_TRACE"))
+        fprintf(stderr, "simcuda: cuGetProcAddress: %s not found\n", symbol);
     if (i < 0) {
         if (symbolStatus)
             *symbolStatus = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
