@@ -1,5 +1,5 @@
 /*
- * cmd_run.c: `cumemtrace run [-o PATH] [--sim-gpu SIZE] [--depth N] -- CMD...`
+ * cmd_run.c: `cumemtrace run [-o PATH] [--sim-gpu GPU] [--depth N] -- CMD...`
  *
  * Runs CMD with libcumemtrace.so prepended to LD_PRELOAD, passes its exit status (or death by signal)
  * through, and says on stderr where the traces went. Never prints on stdout: that is CMD's.
@@ -23,18 +23,73 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+/* --sim-gpu: "[Nx]PRESET" or "[Nx]SIZE" into SIMCUDA_DEVICES, SIMCUDA_GPU, SIMCUDA_MEMORY. */
+static int sim_setenv(const char *spec)
+{
+    static const char *const presets[] = {"H100", "H200", "A100-40GB", "A100-80GB", "L4", "RTX4090", "RTX3090", NULL};
+    const char *rest = spec;
+    char *end;
+    long n = 1;
+    const char *x = strchr(spec, 'x');
+    if (x && x > spec && strspn(spec, "0123456789") == (size_t)(x - spec)) {
+        n = strtol(spec, &end, 10);
+        rest = x + 1;
+    }
+    if (n < 1 || n > 8) {
+        fprintf(stderr, "cumemtrace run: --sim-gpu %s: between 1 and 8 devices\n", spec);
+        return -1;
+    }
+    int preset = -1;
+    for (int k = 0; presets[k]; k++)
+        if (!strcasecmp(rest, presets[k]))
+            preset = k;
+    if (preset < 0) {
+        errno = 0;
+        unsigned long long bytes = strtoull(rest, &end, 10), mult = 1;
+        if (!strcasecmp(end, "KiB") || !strcasecmp(end, "K"))
+            mult = 1ull << 10;
+        else if (!strcasecmp(end, "MiB") || !strcasecmp(end, "M"))
+            mult = 1ull << 20;
+        else if (!strcasecmp(end, "GiB") || !strcasecmp(end, "G"))
+            mult = 1ull << 30;
+        else if (!strcasecmp(end, "TiB") || !strcasecmp(end, "T"))
+            mult = 1ull << 40;
+        else if (*end)
+            mult = 0;
+        if (errno || end == rest || *rest == '-' || mult == 0 || bytes == 0 || bytes > (1ull << 38) / mult ||
+            bytes * mult < (2ull << 20)) {
+            fprintf(stderr, "cumemtrace run: --sim-gpu %s: not a GPU (H100, H200, A100-40GB, A100-80GB, L4, RTX4090, "
+                            "RTX3090) or a size from 2MiB to 256GiB\n", spec);
+            return -1;
+        }
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", n);
+    setenv("SIMCUDA_DEVICES", buf, 1);
+    if (preset >= 0) {
+        setenv("SIMCUDA_GPU", presets[preset], 1);
+        unsetenv("SIMCUDA_MEMORY");
+    } else {
+        unsetenv("SIMCUDA_GPU");
+        setenv("SIMCUDA_MEMORY", rest, 1);
+    }
+    return 0;
+}
+
 static void run_usage(FILE *out)
 {
     fprintf(out,
-            "usage: cumemtrace run [-o PATH] [--sim-gpu SIZE] [--depth N] [--no-stacks] -- CMD [ARGS...]\n"
+            "usage: cumemtrace run [-o PATH] [--sim-gpu GPU] [--depth N] [--no-stacks] -- CMD [ARGS...]\n"
             "  -o PATH          trace file (replaced if it exists) or directory (one file per process);\n"
             "                   default ./cumemtrace-PROGRAM-PID.db\n"
-            "  --sim-gpu SIZE   run on the simulated CUDA driver with SIZE of device memory (e.g. 8GiB)\n"
+            "  --sim-gpu GPU    run on the simulated GPU: a real board (H100, H200, A100-40GB, A100-80GB, L4,\n"
+            "                   RTX4090, RTX3090), a size of device memory (8GiB), or N of either (2xH100)\n"
             "  --depth N        frames kept per stack (default 128)\n"
             "  --no-stacks      record no stacks\n"
             "  --torch          also record PyTorch's caching allocator (Python programs that import torch):\n"
@@ -306,7 +361,8 @@ int cmd_run(int argc, char **argv)
         }
         *strrchr(simlib, '/') = 0;
         prepend_env("LD_LIBRARY_PATH", simlib, ':');
-        setenv("SIMCUDA_MEMORY", sim, 1);
+        if (sim_setenv(sim) != 0)
+            return 2;
     }
 
     char outbuf[PATH_MAX];

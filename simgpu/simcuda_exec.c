@@ -1251,3 +1251,20 @@ CUresult cuOccupancyMaxPotentialClusterSize(int *clusterSize, CUfunction func, c
     *clusterSize = 8;
     return CUDA_SUCCESS;
 }
+
+/* ---- driver logs: the simulated driver never logs, so callbacks are kept and never called ------- */
+
+CUresult cuLogsRegisterCallback(CUlogsCallback callbackFunc, void *userData, CUlogsCallbackHandle *callback_out)
+{
+    SIM_ENTER();
+    if (!callbackFunc || !callback_out)
+        return CUDA_ERROR_INVALID_VALUE;
+    *callback_out = (CUlogsCallbackHandle)(uintptr_t)callbackFunc;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuLogsUnregisterCallback(CUlogsCallbackHandle callback)
+{
+    SIM_ENTER();
+    return callback ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}

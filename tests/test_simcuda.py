@@ -241,7 +241,7 @@ class SimDriverTest(unittest.TestCase):
             R['null_out'] = cu.cuMemAlloc_v2(None, c_size_t(1))
             R['zero'] = alloc(0)[0]
             R['bad_device'] = cu.cuDeviceGet(byref(c_int()), 7)
-            R['stub'] = cu.cuLaunchKernel()
+            R['stub'] = cu.cuTexObjectCreate()
             names = {}
             for code in (0, 1, 2, 3, 201, 801):
                 s, n = c_char_p(), c_char_p()
