@@ -1,0 +1,193 @@
+"""Real PyTorch (torch==2.14.1, the CUDA 13 wheel and NVIDIA's runtime libraries it brings) on the
+simulated GPU: every figure is checked against PyTorch's own accounting in the same run.
+
+The torch environment comes from scripts/torch-env (scripts/test passes its python in $CMT_TORCH_PYTHON).
+Without it these tests skip, saying why; they also skip in the sanitizer suites (an instrumented
+interposer inside a 5 GB CUDA PyTorch measures the sanitizer, not us; the plain suite covers them).
+"""
+import json
+import os
+import subprocess
+import unittest
+
+import cmtlib
+from cmtlib import CUMEMTRACE, GiB, MiB, TraceTest, sim_env
+
+DEFAULT_VENV = os.path.expanduser("~/.cache/cumemtrace/venv-torch-2.14.1/bin/python")
+TORCH_PY = os.environ.get("CMT_TORCH_PYTHON") or (DEFAULT_VENV if os.path.exists(DEFAULT_VENV) else "")
+if cmtlib.SANITIZER_PRELOAD:
+    SKIP = "real PyTorch runs in the plain suite only (sanitizer build)"
+elif not TORCH_PY or not os.path.exists(TORCH_PY):
+    SKIP = "no PyTorch environment (scripts/torch-env could not make one)"
+else:
+    SKIP = None
+
+PAGE = 2 * MiB
+RTX4090_TOTAL = 25393692672
+RTX4090_CONTEXT = 360 * MiB
+
+# Allocates and frees a mix of sizes through the caching allocator, then prints PyTorch's own figures.
+WORKLOAD = r"""
+import json, sys, torch
+xs = [torch.empty((i + 1) * 1000003, device='cuda') for i in range(12)]
+del xs[::3]
+small = [torch.empty(1000 * (i + 1), device='cuda') for i in range(40)]
+del small[::2]
+y = torch.ones(5 << 20, device='cuda')
+z = torch.tensor([3.5, 2.0, -1.0]).cuda()
+s = torch.cuda.memory_stats()
+free, total = torch.cuda.mem_get_info()
+p = torch.cuda.get_device_properties(0)
+print(json.dumps({"stats": {k: s.get(k, 0) for k in (
+    "allocated_bytes.all.current", "allocated_bytes.all.peak", "reserved_bytes.all.current",
+    "reserved_bytes.all.peak", "segment.all.allocated", "segment.all.current", "num_alloc_retries")},
+    "free": free, "total": total, "name": p.name, "sms": p.multi_processor_count,
+    "cc": [p.major, p.minor], "roundtrip": z.cpu().tolist()}))
+sys.stdout.flush()
+"""
+
+OOM = r"""
+import json, torch
+keep = [torch.empty(200 << 20, dtype=torch.uint8, device='cuda') for _ in range(3)]
+try:
+    torch.empty(900 << 20, dtype=torch.uint8, device='cuda')
+    print(json.dumps({"oom": False}))
+except torch.OutOfMemoryError as e:
+    s = torch.cuda.memory_stats()
+    free, total = torch.cuda.mem_get_info()
+    print(json.dumps({"oom": True, "message": str(e).splitlines()[0], "free": free,
+                      "reserved": s["reserved_bytes.all.current"], "allocated": s["allocated_bytes.all.current"],
+                      "retries": s["num_alloc_retries"], "ooms": s["num_ooms"]}))
+"""
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class RealTorchTest(TraceTest):
+    def torch_run(self, script, gpu="RTX4090", traced=True, conf=None, extra=None, name="t.db", check=True):
+        prog = self.path("prog.py")
+        with open(prog, "w") as f:
+            f.write(script)
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        env.pop("SIMCUDA_MEMORY", None)
+        env["SIMCUDA_GPU"] = gpu
+        if conf:
+            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+        env.update(extra or {})
+        out = self.path(name)
+        if traced:
+            env["LD_PRELOAD"] = cmtlib.INTERPOSER
+            env["CUMEMTRACE_OUTPUT"] = out
+        p = subprocess.run([TORCH_PY, prog], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+        if check:
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        return p, out
+
+    def result(self, p):
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def live_device_bytes(self, db):
+        """Bytes of device memory the program still held at the end, by the trace."""
+        return self.scalar(db, "SELECT COALESCE(SUM(size), 0) FROM allocations WHERE free_seq IS NULL "
+                               "AND kind = 'device'")
+
+    def test_device_looks_like_the_preset(self):
+        p, _ = self.torch_run(WORKLOAD, traced=False)
+        r = self.result(p)
+        self.assertEqual(r["name"], "NVIDIA GeForce RTX 4090")
+        self.assertEqual(r["total"], RTX4090_TOTAL)
+        self.assertEqual((r["sms"], r["cc"]), (128, [8, 9]))
+        # free = whole pages of the board - the context's memory - what the caching allocator reserved
+        reserved = r["stats"]["reserved_bytes.all.current"]
+        self.assertEqual(reserved % PAGE, 0)
+        self.assertEqual(r["free"], (RTX4090_TOTAL // PAGE) * PAGE - RTX4090_CONTEXT - reserved)
+        # what the program copied to the GPU comes back: the backing store keeps written bytes
+        self.assertEqual(r["roundtrip"], [3.5, 2.0, -1.0])
+
+    def test_every_segment_in_the_trace_equals_torch_reserved(self):
+        p, db = self.torch_run(WORKLOAD)
+        s = self.result(p)["stats"]
+        # every cudaMalloc the caching allocator made is a cuMemAlloc_v2 in the trace, none failed
+        n = self.scalar(db, "SELECT COUNT(*) FROM allocations WHERE api = 'cuMemAlloc_v2'")
+        self.assertEqual(n, s["segment.all.allocated"])
+        self.assertEqual(self.live_device_bytes(db), s["reserved_bytes.all.current"])
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE,
+                                        text=True, check=True).stdout)
+        self.assertEqual(rep["peak_bytes"], s["reserved_bytes.all.peak"])
+
+    def test_output_and_status_identical_with_and_without_tracing(self):
+        script = WORKLOAD.replace('"roundtrip": z.cpu().tolist()', '"roundtrip": z.cpu().tolist(), "free": 0') + \
+            "\nraise SystemExit(3)\n"
+        plain, _ = self.torch_run(script, traced=False, check=False)
+        traced, _ = self.torch_run(script, traced=True, check=False)
+        self.assertEqual(plain.returncode, 3, plain.stderr[-2000:])
+        self.assertEqual(traced.returncode, 3)
+        self.assertEqual(plain.stdout, traced.stdout)
+        self.assertEqual(plain.stderr, traced.stderr)
+
+    def test_out_of_memory_is_torch_out_of_memory_error_with_exact_figures(self):
+        p, db = self.torch_run(OOM, gpu="L4", extra={"SIMCUDA_MEMORY": "1GiB"})
+        r = self.result(p)
+        self.assertTrue(r["oom"], p.stdout)
+        self.assertIn("CUDA out of memory. Tried to allocate 900.00 MiB", r["message"])
+        self.assertEqual(r["allocated"], 3 * 200 * MiB)
+        # the context's 300 MiB and the three 200 MiB segments leave 124 MiB for a 900 MiB request
+        self.assertEqual(r["free"], GiB - 300 * MiB - r["reserved"])
+        fails = self.query(db, "SELECT size, free_bytes, total_bytes FROM failures WHERE api = 'cuMemAlloc_v2'")
+        # the caching allocator tries once, frees its cache, and tries again: both in the trace, exact
+        self.assertEqual([f[0] for f in fails], [900 * MiB, 900 * MiB])
+        self.assertEqual(fails[-1][1], r["free"])
+        self.assertEqual(fails[-1][2], GiB)
+        self.assertEqual(self.live_device_bytes(db), r["reserved"])
+
+    def test_expandable_segments_map_what_torch_reserves(self):
+        p, db = self.torch_run(WORKLOAD, conf="expandable_segments:True")
+        s = self.result(p)["stats"]
+        mapped = self.scalar(db, "SELECT COALESCE(SUM(size), 0) FROM allocations WHERE api = 'cuMemCreate' "
+                                 "AND free_seq IS NULL")
+        self.assertEqual(mapped, s["reserved_bytes.all.current"])
+        self.assertEqual(self.scalar(db, "SELECT COUNT(*) FROM allocations WHERE api = 'cuMemAlloc_v2'"), 0)
+
+    def test_no_caching_allocates_each_tensor(self):
+        p, db = self.torch_run(WORKLOAD, extra={"PYTORCH_NO_CUDA_MEMORY_CACHING": "1"})
+        # without the cache each live tensor is one driver allocation: 8 + 20 + 1 + 1 tensors
+        live = self.scalar(db, "SELECT COUNT(*) FROM allocations WHERE api = 'cuMemAlloc_v2' AND free_seq IS NULL")
+        self.assertEqual(live, 8 + 20 + 1 + 1)
+
+    def test_cuda_malloc_async_backend_uses_pools(self):
+        p, db = self.torch_run(WORKLOAD, conf="backend:cudaMallocAsync")
+        s = self.result(p)["stats"]
+        sizes = [r[0] for r in self.query(db, "SELECT size FROM allocations WHERE api LIKE 'cuMemAllocAsync%' "
+                                              "AND free_seq IS NULL")]
+        self.assertEqual(len(sizes), 8 + 20 + 1 + 1)
+        # this backend's allocated bytes are the pool's used memory: at least what is live (the simulated
+        # pool's own granularity is coarser than the real driver's, so not equal; see the issue note)
+        self.assertGreaterEqual(s["allocated_bytes.all.current"], sum(sizes))
+        self.assertEqual(s["segment.all.allocated"], 0)
+
+    def test_run_torch_imports_the_allocator_history(self):
+        prog = self.path("prog.py")
+        with open(prog, "w") as f:
+            f.write(WORKLOAD)
+        out = self.path("run.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "RTX4090", "-o", out, "--", TORCH_PY, prog],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        s = self.result(p)["stats"]
+        self.assertIn("allocator history of process", p.stderr)
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", out], stdout=subprocess.PIPE, text=True,
+                                        check=True).stdout)
+        frag = rep["fragmentation"][0]
+        self.assertEqual(frag["end_reserved_bytes"], s["reserved_bytes.all.current"])
+        self.assertEqual(frag["end_allocated_bytes"], s["allocated_bytes.all.current"])
+        self.assertEqual(frag["peak_reserved_bytes"], s["reserved_bytes.all.peak"])
+        want = (s["reserved_bytes.all.current"] - s["allocated_bytes.all.current"]) / s["reserved_bytes.all.current"]
+        self.assertAlmostEqual(frag["end"], want, places=5)
+        self.assertEqual(rep["peak_bytes"], s["reserved_bytes.all.peak"])
+
+
+if __name__ == "__main__":
+    unittest.main()
