@@ -26,9 +26,13 @@ typedef CUresult (*slot_fn)(void);
 
 static const char *const table_names[] = {
     "CUDART_INTERFACE", "TOOLS_TLS", "TOOLS_RUNTIME_CALLBACK_HOOKS", "CONTEXT_LOCAL_STORAGE",
-    "CTX_CREATE_BYPASS", "HEAP_ACCESS", "DEVICE_EXTENDED_RT", "INTEGRITY_CHECK", "CONTEXT_CHECKS",
+    "CTX_CREATE_BYPASS", "HEAP_ACCESS", "DEVICE_EXTENDED_RT", "INTEGRITY_CHECK", "CONTEXT_CHECKS", "CONTEXT",
+    "1734DC26",
 };
-enum { T_CUDART, T_TOOLS_TLS, T_TOOLS_HOOKS, T_CLS, T_BYPASS, T_HEAP, T_DEVEXT, T_INTEGRITY, T_CHECKS, T_COUNT };
+enum {
+    T_CUDART, T_TOOLS_TLS, T_TOOLS_HOOKS, T_CLS, T_BYPASS, T_HEAP, T_DEVEXT, T_INTEGRITY, T_CHECKS, T_CONTEXT,
+    T_1734DC26, T_COUNT
+};
 #define MAX_SLOTS 32
 
 static unsigned char told[T_COUNT][MAX_SLOTS];
@@ -50,10 +54,10 @@ static CUresult unimplemented_slot(int table, int slot)
 #define STUBS(t) EACH_SLOT(STUB, t)
 #define STUB_ROW(t) {EACH_SLOT(STUB_REF, t)}
 
-STUBS(0) STUBS(1) STUBS(2) STUBS(3) STUBS(4) STUBS(5) STUBS(6) STUBS(7) STUBS(8)
+STUBS(0) STUBS(1) STUBS(2) STUBS(3) STUBS(4) STUBS(5) STUBS(6) STUBS(7) STUBS(8) STUBS(9) STUBS(10)
 static const slot_fn stubs[T_COUNT][MAX_SLOTS] = {
     STUB_ROW(0), STUB_ROW(1), STUB_ROW(2), STUB_ROW(3), STUB_ROW(4), STUB_ROW(5), STUB_ROW(6), STUB_ROW(7),
-    STUB_ROW(8),
+    STUB_ROW(8), STUB_ROW(9), STUB_ROW(10),
 };
 
 /* ---- CUDART_INTERFACE ------------------------------------------------------------------------- */
@@ -124,16 +128,25 @@ static void tools_get_buffer2(void **ptr, size_t *size)
     *size = sizeof tools_buffer2 / sizeof tools_buffer2[0];
 }
 
-/* ---- TOOLS_TLS: the calling thread's tools state ----------------------------------------------- */
+/* ---- TOOLS_TLS: the calling thread's state ---------------------------------------------------- */
 
-static __thread unsigned char tools_tls[4096] __attribute__((aligned(16)));
-
-static CUresult tools_tls_get(void **out)
+/* Slot 2 hands back the calling thread's current context (NULL when it has none), as cuCtxGetCurrent.
+ * cuBLASLt calls it in every heuristic query and passes the answer to CONTEXT slot 4 below. */
+static CUresult tools_tls_current_context(CUcontext *out)
 {
     if (!out)
         return CUDA_ERROR_INVALID_VALUE;
-    *out = tools_tls;
-    return CUDA_SUCCESS;
+    return cuCtxGetCurrent(out);
+}
+
+/* ---- CONTEXT: questions about a context ------------------------------------------------------- */
+
+/* Slot 4: the context's unique id, the one cuCtxGetId reports (NULL: the current context). cuBLASLt keys
+ * its per-context kernel registry by it; without this table its heuristic query finds no candidate and
+ * answers CUBLAS_STATUS_NOT_SUPPORTED. */
+static CUresult context_get_id(CUcontext ctx, unsigned long long *id)
+{
+    return cuCtxGetId(ctx, id);
 }
 
 /* ---- CONTEXT_LOCAL_STORAGE: a value per (context, key), with a destructor ---------------------- */
@@ -314,7 +327,8 @@ static CUresult integrity_check(uint32_t version, uint64_t unix_seconds, uint64_
 
 /* Slots not named take the table's stub for that slot (filled in at first use, see fill()). */
 static const void *cudart_table[13], *tools_tls_table[4], *tools_hooks_table[7], *cls_table[4],
-    *bypass_table[2], *heap_table[3], *devext_table[26], *integrity_table[3], *checks_table[4];
+    *bypass_table[2], *heap_table[3], *devext_table[26], *integrity_table[3], *checks_table[4],
+    *context_table[MAX_SLOTS], *t1734dc26_table[MAX_SLOTS];
 
 static CUresult context_check(CUcontext ctx, uint32_t *result1, const void **result2)
 {
@@ -353,6 +367,13 @@ static const struct table {
                      integrity_table, 3},
     [T_CHECKS] = {{0x26, 0x3e, 0x88, 0x60, 0x7c, 0xd2, 0x61, 0x43, 0x92, 0xf6, 0xbb, 0xd5, 0x00, 0x6d, 0xfa, 0x7e},
                   checks_table, 4},
+    [T_CONTEXT] = {{0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48, 0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2},
+                   context_table, MAX_SLOTS},
+    /* Nobody has described it. cuBLASLt (bf16 with a bias epilogue, in its heuristic query) calls slots 4
+     * and 13 without checking that the table exists, and falls back to its own way when slot 4 fails: all
+     * stubs, then, but it must be served. */
+    [T_1734DC26] = {{0x17, 0x34, 0xdc, 0x26, 0x80, 0x0d, 0x47, 0x45, 0x87, 0x26, 0xc0, 0xf1, 0xe7, 0xdd, 0x8b, 0xca},
+                    t1734dc26_table, MAX_SLOTS},
 };
 
 static pthread_once_t fill_once = PTHREAD_ONCE_INIT;
@@ -370,7 +391,7 @@ static void fill(void)
     cudart_table[8] = (const void *)cudart_get_module_from_cubin_ext2;
     cudart_table[12] = (const void *)cudart_load_compilers;
     tools_tls_table[0] = SIZE_SLOT(4);
-    tools_tls_table[2] = (const void *)tools_tls_get;
+    tools_tls_table[2] = (const void *)tools_tls_current_context;
     tools_hooks_table[0] = SIZE_SLOT(7);
     tools_hooks_table[2] = (const void *)tools_get_buffer1;
     tools_hooks_table[6] = (const void *)tools_get_buffer2;
@@ -385,6 +406,9 @@ static void fill(void)
     checks_table[0] = SIZE_SLOT(4);
     checks_table[2] = (const void *)context_check;
     checks_table[3] = (const void *)check_fn3;
+    context_table[0] = SIZE_SLOT(MAX_SLOTS);
+    context_table[4] = (const void *)context_get_id;
+    t1734dc26_table[0] = SIZE_SLOT(MAX_SLOTS);
 }
 
 static CUresult integrity_check(uint32_t version, uint64_t unix_seconds, uint64_t result[2])
@@ -436,7 +460,24 @@ static CUresult integrity_check(uint32_t version, uint64_t unix_seconds, uint64_
     return CUDA_SUCCESS;
 }
 
-static unsigned char unknown_told;
+/* Each unknown UUID is named once (a few dozen at most: the rest go unnamed). */
+static unsigned char unknown_told[32][16];
+static int unknown_told_n;
+static pthread_mutex_t unknown_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int first_time_unknown(const unsigned char uuid[16])
+{
+    int first = 1;
+    pthread_mutex_lock(&unknown_lock);
+    for (int i = 0; i < unknown_told_n && first; i++)
+        first = memcmp(unknown_told[i], uuid, 16) != 0;
+    if (first && unknown_told_n < 32)
+        memcpy(unknown_told[unknown_told_n++], uuid, 16);
+    else if (first)
+        first = 0;
+    pthread_mutex_unlock(&unknown_lock);
+    return first;
+}
 
 CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTableId)
 {
@@ -456,7 +497,7 @@ CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTable
             *ppExportTable = tables[t].slots;
             return CUDA_SUCCESS;
         }
-    if (!__atomic_exchange_n(&unknown_told, 1, __ATOMIC_RELAXED)) {
+    if (first_time_unknown((const unsigned char *)pExportTableId->bytes)) {
         const unsigned char *b = (const unsigned char *)pExportTableId->bytes;
         fprintf(stderr, "simcuda: export table {%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X} "
                         "is not known to the simulated driver (returns CUDA_ERROR_INVALID_VALUE)\n",
