@@ -191,3 +191,46 @@ class RealTorchTest(TraceTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+GPT = os.path.join(cmtlib.ROOT, "examples", "torch", "gpt.py")
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class RealTorchTrainingTest(TraceTest):
+    """The example GPT trains (AdamW, bf16 autocast, cuBLAS/cuBLASLt) under `run --torch`."""
+
+    def run_gpt(self, *args, gpu="RTX4090"):
+        out = self.path("gpt.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", gpu, "-o", out, "--", TORCH_PY, GPT] +
+                           list(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=600)
+        line = [l for l in p.stdout.splitlines() if l.startswith("TORCH_MEMORY ")]
+        self.assertEqual(len(line), 1, p.stdout + p.stderr[-3000:])
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", out], stdout=subprocess.PIPE, text=True,
+                                        check=True).stdout)
+        return p, json.loads(line[0][len("TORCH_MEMORY "):]), rep, out
+
+    def test_training_components_are_the_model_and_adamw(self):
+        p, torch_says, rep, db = self.run_gpt("--precision", "bf16", "--steps", "2")
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        comps = {c["name"]: c for c in rep["components"]}
+        # parameters: exactly the model's fp32 weights; AdamW keeps exp_avg and exp_avg_sq: twice that
+        self.assertEqual(comps["parameters"]["bytes_at_peak"], torch_says["param_bytes"])
+        self.assertEqual(comps["optimizer_state"]["bytes_at_peak"], 2 * torch_says["param_bytes"])
+        # the driver-level peak covers what the caching allocator reserved, plus cuBLAS's own memory
+        self.assertEqual(rep["fragmentation"][0]["peak_reserved_bytes"], torch_says["reserved_peak_bytes"])
+        self.assertGreater(rep["peak_bytes"], torch_says["reserved_peak_bytes"])
+        outside = self.scalar(db, "SELECT COALESCE(SUM(size), 0) FROM allocations WHERE api = 'cuMemAlloc_v2' "
+                                  "AND free_seq IS NULL") - torch_says["reserved_bytes"]
+        self.assertEqual(rep["peak_bytes"] - torch_says["reserved_peak_bytes"], outside)
+
+    def test_training_out_of_memory_on_a_small_gpu(self):
+        p, torch_says, rep, db = self.run_gpt("--layers", "8", "--width", "1024", "--batch", "16", gpu="2GiB")
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(torch_says["event"], "oom")
+        self.assertIn("CUDA out of memory", torch_says["message"])
+        self.assertGreaterEqual(torch_says["num_ooms"], 1)
+        self.assertTrue(rep["ooms"], "the report has the OOM")
