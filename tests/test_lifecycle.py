@@ -82,6 +82,12 @@ class Lifecycle(TraceTest):
     def test_many_threads(self):
         p, db = self.trace([client("threads_client"), "8", "500"], extra={"CUMEMTRACE_QUEUE": "64"})
         _, allocs, frees, nbytes = p.stdout.split()
+        lost = self.scalar(db, "SELECT events_lost FROM process")
+        if lost and os.environ.get("CMT_SLOW_SUITE"):
+            # Under TSan (10-20x slower) on a loaded 2-core machine the writer can fall 2 s behind a
+            # 64-slot queue; the bounded wait then drops events, and every one must be counted.
+            self.assertEqual(self.scalar(db, "SELECT count(*) FROM events") + lost, int(allocs) + int(frees))
+            return
         self.assertEqual(self.scalar(db, "SELECT count(*) FROM events WHERE op = 1 AND result = 0"), int(allocs))
         self.assertEqual(self.scalar(db, "SELECT count(*) FROM events WHERE op = 2 AND result = 0"), int(frees))
         self.assertEqual(self.scalar(db, "SELECT sum(size) FROM events WHERE op = 1"), int(nbytes))
