@@ -172,6 +172,12 @@ int sim_stub(int index)
     return CUDA_ERROR_NOT_SUPPORTED;
 }
 
+int sim_tracing(void)
+{
+    pthread_once(&setup_once, setup);
+    return trace_calls;
+}
+
 unsigned long simcuda_call_count(const char *concrete_name)
 {
     pthread_once(&setup_once, setup);
@@ -509,7 +515,7 @@ static int attribute_value(CUdevice_attribute a, CUdevice dev)
     case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: return p->cc_major >= 9;
     case CU_DEVICE_ATTRIBUTE_DEFERRED_MAPPING_CUDA_ARRAY_SUPPORTED: return 1;
     default:
-        if (getenv("SIMCUDA_TRACE"))
+        if (sim_tracing())
             fprintf(stderr, "simcuda: attribute %d reads 0\n", (int)a);
         return 0;
     }

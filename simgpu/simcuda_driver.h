@@ -150,6 +150,8 @@ void sim_mem_global_free(uint64_t addr);
 /* Lock held. Context-local storage (simcuda_export.c) of a dying context: its destructors run, with the
  * lock released around each. */
 void sim_cls_context_destroyed(CUcontext ctx);
+/* $SIMCUDA_TRACE is set: name every call and lookup on stderr. */
+int sim_tracing(void);
 /* Lock held. Charges the device's context memory at its first live context (simcuda.c). */
 CUresult sim_charge_context(int dev);
 /* The device's streaming multiprocessor count (its preset's). */

@@ -332,7 +332,7 @@ static const void *cudart_table[13], *tools_tls_table[4], *tools_hooks_table[7],
 
 static CUresult context_check(CUcontext ctx, uint32_t *result1, const void **result2)
 {
-    if (getenv("SIMCUDA_TRACE"))
+    if (sim_tracing())
         fprintf(stderr, "simcuda: context check %p\n", (void *)ctx);
     if (result1)
         *result1 = 0;
@@ -413,7 +413,7 @@ static void fill(void)
 
 static CUresult integrity_check(uint32_t version, uint64_t unix_seconds, uint64_t result[2])
 {
-    if (getenv("SIMCUDA_TRACE"))
+    if (sim_tracing())
         fprintf(stderr, "simcuda: integrity check version %u time %llu\n", version, (unsigned long long)unix_seconds);
     /* Two old protocol versions expect constants. */
     if (version % 10 == 0) {
@@ -485,7 +485,7 @@ CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTable
     if (!ppExportTable || !pExportTableId)
         return CUDA_ERROR_INVALID_VALUE;
     pthread_once(&fill_once, fill);
-    if (getenv("SIMCUDA_TRACE")) {
+    if (sim_tracing()) {
         const unsigned char *b = (const unsigned char *)pExportTableId->bytes;
         fprintf(stderr, "simcuda: export table ");
         for (int i = 0; i < 16; i++)

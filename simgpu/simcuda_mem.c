@@ -1120,8 +1120,10 @@ static CUresult copy_async_htod(uint64_t dst, const void *src, uint64_t n, CUstr
     CUresult rc = sim_stream_ctx(s, &ctx);
     if (rc == CUDA_SUCCESS && n && !src)
         rc = CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS)
-        rc = do_copy(classify(dst).dev ? classify(dst) : dev_side(dst), host_side(src), n);
+    if (rc == CUDA_SUCCESS) {
+        struct side d = classify(dst);
+        rc = do_copy(d.dev ? d : dev_side(dst), host_side(src), n);
+    }
     sim_unlock();
     return rc;
 }
@@ -1133,8 +1135,10 @@ static CUresult copy_async_dtoh(void *dst, uint64_t src, uint64_t n, CUstream s)
     CUresult rc = sim_stream_ctx(s, &ctx);
     if (rc == CUDA_SUCCESS && n && !dst)
         rc = CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS)
-        rc = do_copy(host_side(dst), classify(src).dev ? classify(src) : dev_side(src), n);
+    if (rc == CUDA_SUCCESS) {
+        struct side d = classify(src);
+        rc = do_copy(host_side(dst), d.dev ? d : dev_side(src), n);
+    }
     sim_unlock();
     return rc;
 }

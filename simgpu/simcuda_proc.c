@@ -35,7 +35,7 @@ static CUresult get_proc_address(const char *symbol, void **pfn, int cudaVersion
         return CUDA_ERROR_INVALID_VALUE;
     *pfn = NULL;
     int i = first_variant(symbol);
-    if (i < 0 && getenv("SIMCUDA_TRACE"))
+    if (i < 0 && sim_tracing())
         fprintf(stderr, "simcuda: cuGetProcAddress: %s not found\n", symbol);
     if (i < 0) {
         if (symbolStatus)
