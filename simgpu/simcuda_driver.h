@@ -136,6 +136,12 @@ int sim_ctx_valid(CUcontext ctx);
  * context. */
 CUresult sim_stream_ctx(CUstream s, CUcontext *out);
 
+/* The stream a _ptsz/_ptds entry point means: its argument, or the per-thread default stream for 0. */
+static inline CUstream sim_per_thread(CUstream s)
+{
+    return s ? s : CU_STREAM_PER_THREAD;
+}
+
 /* Memory model hooks used by the context and stream code (simcuda_mem.c). */
 void sim_mem_init_device(int dev);
 void sim_mem_ctx_teardown(CUcontext ctx);     /* frees what the context owned */

@@ -535,11 +535,9 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *numBlocks, CU
     return CUDA_SUCCESS;
 }
 
-CUresult cuOccupancyMaxPotentialBlockSize(int *minGridSize, int *blockSize, CUfunction func,
-                                          CUoccupancyB2DSize blockSizeToDynamicSMemSize, size_t dynamicSMemSize,
-                                          int blockSizeLimit)
+/* The largest block the limit allows, and enough of them to fill every SM. */
+static CUresult potential_block_size(int *minGridSize, int *blockSize, CUfunction func, int blockSizeLimit)
 {
-    SIM_ENTER();
     if (!minGridSize || !blockSize || !func)
         return CUDA_ERROR_INVALID_VALUE;
     int b = blockSizeLimit > 0 && blockSizeLimit < 1024 ? blockSizeLimit : 1024;
@@ -548,17 +546,20 @@ CUresult cuOccupancyMaxPotentialBlockSize(int *minGridSize, int *blockSize, CUfu
     return CUDA_SUCCESS;
 }
 
+CUresult cuOccupancyMaxPotentialBlockSize(int *minGridSize, int *blockSize, CUfunction func,
+                                          CUoccupancyB2DSize blockSizeToDynamicSMemSize, size_t dynamicSMemSize,
+                                          int blockSizeLimit)
+{
+    SIM_ENTER();
+    return potential_block_size(minGridSize, blockSize, func, blockSizeLimit);
+}
+
 CUresult cuOccupancyMaxPotentialBlockSizeWithFlags(int *minGridSize, int *blockSize, CUfunction func,
                                                    CUoccupancyB2DSize blockSizeToDynamicSMemSize,
                                                    size_t dynamicSMemSize, int blockSizeLimit, unsigned int flags)
 {
     SIM_ENTER();
-    if (!minGridSize || !blockSize || !func)
-        return CUDA_ERROR_INVALID_VALUE;
-    int b = blockSizeLimit > 0 && blockSizeLimit < 1024 ? blockSizeLimit : 1024;
-    *blockSize = b;
-    *minGridSize = blocks_per_sm(b) * sim_device_sm_count(func->mod->dev);
-    return CUDA_SUCCESS;
+    return potential_block_size(minGridSize, blockSize, func, blockSizeLimit);
 }
 
 CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *dynamicSmemSize, CUfunction func, int numBlocks,
@@ -600,7 +601,7 @@ CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX, unsigned int g
                              unsigned int sharedMemBytes, CUstream hStream, void **kernelParams, void **extra)
 {
     SIM_ENTER();
-    return launch(f, hStream ? hStream : CU_STREAM_PER_THREAD, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+    return launch(f, sim_per_thread(hStream), gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
                   blockDimZ);
 }
 
@@ -640,7 +641,7 @@ CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gridDimX, uns
                                         void **kernelParams)
 {
     SIM_ENTER();
-    return launch(f, hStream ? hStream : CU_STREAM_PER_THREAD, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
+    return launch(f, sim_per_thread(hStream), gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY,
                   blockDimZ);
 }
 
@@ -667,7 +668,7 @@ CUresult cuLaunchHostFunc(CUstream hStream, CUhostFn fn, void *userData)
 CUresult cuLaunchHostFunc_ptsz(CUstream hStream, CUhostFn fn, void *userData)
 {
     SIM_ENTER();
-    return host_func(hStream ? hStream : CU_STREAM_PER_THREAD, fn, userData);
+    return host_func(sim_per_thread(hStream), fn, userData);
 }
 
 static CUresult add_callback(CUstream s, CUstreamCallback cb, void *data, unsigned int flags)
@@ -692,7 +693,7 @@ CUresult cuStreamAddCallback(CUstream hStream, CUstreamCallback callback, void *
 CUresult cuStreamAddCallback_ptsz(CUstream hStream, CUstreamCallback callback, void *userData, unsigned int flags)
 {
     SIM_ENTER();
-    return add_callback(hStream ? hStream : CU_STREAM_PER_THREAD, callback, userData, flags);
+    return add_callback(sim_per_thread(hStream), callback, userData, flags);
 }
 
 /* ---- events ----------------------------------------------------------------------------------- */
@@ -772,7 +773,7 @@ CUresult cuEventRecord(CUevent hEvent, CUstream hStream)
 CUresult cuEventRecord_ptsz(CUevent hEvent, CUstream hStream)
 {
     SIM_ENTER();
-    return event_record(hEvent, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return event_record(hEvent, sim_per_thread(hStream));
 }
 
 CUresult cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsigned int flags)
@@ -784,7 +785,7 @@ CUresult cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsigned int f
 CUresult cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, unsigned int flags)
 {
     SIM_ENTER();
-    return event_record(hEvent, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return event_record(hEvent, sim_per_thread(hStream));
 }
 
 static CUresult event_check(CUevent e)
@@ -857,7 +858,7 @@ CUresult cuStreamQuery(CUstream hStream)
 CUresult cuStreamQuery_ptsz(CUstream hStream)
 {
     SIM_ENTER();
-    return stream_check(hStream ? hStream : CU_STREAM_PER_THREAD, NULL);
+    return stream_check(sim_per_thread(hStream), NULL);
 }
 
 static CUresult stream_wait_event(CUstream s, CUevent e)
@@ -875,7 +876,7 @@ CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
 CUresult cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags)
 {
     SIM_ENTER();
-    return stream_wait_event(hStream ? hStream : CU_STREAM_PER_THREAD, hEvent);
+    return stream_wait_event(sim_per_thread(hStream), hEvent);
 }
 
 static int is_default_stream(CUstream s)
@@ -902,7 +903,7 @@ CUresult cuStreamGetFlags(CUstream hStream, unsigned int *flags)
 CUresult cuStreamGetFlags_ptsz(CUstream hStream, unsigned int *flags)
 {
     SIM_ENTER();
-    return stream_flags(hStream ? hStream : CU_STREAM_PER_THREAD, flags);
+    return stream_flags(sim_per_thread(hStream), flags);
 }
 
 static CUresult stream_priority(CUstream s, int *priority)
@@ -924,7 +925,7 @@ CUresult cuStreamGetPriority(CUstream hStream, int *priority)
 CUresult cuStreamGetPriority_ptsz(CUstream hStream, int *priority)
 {
     SIM_ENTER();
-    return stream_priority(hStream ? hStream : CU_STREAM_PER_THREAD, priority);
+    return stream_priority(sim_per_thread(hStream), priority);
 }
 
 CUresult cuStreamGetCtx(CUstream hStream, CUcontext *pctx)
@@ -940,7 +941,7 @@ CUresult cuStreamGetCtx_ptsz(CUstream hStream, CUcontext *pctx)
     SIM_ENTER();
     if (!pctx)
         return CUDA_ERROR_INVALID_VALUE;
-    return stream_check(hStream ? hStream : CU_STREAM_PER_THREAD, pctx);
+    return stream_check(sim_per_thread(hStream), pctx);
 }
 
 static CUresult stream_device(CUstream s, CUdevice *dev)
@@ -963,7 +964,7 @@ CUresult cuStreamGetDevice(CUstream hStream, CUdevice *device)
 CUresult cuStreamGetDevice_ptsz(CUstream hStream, CUdevice *device)
 {
     SIM_ENTER();
-    return stream_device(hStream ? hStream : CU_STREAM_PER_THREAD, device);
+    return stream_device(sim_per_thread(hStream), device);
 }
 
 static CUresult stream_id(CUstream s, unsigned long long *id)
@@ -985,7 +986,7 @@ CUresult cuStreamGetId(CUstream hStream, unsigned long long *streamId)
 CUresult cuStreamGetId_ptsz(CUstream hStream, unsigned long long *streamId)
 {
     SIM_ENTER();
-    return stream_id(hStream ? hStream : CU_STREAM_PER_THREAD, streamId);
+    return stream_id(sim_per_thread(hStream), streamId);
 }
 
 /* No stream is ever being captured into a graph: capture is not simulated. */
@@ -1008,7 +1009,7 @@ CUresult cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus *captureSta
 CUresult cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus *captureStatus)
 {
     SIM_ENTER();
-    return stream_is_capturing(hStream ? hStream : CU_STREAM_PER_THREAD, captureStatus);
+    return stream_is_capturing(sim_per_thread(hStream), captureStatus);
 }
 
 static CUresult capture_info(CUstream s, CUstreamCaptureStatus *status, cuuint64_t *id, CUgraph *graph,
@@ -1043,7 +1044,7 @@ CUresult cuStreamGetCaptureInfo_v2_ptsz(CUstream hStream, CUstreamCaptureStatus 
                                         const CUgraphNode **dependencies_out, size_t *numDependencies_out)
 {
     SIM_ENTER();
-    return capture_info(hStream ? hStream : CU_STREAM_PER_THREAD, captureStatus_out, id_out, graph_out,
+    return capture_info(sim_per_thread(hStream), captureStatus_out, id_out, graph_out,
                         dependencies_out, NULL, numDependencies_out);
 }
 
@@ -1062,7 +1063,7 @@ CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream hStream, CUstreamCaptureStatus 
                                         size_t *numDependencies_out)
 {
     SIM_ENTER();
-    return capture_info(hStream ? hStream : CU_STREAM_PER_THREAD, captureStatus_out, id_out, graph_out,
+    return capture_info(sim_per_thread(hStream), captureStatus_out, id_out, graph_out,
                         dependencies_out, edgeData_out, numDependencies_out);
 }
 

@@ -1058,68 +1058,17 @@ static struct side host_side(const void *p)
     return (struct side){0, (uintptr_t)p, (void *)p};
 }
 
-/* Managed memory is real: resolve its host address once the lock is held (see do_copy's callers). */
-static CUresult copy_htod(uint64_t dst, const void *src, uint64_t n)
+/* The explicit directions: the device side must be device memory (a host address there is
+ * CUDA_ERROR_INVALID_VALUE, never a host-to-host copy); managed memory is resolved to its real bytes.
+ * CHECK_STREAM: the copy is stream-ordered and S must belong to a live context; otherwise the calling
+ * thread needs a current context. */
+static CUresult copy_to_device(uint64_t dst, const void *src, uint64_t n, int check_stream, CUstream s)
 {
     if (n && !src)
         return CUDA_ERROR_INVALID_VALUE;
     sim_lock();
     CUcontext ctx = NULL;
-    CUresult rc = sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS) {
-        struct side d = classify(dst);
-        rc = d.dev ? do_copy(d, host_side(src), n) : (n ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS);
-    }
-    sim_unlock();
-    return rc;
-}
-
-static CUresult copy_dtoh(void *dst, uint64_t src, uint64_t n)
-{
-    if (n && !dst)
-        return CUDA_ERROR_INVALID_VALUE;
-    sim_lock();
-    CUcontext ctx = NULL;
-    CUresult rc = sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS) {
-        struct side s = classify(src);
-        rc = s.dev ? do_copy(host_side(dst), s, n) : (n ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS);
-    }
-    sim_unlock();
-    return rc;
-}
-
-CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
-{
-    SIM_ENTER();
-    return copy_htod(dstDevice, srcHost, ByteCount);
-}
-
-CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
-{
-    SIM_ENTER();
-    return copy_htod(dstDevice, srcHost, ByteCount);
-}
-
-CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
-{
-    SIM_ENTER();
-    return copy_dtoh(dstHost, srcDevice, ByteCount);
-}
-
-CUresult cuMemcpyDtoH_v2_ptds(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
-{
-    SIM_ENTER();
-    return copy_dtoh(dstHost, srcDevice, ByteCount);
-}
-
-static CUresult copy_async_htod(uint64_t dst, const void *src, uint64_t n, CUstream s)
-{
-    sim_lock();
-    CUcontext ctx = NULL;
-    CUresult rc = sim_stream_ctx(s, &ctx);
-    if (rc == CUDA_SUCCESS && n && !src)
-        rc = CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
     if (rc == CUDA_SUCCESS) {
         struct side d = classify(dst);
         rc = do_copy(d.dev ? d : dev_side(dst), host_side(src), n);
@@ -1128,19 +1077,43 @@ static CUresult copy_async_htod(uint64_t dst, const void *src, uint64_t n, CUstr
     return rc;
 }
 
-static CUresult copy_async_dtoh(void *dst, uint64_t src, uint64_t n, CUstream s)
+static CUresult copy_to_host(void *dst, uint64_t src, uint64_t n, int check_stream, CUstream s)
 {
+    if (n && !dst)
+        return CUDA_ERROR_INVALID_VALUE;
     sim_lock();
     CUcontext ctx = NULL;
-    CUresult rc = sim_stream_ctx(s, &ctx);
-    if (rc == CUDA_SUCCESS && n && !dst)
-        rc = CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
     if (rc == CUDA_SUCCESS) {
         struct side d = classify(src);
         rc = do_copy(host_side(dst), d.dev ? d : dev_side(src), n);
     }
     sim_unlock();
     return rc;
+}
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_to_device(dstDevice, srcHost, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_to_device(dstDevice, srcHost, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_to_host(dstHost, srcDevice, ByteCount, 0, NULL);
+}
+
+CUresult cuMemcpyDtoH_v2_ptds(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount)
+{
+    SIM_ENTER();
+    return copy_to_host(dstHost, srcDevice, ByteCount, 0, NULL);
 }
 
 static CUresult copy_unified(uint64_t dst, uint64_t src, uint64_t n, int check_stream, CUstream s)
@@ -1159,25 +1132,25 @@ static CUresult copy_unified(uint64_t dst, uint64_t src, uint64_t n, int check_s
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, CUstream hStream)
 {
     SIM_ENTER();
-    return copy_async_htod(dstDevice, srcHost, ByteCount, hStream);
+    return copy_to_device(dstDevice, srcHost, ByteCount, 1, hStream);
 }
 
 CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount, CUstream hStream)
 {
     SIM_ENTER();
-    return copy_async_htod(dstDevice, srcHost, ByteCount, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return copy_to_device(dstDevice, srcHost, ByteCount, 1, sim_per_thread(hStream));
 }
 
 CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     SIM_ENTER();
-    return copy_async_dtoh(dstHost, srcDevice, ByteCount, hStream);
+    return copy_to_host(dstHost, srcDevice, ByteCount, 1, hStream);
 }
 
 CUresult cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     SIM_ENTER();
-    return copy_async_dtoh(dstHost, srcDevice, ByteCount, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return copy_to_host(dstHost, srcDevice, ByteCount, 1, sim_per_thread(hStream));
 }
 
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
@@ -1202,7 +1175,7 @@ CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
                                    CUstream hStream)
 {
     SIM_ENTER();
-    return copy_unified(dstDevice, srcDevice, ByteCount, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return copy_unified(dstDevice, srcDevice, ByteCount, 1, sim_per_thread(hStream));
 }
 
 CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount)
@@ -1226,7 +1199,7 @@ CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount, CUstr
 CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount, CUstream hStream)
 {
     SIM_ENTER();
-    return copy_unified(dst, src, ByteCount, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return copy_unified(dst, src, ByteCount, 1, sim_per_thread(hStream));
 }
 
 CUresult cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext,
@@ -1254,7 +1227,7 @@ CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUd
                                 CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     SIM_ENTER();
-    return copy_unified(dstDevice, srcDevice, ByteCount, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return copy_unified(dstDevice, srcDevice, ByteCount, 1, sim_per_thread(hStream));
 }
 
 /* ---- memset ----------------------------------------------------------------------------------- */
@@ -1327,7 +1300,7 @@ CUresult cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUst
 CUresult cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
 {
     SIM_ENTER();
-    return memset_n(dstDevice, uc, 1, N, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return memset_n(dstDevice, uc, 1, N, 1, sim_per_thread(hStream));
 }
 
 CUresult cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
@@ -1339,7 +1312,7 @@ CUresult cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size_t N, CU
 CUresult cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
 {
     SIM_ENTER();
-    return memset_n(dstDevice, us, 2, N, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return memset_n(dstDevice, us, 2, N, 1, sim_per_thread(hStream));
 }
 
 CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
@@ -1351,7 +1324,7 @@ CUresult cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUst
 CUresult cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
 {
     SIM_ENTER();
-    return memset_n(dstDevice, ui, 4, N, 1, hStream ? hStream : CU_STREAM_PER_THREAD);
+    return memset_n(dstDevice, ui, 4, N, 1, sim_per_thread(hStream));
 }
 
 /* ---- pointer attributes ----------------------------------------------------------------------- */
