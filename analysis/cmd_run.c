@@ -13,6 +13,9 @@
 
 #include "cmt_db.h"
 #include "torch.h"
+#include "verdict.h"
+
+#include <dlfcn.h>
 #include "util.h"
 
 #include <dirent.h>
@@ -121,7 +124,9 @@ static int is_dir(const char *p)
 
 /* Prints the trace files the run produced: PATH itself and PATH's siblings STEM.*.db (further
  * processes), or every *.db in a directory written since start. */
-static int report_traces(const char *out, int out_is_dir, time_t since)
+#define MAX_LISTED 4096
+
+static int report_traces(const char *out, int out_is_dir, time_t since, char **listed)
 {
     char dirbuf[PATH_MAX], basebuf[PATH_MAX];
     snprintf(dirbuf, sizeof dirbuf, "%s", out);
@@ -153,6 +158,8 @@ static int report_traces(const char *out, int out_is_dir, time_t since)
         if (stat(full, &st) != 0 || st.st_mtime < since)
             continue;
         fprintf(stderr, "cumemtrace: trace written to %s\n", full);
+        if (listed && found < MAX_LISTED)
+            listed[found] = strdup(full);
         found++;
     }
     closedir(d);
@@ -306,6 +313,21 @@ static int torch_import_all(const char *out, int out_is_dir, const char *prefix,
     return done;
 }
 
+/* The simulated device's capacity net of its context comes from the simulated driver itself (the
+ * presets' figures live there only). */
+static void sim_verdict(const char *simlib, char **paths, int n)
+{
+    int64_t context = 0;
+    void *h = dlopen(simlib, RTLD_NOW | RTLD_LOCAL);
+    if (h) {
+        unsigned long long (*fn)(void) = (unsigned long long (*)(void))dlsym(h, "simcuda_context_bytes");
+        if (fn)
+            context = (int64_t)fn();
+        dlclose(h);
+    }
+    cmt_run_verdict(paths, n, context);
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *out = NULL, *sim = NULL, *depth = NULL;
@@ -351,16 +373,18 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "cumemtrace run: libcumemtrace.so not found beside this program (set CUMEMTRACE_LIB)\n");
         return 2;
     }
+    char simlib[PATH_MAX] = "";
     if (sim) {
         static const char *const sim_rel[] = {"../simgpu/libcuda.so.1", "../lib/cumemtrace/sim/libcuda.so.1",
                                               NULL};
-        char simlib[PATH_MAX];
         if (cmt_find_beside(sim_rel, NULL, simlib) != 0) {
             fprintf(stderr, "cumemtrace run: the simulated driver (libcuda.so.1) was not found\n");
             return 2;
         }
-        *strrchr(simlib, '/') = 0;
-        prepend_env("LD_LIBRARY_PATH", simlib, ':');
+        char simdir[PATH_MAX];
+        snprintf(simdir, sizeof simdir, "%s", simlib);
+        *strrchr(simdir, '/') = 0;
+        prepend_env("LD_LIBRARY_PATH", simdir, ':');
         if (sim_setenv(sim) != 0)
             return 2;
     }
@@ -410,8 +434,14 @@ int cmd_run(int argc, char **argv)
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
     int imported = torch ? torch_import_all(out, out_is_dir, prefix, start - 1) : 0;
-    if (!report_traces(out, out_is_dir, start - 1) && !imported)
+    static char *listed[MAX_LISTED];
+    int nlisted = report_traces(out, out_is_dir, start - 1, listed);
+    if (!nlisted && !imported)
         fprintf(stderr, "cumemtrace: no trace written (the program made no CUDA memory calls)\n");
+    if (sim && nlisted > 0)
+        sim_verdict(simlib, listed, nlisted < MAX_LISTED ? nlisted : MAX_LISTED);
+    for (int k = 0; k < nlisted && k < MAX_LISTED; k++)
+        free(listed[k]);
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         fprintf(stderr, "cumemtrace: %s was killed by signal %d (%s)\n", argv[i], sig, strsignal(sig));

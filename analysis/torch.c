@@ -777,8 +777,7 @@ static int cmp_site(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* Advice lines for one OOM (NULL-terminated into out, at most 4). */
-static int advice(const struct cmt_oom *o, char out[4][256])
+int cmt_oom_advice(const struct cmt_oom *o, char out[4][256])
 {
     char t1[32], t2[32];
     int k = 0;
@@ -849,7 +848,7 @@ void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
                       cmt_bytes_str(o->released_bytes, t1), (long long)o->released_segments,
                       o->retry ? "succeeded (recovered: no error reached the program)" : "failed too");
         char adv[4][256];
-        int na = advice(o, adv);
+        int na = cmt_oom_advice(o, adv);
         for (int k = 0; k < na; k++)
             sb_printf(b, "    - %s\n", adv[k]);
     }
@@ -921,7 +920,7 @@ void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
             sb_printf(b, ",\"entry_id\":%lld", (long long)o->seq);
         sb_puts(b, ",\"advice\":[");
         char adv[4][256];
-        int na = advice(o, adv);
+        int na = cmt_oom_advice(o, adv);
         for (int k = 0; k < na; k++) {
             if (k)
                 sb_putc(b, ',');

@@ -105,6 +105,9 @@ int cmt_torch_build(struct cmt_torch *x, struct cmt_set *s, const struct cmt_tor
                     size_t errlen);
 void cmt_torch_free(struct cmt_torch *x);
 
+/* Advice lines for one OOM, at most 4; returns how many. */
+int cmt_oom_advice(const struct cmt_oom *o, char out[4][256]);
+
 /* Report sections. */
 void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s);
 void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s);

@@ -1093,3 +1093,13 @@ CUresult cuGetErrorString(CUresult error, const char **pStr)
     SIM_ENTER();
     return error_lookup(error, pStr, 0);
 }
+
+/* Not a CUDA entry point: for `cumemtrace run --sim-gpu`, which dlopens us after the program has ended to
+ * state the device's capacity net of the context. The memory a context of the SIMCUDA_GPU preset takes
+ * (0 for a plain SIMCUDA_MEMORY device), read from the environment as cuInit would. */
+__attribute__((visibility("default"))) unsigned long long simcuda_context_bytes(void)
+{
+    const char *env = getenv("SIMCUDA_GPU");
+    const struct sim_preset *p = env && *env ? find_preset(env) : NULL;
+    return p ? (p->context_bytes + SIM_PAGE - 1) / SIM_PAGE * SIM_PAGE : 0;
+}

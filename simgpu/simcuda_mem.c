@@ -1540,12 +1540,22 @@ void sim_mem_sync_device(int dev)
             pool_trim(p, p->release_threshold);
 }
 
+/* A pool's "used" memory (CU_MEMPOOL_ATTR_USED_MEM_*, what torch's cudaMallocAsync backend reports as
+ * allocated bytes): each allocation's size rounded up to 512 bytes. The real driver sub-allocates small
+ * requests inside its pages and does not document its rounding; ours hands each allocation a whole chunk of
+ * 2 MiB pages (that is the pool's reserved memory), and states the used figure at the finer granularity a
+ * sub-allocator would, so that used is what the program asked for, not an artefact of our chunking. */
+static uint64_t pool_used_bytes(uint64_t bytes)
+{
+    return (bytes + 511) / 512 * 512;
+}
+
 static void pool_put_back(struct sim_alloc *c)
 {
     struct CUmemPoolHandle_st *pool = c->pool;
     reg_remove(c);
     c->in_use = 0;
-    pool->used -= c->span;
+    pool->used -= pool_used_bytes(c->size);
     if (pool->destroyed) {
         /* The pool was destroyed while this was outstanding: nothing will reuse it. */
         pool_trim(pool, 0);
@@ -1596,7 +1606,7 @@ static CUresult pool_alloc(struct CUmemPoolHandle_st *pool, uint64_t bytes, uint
         return CUDA_ERROR_OUT_OF_MEMORY; /* defensive: the chunk stays free in the pool */
     best->in_use = 1;
     best->size = bytes;
-    pool->used += best->span;
+    pool->used += pool_used_bytes(bytes);
     if (pool->used > pool->used_high)
         pool->used_high = pool->used;
     *out = best->addr;

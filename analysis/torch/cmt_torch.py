@@ -23,8 +23,10 @@ replay of alloc_trace from empty always ends in the snapshot's segments.
 
 Sizes. Trace entries carry the bytes *requested*; torch.cuda.memory_allocated counts the *block* sizes
 (rounded to 512 bytes, sometimes more when a remainder was too small to split). alloc_trace.block_size is
-exact for every block still present in the final segments and the 512-byte rounding otherwise; the 'end'
-figures come from the segments themselves and are exact.
+the final segments' own figure for every block still present at the end; for the others the replay works
+out the free block each allocation was cut from (the span up to the next live block or the end of its
+segment) and applies the allocator's split rule (block_extent), which is exact when the history is complete;
+the 'end' figures come from the segments themselves and are exact.
 """
 import json
 import os
@@ -144,7 +146,10 @@ def normalize(obj, path):
             if action == "free":  # the oldest spelling: one event for both
                 action = "free_completed"
             t = e.get("time_us")
-            out.append({"action": action, "addr": _int(e.get("addr"), 0), "size": _int(e.get("size"), 0),
+            addr = e.get("addr")
+            if action == "oom" and "device_free" in e:  # torch >= 2.5 names it; older ones put it in addr
+                addr = e.get("device_free")
+            out.append({"action": action, "addr": _int(addr, 0), "size": _int(e.get("size"), 0),
                         "stream": _int(e.get("stream"), 0), "time_us": _int(t) if t is not None else None,
                         "frames": _frames(e.get("frames")),
                         "compile_context": e.get("compile_context") if isinstance(e.get("compile_context"), str) else None,
@@ -244,9 +249,55 @@ def largest_free(blocks, pieces):
     return best
 
 
-def replay(all_entries, final_blocks):
+SMALL_SIZE = 1 << 20  # kSmallSize: requests up to this come from the small pool (2 MiB segments)
+
+
+def split_rules(settings):
+    """(expandable, max_split_size) from a snapshot's allocator_settings (None: the defaults)."""
+    st = settings if isinstance(settings, dict) else {}
+    expandable = bool(st.get("expandable_segments"))
+    mss = _int(st.get("max_split_size"), 0)
+    return expandable, (mss if mss > 0 else 1 << 64)
+
+
+def block_extent(addr, size, blocks_sorted, blocks, pieces_sorted, pieces, rules):
+    """The bytes the allocator's block at addr takes for a request of `size`: the request rounded to 512,
+    or the whole free block it was cut from when the remainder was too small to split (torch's
+    should_split: small pool or expandable segments split at >= 512 bytes left, the large pool only when
+    more than 1 MiB is left and the request is below max_split_size). The free block runs from addr to the
+    next live block or the end of its mapped segment (torch always merges adjacent free blocks)."""
+    import bisect
+    rounded = round_block(size)
+    i = bisect.bisect_right(pieces_sorted, addr) - 1
+    if i < 0:
+        return rounded
+    lo = pieces_sorted[i]
+    end = lo + pieces[lo]
+    if addr >= end:
+        return rounded
+    while end in pieces:  # an expandable segment: contiguous mapped pieces are one segment
+        end += pieces[end]
+    j = bisect.bisect_right(blocks_sorted, addr)
+    if j < len(blocks_sorted) and blocks_sorted[j] < end:
+        end = blocks_sorted[j]
+    extent = end - addr
+    if extent < rounded:
+        return rounded  # history out of step with itself: keep the plain rounding
+    expandable, max_split = rules
+    remaining = extent - rounded
+    if rounded <= SMALL_SIZE or expandable:
+        split = remaining >= ROUND
+    else:
+        split = rounded < max_split and remaining > SMALL_SIZE
+    return rounded if split else extent
+
+
+def replay(all_entries, final_blocks, settings=None):
     """Fills allocated/reserved after every entry, block sizes, end_entry pairing (by list index), the
     peak index and the oom states. Entries are dicts; modified in place."""
+    import bisect
+    rules = split_rules(settings)
+    blocks_sorted, pieces_sorted = [], []
     blocks, breq, pieces = {}, {}, {}
     open_alloc, open_seg = {}, {}
     # the last alloc of each address still alive at the end takes the final block's exact size
@@ -266,28 +317,38 @@ def replay(all_entries, final_blocks):
         e["block_size"] = None
         e["largest_free_block"] = None
         if a == "alloc":
-            bs = exact.get(i, round_block(size))
-            e["block_size"] = bs
             if addr in blocks:  # defensive: an address allocated twice; the first one ends here
-                allocated -= blocks[addr]
+                allocated -= blocks.pop(addr)
+                blocks_sorted.remove(addr)
+            bs = exact.get(i)
+            if bs is None:
+                bs = block_extent(addr, size, blocks_sorted, blocks, pieces_sorted, pieces, rules)
+            e["block_size"] = bs
             blocks[addr] = bs
+            bisect.insort(blocks_sorted, addr)
             breq[addr] = size
             allocated += bs
             open_alloc[addr] = i
         elif a == "free_completed":
             if addr in blocks:
                 allocated -= blocks.pop(addr)
+                blocks_sorted.remove(addr)
                 breq.pop(addr, None)
                 j = open_alloc.pop(addr, None)
                 if j is not None:
                     all_entries[j]["end"] = i
         elif a in ("segment_alloc", "segment_map"):
+            if addr not in pieces:
+                bisect.insort(pieces_sorted, addr)
+            else:
+                reserved -= pieces[addr]
             pieces[addr] = size
             reserved += size
             open_seg[addr] = i
         elif a in ("segment_free", "segment_unmap"):
             if addr in pieces:
                 reserved -= pieces.pop(addr)
+                pieces_sorted.remove(addr)
                 j = open_seg.pop(addr, None)
                 if j is not None:
                     all_entries[j]["end"] = i
@@ -411,7 +472,7 @@ def _write(db, snap, snap_path, reason):
         if synth:
             complete = 0
         all_e = synth + entries
-        peak_i, peak_r, ooms = replay(all_e, final_blocks)
+        peak_i, peak_r, ooms = replay(all_e, final_blocks, snap["settings"])
         first_t = next((e["time_us"] for e in entries if e["time_us"] is not None), None)
         base = db.execute("SELECT coalesce(max(entry_id), 0) FROM alloc_trace").fetchone()[0] + 1
         rows, last_ts = [], mono(first_t)

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import time
 
 import torch
 import torch.nn as nn
@@ -72,7 +73,8 @@ class GPT(nn.Module):
 def accounting(event, model, **extra):
     s = torch.cuda.memory_stats()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    line = {"event": event, "params": sum(p.numel() for p in model.parameters()), "param_bytes": params,
+    line = {"event": event, "params": sum(p.numel() for p in model.parameters()),
+            "param_tensors": len(list(model.parameters())), "param_bytes": params,
             "allocated_bytes": s.get("allocated_bytes.all.current", 0),
             "allocated_peak_bytes": s.get("allocated_bytes.all.peak", 0),
             "reserved_bytes": s.get("reserved_bytes.all.current", 0),
@@ -95,11 +97,16 @@ def main():
     ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing per block")
     ap.add_argument("--inference", action="store_true", help="generate with a KV cache instead of training")
     ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--record-history", action="store_true",
+                    help="PyTorch's own allocator history recording on (the baseline `run --torch` is measured against)")
     args = ap.parse_args()
     if args.width % args.heads:
         ap.error("--width must be a multiple of --heads")
 
+    if args.record_history:
+        torch.cuda.memory._record_memory_history(max_entries=100000)
     torch.manual_seed(0)
+    step_s = []
     model = GPT(args.vocab, args.width, args.layers, args.heads, args.seq + args.new_tokens).cuda()
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     try:
@@ -115,6 +122,7 @@ def main():
         else:
             opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
             for _ in range(args.steps):
+                t0 = time.perf_counter()
                 idx = torch.randint(args.vocab, (args.batch, args.seq + 1), device="cuda")
                 with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
                     logits = model(idx[:, :-1], checkpointing=args.checkpointing)
@@ -122,11 +130,13 @@ def main():
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                torch.cuda.synchronize()
+                step_s.append(round(time.perf_counter() - t0, 6))
         torch.cuda.synchronize()
     except torch.OutOfMemoryError as e:
         accounting("oom", model, message=str(e).splitlines()[0])
         return 1
-    accounting("end", model)
+    accounting("end", model, step_s=step_s)
     return 0
 
 
