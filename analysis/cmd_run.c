@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -125,6 +127,42 @@ static int is_dir(const char *p)
 /* Prints the trace files the run produced: PATH itself and PATH's siblings STEM.*.db (further
  * processes), or every *.db in a directory written since start. */
 #define MAX_LISTED 4096
+
+/* The program has ended; its writers finish the traces on their own, each holding an flock on its file
+ * until it is final. Wait for them (say so if it takes a while): the summary, the allocator import and
+ * the verdict read finished files. */
+static void wait_writers(const char *out, int out_is_dir, time_t since)
+{
+    char dirbuf[PATH_MAX];
+    snprintf(dirbuf, sizeof dirbuf, "%s", out);
+    const char *dir = out_is_dir ? out : dirname(dirbuf);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    int said = 0;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 4 || strcmp(de->d_name + n - 3, ".db") != 0)
+            continue;
+        char full[PATH_MAX * 2];
+        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime < since)
+            continue;
+        int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        for (int i = 0; i < 600 * 20 && flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK; i++) {
+            if (i == 20 && !said++)
+                fprintf(stderr, "cumemtrace: waiting for the trace writer to finish %s\n", full);
+            struct timespec t = {0, 50 * 1000 * 1000};
+            nanosleep(&t, NULL);
+        }
+        close(fd);
+    }
+    closedir(d);
+}
 
 static int report_traces(const char *out, int out_is_dir, time_t since, char **listed)
 {
@@ -396,10 +434,34 @@ int cmd_run(int argc, char **argv)
         snprintf(outbuf, sizeof outbuf, "cumemtrace-%s-%d.db", prog ? prog + 1 : argv[i], (int)getpid());
         out = outbuf;
     }
+    if (depth) {
+        char *end;
+        errno = 0;
+        long d = strtol(depth, &end, 10);
+        if (errno || end == depth || *end || d < 0 || d > 248) {
+            fprintf(stderr, "cumemtrace run: --depth %s: a number of frames from 0 to 248\n", depth);
+            return 2;
+        }
+    }
+    if (strlen(out) >= PATH_MAX - 64) {
+        fprintf(stderr, "cumemtrace run: -o: the path is too long\n");
+        return 2;
+    }
+    struct stat ost;
     if (is_dir(out)) {
         out_is_dir = 1;
-    } else {
-        cmt_remove_trace(out); /* -o names the result: an old trace there is replaced, as perf record -o does */
+    } else if (lstat(out, &ost) == 0) {
+        /* -o names the result: an old trace of ours there is replaced, as perf record -o does; anything
+         * else is the user's and stays untouched. */
+        if (!S_ISREG(ost.st_mode)) {
+            fprintf(stderr, "cumemtrace run: -o %s exists and is not a regular file; not touching it\n", out);
+            return 2;
+        }
+        if (!cmt_is_trace_file(out)) {
+            fprintf(stderr, "cumemtrace run: -o %s exists and is not a cumemtrace trace; not overwriting it\n", out);
+            return 2;
+        }
+        cmt_remove_trace(out);
     }
     setenv("CUMEMTRACE_OUTPUT", out, 1);
     if (depth)
@@ -433,6 +495,7 @@ int cmd_run(int argc, char **argv)
         ;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
+    wait_writers(out, out_is_dir, start - 1);
     int imported = torch ? torch_import_all(out, out_is_dir, prefix, start - 1) : 0;
     static char *listed[MAX_LISTED];
     int nlisted = report_traces(out, out_is_dir, start - 1, listed);

@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 /* libstdc++'s demangler, callable from C. */
@@ -80,11 +83,75 @@ static int process_alive_here(const struct cmt_trace *t)
     return kill((pid_t)t->pid, 0) == 0 || errno == EPERM;
 }
 
+#define WRITER_WAIT_S 600
+
+/* True if a cumemtrace-writer holds the file's lock (it is writing it, or finishing it). */
+static int writer_holds(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0; /* not a file a writer could hold (validation says what it is) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+/* Waits until the writer lets go of the file (it finished it, or died). Says so once if it takes a while. */
+static int wait_for_writer(const char *path)
+{
+    for (int i = 0; i < WRITER_WAIT_S * 20; i++) {
+        if (!writer_holds(path))
+            return 0;
+        if (i == 10)
+            fprintf(stderr, "cumemtrace: waiting for the trace writer to finish %s\n", path);
+        struct timespec t = {0, 50 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    return -1;
+}
+
+/* The pid of the traced program if it still runs on this machine, else 0 (read while the writer writes:
+ * the file is in WAL mode; any failure means "not known to be running"). */
+static long long writer_program(const char *path)
+{
+    sqlite3 *db = NULL;
+    long long pid = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 200);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT pid, host FROM process", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            struct cmt_trace probe = {0};
+            probe.pid = sqlite3_column_int64(st, 0);
+            probe.host = (char *)sqlite3_column_text(st, 1);
+            if (process_alive_here(&probe))
+                pid = probe.pid;
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return pid;
+}
+
 static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int rc;
     *empty = 0;
+    if (writer_holds(t->path)) {
+        /* The writer holds its flock until the file is final: while the program runs (refused), or while
+         * the writer finishes after it, draining and building indexes (waited for). */
+        long long pid = writer_program(t->path);
+        if (pid > 0)
+            return cmt_fail(err, errlen,
+                            "%s: trace still being written (process %lld is running); analyze it after it exits",
+                            t->path, pid);
+        if (wait_for_writer(t->path) != 0)
+            return cmt_fail(err, errlen, "%s: the trace writer has not finished it in %d s", t->path, WRITER_WAIT_S);
+    }
     if (cmt_db_open_read(t->path, &t->db, NULL, err, errlen) != 0)
         return -1;
     /* Read the file through mmap: the pass reads every page once; copying each into the page cache is
@@ -128,10 +195,6 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     sqlite3_finalize(st);
     st = NULL;
 
-    if (!t->finalized && process_alive_here(t))
-        return cmt_fail(err, errlen,
-                    "%s: trace still being written (process %lld is running); analyze it after it exits",
-                    t->path, (long long)t->pid);
 
     /* The last and first events: emptiness, and the time axis before the pass. */
     rc = sqlite3_prepare_v2(t->db,

@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
+#include <fcntl.h>
 
 void cmt_log(const char *fmt, ...)
 {
@@ -502,6 +504,30 @@ void cmt_warn_flush(int print)
     if (print && warnings.p)
         fputs(warnings.p, stderr);
     sb_free(&warnings);
+}
+
+int cmt_is_trace_file(const char *path)
+{
+    sqlite3 *db = NULL;
+    int yes = 0;
+    char head[16];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, head, sizeof head);
+    close(fd);
+    if (n != (ssize_t)sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
+        return 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'format'", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+            !strcmp((const char *)sqlite3_column_text(st, 0), "cumemtrace"))
+            yes = 1;
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return yes;
 }
 
 void cmt_remove_trace(const char *path)

@@ -1,14 +1,17 @@
 /*
- * cmt_init.c: the interposer's lifecycle: configuration, start, fork, exec, exit and fatal signals.
+ * cmt_init.c: the interposer's lifecycle: configuration, start, fork, exec and exit.
  *
- * Runs on whichever application thread triggers it (constructor, exit, fork, exec, a signal). Heavy work
- * is the writer's; here we only flip state and wait for it, always with a time limit.
+ * Runs on whichever application thread triggers it (constructor, exit, fork, exec). The trace is written
+ * by a separate process (cmt_capture.c, writer/) that finishes it once the program is gone, however it
+ * ends: so nothing here waits for it, and no signal handler is ever installed. Exit and exec only tell
+ * the writer what is happening; events made afterwards (late destructors, a signal handler's calls) are
+ * still recorded.
  */
 #include "cmt_log.h"
 #include "cmt_resolve.h"
 #include "cmt_record.h"
 #include "cmt_runtime.h"
-#include "cmt_writer.h"
+#include "cmt_capture.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -22,16 +25,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define EXIT_WAIT_MS 60000   /* exit: the writer finishes the file (indexes included) */
-#define SIGNAL_WAIT_MS 5000  /* abort/SIGTERM: the process is dying, bound the delay */
-
 struct cmt_config cmt_config;
 struct cmt_ring cmt_queue;
 _Atomic int cmt_state;
 _Atomic uint64_t cmt_seq;
-_Atomic uint64_t cmt_lost;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int in_vfork_child(void);
 /* This process's pid as of init or the last fork: a different getpid() means we run in a vfork child (or a
  * raw clone), which shares our memory and our writer and must leave both alone. */
 static _Atomic pid_t own_pid;
@@ -132,10 +132,7 @@ static void do_init(void)
     cmt_config.start_unix_ns = unix_ns();
     atomic_store(&own_pid, getpid());
     cmt_record_init();
-    if (cmt_ring_init(&cmt_queue, cmt_config.queue, cmt_config.depth) != 0) {
-        cmt_runtime_disable("cannot allocate the event queue");
-        return;
-    }
+    cmt_capture_init();
     atomic_store(&init_result, 0);
 }
 
@@ -147,83 +144,29 @@ int cmt_runtime_init(void)
 
 /* ---- exit ---------------------------------------------------------------------------------------- */
 
-static void finish(unsigned wait_ms, int quick)
-{
-    int expected = CMT_RUNNING;
-    if (!atomic_compare_exchange_strong(&cmt_state, &expected, CMT_CLOSED))
-        return;
-    if (cmt_writer_stop(wait_ms, quick) != 0)
-        cmt_log("the trace could not be finished in time; events committed so far are kept");
-}
-
-/* Runs late: we are initialized before the program's libraries, so destructed after them, and their
- * last frees are recorded. */
+/* Runs late: we are initialized before the program's libraries, so destructed after them. Recording goes
+ * on after this (whatever runs later still reaches the queue); the writer drains it once the process is
+ * gone. */
 __attribute__((destructor)) static void cmt_fini(void)
 {
-    finish(EXIT_WAIT_MS, 0);
-}
-
-/* ---- fatal signals ------------------------------------------------------------------------------- */
-
-static struct sigaction previous[NSIG];
-
-/* abort() (an uncaught C++ exception included) and SIGTERM end the process without running destructors:
- * finish the file first, then let the signal do what it would have done. */
-static void on_fatal_signal(int sig)
-{
-    int saved = errno;
-    finish(SIGNAL_WAIT_MS, 1); /* no indexes: the process is dying, the reader can do without them */
-    sigaction(sig, &previous[sig], NULL);
-    errno = saved;
-    raise(sig); /* blocked until we return: then it takes its default course */
-}
-
-static void install_signal(int sig)
-{
-    struct sigaction old;
-    if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
-        return; /* the program has its own plan for this signal; it ends through exit or abort anyway */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    previous[sig] = old;
-    sigaction(sig, &sa, NULL);
+    if (!in_vfork_child())
+        cmt_capture_mark(CMT_PROG_EXITING);
 }
 
 /* ---- fork ---------------------------------------------------------------------------------------- */
 
-static void fork_prepare(void)
-{
-    cmt_writer_fork_prepare();
-}
-
-static void fork_parent(void)
-{
-    cmt_writer_fork_parent();
-}
-
-/* The child is a new process: it never writes into its parent's file. It starts empty and opens its
- * own file at its first event. */
+/* The child is a new process: it never writes into its parent's queue. It starts empty and spawns its
+ * own writer at its first event. Nothing to prepare in the parent: the queue is lock-free and the writer
+ * is another process. */
 static void fork_child(void)
 {
     atomic_store(&own_pid, getpid());
-    int writer_caught_mid_work = cmt_writer_fork_child() != 0;
     cmt_record_after_fork();
     int st = atomic_load(&cmt_state);
     if (st == CMT_DISABLED && atomic_load(&init_result) != 0)
         return;
-    if (writer_caught_mid_work) {
-        /* The writer's state may be half-updated here: forget nothing, touch nothing, record nothing. */
-        atomic_store(&cmt_state, CMT_DISABLED);
-        cmt_log("process %d forked while the trace writer was busy: this child is not traced", (int)getpid());
-        return;
-    }
-    cmt_writer_forget_after_fork();
-    cmt_ring_reset(&cmt_queue);
+    cmt_capture_forget_after_fork();
     atomic_store(&cmt_seq, 0);
-    atomic_store(&cmt_lost, 0);
     atomic_store(&disable_reported, 0);
     cmt_config.start_ns = cmt_now_ns();
     cmt_config.start_unix_ns = unix_ns();
@@ -237,15 +180,13 @@ __attribute__((constructor)) static void cmt_init(void)
     resolve_real_libc();
     if (cmt_runtime_init() != 0)
         return;
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    install_signal(SIGABRT);
-    install_signal(SIGTERM);
+    pthread_atfork(NULL, NULL, fork_child);
 }
 
 /* ---- exec ---------------------------------------------------------------------------------------- */
 
-/* The process image is about to be replaced: finish the file. If exec fails, recording resumes into a
- * new file at the next event. */
+/* The process image is about to be replaced: the writer finishes the file once the image is gone (its
+ * pipe closes on exec); the new image records into a file of its own. If exec fails, nothing changes. */
 static int in_vfork_child(void)
 {
     return getpid() != atomic_load(&own_pid);
@@ -254,23 +195,13 @@ static int in_vfork_child(void)
 static void before_exec(void)
 {
     if (!in_vfork_child())
-        finish(EXIT_WAIT_MS, 0);
+        cmt_capture_mark(CMT_PROG_EXEC); /* the writer sees our image go when the pipe closes */
 }
 
 static void after_failed_exec(void)
 {
-    if (in_vfork_child())
-        return;
-    if (!cmt_writer_finished()) {
-        /* The old writer did not finish in time and still runs: a second one would share its state. */
-        int expected = CMT_CLOSED;
-        if (atomic_compare_exchange_strong(&cmt_state, &expected, CMT_DISABLED))
-            cmt_log("exec failed while the trace was still being finished: recording stops here");
-        return;
-    }
-    cmt_writer_rearm();
-    int expected = CMT_CLOSED;
-    atomic_compare_exchange_strong(&cmt_state, &expected, CMT_IDLE);
+    if (!in_vfork_child())
+        cmt_capture_mark(CMT_PROG_RUNNING);
 }
 
 /* The real functions, found once at start (dlsym takes the loader's lock: not something to do in _exit
@@ -300,7 +231,7 @@ static void resolve_real_libc(void)
 
 #define REAL(name) (real.name ? real.name : (resolve_real_libc(), real.name))
 
-/* exec replaces the image only if it succeeds: finish the trace first, resume into a new file if not. */
+/* exec: the writer is told, so that the trace says how it ended. */
 #define EXEC_WRAPPER(name, params, args)                                                                \
     __attribute__((visibility("default"))) int name params                                              \
     {                                                                                                   \
@@ -318,12 +249,12 @@ EXEC_WRAPPER(execvpe, (const char *file, char *const argv[], char *const envp[])
 EXEC_WRAPPER(fexecve, (int fd, char *const argv[], char *const envp[]), (fd, argv, envp))
 
 /* _exit skips destructors: programs use it to end forked children (Python's os._exit, multiprocessing).
- * Such a child's own trace is finished first, like exit's. exit() itself reaches the kernel without
+ * The writer is told, as at exit. exit() itself reaches the kernel without
  * coming through here. */
 __attribute__((visibility("default"), noreturn)) void _exit(int status)
 {
     if (!in_vfork_child())
-        finish(EXIT_WAIT_MS, 0);
+        cmt_capture_mark(CMT_PROG_EXITING);
     if (real._exit)
         real._exit(status);
     syscall(SYS_exit_group, status); /* defensive: libc's _exit could not be found */
@@ -333,7 +264,7 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
 __attribute__((visibility("default"), noreturn)) void _Exit(int status)
 {
     if (!in_vfork_child())
-        finish(EXIT_WAIT_MS, 0);
+        cmt_capture_mark(CMT_PROG_EXITING);
     if (real._Exit)
         real._Exit(status);
     syscall(SYS_exit_group, status);

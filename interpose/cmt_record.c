@@ -8,7 +8,7 @@
 #include "cmt_log.h"
 #include "cmt_resolve.h"
 #include "cmt_runtime.h"
-#include "cmt_writer.h"
+#include "cmt_capture.h"
 
 #include "cmt_events.h"
 
@@ -18,6 +18,7 @@
 #include <libunwind.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -43,18 +44,20 @@ static __thread int tls_dev;
 
 static uintptr_t self_lo, self_hi;
 
-static struct cmt_device_info devinfo[CMT_MAX_DEVICES];
-static _Atomic int devstate[CMT_MAX_DEVICES]; /* 0 not yet, 1 being described, 2 described */
-
+/* Devices are described here, on the application thread, the first time one of their events is
+ * recorded (a few cheap driver queries, once per device per process), into the memory shared with the
+ * writer, which never calls into the driver. */
 static void describe_device(int dev)
 {
-    if (dev < 0 || dev >= CMT_MAX_DEVICES || atomic_load_explicit(&devstate[dev], memory_order_acquire))
+    struct cmt_shm *h = cmt_shm_get();
+    if (!h || dev < 0 || dev >= CMT_SHM_MAX_DEVICES ||
+        atomic_load_explicit(&h->devices[dev].state, memory_order_acquire))
         return;
     int expected = 0;
-    if (!atomic_compare_exchange_strong(&devstate[dev], &expected, 1))
+    if (!atomic_compare_exchange_strong(&h->devices[dev].state, &expected, 1))
         return; /* another thread is at it */
     const struct cmt_driver *d = cmt_driver();
-    struct cmt_device_info *info = &devinfo[dev];
+    struct cmt_shm_device *info = &h->devices[dev];
     if (d) {
         size_t total = 0;
         if (!d->device_get_name || d->device_get_name(info->name, sizeof info->name, dev) != CUDA_SUCCESS)
@@ -70,14 +73,7 @@ static void describe_device(int dev)
                      b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
         }
     }
-    atomic_store_explicit(&devstate[dev], 2, memory_order_release);
-}
-
-const struct cmt_device_info *cmt_record_device_info(int dev)
-{
-    if (dev < 0 || dev >= CMT_MAX_DEVICES || atomic_load_explicit(&devstate[dev], memory_order_acquire) != 2)
-        return NULL;
-    return &devinfo[dev];
+    atomic_store_explicit(&info->state, 2, memory_order_release);
 }
 
 /* The queue position at which the writer was last found stuck (UINT64_MAX: never). */
@@ -120,14 +116,29 @@ static void stamp(struct cmt_call *c, uint64_t ts)
     place(&c->u.ev);
 }
 
-/* libunwind, loaded privately (see interpose/meson.build for why not linked) at the first recorded call,
- * not at start: most processes a preloaded library lands in (shells, compilers, data-loader workers)
- * never make one. NULL if unavailable. */
+/* The unwinder, chosen at the first recorded call (not at start: most processes a preloaded library
+ * lands in never make one). By default glibc's backtrace(), that is libgcc's DWARF unwinder, which finds
+ * each frame's unwind table through _dl_find_object (glibc >= 2.35, GCC >= 12): no lock, no descriptor,
+ * no memory validation. CUMEMTRACE_UNWINDER=libunwind selects libunwind instead (loaded privately, see
+ * interpose/meson.build), which is faster on deep stacks but opens a pipe at its init and, when it
+ * validates an address, reads, writes and re-creates it: a program that closed that descriptor and
+ * reused the number would have its own file read, written and closed. NULL if none could be loaded. */
 static int (*backtrace_fn)(void **, int);
 static pthread_once_t unwind_once = PTHREAD_ONCE_INIT;
 
 static void load_unwind(void)
 {
+    const char *which = getenv("CUMEMTRACE_UNWINDER");
+    if (!which || strcmp(which, "libunwind") != 0) {
+        backtrace_fn = (int (*)(void **, int))cmt_real_dlsym(RTLD_DEFAULT, "backtrace");
+        if (backtrace_fn) {
+            void *warm[4];
+            backtrace_fn(warm, 4); /* glibc loads libgcc_s here, once, not inside a later call */
+            return;
+        }
+        cmt_log("glibc's backtrace() was not found: events are recorded without stacks");
+        return;
+    }
     /* RTLD_LOCAL: libunwind's _Unwind_* and backtrace stay out of the program's symbol lookups. */
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
@@ -160,8 +171,13 @@ __attribute__((noinline)) static unsigned capture_stack(uintptr_t *out, unsigned
     /* Drop our own frames (this function, the recorder, the wrapper): depth 0 is the code that called
      * the driver entry point. */
     int first = 0;
-    while (first < n && (uintptr_t)buf[first] >= self_lo && (uintptr_t)buf[first] < self_hi)
-        first++;
+    /* (a sanitizer's interceptor of backtrace() may come first, outside our range: skip up to our last
+     * leading frame) */
+    for (int i = 0; i < n && i < 8; i++)
+        if ((uintptr_t)buf[i] >= self_lo && (uintptr_t)buf[i] < self_hi)
+            first = i + 1;
+        else if (first)
+            break;
     unsigned kept = 0;
     for (int i = first; i < n && kept < depth; i++)
         out[kept++] = (uintptr_t)buf[i];
@@ -173,7 +189,7 @@ int cmt_call_begin(struct cmt_call *c, int api, int when)
     if (tls_depth > 0)
         return 0;
     int st = atomic_load_explicit(&cmt_state, memory_order_acquire);
-    if (st == CMT_DISABLED || st == CMT_CLOSED)
+    if (st == CMT_DISABLED)
         return 0;
     if (cmt_runtime_init() != 0)
         return 0;
@@ -228,13 +244,15 @@ uint64_t cmt_record_range_size(uint64_t address)
 void cmt_call_commit(struct cmt_call *c)
 {
     struct cmt_event *e = &c->u.ev;
+    if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE)
+        cmt_capture_start();
+    else
+        cmt_capture_await();
+    cmt_capture_check();
     if (e->present & CMT_HAS_DEVICE)
         describe_device(e->device); /* before the event is queued: the writer finds it described */
-    if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE)
-        cmt_writer_start();
     /* Wait for room rather than lose the event, but never forever: 2 s, then count it as lost. A writer
      * found stuck once is not waited for again until it has taken something off the queue. */
-    const struct timespec pause = {0, 50 * 1000};
     uint64_t deadline = 0;
     for (;;) {
         int st = atomic_load_explicit(&cmt_state, memory_order_acquire);
@@ -242,12 +260,12 @@ void cmt_call_commit(struct cmt_call *c)
             break; /* our failure was reported; the file is gone, so nothing is "lost" from it */
         if (cmt_ring_push(&cmt_queue, e) == 0) {
             if (cmt_ring_fill(&cmt_queue) > (cmt_queue.mask + 1) / 2)
-                cmt_writer_wake();
+                cmt_capture_wake();
             break;
         }
-        uint64_t taken = __atomic_load_n(&cmt_queue.dequeue_pos, __ATOMIC_RELAXED);
-        if (!cmt_writer_alive() || cmt_writer_is_self() || taken == atomic_load(&stalled_at)) {
-            atomic_fetch_add_explicit(&cmt_lost, 1, memory_order_relaxed);
+        uint64_t taken = cmt_ring_taken(&cmt_queue);
+        if (!cmt_capture_writer_alive() || taken == atomic_load(&stalled_at)) {
+            atomic_fetch_add_explicit(&cmt_shm_get()->lost, 1, memory_order_relaxed);
             break;
         }
         uint64_t now = cmt_now_ns();
@@ -255,11 +273,10 @@ void cmt_call_commit(struct cmt_call *c)
             deadline = now + 2000000000ull;
         if (now >= deadline) {
             atomic_store(&stalled_at, taken);
-            atomic_fetch_add_explicit(&cmt_lost, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cmt_shm_get()->lost, 1, memory_order_relaxed);
             break;
         }
-        cmt_writer_wake();
-        nanosleep(&pause, NULL);
+        cmt_capture_wait_for_space(1000 * 1000);
     }
     tls_depth--;
 }

@@ -36,22 +36,6 @@ void cmt_call_commit(struct cmt_call *c);
 /* For fills: the size of the allocation containing a device address (IPC mappings), 0 if unknown. */
 uint64_t cmt_record_range_size(uint64_t address);
 
-/* What the trace says about a device, gathered on the application thread the first time one of its
- * events is recorded (a few cheap driver queries, once per device per process), so that the writer
- * never calls into the driver: a driver lock taken in the driver's own fork handler could otherwise
- * meet the writer's in a deadlock. */
-#define CMT_MAX_DEVICES 64
-struct cmt_device_info {
-    char name[256]; /* "" if unknown */
-    char uuid[48];  /* "GPU-xxxxxxxx-...", "" if unknown */
-    uint64_t total_bytes;
-    int driver_version;
-    int have_total, have_version;
-};
-
-/* The description of device dev, or NULL if none could be gathered. Any thread. */
-const struct cmt_device_info *cmt_record_device_info(int dev);
-
 /* Once, from cmt_runtime_init, before any call is recorded. */
 void cmt_record_init(void);
 

@@ -13,8 +13,9 @@
  */
 #include "cmt_ring.h"
 
+#include "cmt_shm.h"
+
 #include <string.h>
-#include <sys/mman.h>
 
 struct slot_head {
     _Atomic uint64_t seq;
@@ -41,55 +42,42 @@ static struct cmt_event *slot_event(struct slot_head *h)
     return (struct cmt_event *)(h + 1);
 }
 
-int cmt_ring_init(struct cmt_ring *r, size_t capacity, unsigned max_frames)
+void cmt_ring_layout(size_t capacity, unsigned max_frames, size_t *cap_out, size_t *slot_size_out)
 {
     size_t cap = 64;
     while (cap < capacity)
         cap <<= 1;
-    memset(r, 0, sizeof *r);
-    r->max_frames = max_frames;
-    r->slot_size = sizeof(struct slot_head) + sizeof(struct cmt_event) + (size_t)max_frames * sizeof(uintptr_t);
-    r->slot_size = (r->slot_size + 63) & ~(size_t)63; /* whole cache lines: no false sharing between slots */
+    size_t slot = sizeof(struct slot_head) + sizeof(struct cmt_event) + (size_t)max_frames * sizeof(uintptr_t);
+    *slot_size_out = (slot + 63) & ~(size_t)63; /* whole cache lines: no false sharing between slots */
+    *cap_out = cap;
+}
+
+void cmt_ring_attach(struct cmt_ring *r, struct cmt_shm_ring *ctl, void *slots, size_t cap, size_t slot_size,
+                     unsigned max_frames)
+{
+    r->ctl = ctl;
+    r->slots = slots;
+    r->slot_size = slot_size;
     r->mask = cap - 1;
-    void *mem = mmap(NULL, cap * r->slot_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
-    if (mem == MAP_FAILED)
-        return -1;
-    r->slots = mem; /* zero-filled: every slot already in its initial state */
-    return 0;
-}
-
-void cmt_ring_destroy(struct cmt_ring *r)
-{
-    if (r->slots)
-        munmap(r->slots, (r->mask + 1) * r->slot_size);
-    r->slots = NULL;
-}
-
-void cmt_ring_reset(struct cmt_ring *r)
-{
-    /* Back to zero-filled pages (the initial state), and back out of the footprint. */
-    madvise(r->slots, (r->mask + 1) * r->slot_size, MADV_DONTNEED);
-    __atomic_store_n(&r->dequeue_pos, 0, __ATOMIC_RELAXED);
-    atomic_store_explicit(&r->enqueue_pos, 0, memory_order_release);
+    r->max_frames = max_frames;
 }
 
 int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
 {
-    uint64_t pos = atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed);
+    uint64_t pos = atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_relaxed);
     struct slot_head *h;
     for (;;) {
         h = slot_at(r, pos);
         uint64_t seq = load_seq(r, h, pos, memory_order_acquire);
         int64_t diff = (int64_t)(seq - pos);
         if (diff == 0) {
-            if (atomic_compare_exchange_weak_explicit(&r->enqueue_pos, &pos, pos + 1, memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&r->ctl->enqueue_pos, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed))
                 break;
         } else if (diff < 0) {
             return -1; /* full: the slot still holds an event from one lap ago */
         } else {
-            pos = atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed);
+            pos = atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_relaxed);
         }
     }
     unsigned n = ev->nframes > r->max_frames ? r->max_frames : ev->nframes;
@@ -103,23 +91,40 @@ int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
 
 struct cmt_event *cmt_ring_peek(struct cmt_ring *r)
 {
-    struct slot_head *h = slot_at(r, r->dequeue_pos);
-    if (load_seq(r, h, r->dequeue_pos, memory_order_acquire) != r->dequeue_pos + 1)
+    uint64_t pos = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
+    struct slot_head *h = slot_at(r, pos);
+    if (load_seq(r, h, pos, memory_order_acquire) != pos + 1)
         return NULL;
     return slot_event(h);
 }
 
 void cmt_ring_release(struct cmt_ring *r)
 {
-    struct slot_head *h = slot_at(r, r->dequeue_pos);
-    store_seq(r, h, r->dequeue_pos, r->dequeue_pos + r->mask + 1, memory_order_release);
-    /* Atomic only because cmt_ring_fill reads it from other threads. */
-    __atomic_store_n(&r->dequeue_pos, r->dequeue_pos + 1, __ATOMIC_RELAXED);
+    uint64_t pos = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
+    struct slot_head *h = slot_at(r, pos);
+    store_seq(r, h, pos, pos + r->mask + 1, memory_order_release);
+    atomic_store_explicit(&r->ctl->dequeue_pos, pos + 1, memory_order_release);
+}
+
+int cmt_ring_skip_unpublished(struct cmt_ring *r)
+{
+    uint64_t pos = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
+    if (pos >= atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_acquire))
+        return 0;
+    struct slot_head *h = slot_at(r, pos);
+    store_seq(r, h, pos, pos + r->mask + 1, memory_order_release);
+    atomic_store_explicit(&r->ctl->dequeue_pos, pos + 1, memory_order_release);
+    return 1;
 }
 
 uint64_t cmt_ring_fill(struct cmt_ring *r)
 {
-    uint64_t in = atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed);
-    uint64_t out = __atomic_load_n(&r->dequeue_pos, __ATOMIC_RELAXED);
+    uint64_t in = atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_relaxed);
+    uint64_t out = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
     return in > out ? in - out : 0;
+}
+
+uint64_t cmt_ring_taken(struct cmt_ring *r)
+{
+    return atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
 }

@@ -1,10 +1,9 @@
 /*
- * cmt_ring.h: the bounded queue between application threads (many producers) and the writer thread (one
- * consumer). Lock-free (a Vyukov bounded queue: one sequence word per slot), so a producer never waits on
+ * cmt_ring.h: the bounded queue between application threads (many producers) and the writer process (one
+ * consumer), in memory the two processes share. Lock-free (a Vyukov bounded queue: one sequence word per slot), so a producer never waits on
  * a lock another thread holds, not even across fork or inside a signal handler.
  *
- * Slots have a fixed size chosen at init from the stack depth. Memory is mmap'd once; pages are touched
- * only when used.
+ * Slots have a fixed size chosen from the stack depth. Pages are touched only when used.
  */
 #ifndef CMT_RING_H
 #define CMT_RING_H
@@ -15,30 +14,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cmt_shm_ring;
+
+/* One process's view of a ring whose positions and slots live in shared memory (cmt_shm.h). */
 struct cmt_ring {
-    _Alignas(64) _Atomic uint64_t enqueue_pos;
-    _Alignas(64) uint64_t dequeue_pos; /* writer thread only */
-    _Alignas(64) unsigned char *slots;
+    struct cmt_shm_ring *ctl; /* enqueue_pos, dequeue_pos */
+    unsigned char *slots;
     size_t slot_size; /* bytes per slot, sequence word included */
     uint64_t mask;    /* capacity - 1; capacity is a power of two */
     unsigned max_frames;
 };
 
-/* capacity is rounded up to a power of two. Returns 0, or -1 if memory could not be mapped. */
-int cmt_ring_init(struct cmt_ring *r, size_t capacity, unsigned max_frames);
-void cmt_ring_destroy(struct cmt_ring *r);
+/* The capacity (capacity rounded up to a power of two, at least 64) and slot size for max_frames. */
+void cmt_ring_layout(size_t capacity, unsigned max_frames, size_t *cap_out, size_t *slot_size_out);
+
+/* Attaches to slots laid out by cmt_ring_layout. Zero-filled memory is an empty ring. */
+void cmt_ring_attach(struct cmt_ring *r, struct cmt_shm_ring *ctl, void *slots, size_t cap, size_t slot_size,
+                     unsigned max_frames);
 
 /* Copies ev (with ev->nframes frames, at most max_frames) into a free slot. Returns 0, or -1 if full. */
 int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev);
 
-/* Writer thread: the oldest published event, or NULL if none. It stays valid until cmt_ring_release. */
+/* Consumer: the oldest published event, or NULL if none. It stays valid until cmt_ring_release. */
 struct cmt_event *cmt_ring_peek(struct cmt_ring *r);
 void cmt_ring_release(struct cmt_ring *r);
+
+/* Consumer, once every producer is gone: passes over the oldest slot, claimed but never published (its
+ * producer died mid-copy). Returns 1 if there was such a slot before enqueue_pos, 0 if the ring is empty. */
+int cmt_ring_skip_unpublished(struct cmt_ring *r);
 
 /* Approximate number of queued events (for wake-up heuristics only). */
 uint64_t cmt_ring_fill(struct cmt_ring *r);
 
-/* After fork, in the child: forget everything queued (it belongs to the parent's trace). */
-void cmt_ring_reset(struct cmt_ring *r);
+/* Where the consumer is (producers watch it to tell a stalled writer from a busy one). */
+uint64_t cmt_ring_taken(struct cmt_ring *r);
 
 #endif

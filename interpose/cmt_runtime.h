@@ -1,6 +1,6 @@
 /*
- * cmt_runtime.h: process-wide state of the interposer, shared by the recorder (application threads),
- * the writer thread and the lifecycle code (init, fork, exec, exit, signals).
+ * cmt_runtime.h: process-wide state of the interposer, shared by the recorder (application threads) and
+ * the lifecycle code (init, fork, exec, exit). The writer is another process (cmt_capture.h).
  */
 #ifndef CMT_RUNTIME_H
 #define CMT_RUNTIME_H
@@ -12,10 +12,9 @@
 #include <stdint.h>
 
 enum cmt_state {
-    CMT_IDLE = 0,  /* nothing recorded yet in this process: no file, no writer thread */
-    CMT_RUNNING,   /* the writer thread exists (it may still be opening the file) */
+    CMT_IDLE = 0,  /* nothing recorded yet in this process: no file, no writer */
+    CMT_RUNNING,   /* the writer was spawned (it may still be opening the file) */
     CMT_DISABLED,  /* recording is off: configured so, or our own failure (reported once) */
-    CMT_CLOSED,    /* the trace was finalized (exit, exec): later calls pass through */
 };
 
 struct cmt_config {
@@ -30,10 +29,9 @@ struct cmt_config {
 };
 
 extern struct cmt_config cmt_config;
-extern struct cmt_ring cmt_queue;
+extern struct cmt_ring cmt_queue; /* attached to the shared memory at the first event */
 extern _Atomic int cmt_state;
 extern _Atomic uint64_t cmt_seq;  /* last sequence number handed out */
-extern _Atomic uint64_t cmt_lost; /* events that could not be queued or written */
 
 uint64_t cmt_now_ns(void);
 

@@ -65,6 +65,44 @@ def sim_env(memory="24GiB", preload=True, output=None, extra=None, base=None):
     return env
 
 
+def wait_trace(path, timeout=120):
+    """Waits until no cumemtrace-writer holds the trace file (it keeps an flock on it until the file is
+    final, which is after the traced program has gone). A file that does not exist is not waited for."""
+    import fcntl
+    import time
+    deadline = time.monotonic() + timeout
+    import stat
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the trace writer did not finish %s in %d s" % (path, timeout))
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+
+
+def wait_traces(where, timeout=120):
+    """wait_trace for every *.db under a directory (recursively), or for one file."""
+    if os.path.isdir(where):
+        for root, _, files in os.walk(where):
+            for f in files:
+                if f.endswith(".db"):
+                    wait_trace(os.path.join(root, f), timeout)
+    else:
+        wait_trace(where, timeout)
+
+
 def run(argv, env, timeout=120, check=True, **kw):
     """Runs argv, returns the CompletedProcess (text mode)."""
     p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -82,6 +120,7 @@ class TraceTest(unittest.TestCase):
         self.tmp = self._tmp.name
 
     def tearDown(self):
+        wait_traces(self.tmp)  # a writer still finishing would put files back while they are removed
         self._tmp.cleanup()
 
     def path(self, name):
@@ -91,9 +130,11 @@ class TraceTest(unittest.TestCase):
         """Runs argv under the interposer on the simulated driver; returns (CompletedProcess, trace path)."""
         out = self.path(name)
         p = run(argv, sim_env(memory=memory, output=out, extra=extra), check=check, timeout=timeout)
+        wait_traces(self.tmp)
         return p, out
 
     def query(self, db, sql, args=()):
+        wait_trace(db)
         con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
         try:
             return con.execute(sql, args).fetchall()

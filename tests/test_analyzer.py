@@ -461,10 +461,29 @@ class BadInputTest(TraceTest):
         self.bad(db, "empty trace")
 
     def test_still_being_written(self):
+        """A writer holds its flock on the file while the program (here: this process) runs."""
+        import fcntl
         t = TraceBuilder(self.path("t.db"), pid=os.getpid(), host=socket.gethostname())
         t.alloc(MiB)
         db = t.close(finalized=False)
-        self.bad(db, "still being written")
+        fd = os.open(db, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.bad(db, "still being written")
+        finally:
+            os.close(fd)
+
+    def test_unfinished_trace_of_a_live_pid_is_read(self):
+        """No writer holds it: its writer died. That a process with its pid runs (pid reuse, another
+        container) says nothing: the trace is analyzed, with the warning that it was not finished."""
+        t = TraceBuilder(self.path("t.db"), pid=os.getpid(), host=socket.gethostname())
+        t.alloc(MiB)
+        db = t.close(finalized=False)
+        p = subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["peak_bytes"], MiB)
+        self.assertIn("not finalized", p.stderr)
 
     def test_directory_without_traces(self):
         os.mkdir(self.path("d"))

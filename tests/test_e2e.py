@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from cmtlib import CUMEMTRACE, MiB, TraceTest, client, run, sim_env
+from cmtlib import CUMEMTRACE, MiB, TraceTest, client, run, sim_env, wait_traces
 
 
 def cumemtrace(*args, check=True):
@@ -110,6 +110,7 @@ class EndToEnd(TraceTest):
     def test_directory_of_processes(self):
         outdir = self.path("job") + "/"
         run([client("lifecycle_client"), "fork"], sim_env(output=outdir))
+        wait_traces(outdir)  # the analyzer waits for a finishing writer, but the directory must be complete
         r = json.loads(cumemtrace("report", "--json", outdir).stdout)
         self.assertEqual(len(r["traces"]), 2)
         # Parent: 1 + 2 + 3 + 5 MiB live together; child: 4 MiB, alive while the parent held 6 MiB.

@@ -373,7 +373,8 @@ class SimDriverTest(unittest.TestCase):
             R['bad_stream'] = alloc_async(1, c_void_p(0x1234))[0]
         """)
         self.assertEqual(r['a'], [SUCCESS, BASE])
-        self.assertEqual(r['after_alloc'], [4 * MiB, 4 * MiB, 4 * MiB])
+        # reserved is the 4 MiB chunk; used is what was asked, at 512-byte granularity (pool_used_bytes)
+        self.assertEqual(r['after_alloc'], [4 * MiB, 4 * MiB, 3 * MiB])
         self.assertEqual(r['free'], SUCCESS)
         self.assertEqual(r['after_free'], [4 * MiB, 4 * MiB, 0, 0])
         self.assertEqual(r['reuse'], [SUCCESS, BASE])
@@ -381,7 +382,7 @@ class SimDriverTest(unittest.TestCase):
         self.assertEqual(r['sync'], SUCCESS)
         self.assertEqual(r['after_sync'], [0, 0])
         self.assertEqual(r['set_threshold'], SUCCESS)
-        self.assertEqual(r['after_threshold_sync'], [6 * MiB, 6 * MiB, 10 * MiB, 10 * MiB])
+        self.assertEqual(r['after_threshold_sync'], [6 * MiB, 6 * MiB, 10 * MiB, 10 * MiB])  # used high: 6 + 4
         self.assertEqual(r['trim'], SUCCESS)
         self.assertEqual(r['after_trim'], [0, 0])
         self.assertEqual(r['bad_stream'], 400)

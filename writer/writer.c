@@ -1,50 +1,65 @@
 /*
- * cmt_writer.c: the writer thread (see cmt_writer.h).
+ * writer.c: cumemtrace-writer, the process that writes a program's trace (see interpose/cmt_shm.h).
  *
- * Runs on its own thread, with every signal blocked, so that the application's signals go to its own
- * threads. The only code in the interposer that calls SQLite. It never waits for an application thread,
- * and never calls into the CUDA driver (the recorder describes devices: see cmt_record.h); application
- * threads wait for it only when the queue is full, at fork, and at exit/exec, each time bounded.
+ * Spawned by the interposer at the program's first recorded event, with the shared memory as descriptor 3
+ * and the read end of the liveness pipe as descriptor 4. It creates the trace file (0600, exclusively,
+ * and holds an flock on it while it writes: readers wait on that lock), drains the queue in batches into
+ * SQLite (one transaction per batch, a commit at least every 100 ms), deduplicates stacks, symbolizes new
+ * frames from /proc/PID/maps and the ELF files, describes threads from /proc, and, once the program is
+ * gone (exit, exec, any signal, SIGKILL), drains what is left and finalizes the file with how it ended.
+ * It never touches the program: no ptrace, no signals, nothing written to its memory but the queue's
+ * positions.
  */
-#include "cmt_writer.h"
-
 #include "cmt_db.h"
 #include "cmt_events.h"
 #include "cmt_log.h"
-#include "cmt_record.h"
-#include "cmt_runtime.h"
+#include "cmt_ring.h"
+#include "cmt_shm.h"
 #include "cmt_symbols.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
-#include <pthread.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#define COMMIT_INTERVAL_NS (100ull * 1000 * 1000) /* the most a SIGKILL can cost */
+#define COMMIT_INTERVAL_NS (100ull * 1000 * 1000) /* the most a killed writer can cost */
 #define BATCH_EVENTS 4096
 
-static pthread_t writer_thread;
-static _Atomic int writer_alive;   /* the thread exists and drains the queue */
-static _Atomic int stop_requested;
-static _Atomic int stop_quick;     /* a fatal signal: finish without building indexes */
-static _Atomic int writer_done;    /* the file is finalized and closed (or was never opened) */
-static _Atomic int wake_word;
-static _Atomic int writer_tid;
-static _Atomic int writer_started; /* writer_main holds fork_lock */
-static _Atomic int writer_starting; /* between the state change to RUNNING and writer_alive */
-/* Held by the writer whenever it is awake, and by fork() (see idle() and cmt_writer_fork_prepare). */
-static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cmt_shm *shm;
+static struct cmt_ring queue;
+static int pid;             /* the program's */
+static int lock_fd = -1;    /* the trace file, flock'ed while we write */
+static uint64_t lost_unpublished; /* claimed slots never published: a producer died mid-copy */
+static uint64_t last_event_ns;
 
-/* ---- writer-thread state ------------------------------------------------------------------------ */
+static uint64_t cmt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Before the writer is ready the program waits for it: a failure goes into the shared memory, where the
+ * program's interposer reads it and says it once on the program's stderr. */
+static void report_failure(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static uint64_t total_lost(void)
+{
+    return atomic_load(&shm->lost) + lost_unpublished;
+}
+
+/* ---- writer state ------------------------------------------------------------------------ */
 
 static sqlite3 *db;
 static sqlite3_stmt *st_event, *st_events_multi, *st_stack, *st_frame, *st_module;
@@ -130,13 +145,6 @@ static int map_put(struct map *m, uint64_t key, uint64_t val)
     return 0;
 }
 
-static void map_free(struct map *m)
-{
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-}
-
 static struct map frame_ids;  /* ip -> frame_id */
 static struct map stack_ids;  /* stack hash -> index into stacks[] (+1) */
 static struct map seen_tids;  /* tid -> 1 */
@@ -162,33 +170,12 @@ static uint64_t hash_frames(const uintptr_t *f, unsigned n)
     return h ? h : 1;
 }
 
-static void reset_state(void)
-{
-    map_free(&frame_ids);
-    map_free(&stack_ids);
-    map_free(&seen_tids);
-    map_free(&seen_devs);
-    for (uint64_t i = 0; i < nstacks; i++)
-        free(stacks[i].frames);
-    free(stacks);
-    stacks = NULL;
-    nstacks = cap_stacks = 0;
-    next_frame_id = 1;
-    next_module_id = 1;
-    cmt_symbols_reset();
-    db = NULL;
-    st_event = st_events_multi = st_stack = st_frame = st_module = NULL;
-    npending = 0;
-    in_txn = 0;
-    events_written = 0;
-}
-
 /* ---- SQLite helpers ------------------------------------------------------------------------------ */
 
 static int sql_fail(const char *what)
 {
-    cmt_log("cannot write %s (%s: %s); recording stops, the program continues", trace_path, what,
-            db ? sqlite3_errmsg(db) : "no database");
+    snprintf(shm->error, sizeof shm->error, "cannot write %.400s (%.60s: %.200s); recording stops, the program continues; the events committed so far are kept",
+             trace_path, what, db ? sqlite3_errmsg(db) : "no database");
     return -1;
 }
 
@@ -222,7 +209,7 @@ static int commit(void)
         return sql_fail("insert");
     char sql[160];
     snprintf(sql, sizeof sql, "UPDATE process SET events_written = %llu, events_lost = %llu; COMMIT",
-             (unsigned long long)events_written, (unsigned long long)atomic_load(&cmt_lost));
+             (unsigned long long)events_written, (unsigned long long)total_lost());
     in_txn = 0;
     last_commit_ns = cmt_now_ns();
     if (exec_sql(sql) != 0)
@@ -252,25 +239,31 @@ static int is_dir(const char *p)
  * finds its parent's name taken and writes STEM.PROGRAM-PID.db beside it. */
 static int claim(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* 0600: a trace holds the program's arguments, paths and environment */
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
-    close(fd);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return -e;
+    }
+    lock_fd = fd;
     return 0;
 }
 
 static int choose_path(char *out, size_t len)
 {
-    const char *o = cmt_config.output;
-    int pid = (int)getpid();
+    const char *o = shm->output;
     size_t olen = strlen(o);
     if (!olen || is_dir(o) || o[olen - 1] == '/') {
         const char *dir = olen ? o : ".";
         if (olen && !is_dir(o))
-            mkdir(o, 0755);
+            mkdir(o, 0700);
         for (int k = 0; k < 100; k++) {
-            int n = k ? snprintf(out, len, "%s/cumemtrace-%s-%d.%d.db", dir, cmt_config.prog, pid, k)
-                      : snprintf(out, len, "%s/cumemtrace-%s-%d.db", dir, cmt_config.prog, pid);
+            int n = k ? snprintf(out, len, "%s/cumemtrace-%s-%d.%d.db", dir, shm->prog, pid, k)
+                      : snprintf(out, len, "%s/cumemtrace-%s-%d.db", dir, shm->prog, pid);
             if (n < 0 || (size_t)n >= len)
                 return -ENAMETOOLONG;
             int rc = claim(out);
@@ -291,8 +284,8 @@ static int choose_path(char *out, size_t len)
     if (dot && (!slash || dot > slash))
         *dot = 0;
     for (int k = 0; k < 100; k++) {
-        int n = k ? snprintf(out, len, "%s.%s-%d.%d.db", stem, cmt_config.prog, pid, k)
-                  : snprintf(out, len, "%s.%s-%d.db", stem, cmt_config.prog, pid);
+        int n = k ? snprintf(out, len, "%s.%s-%d.%d.db", stem, shm->prog, pid, k)
+                  : snprintf(out, len, "%s.%s-%d.db", stem, shm->prog, pid);
         if (n < 0 || (size_t)n >= len)
             return -ENAMETOOLONG;
         rc = claim(out);
@@ -323,7 +316,9 @@ static void json_string(char **p, char *end, const char *s)
 static char *argv_json(void)
 {
     static char cmd[32768];
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? read(fd, cmd, sizeof cmd - 1) : -1;
     if (fd >= 0)
         close(fd);
@@ -347,10 +342,23 @@ static char *argv_json(void)
 
 static int write_process_rows(void)
 {
-    char host[256] = "", exe[PATH_MAX] = "";
+    char host[256] = "", exe[PATH_MAX] = "", path[64];
     gethostname(host, sizeof host - 1);
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = 0;
+    int ppid = 0;
+    char stat_line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int sfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (sfd >= 0) {
+        ssize_t k = read(sfd, stat_line, sizeof stat_line - 1);
+        close(sfd);
+        stat_line[k > 0 ? k : 0] = 0;
+        const char *rp = strrchr(stat_line, ')'); /* the name may hold spaces and parentheses */
+        if (rp)
+            sscanf(rp + 1, " %*c %d", &ppid);
+    }
     char *argv = argv_json();
     sqlite3_stmt *st = NULL;
     int rc = -1;
@@ -359,22 +367,24 @@ static int write_process_rows(void)
                            " VALUES (?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
-    sqlite3_bind_int(st, 1, (int)getpid());
-    sqlite3_bind_int(st, 2, (int)getppid());
+    sqlite3_bind_int(st, 1, pid);
+    sqlite3_bind_int(st, 2, ppid);
     sqlite3_bind_text(st, 3, host, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, exe, -1, SQLITE_TRANSIENT);
     if (argv)
         sqlite3_bind_text(st, 5, argv, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)cmt_config.start_unix_ns);
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)cmt_config.start_ns);
-    sqlite3_bind_int(st, 8, (int)cmt_config.depth);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)shm->start_unix_ns);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)shm->start_ns);
+    sqlite3_bind_int(st, 8, (int)shm->depth);
     if (step_reset(st) != 0)
         goto out;
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO env(name, value) VALUES (?,?)", -1, &st, NULL) != SQLITE_OK)
         goto out;
-    for (const char *e = cmt_config.env; *e; e += strlen(e) + 1) {
+    shm->env[sizeof shm->env - 1] = 0;
+    shm->env[sizeof shm->env - 2] = 0;
+    for (const char *e = shm->env; *e; e += strlen(e) + 1) {
         const char *eq = strchr(e, '=');
         if (!eq)
             continue;
@@ -412,10 +422,19 @@ static int prepare_multi_insert(void)
 
 static int open_trace(void)
 {
+    struct stat ost;
+    size_t olen = strlen(shm->output);
+    if (olen && shm->output[olen - 1] != '/' && lstat(shm->output, &ost) == 0 && !S_ISREG(ost.st_mode) &&
+        !S_ISDIR(ost.st_mode)) {
+        /* a device, a socket, a fifo, a link: not a place for a trace, and nothing to write beside it */
+        report_failure("CUMEMTRACE_OUTPUT=%.400s is not a regular file or a directory; the program runs on "
+                       "without recording", shm->output);
+        return -1;
+    }
     int rc = choose_path(trace_path, sizeof trace_path);
     if (rc != 0) {
-        cmt_log("cannot create a trace file at %s: %s; the program runs on without recording",
-                trace_path[0] ? trace_path : cmt_config.output, strerror(-rc));
+        report_failure("cannot create a trace file at %.400s: %s; the program runs on without recording",
+                       trace_path[0] ? trace_path : shm->output, strerror(-rc));
         return -1;
     }
     char err[512];
@@ -433,7 +452,8 @@ static int open_trace(void)
         rc = -1;
     }
     if (rc != 0) {
-        cmt_log("cannot create trace %s: %s; the program runs on without recording", trace_path, err);
+        report_failure("cannot create trace %.300s: %.150s; the program runs on without recording", trace_path, err);
+        unlink(trace_path);
         return -1;
     }
     return 0;
@@ -531,7 +551,7 @@ static int note_thread(int tid)
     if (map_get(&seen_tids, (uint64_t)tid, &v))
         return 0;
     char path[64], name[64] = "";
-    snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/comm", pid, tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         ssize_t n = read(fd, name, sizeof name - 1);
@@ -553,8 +573,9 @@ static int note_device(int dev)
     uint64_t v;
     if (map_get(&seen_devs, (uint64_t)dev + 1, &v))
         return 0;
-    /* Described by the recorder (cmt_record.h says why not here); NULL columns if it could not be. */
-    const struct cmt_device_info *info = cmt_record_device_info(dev);
+    /* Described by the recorder in the shared memory (cmt_record.c); NULL columns if it could not be. */
+    const struct cmt_shm_device *info = dev < CMT_SHM_MAX_DEVICES &&
+        atomic_load_explicit(&shm->devices[dev].state, memory_order_acquire) == 2 ? &shm->devices[dev] : NULL;
     char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO devices VALUES (%d, %Q, ?, %Q, ?)", dev,
                                 info && info->name[0] ? info->name : NULL, info && info->uuid[0] ? info->uuid : NULL);
     sqlite3_stmt *st = NULL;
@@ -618,6 +639,8 @@ static int write_event(const struct cmt_event *e)
     if (note_thread(e->tid) != 0 || ((e->present & CMT_HAS_DEVICE) && e->device >= 0 && note_device(e->device) != 0) ||
         (e->nframes && stack_id(e->frames, e->nframes, &sid) != 0))
         return -1;
+    if (e->ts_ns > last_event_ns)
+        last_event_ns = e->ts_ns;
     pending[npending].ev = *e;
     pending[npending].stack_id = sid;
     if (++npending == ROWS_PER_INSERT)
@@ -625,18 +648,35 @@ static int write_event(const struct cmt_event *e)
     return 0;
 }
 
-/* ---- the thread ---------------------------------------------------------------------------------- */
+/* ---- the loop ----------------------------------------------------------------------------------- */
 
-static void futex_wait(_Atomic int *word, int expected, uint64_t timeout_ns)
+#include <stdarg.h>
+
+static void report_failure(const char *fmt, ...)
 {
-    struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(shm->error, sizeof shm->error, fmt, ap);
+    va_end(ap);
+    atomic_store_explicit(&shm->writer_state, CMT_WRITER_FAILED, memory_order_release);
+    atomic_store(&shm->ready, 1);
+    syscall(SYS_futex, &shm->ready, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
-void cmt_writer_wake(void)
+static void sleep_on_wake(uint64_t timeout_ns)
 {
-    if (atomic_exchange(&wake_word, 1) == 0)
-        syscall(SYS_futex, &wake_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
+    syscall(SYS_futex, &shm->wake, FUTEX_WAIT, 0, &ts, NULL, 0);
+    atomic_store(&shm->wake, 0);
+}
+
+/* Producers that found the queue full sleep on shm->space: tell them there is room. */
+static void wake_producers(void)
+{
+    if (atomic_exchange(&shm->space_waiters, 0)) {
+        atomic_fetch_add(&shm->space, 1);
+        syscall(SYS_futex, &shm->space, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    }
 }
 
 /* Drains up to max events; returns how many, or -1 after a write failure. */
@@ -644,40 +684,22 @@ static long drain(long max)
 {
     long n = 0;
     struct cmt_event *e;
-    while (n < max && (e = cmt_ring_peek(&cmt_queue))) {
+    while (n < max && (e = cmt_ring_peek(&queue))) {
         if (begin() != 0)
             return -1;
         int rc = write_event(e);
-        cmt_ring_release(&cmt_queue);
+        cmt_ring_release(&queue);
         if (rc != 0) {
             sql_fail("insert");
             return -1;
         }
         n++;
+        if ((n & 255) == 0)
+            wake_producers();
     }
+    if (n)
+        wake_producers();
     return n;
-}
-
-/* Sleeps until woken or timeout_ns. The only time the writer lets go of fork_lock: fork() happens while
- * the writer is asleep, never while it is inside SQLite, the symbol tables or even malloc (whose locks,
- * held by us, a sanitizer's allocator would hand the child locked). */
-static void idle(uint64_t timeout_ns)
-{
-    pthread_mutex_unlock(&fork_lock);
-    futex_wait(&wake_word, 0, timeout_ns);
-    atomic_store(&wake_word, 0);
-    pthread_mutex_lock(&fork_lock);
-}
-
-/* After our own failure: keep taking events off the queue so that producers never wait on us. */
-static void discard_forever(void)
-{
-    cmt_runtime_disable(NULL);
-    while (!atomic_load(&stop_requested)) {
-        while (cmt_ring_peek(&cmt_queue))
-            cmt_ring_release(&cmt_queue);
-        idle(50 * 1000 * 1000);
-    }
 }
 
 /* Statements first: a connection with live statements does not close. */
@@ -693,200 +715,221 @@ static void drop_db(void)
     db = NULL;
 }
 
-static void close_trace(void)
+/* ---- is the program still there? ----------------------------------------------------------------- */
+
+static int pidfd = -1;
+static int pipe_open = 1; /* the program still holds the pipe's write end */
+static uint64_t next_maps_check;
+
+static int program_dead(void)
 {
+    if (pidfd >= 0) {
+        struct pollfd p = {pidfd, POLLIN, 0};
+        return poll(&p, 1, 0) == 1;
+    }
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Our shared memory still mapped in the program: its image is still the one we trace. */
+static int program_maps_us(void)
+{
+    struct stat self;
+    if (fstat(3, &self) != 0)
+        return 0;
+    char path[64], line[4096];
+    snprintf(path, sizeof path, "/proc/%d/maps", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long long inode = 0;
+        if (sscanf(line, "%*s %*s %*s %*s %llu", &inode) == 1 && inode == (unsigned long long)self.st_ino &&
+            strstr(line, "/memfd:cumemtrace"))
+            found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+/* 0 while the program's image lives; else how it ended: "exit", "exec" or "killed". */
+static const char *program_gone(void)
+{
+    if (pipe_open) {
+        struct pollfd p = {4, POLLIN, 0};
+        if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLHUP | POLLERR | POLLIN)))
+            return NULL;
+        pipe_open = 0; /* the write end is closed: exit, death, exec, or the program closed it */
+    }
+    int ps = atomic_load(&shm->prog_state);
+    /* A dying process closes its descriptors before it is reaped: give it a moment to be seen dead. */
+    for (int i = 0; i < 200 && !program_dead(); i++) {
+        if (ps == CMT_PROG_EXEC)
+            break;
+        struct timespec t = {0, 1000 * 1000};
+        nanosleep(&t, NULL);
+        if (i == 20 && program_maps_us())
+            break; /* alive and still itself: it closed our descriptor; watch it another way */
+    }
+    if (program_dead()) {
+        ps = atomic_load(&shm->prog_state); /* as it was left: it may have begun exiting since */
+        return ps == CMT_PROG_EXITING ? "exit" : ps == CMT_PROG_EXEC ? "exec" : "killed";
+    }
+    if (ps == CMT_PROG_EXEC && !program_maps_us())
+        return "exec";
+    uint64_t now = cmt_now_ns();
+    if (now >= next_maps_check) {
+        next_maps_check = now + 200ull * 1000 * 1000;
+        if (!program_maps_us())
+            return "exec"; /* alive, but no longer the image we trace */
+    }
+    return NULL;
+}
+
+/* ---- the end ------------------------------------------------------------------------------------- */
+
+static void finish_trace(const char *how)
+{
+    /* The program is gone: nobody will publish anything more. Take every published event, and count the
+     * slots claimed but never published (a thread killed mid-copy) as lost. */
+    for (;;) {
+        long n = drain(BATCH_EVENTS);
+        if (n < 0)
+            return;
+        if (n > 0)
+            continue;
+        if (!cmt_ring_skip_unpublished(&queue))
+            break;
+        lost_unpublished++;
+    }
     char err[512];
-    /* Events still queued now never will be written: claimed but not yet published by a thread that
-     * the exit or a fatal signal interrupted, or published behind such a slot. Count them. */
-    uint64_t left = cmt_ring_fill(&cmt_queue);
-    if (left)
-        atomic_fetch_add(&cmt_lost, left);
-    if (commit() == 0 &&
-        cmt_db_finalize(db, (long long)cmt_now_ns(), !atomic_load(&stop_quick), err, sizeof err) != 0)
+    char *sql = sqlite3_mprintf("INSERT OR REPLACE INTO meta VALUES ('end_reason', %Q)", how);
+    if (begin() != 0 || !sql || sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        sql_fail("end");
+    sqlite3_free(sql);
+    /* The end: when exit began if the program said so (events after it, from late destructors, push it
+     * later), else when we saw it gone. */
+    uint64_t end = atomic_load(&shm->exit_ns);
+    if (!end || strcmp(how, "exit") != 0)
+        end = cmt_now_ns();
+    if (end < last_event_ns)
+        end = last_event_ns;
+    if (commit() == 0 && cmt_db_finalize(db, (long long)end, 1, err, sizeof err) != 0)
         cmt_log("cannot finalize %s: %s (its events are intact)", trace_path, err);
     drop_db();
 }
 
-static void *writer_main(void *arg)
+static void setup_process(void)
 {
-    (void)arg;
-    pthread_mutex_lock(&fork_lock); /* held whenever we are not asleep: see idle() */
-    atomic_store(&writer_started, 1);
-    atomic_store(&writer_tid, (int)syscall(SYS_gettid));
-    pthread_setname_np(pthread_self(), "cumemtrace");
-    reset_state(); /* a trace after a failed exec starts from nothing */
-    if (open_trace() != 0) {
-        discard_forever();
-        goto done;
+    /* Only our descriptors: 0 and 1 are /dev/null, 2 the program's stderr until we are ready, 3 the shared
+     * memory, 4 the pipe; whatever else the program had open without close-on-exec is not ours. */
+    if (syscall(SYS_close_range, 5u, ~0u, 0u) != 0)
+        for (int fd = 5; fd < 65536; fd++)
+            close(fd);
+    /* SIGXFSZ: a file size limit the program set is ours too; writes past it fail with EFBIG instead. */
+    static const int quiet[] = {SIGINT, SIGQUIT, SIGHUP, SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
+                                SIGXFSZ};
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
+        signal(quiet[i], SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* the interposer spawned us with every signal blocked */
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    setup_process();
+    struct stat st;
+    if (fstat(3, &st) != 0 || (size_t)st.st_size < CMT_SHM_HEADER_SIZE) {
+        cmt_log("cumemtrace-writer is started by libcumemtrace.so, not by hand");
+        return 2;
     }
-    if (cmt_config.debug_writer_delay_ms) {
+    void *mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, 3, 0);
+    if (mem == MAP_FAILED) {
+        cmt_log("cumemtrace-writer: cannot map the shared memory: %s", strerror(errno));
+        return 2;
+    }
+    shm = mem;
+    if (shm->magic != CMT_SHM_MAGIC || shm->version != CMT_SHM_VERSION || shm->header_size != CMT_SHM_HEADER_SIZE ||
+        (size_t)st.st_size < CMT_SHM_HEADER_SIZE + (size_t)shm->ring_capacity * shm->ring_slot_size ||
+        !shm->ring_capacity || (shm->ring_capacity & (shm->ring_capacity - 1))) {
+        cmt_log("cumemtrace-writer: the shared memory is not from this build's libcumemtrace.so");
+        return 2;
+    }
+    pid = shm->pid;
+    atomic_store(&shm->writer_pid, (int32_t)getpid());
+    cmt_ring_attach(&queue, &shm->ring, (unsigned char *)mem + CMT_SHM_HEADER_SIZE, shm->ring_capacity,
+                    shm->ring_slot_size, shm->ring_max_frames);
+    shm->output[sizeof shm->output - 1] = 0;
+    shm->prog[sizeof shm->prog - 1] = 0;
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    cmt_symbols_set_pid(pid);
+    int fail = open_trace() != 0;
+    if (!fail) {
+        snprintf(shm->trace_path, sizeof shm->trace_path, "%s", trace_path);
+        atomic_store_explicit(&shm->writer_state, CMT_WRITER_READY, memory_order_release);
+        atomic_store(&shm->ready, 1);
+        syscall(SYS_futex, &shm->ready, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    }
+    /* The program's stderr is not ours to keep: a reader of its pipe would wait for us to close it. */
+    int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (nul >= 0) {
+        dup2(nul, 2);
+        close(nul);
+    }
+    if (fail) {
+        /* Keep taking events off the queue so that the program never waits on us, until it is gone. */
+        while (!program_gone()) {
+            while (cmt_ring_peek(&queue))
+                cmt_ring_release(&queue);
+            sleep_on_wake(50ull * 1000 * 1000);
+        }
+        return 1;
+    }
+    if (shm->debug_writer_delay_ms) {
         /* A writer that cannot start for a while (a stalled disk), for the loss-accounting test and for
          * timing the writer alone in bench/bench_capture.sh. */
-        struct timespec d = {cmt_config.debug_writer_delay_ms / 1000,
-                             (long)(cmt_config.debug_writer_delay_ms % 1000) * 1000000};
-        pthread_mutex_unlock(&fork_lock);
+        struct timespec d = {shm->debug_writer_delay_ms / 1000, (long)(shm->debug_writer_delay_ms % 1000) * 1000000};
         nanosleep(&d, NULL);
-        pthread_mutex_lock(&fork_lock);
     }
     last_commit_ns = cmt_now_ns();
     uint64_t idle_ns = 1000 * 1000;
+    const char *how = NULL;
     for (;;) {
         long n = drain(BATCH_EVENTS);
-        if (n < 0) {
-            drop_db();
-            discard_forever();
-            goto done;
-        }
+        if (n < 0)
+            break;
         uint64_t now = cmt_now_ns();
         /* Commit when the queue ran dry or the interval is up: events reach the disk promptly without a
          * transaction per event. */
-        if (in_txn && (n < BATCH_EVENTS || now - last_commit_ns >= COMMIT_INTERVAL_NS) && commit() != 0) {
-            discard_forever();
-            goto done;
-        }
+        if (in_txn && (n < BATCH_EVENTS || now - last_commit_ns >= COMMIT_INTERVAL_NS) && commit() != 0)
+            break;
         if (n > 0) {
             idle_ns = 1000 * 1000;
             continue;
         }
-        if (atomic_load(&stop_requested)) {
-            /* One last look: an event may have been queued between the drain and the flag. */
-            if (cmt_ring_peek(&cmt_queue))
-                continue;
+        if ((how = program_gone()))
             break;
-        }
-        idle(idle_ns);
-        if (idle_ns < 50 * 1000 * 1000)
+        sleep_on_wake(idle_ns);
+        if (idle_ns < 20 * 1000 * 1000)
             idle_ns *= 2;
     }
-    close_trace();
-done:
-    atomic_store(&writer_alive, 0);
-    atomic_store(&writer_done, 1);
-    pthread_mutex_unlock(&fork_lock);
-    return NULL;
-}
-
-int cmt_writer_start(void)
-{
-    atomic_store(&writer_starting, 1);
-    int expected = CMT_IDLE;
-    if (!atomic_compare_exchange_strong(&cmt_state, &expected, CMT_RUNNING)) {
-        atomic_store(&writer_starting, 0);
-        return 0; /* another thread started it, or recording is off */
+    if (how) {
+        finish_trace(how);
+    } else {
+        /* SQLite failed: what was committed stays; drain and drop the rest so the program never waits. */
+        drop_db();
+        atomic_store_explicit(&shm->writer_state, CMT_WRITER_FAILED, memory_order_release);
+        while (!program_gone()) {
+            while (cmt_ring_peek(&queue))
+                cmt_ring_release(&queue);
+            sleep_on_wake(50ull * 1000 * 1000);
+        }
     }
-    atomic_store(&writer_done, 0);
-    atomic_store(&writer_started, 0);
-    atomic_store(&writer_alive, 1);
-    atomic_store(&writer_starting, 0);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits this mask */
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&writer_thread, &attr, writer_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        atomic_store(&writer_alive, 0);
-        atomic_store(&writer_done, 1);
-        cmt_runtime_disable("cannot start the writer thread");
-        return -1;
-    }
-    /* Once, for microseconds: until the new thread holds fork_lock, a fork() could catch it half-born
-     * (inside the thread library or a sanitizer's bookkeeping). */
-    while (!atomic_load(&writer_started) && !atomic_load(&writer_done))
-        sched_yield();
+    atomic_store_explicit(&shm->writer_state, CMT_WRITER_DONE, memory_order_release);
+    if (lock_fd >= 0)
+        close(lock_fd); /* readers waiting for the file go on */
     return 0;
-}
-
-int cmt_writer_alive(void)
-{
-    return atomic_load(&writer_alive);
-}
-
-int cmt_writer_is_self(void)
-{
-    return atomic_load(&writer_tid) == (int)syscall(SYS_gettid);
-}
-
-int cmt_writer_stop(unsigned timeout_ms, int quick)
-{
-    if (cmt_writer_is_self())
-        return -1; /* exit() called from our own thread: it cannot wait for itself */
-    atomic_store(&stop_quick, quick);
-    /* Asked before looking: a writer being started right now (between the state change and its flags)
-     * sees the request as soon as it runs. */
-    atomic_store(&stop_requested, 1);
-    cmt_writer_wake();
-    const struct timespec pause = {0, 1000 * 1000};
-    for (unsigned ms = 0; ms < timeout_ms; ms++) {
-        if (atomic_load(&writer_done))
-            return 0;
-        if (!atomic_load(&writer_alive) && !atomic_load(&writer_starting))
-            return -1; /* no writer: nothing to wait for (defensive: callers only stop a started one) */
-        nanosleep(&pause, NULL);
-    }
-    return atomic_load(&writer_done) ? 0 : -1;
-}
-
-int cmt_writer_finished(void)
-{
-    return atomic_load(&writer_done) || (!atomic_load(&writer_alive) && !atomic_load(&writer_starting));
-}
-
-void cmt_writer_rearm(void)
-{
-    atomic_store(&stop_requested, 0);
-    atomic_store(&stop_quick, 0);
-}
-
-void cmt_writer_forget_after_fork(void)
-{
-    /* The parent's SQLite handle is not ours to use or close (its locks and WAL belong to the parent);
-     * drop it on the floor. The maps were allocated with malloc, which is fork-safe. */
-    reset_state();
-    atomic_store(&writer_alive, 0);
-    atomic_store(&writer_done, 0);
-    atomic_store(&stop_requested, 0);
-    atomic_store(&stop_quick, 0);
-    atomic_store(&writer_starting, 0);
-    atomic_store(&wake_word, 0);
-    atomic_store(&writer_tid, 0);
-}
-
-/* fork() waits for the writer to go to sleep, but not for long: a writer held up (finalizing a large
- * trace at exit, a slow disk) must not hold up the program. If it does not come, the child is forked
- * with the writer mid-work, and the child does not record (cmt_writer_fork_child says so). */
-static int fork_locked;
-
-void cmt_writer_fork_prepare(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_nsec += 200 * 1000 * 1000;
-    if (t.tv_nsec >= 1000000000) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000;
-    }
-    fork_locked = pthread_mutex_timedlock(&fork_lock, &t) == 0;
-}
-
-void cmt_writer_fork_parent(void)
-{
-    if (fork_locked)
-        pthread_mutex_unlock(&fork_lock);
-}
-
-int cmt_writer_fork_child(void)
-{
-    if (fork_locked) {
-        pthread_mutex_unlock(&fork_lock);
-        return 0;
-    }
-    /* The lock was held by a thread that does not exist here, maybe inside SQLite or malloc: start
-     * over with a fresh lock, and leave SQLite alone in this process. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    fork_lock = fresh;
-    return -1;
 }

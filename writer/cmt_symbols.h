@@ -2,8 +2,8 @@
  * cmt_symbols.h: turning instruction pointers into (module, function, offset), from the ELF symbol
  * tables of the loaded objects (.symtab where present, so static functions are named too; else .dynsym).
  *
- * Writer thread only: it reads files and walks the loader's list, which is too slow for the hot path.
- * Not thread-safe; one instance per process (reset in a forked child).
+ * In the writer process: the program's modules come from /proc/PID/maps (read again when an address falls
+ * in none we know), their symbols and build ids from the files. Not thread-safe.
  */
 #ifndef CMT_SYMBOLS_H
 #define CMT_SYMBOLS_H
@@ -29,6 +29,9 @@ struct cmt_frame_info {
     const char *function;      /* NULL if no symbol covers it; valid until cmt_symbols_reset */
     uint64_t symbol_offset;
 };
+
+/* The process whose addresses these are; reads its mappings at once. */
+void cmt_symbols_set_pid(int pid);
 
 /* Describes ip (a return address: the lookup uses ip - 1, inside the call instruction). */
 void cmt_symbols_lookup(uintptr_t ip, struct cmt_frame_info *out);

@@ -1,14 +1,15 @@
 /*
  * cmt_symbols.c: module map and ELF symbol tables (see cmt_symbols.h).
  *
- * Writer thread only. Files are mmap'ed read-only and kept mapped while their names are in use; only
+ * In the writer process. Files are mmap'ed read-only and kept mapped while their names are in use; only
  * the pages of the headers and symbol tables are ever touched.
  */
 #include "cmt_symbols.h"
 
 #include <elf.h>
 #include <fcntl.h>
-#include <link.h>
+#include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,87 +24,156 @@ struct cmt_symbol {
 static struct cmt_module *modules;
 static size_t nmodules, cap_modules;
 
-/* ---- the module map ------------------------------------------------------------------------------- */
+/* ---- the module map, from /proc/PID/maps ---------------------------------------------------------- */
 
-static void read_build_id(struct dl_phdr_info *info, char out[41])
+static int target_pid;
+
+static void refresh_modules(void);
+
+void cmt_symbols_set_pid(int pid)
 {
-    out[0] = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE)
-            continue;
-        const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
-            const unsigned char *name = p + sizeof *n, *desc = name + ((n->n_namesz + 3) & ~3u);
-            if (desc + n->n_descsz > end)
-                break;
-            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
-                size_t len = n->n_descsz > 20 ? 20 : n->n_descsz;
-                for (size_t k = 0; k < len; k++) {
-                    static const char hex[] = "0123456789abcdef";
-                    out[2 * k] = hex[desc[k] >> 4];
-                    out[2 * k + 1] = hex[desc[k] & 15];
-                }
-                out[2 * len] = 0;
-                return;
-            }
-            p = desc + ((n->n_descsz + 3) & ~3u);
-        }
-    }
+    target_pid = pid;
+    refresh_modules(); /* now, while the program surely lives: it may be gone by the time we write */
 }
 
-static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
+/* The load bias and build id of an ELF file mapped at `start` (its mapping of file offset `offset`), from
+ * the file's own headers: the segment containing that offset tells where the file's address 0 is. */
+static int elf_facts(const char *path, uintptr_t start, uint64_t offset, uintptr_t *bias, char build_id[41])
 {
-    (void)size;
-    (void)arg;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
+    build_id[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    Elf64_Ehdr eh;
+    int rc = -1;
+    if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
+        eh.e_phnum > 256)
+        goto out;
+    Elf64_Phdr ph[256];
+    if (pread(fd, ph, eh.e_phnum * sizeof *ph, (off_t)eh.e_phoff) != (ssize_t)(eh.e_phnum * sizeof *ph))
+        goto out;
+    long page = sysconf(_SC_PAGESIZE);
+    int found = 0;
+    for (int i = 0; i < eh.e_phnum && !found; i++) {
+        if (ph[i].p_type != PT_LOAD)
             continue;
-        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        if (a < lo)
-            lo = a;
-        if (a + ph->p_memsz > hi)
-            hi = a + ph->p_memsz;
+        uint64_t off = ph[i].p_offset & ~(uint64_t)(page - 1);
+        if (off == offset) {
+            *bias = start - (uintptr_t)(ph[i].p_vaddr & ~(uint64_t)(page - 1));
+            found = 1;
+        }
     }
-    if (hi <= lo)
-        return 0;
+    if (!found)
+        goto out;
+    for (int i = 0; i < eh.e_phnum; i++) {
+        if (ph[i].p_type != PT_NOTE || ph[i].p_filesz > 65536)
+            continue;
+        unsigned char buf[65536];
+        ssize_t n = pread(fd, buf, ph[i].p_filesz, (off_t)ph[i].p_offset);
+        const unsigned char *p = buf, *end = buf + (n > 0 ? n : 0);
+        while (p + sizeof(Elf64_Nhdr) <= end) {
+            const Elf64_Nhdr *nh = (const Elf64_Nhdr *)p;
+            const unsigned char *name = p + sizeof *nh, *desc = name + ((nh->n_namesz + 3) & ~3u);
+            if (desc + nh->n_descsz > end || desc < name)
+                break;
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
+                size_t len = nh->n_descsz > 20 ? 20 : nh->n_descsz;
+                for (size_t k = 0; k < len; k++) {
+                    static const char hex[] = "0123456789abcdef";
+                    build_id[2 * k] = hex[desc[k] >> 4];
+                    build_id[2 * k + 1] = hex[desc[k] & 15];
+                }
+                build_id[2 * len] = 0;
+                break;
+            }
+            p = desc + ((nh->n_descsz + 3) & ~3u);
+        }
+        if (build_id[0])
+            break;
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
+static struct cmt_module *known(const char *path, uintptr_t lo)
+{
     for (size_t i = 0; i < nmodules; i++)
-        if (modules[i].lo == lo && modules[i].hi == hi)
-            return 0; /* already known */
+        if (modules[i].lo == lo && !strcmp(modules[i].path, path))
+            return &modules[i];
+    return NULL;
+}
+
+static void add_module(const char *path, uintptr_t start, uintptr_t end, uint64_t offset)
+{
+    struct cmt_module *m = known(path, start);
+    if (m)
+        return;
+    /* A later mapping of a file we know (its next segment): widen that module. */
+    for (size_t i = nmodules; i-- > 0;)
+        if (modules[i].hi == start && !strcmp(modules[i].path, path)) {
+            modules[i].hi = end;
+            return;
+        }
+    if (offset != 0)
+        return; /* a data mapping of some file at an offset: not an object's first segment */
+    uintptr_t bias;
+    char bid[41];
+    if (elf_facts(path, start, offset, &bias, bid) != 0)
+        return;
     if (nmodules == cap_modules) {
         size_t ncap = cap_modules ? cap_modules * 2 : 64;
-        struct cmt_module *m = realloc(modules, ncap * sizeof *m);
-        if (!m)
-            return 1;
-        modules = m;
+        struct cmt_module *g = realloc(modules, ncap * sizeof *g);
+        if (!g)
+            return;
+        modules = g;
         cap_modules = ncap;
     }
-    struct cmt_module *m = &modules[nmodules];
+    m = &modules[nmodules];
     memset(m, 0, sizeof *m);
-    const char *name = info->dlpi_name;
-    char exe[4096];
-    if (!name || !*name) { /* the main program */
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        exe[n > 0 ? n : 0] = 0;
-        name = exe;
-    }
-    m->path = strdup(name);
+    m->path = strdup(path);
     if (!m->path)
-        return 1;
-    m->base = info->dlpi_addr;
-    m->lo = lo;
-    m->hi = hi;
-    read_build_id(info, m->build_id);
+        return;
+    m->base = bias;
+    m->lo = start;
+    m->hi = end;
+    memcpy(m->build_id, bid, sizeof bid);
     nmodules++;
-    return 0;
+}
+
+/* Reads the program's mappings: every file mapped from offset 0 that is an ELF object starts a module,
+ * the mappings of the same file that follow it extend it. */
+static void refresh_modules(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/maps", target_pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    char line[PATH_MAX + 256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long lo, hi, off, inode;
+        int name_at = 0;
+        if (sscanf(line, "%llx-%llx %*s %llx %*s %llu %n", &lo, &hi, &off, &inode, &name_at) < 4 || !inode ||
+            !name_at)
+            continue;
+        char *name = line + name_at;
+        name[strcspn(name, "\n")] = 0;
+        if (name[0] != '/' || !strncmp(name, "/memfd:", 7))
+            continue;
+        size_t len = strlen(name);
+        if (len > 10 && !strcmp(name + len - 10, " (deleted)"))
+            continue;
+        add_module(name, (uintptr_t)lo, (uintptr_t)hi, off);
+    }
+    fclose(f);
 }
 
 static struct cmt_module *find_module(uintptr_t addr)
 {
-    for (size_t i = 0; i < nmodules; i++)
+    for (size_t i = nmodules; i-- > 0;) /* the newest first: an address reused after dlclose */
         if (addr >= modules[i].lo && addr < modules[i].hi)
             return &modules[i];
     return NULL;
@@ -194,7 +264,7 @@ void cmt_symbols_lookup(uintptr_t ip, struct cmt_frame_info *out)
     uintptr_t addr = ip ? ip - 1 : ip;
     struct cmt_module *m = find_module(addr);
     if (!m) {
-        dl_iterate_phdr(add_module, NULL); /* a library loaded since we last looked */
+        refresh_modules(); /* a library loaded since we last looked */
         m = find_module(addr);
     }
     if (!m)

@@ -1,0 +1,85 @@
+/*
+ * cmt_shm.h: the memory the profiled program shares with its trace writer (a separate process,
+ * writer/cumemtrace-writer), and the only channel between them.
+ *
+ * The program creates it (a memfd, mapped MAP_SHARED) at its first recorded event, fills in this header,
+ * and spawns the writer with the memfd as its descriptor 3 and the read end of a pipe as its descriptor 4
+ * (the program keeps the write end, close-on-exec, and never writes it: its end of file tells the writer
+ * that the program's image is gone, by exit, signal or exec). Then the program only pushes events into
+ * the ring that follows the header; the writer drains it, symbolizes from /proc/PID/maps and the ELF
+ * files, writes SQLite, and finalizes the trace after the program is gone, however it ended.
+ *
+ * Layout: this header (CMT_SHM_HEADER_SIZE bytes), then the ring's slots (ring_capacity * ring_slot_size).
+ * A private contract between two binaries of the same build: magic and version must match exactly.
+ */
+#ifndef CMT_SHM_H
+#define CMT_SHM_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define CMT_SHM_MAGIC 0x434d5453484d3031ull /* "CMTSHM01" */
+#define CMT_SHM_VERSION 1
+#define CMT_SHM_HEADER_SIZE 65536
+#define CMT_SHM_MAX_DEVICES 64
+
+/* What the program says about itself (prog_state). */
+enum cmt_prog_state {
+    CMT_PROG_RUNNING = 0,
+    CMT_PROG_EXITING, /* exit() (our destructor) or _exit has begun: the end is near and orderly */
+    CMT_PROG_EXEC,    /* an exec is under way; back to RUNNING if it fails */
+};
+
+/* What the writer says about itself (writer_state). */
+enum cmt_writer_state {
+    CMT_WRITER_STARTING = 0, /* spawned, not yet ready */
+    CMT_WRITER_READY,        /* the trace file exists and is locked; draining */
+    CMT_WRITER_FAILED,       /* could not record: error[] says why; the program stops recording */
+    CMT_WRITER_DONE,         /* finalized (only once the program is gone) */
+};
+
+struct cmt_shm_device {
+    _Atomic int state; /* 0 not described, 1 being described, 2 described */
+    int have_total, have_version, driver_version;
+    uint64_t total_bytes;
+    char name[256];
+    char uuid[48];
+};
+
+struct cmt_shm_ring {
+    _Alignas(64) _Atomic uint64_t enqueue_pos; /* producers */
+    _Alignas(64) _Atomic uint64_t dequeue_pos; /* the writer; producers read it to see progress */
+};
+
+struct cmt_shm {
+    uint64_t magic;
+    uint32_t version, header_size;
+    /* set by the program before spawning, read-only afterwards */
+    int32_t pid;
+    uint32_t depth;
+    uint64_t start_ns, start_unix_ns;
+    uint32_t ring_capacity, ring_slot_size, ring_max_frames;
+    uint32_t debug_writer_delay_ms;
+    char output[PATH_MAX];
+    char prog[64];
+    char env[1024];
+    /* live */
+    _Atomic uint32_t wake;         /* futex word (shared): the program sets it and wakes the writer */
+    _Atomic uint32_t ready;        /* futex word (shared): the writer sets it to 1 once READY or FAILED */
+    _Atomic uint32_t space;        /* futex word (shared): bumped by the writer when it freed slots */
+    _Atomic uint32_t space_waiters; /* a producer sleeps on `space` */
+    _Atomic int prog_state;        /* enum cmt_prog_state */
+    _Atomic int writer_state;      /* enum cmt_writer_state */
+    _Atomic int32_t writer_pid;
+    _Atomic uint64_t lost;         /* events the program could not queue */
+    _Atomic uint64_t exit_ns;      /* CLOCK_MONOTONIC when exit or _exit began (0: not seen) */
+    char trace_path[PATH_MAX + 64]; /* written by the writer before READY */
+    char error[1024];               /* written by the writer before FAILED */
+    struct cmt_shm_device devices[CMT_SHM_MAX_DEVICES];
+    struct cmt_shm_ring ring;
+};
+
+_Static_assert(sizeof(struct cmt_shm) <= CMT_SHM_HEADER_SIZE, "the header fits its reserved space");
+
+#endif
