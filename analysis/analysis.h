@@ -81,6 +81,7 @@ struct cmt_trace {
     int64_t pid, ppid, start_unix_ns, start_ns, end_ns, events_written, events_lost, stack_depth;
     int has_end;
     int finalized;
+    char end_reason[16]; /* meta.end_reason: "exit", "exec", "killed"; "" when not recorded */
     char *host, *exe, *argv;
     int64_t first_ts, last_ts, last_seq_in_file;
 

@@ -134,7 +134,11 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         struct cmt_trace *t = s->t[ti];
         if (s->n > 1)
             sb_printf(b, "process %zu of %zu\n", ti + 1, s->n);
-        sb_printf(b, "trace     %s%s\n", t->path, t->finalized ? "" : "  (not finalized: the process was killed?)");
+        sb_printf(b, "trace     %s%s\n", t->path, t->finalized ? "" : "  (not finalized: its writer was killed)");
+        if (t->end_reason[0])
+            sb_printf(b, "ended     %s\n", !strcmp(t->end_reason, "exit") ? "by exit" :
+                                          !strcmp(t->end_reason, "exec") ? "by exec (the new image has its own trace)" :
+                                          "killed by a signal");
         sb_puts(b, "program   ");
         argv_text(b, t->argv);
         sb_printf(b, "\n          pid %lld on %s\n", (long long)t->pid, t->host ? t->host : "?");
@@ -343,6 +347,11 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         sb_json_str(b, t->exe);
         sb_puts(b, ",\"argv\":");
         json_argv(b, t->argv);
+        sb_puts(b, ",\"end_reason\":");
+        if (t->end_reason[0])
+            sb_json_str(b, t->end_reason);
+        else
+            sb_puts(b, "null");
         sb_printf(b,
                   ",\"finalized\":%s,\"events\":%lld,\"events_lost\":%lld,\"start_unix_ns\":%lld,\"start_ns\":%lld,"
                   "\"duration_ns\":%lld,\"peak_bytes\":%lld,\"peak_ns\":%lld,\"peak_seq\":%lld,"

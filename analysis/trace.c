@@ -271,9 +271,19 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     if (rc != SQLITE_OK)
         return db_fail(t, rc, err, errlen);
 
+    /* How the program ended, as its writer saw it (meta.end_reason; absent in older traces). */
+    if (sqlite3_prepare_v2(t->db, "SELECT value FROM meta WHERE key = 'end_reason'", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+            const char *v = (const char *)sqlite3_column_text(st, 0);
+            if (!strcmp(v, "exit") || !strcmp(v, "exec") || !strcmp(v, "killed"))
+                snprintf(t->end_reason, sizeof t->end_reason, "%s", v);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
     if (!t->finalized)
-        cmt_warn("warning: %s was not finalized (the process was killed?); analyzing the events it holds",
-                t->path);
+        cmt_warn("warning: %s was not finalized (its writer was killed, or the trace predates the separate writer);"
+                 " analyzing the events it holds", t->path);
     if (t->events_lost > 0)
         cmt_warn("warning: %s: %lld events were lost while tracing; totals may be off", t->path,
                 (long long)t->events_lost);
@@ -383,12 +393,32 @@ int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t 
         if (!bad && nn) /* qsort's array may not be NULL, even for no elements */
             qsort(names, nn, sizeof *names, cmp_str);
         size_t before = s->n;
+        /* A job's directory: one unusable file (foreign, truncated, a process killed while creating it)
+         * must not hide the others. Each is named, with its reason, in one warning line. */
+        struct sbuf skipped = {0};
+        int nskipped = 0;
         for (size_t j = 0; j < nn && !bad; j++) {
             char full[PATH_MAX];
             snprintf(full, sizeof full, "%s/%s", paths[i], names[j]);
-            if (add_file(s, &cap, full, 1, err, errlen) != 0)
-                bad = 2;
+            char why[512];
+            if (add_file(s, &cap, full, 1, why, sizeof why) != 0) {
+                const char *r = why;
+                size_t fl = strlen(full);
+                if (!strncmp(r, full, fl) && r[fl] == ':')
+                    r += fl + 2; /* the reason without the path it starts with */
+                sb_printf(&skipped, "%s%s (%s)", nskipped++ ? "; " : "", names[j], r);
+            }
         }
+        if (nskipped) {
+            if (s->n > before)
+                cmt_warn("warning: %s: skipped %d unusable file%s: %s", paths[i], nskipped, nskipped > 1 ? "s" : "",
+                         skipped.p ? skipped.p : "");
+            else
+                bad = 3;
+        }
+        if (bad == 3)
+            cmt_fail(err, errlen, "%s: no usable trace in this directory: %s", paths[i], skipped.p ? skipped.p : "");
+        sb_free(&skipped);
         for (size_t j = 0; j < nn; j++)
             free(names[j]);
         free(names);

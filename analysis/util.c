@@ -178,6 +178,11 @@ int sb_write(const struct sbuf *b, const char *path, char *err, size_t errlen)
         return -1;
     }
     int to_stdout = !path || !strcmp(path, "-");
+    if (!to_stdout && cmt_is_trace_file(path)) {
+        /* the analyzer writes no trace: an output named like one is an input, or someone's data */
+        snprintf(err, errlen, "%s is a cumemtrace trace; not overwriting it with this output", path);
+        return -1;
+    }
     FILE *f = to_stdout ? stdout : fopen(path, "w");
     if (!f) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));

@@ -94,6 +94,17 @@ static void read_env(void)
     *p = 0;
 }
 
+static int parse_long(const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
 static void do_init(void)
 {
     const char *v = getenv("CUMEMTRACE_DISABLE");
@@ -111,18 +122,27 @@ static void do_init(void)
         n = snprintf(cmt_config.output, sizeof cmt_config.output, "%s/%s", cwd, v);
     if (n < 0 || n >= (int)sizeof cmt_config.output) /* no cwd, or too long: as given */
         snprintf(cmt_config.output, sizeof cmt_config.output, "%s", v);
+    /* A value we do not understand is refused, not guessed at: one line, and no recording. */
+    long d;
     cmt_config.depth = 128;
     v = getenv("CUMEMTRACE_STACK_DEPTH");
     if (v && *v) {
-        long d = strtol(v, NULL, 10);
-        cmt_config.depth = d < 0 ? 0 : d > CMT_MAX_DEPTH - 8 ? CMT_MAX_DEPTH - 8 : (unsigned)d;
+        if (parse_long(v, 0, CMT_MAX_DEPTH - 8, &d) != 0) {
+            cmt_runtime_disable("CUMEMTRACE_STACK_DEPTH must be a number of frames from 0 to 248");
+            return;
+        }
+        cmt_config.depth = (unsigned)d;
     }
     cmt_config.queue = 4096;
     v = getenv("CUMEMTRACE_QUEUE");
-    if (v && *v && strtol(v, NULL, 10) > 0)
-        cmt_config.queue = (unsigned)strtol(v, NULL, 10);
-    if (cmt_config.queue > (1u << 20))
-        cmt_config.queue = 1u << 20; /* a bound on the address space it takes: ~2 GiB at the deepest stacks */
+    if (v && *v) {
+        /* a bound on the shared memory it takes: ~2 GiB at the deepest stacks */
+        if (parse_long(v, 64, 1 << 20, &d) != 0) {
+            cmt_runtime_disable("CUMEMTRACE_QUEUE must be a number of events from 64 to 1048576");
+            return;
+        }
+        cmt_config.queue = (unsigned)d;
+    }
     v = getenv("CUMEMTRACE_DEBUG_WRITER_DELAY_MS");
     if (v && *v)
         cmt_config.debug_writer_delay_ms = (unsigned)strtoul(v, NULL, 10);

@@ -358,3 +358,60 @@ t.start(); t.join()
         # the deep stack is cut at the configured depth (128 frames by default)
         depth = self.scalar(db, "SELECT max(n) FROM (SELECT count(*) AS n FROM stacks GROUP BY stack_id)")
         self.assertEqual(depth, 128)
+
+    def test_bad_environment_values_are_refused(self):
+        argv = [cmtlib.client("direct_client")]
+        plain = run(argv, sim_env(preload=False))
+        for name, value in (("CUMEMTRACE_STACK_DEPTH", "abc"), ("CUMEMTRACE_STACK_DEPTH", "-3"),
+                            ("CUMEMTRACE_STACK_DEPTH", "1000"), ("CUMEMTRACE_QUEUE", "0"), ("CUMEMTRACE_QUEUE", "12x")):
+            p = run(argv, sim_env(output=self.path("t.db"), extra={name: value}), check=False)
+            self.assertEqual((p.returncode, len(p.stdout.splitlines())), (plain.returncode, len(plain.stdout.splitlines())))
+            lines = p.stderr.splitlines()
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assertIn(name + " must be", lines[0])
+            self.assertFalse(os.path.exists(self.path("t.db")))
+
+    def test_report_says_how_the_program_ended(self):
+        script = self.path("die.py")
+        with open(script, "w") as f:
+            f.write(DIE)
+        run([sys.executable, script, "SIGTERM", "3"], sim_env(output=self.path("t.db")), check=False)
+        wait_traces(self.tmp)
+        rep = json.loads(run([cmtlib.CUMEMTRACE, "report", "--json", self.path("t.db")], os.environ).stdout)
+        self.assertEqual(rep["traces"][0]["end_reason"], "killed")
+        text = run([cmtlib.CUMEMTRACE, "report", self.path("t.db")], os.environ).stdout
+        self.assertIn("ended     killed by a signal", text)
+
+
+class AnalyzerInput(TraceTest):
+    def make(self, name):
+        p, db = self.trace([cmtlib.client("direct_client")], name=name)
+        return db
+
+    def test_output_naming_an_input_is_refused(self):
+        db = self.make("t.db")
+        with open(db, "rb") as f:
+            before = f.read()
+        for verb in (["timeline", db, "-o", db], ["report", "--html", db, db], ["flame", "-o", db, db]):
+            p = run([cmtlib.CUMEMTRACE] + verb, os.environ, check=False)
+            self.assertNotEqual(p.returncode, 0, verb)
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            if verb[0] != "timeline":  # (timeline refuses .db earlier: not a format it writes)
+                self.assertEqual(p.stderr.splitlines(), ["cumemtrace: %s is a cumemtrace trace; not overwriting "
+                                                         "it with this output" % db], verb)
+            with open(db, "rb") as f:
+                self.assertEqual(f.read(), before)
+
+    def test_directory_with_bad_files_reports_the_good_ones(self):
+        job = self.path("job")
+        os.mkdir(job)
+        self.trace([cmtlib.client("direct_client")], name="job/a.db")
+        with open(os.path.join(job, "junk.db"), "w") as f:
+            f.write("not a trace at all, but long enough to have a header of sorts\n" * 10)
+        open(os.path.join(job, "empty.db"), "w").close()
+        p = run([cmtlib.CUMEMTRACE, "report", "--json", job], os.environ, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(json.loads(p.stdout)["traces"]), 1)
+        warn = [l for l in p.stderr.splitlines() if "skipped" in l]
+        self.assertEqual(len(warn), 1, p.stderr)
+        self.assertIn("junk.db", warn[0])
