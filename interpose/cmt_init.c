@@ -24,6 +24,7 @@
 #include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 struct cmt_config cmt_config;
 struct cmt_ring cmt_queue;
@@ -227,6 +228,11 @@ static void after_failed_exec(void)
 /* The real functions, found once at start (dlsym takes the loader's lock: not something to do in _exit
  * called from a signal handler). */
 static struct {
+    int (*close)(int);
+    int (*close_range)(unsigned, unsigned, int);
+    void (*closefrom)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
     __typeof__(&execve) execve;
     __typeof__(&execv) execv;
     __typeof__(&execvp) execvp;
@@ -239,6 +245,11 @@ static struct {
 static void resolve_real_libc(void)
 {
 #define GET(name) real.name = (__typeof__(real.name))cmt_real_dlsym(RTLD_NEXT, #name)
+    GET(close);
+    GET(close_range);
+    GET(closefrom);
+    GET(dup2);
+    GET(dup3);
     GET(execve);
     GET(execv);
     GET(execvp);
@@ -356,4 +367,45 @@ __attribute__((visibility("default"))) int execle(const char *path, const char *
     int rc = execve(path, argv, envp);
     free(argv);
     return rc;
+}
+
+/* ---- the program closing descriptors ------------------------------------------------------------- */
+
+/* Only to know when a descriptor number libunwind holds is given back to the program (cmt_record.c);
+ * each passes straight through, with the program's errno. */
+__attribute__((visibility("default"))) int close(int fd)
+{
+    if (fd >= 0)
+        cmt_unwind_fds_closing((unsigned)fd, (unsigned)fd);
+    return real.close ? real.close(fd) : (int)syscall(SYS_close, fd);
+}
+
+__attribute__((visibility("default"))) int close_range(unsigned lo, unsigned hi, int flags)
+{
+    if (!(flags & CLOSE_RANGE_CLOEXEC))
+        cmt_unwind_fds_closing(lo, hi);
+    return real.close_range ? real.close_range(lo, hi, flags) : (int)syscall(SYS_close_range, lo, hi, flags);
+}
+
+__attribute__((visibility("default"))) void closefrom(int lo)
+{
+    cmt_unwind_fds_closing(lo < 0 ? 0 : (unsigned)lo, ~0u);
+    if (real.closefrom)
+        real.closefrom(lo);
+    else
+        syscall(SYS_close_range, (unsigned)lo, ~0u, 0);
+}
+
+__attribute__((visibility("default"))) int dup2(int from, int to)
+{
+    if (to >= 0 && from != to)
+        cmt_unwind_fds_closing((unsigned)to, (unsigned)to);
+    return real.dup2 ? real.dup2(from, to) : (int)syscall(SYS_dup2, from, to);
+}
+
+__attribute__((visibility("default"))) int dup3(int from, int to, int flags)
+{
+    if (to >= 0)
+        cmt_unwind_fds_closing((unsigned)to, (unsigned)to);
+    return real.dup3 ? real.dup3(from, to, flags) : (int)syscall(SYS_dup3, from, to, flags);
 }

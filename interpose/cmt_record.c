@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,34 +118,61 @@ static void stamp(struct cmt_call *c, uint64_t ts)
 }
 
 /* The unwinder, chosen at the first recorded call (not at start: most processes a preloaded library
- * lands in never make one). By default glibc's backtrace(), that is libgcc's DWARF unwinder, which finds
- * each frame's unwind table through _dl_find_object (glibc >= 2.35, GCC >= 12): no lock, no descriptor,
- * no memory validation. CUMEMTRACE_UNWINDER=libunwind selects libunwind instead (loaded privately, see
- * interpose/meson.build), which is faster on deep stacks but opens a pipe at its init and, when it
- * validates an address, reads, writes and re-creates it: a program that closed that descriptor and
- * reused the number would have its own file read, written and closed. NULL if none could be loaded. */
-static int (*backtrace_fn)(void **, int);
+ * lands in never make one).
+ *
+ * libunwind (loaded privately, see interpose/meson.build) is the fast one: its per-thread cache makes a
+ * deep stack about three times cheaper than libgcc's unwinder. But libunwind 1.6 opens a pipe at its
+ * init and, whenever it validates an address (frames without unwind information), reads it, writes it,
+ * and if the read fails closes both descriptors and makes a new pipe: in a program that closed that
+ * descriptor and reused the number, it would read, write and close the program's own file. So we find
+ * its pipe when it is made, and the moment the program closes either number (close, close_range,
+ * closefrom, or dup2/dup3 onto it: cmt_init.c wraps them; checking with fstat before every unwind would
+ * cost more than the unwinding) we switch for good to glibc's backtrace(), libgcc's DWARF unwinder
+ * (frames found through _dl_find_object: no lock, no descriptor), and libunwind is never called again.
+ * What this cannot see: a close made by a raw system call, and a libunwind call already under way on
+ * another thread at that moment. CUMEMTRACE_UNWINDER=libgcc uses libgcc's from the start. */
+static int (*gcc_backtrace)(void **, int);
+static int (*unw_backtrace_fn)(void **, int);
+static _Atomic int unw_usable;
+static int unw_fd[2] = {-1, -1};
+static dev_t unw_dev;
+static ino_t unw_ino;
 static pthread_once_t unwind_once = PTHREAD_ONCE_INIT;
+
+#define FD_SCAN 4096
+
+static void open_fifos(unsigned char *set)
+{
+    memset(set, 0, FD_SCAN / 8);
+    for (int fd = 0; fd < FD_SCAN; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+            set[fd / 8] |= (unsigned char)(1u << (fd % 8));
+    }
+}
+
+void cmt_unwind_fds_closing(unsigned lo, unsigned hi)
+{
+    for (int k = 0; k < 2; k++)
+        if (unw_fd[k] >= 0 && (unsigned)unw_fd[k] >= lo && (unsigned)unw_fd[k] <= hi)
+            atomic_store(&unw_usable, 0);
+}
 
 static void load_unwind(void)
 {
+    gcc_backtrace = (int (*)(void **, int))cmt_real_dlsym(RTLD_DEFAULT, "backtrace");
+    void *warm[4];
+    if (gcc_backtrace)
+        gcc_backtrace(warm, 4); /* glibc loads libgcc_s here, once, not inside a later call */
     const char *which = getenv("CUMEMTRACE_UNWINDER");
-    if (!which || strcmp(which, "libunwind") != 0) {
-        backtrace_fn = (int (*)(void **, int))cmt_real_dlsym(RTLD_DEFAULT, "backtrace");
-        if (backtrace_fn) {
-            void *warm[4];
-            backtrace_fn(warm, 4); /* glibc loads libgcc_s here, once, not inside a later call */
-            return;
-        }
-        cmt_log("glibc's backtrace() was not found: events are recorded without stacks");
+    if (which && !strcmp(which, "libgcc"))
         return;
-    }
+    static unsigned char before[FD_SCAN / 8], after[FD_SCAN / 8];
+    open_fifos(before);
     /* RTLD_LOCAL: libunwind's _Unwind_* and backtrace stay out of the program's symbol lookups. */
     void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        cmt_log("libunwind.so.8 could not be loaded (%s): events are recorded without stacks", dlerror());
-        return;
-    }
+    if (!h)
+        return; /* libgcc's then */
     int (*set_caching)(unw_addr_space_t, unw_caching_policy_t) =
         (int (*)(unw_addr_space_t, unw_caching_policy_t))cmt_real_dlsym(h, "_ULx86_64_set_caching_policy");
     unw_addr_space_t *local = (unw_addr_space_t *)cmt_real_dlsym(h, "_ULx86_64_local_addr_space");
@@ -152,7 +180,35 @@ static void load_unwind(void)
      * would leave the child stuck at its first recorded call. Per-thread caches have no lock. */
     if (set_caching && local)
         set_caching(*local, UNW_CACHE_PER_THREAD);
-    backtrace_fn = (int (*)(void **, int))cmt_real_dlsym(h, "unw_backtrace");
+    int (*fn)(void **, int) = (int (*)(void **, int))cmt_real_dlsym(h, "unw_backtrace");
+    if (!fn)
+        return;
+    fn(warm, 4); /* libunwind's init, which makes its pipe */
+    open_fifos(after);
+    int found[3], nf = 0;
+    for (int fd = 0; fd < FD_SCAN && nf < 3; fd++)
+        if ((after[fd / 8] & ~before[fd / 8]) & (1u << (fd % 8)))
+            found[nf++] = fd;
+    if (nf == 2) {
+        struct stat a, b;
+        if (fstat(found[0], &a) != 0 || fstat(found[1], &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+            return; /* not one pipe: someone else's descriptors; do not guess */
+        unw_fd[0] = found[0];
+        unw_fd[1] = found[1];
+        unw_dev = a.st_dev;
+        unw_ino = a.st_ino;
+    } else if (nf != 0) {
+        return; /* another thread opened pipes meanwhile: we cannot tell which is libunwind's */
+    }
+    unw_backtrace_fn = fn;
+    atomic_store(&unw_usable, 1);
+}
+
+static int unwind(void **buf, int n)
+{
+    if (atomic_load_explicit(&unw_usable, memory_order_acquire))
+        return unw_backtrace_fn(buf, n);
+    return gcc_backtrace ? gcc_backtrace(buf, n) : 0;
 }
 
 /* noinline: its own frame is the first one unwound, and is left off the stack. */
@@ -161,11 +217,9 @@ __attribute__((noinline)) static unsigned capture_stack(uintptr_t *out, unsigned
     if (!depth)
         return 0;
     pthread_once(&unwind_once, load_unwind);
-    if (!backtrace_fn)
-        return 0;
     void *buf[CMT_MAX_DEPTH];
     unsigned want = depth + 8 < CMT_MAX_DEPTH ? depth + 8 : CMT_MAX_DEPTH;
-    int n = backtrace_fn(buf, (int)want);
+    int n = unwind(buf, (int)want);
     if (n <= 0)
         return 0;
     /* Drop our own frames (this function, the recorder, the wrapper): depth 0 is the code that called

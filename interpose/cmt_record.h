@@ -36,6 +36,10 @@ void cmt_call_commit(struct cmt_call *c);
 /* For fills: the size of the allocation containing a device address (IPC mappings), 0 if unknown. */
 uint64_t cmt_record_range_size(uint64_t address);
 
+/* The program is about to close (or replace) descriptors lo..hi: if libunwind's pipe is among them,
+ * libunwind is not used again (cmt_record.c says why). Any thread; async-signal-safe. */
+void cmt_unwind_fds_closing(unsigned lo, unsigned hi);
+
 /* Once, from cmt_runtime_init, before any call is recorded. */
 void cmt_record_init(void);
 

@@ -80,13 +80,16 @@ class Invisible(TraceTest):
         self.assertEqual(self.query(self.path("t.db"), "SELECT count(*), sum(op = 1) FROM events"), [(4, 3)])
 
     def test_one_descriptor_of_ours_a_close_on_exec_pipe(self):
-        """Ours: the write end of the writer's liveness pipe, close-on-exec, never read or written by us;
-        with stacks on as with stacks off (the default unwinder, libgcc's, opens nothing)."""
+        """Ours: the write end of the writer's liveness pipe, close-on-exec, never read or written by us.
+        With stacks unwound by libunwind (the default) also libunwind's own pipe pair, close-on-exec,
+        dropped with libunwind the moment the program closes either number (test_closefrom_then_own_files);
+        with libgcc's unwinder, or no stacks, nothing else."""
         plain, _ = self.look(False)
-        for extra_env in ({"CUMEMTRACE_STACK_DEPTH": "0"}, None):
+        for extra_env, want in (({"CUMEMTRACE_STACK_DEPTH": "0"}, 1), ({"CUMEMTRACE_UNWINDER": "libgcc"}, 1),
+                                (None, 3)):
             traced, _ = self.look(True, extra=extra_env)
             extra = {k: v for k, v in traced["fds"].items() if k not in plain["fds"]}
-            self.assertEqual(list(extra.values()), ["fifo:cloexec"], traced["fds"])
+            self.assertEqual(list(extra.values()), ["fifo:cloexec"] * want, (extra_env, traced["fds"]))
             wait_traces(self.tmp)
             os.unlink(self.path("t.db"))
 
@@ -130,6 +133,9 @@ os.waitpid(pid, 0)
         self.assertEqual(self.query(db, "SELECT size FROM events WHERE op = 1 ORDER BY seq"), [(MiB,), (2 * MiB,)])
         self.assertEqual(self.query(db, "SELECT finalized, events_lost FROM process"), [(1, 0)])
         self.assertEqual(self.scalar(db, "SELECT value FROM meta WHERE key = 'end_reason'"), "exit")
+        if os.environ.get("CMT_TEST_STACK_DEPTH") != "0":
+            # after the program took libunwind's numbers, stacks still come (from libgcc's unwinder)
+            self.assertEqual(self.scalar(db, "SELECT count(*) FROM events WHERE stack_id IS NULL"), 0)
         child = [n for n in os.listdir(self.tmp) if n.endswith(".db") and n != "t.db"]
         self.assertEqual(len(child), 1, child)
         self.assertEqual(self.query(self.path(child[0]), "SELECT size FROM events WHERE op = 1"), [(3 * MiB,)])
