@@ -359,3 +359,89 @@ class DriverLevelTest(TraceTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SnapshotDefectsTest(TraceTest):
+    """Snapshots built by hand for the defects real ones showed (issue 9) and the block-size inference."""
+
+    SEG = 0x7f0000000000
+
+    def snap(self, entries, timed=True, settings=None, final_blocks=None):
+        for i, e in enumerate(entries):
+            e.setdefault("stream", 0)
+            e.setdefault("frames", [{"name": "step", "filename": "/x/train.py", "line": 10 + i}])
+            if timed:
+                e["time_us"] = 1_000_000 + 10 * i
+        blocks = final_blocks or [{"address": self.SEG, "size": 20 * MiB, "requested_size": 0, "state": "inactive",
+                                   "frames": []}]
+        snap = {"segments": [{"device": 0, "address": self.SEG, "total_size": 20 * MiB, "stream": 0,
+                              "segment_type": "large", "blocks": blocks}],
+                "device_traces": [entries]}
+        if settings is not None:
+            snap["allocator_settings"] = settings
+        p = self.path("s.pickle")
+        with open(p, "wb") as f:
+            pickle.dump(snap, f)
+        out = self.path("s.db")
+        cmt("import-torch", p, "-o", out)
+        return out
+
+    def history(self):
+        seg = self.SEG
+        return [{"action": "segment_alloc", "addr": seg, "size": 20 * MiB},
+                {"action": "alloc", "addr": seg, "size": 12 * MiB},
+                # 8 MiB left, the request 7.5 MiB: 0.5 MiB would remain, not more than 1 MiB: not split
+                {"action": "alloc", "addr": seg + 12 * MiB, "size": 15 * MiB // 2},
+                {"action": "free_requested", "addr": seg + 12 * MiB, "size": 15 * MiB // 2},
+                {"action": "free_completed", "addr": seg + 12 * MiB, "size": 15 * MiB // 2},
+                {"action": "free_requested", "addr": seg, "size": 12 * MiB},
+                {"action": "free_completed", "addr": seg, "size": 12 * MiB}]
+
+    def test_unsplit_remainder_counts_in_allocated(self):
+        r = report(self.snap(self.history()))
+        # torch's allocated_bytes: 12 MiB + the whole 8 MiB block, not 12 + 7.5
+        self.assertEqual(r["fragmentation"][0]["peak_allocated_bytes"], 20 * MiB)
+        self.assertEqual(self.query(self.path("s.db"), "SELECT block_size FROM alloc_trace WHERE action = 'alloc' "
+                                                     "ORDER BY entry_id"), [(12 * MiB,), (8 * MiB,)])
+
+    def test_expandable_segments_split_at_512_bytes(self):
+        r = report(self.snap(self.history(), settings={"expandable_segments": True}))
+        self.assertEqual(r["fragmentation"][0]["peak_allocated_bytes"], 12 * MiB + 15 * MiB // 2)
+
+    def test_max_split_size_keeps_large_blocks_whole(self):
+        seg = self.SEG
+        h = [{"action": "segment_alloc", "addr": seg, "size": 20 * MiB},
+             {"action": "alloc", "addr": seg, "size": 16 * MiB},  # 4 MiB left, but 16 MiB >= max_split_size
+             {"action": "free_requested", "addr": seg, "size": 16 * MiB},
+             {"action": "free_completed", "addr": seg, "size": 16 * MiB}]
+        r = report(self.snap(h, settings={"max_split_size": 10 * MiB}))
+        self.assertEqual(r["fragmentation"][0]["peak_allocated_bytes"], 20 * MiB)
+
+    def test_snapshot_without_times_still_reports(self):
+        out = self.snap(self.history(), timed=False)
+        r = report(out)
+        self.assertEqual(r["fragmentation"][0]["peak_allocated_bytes"], 20 * MiB)
+        ts = [t for (t,) in self.query(out, "SELECT ts_ns FROM alloc_trace ORDER BY entry_id")]
+        self.assertEqual(ts, sorted(ts))
+        self.assertEqual(len(set(ts)), len(ts))
+        self.assertEqual(self.scalar(out, "SELECT count(*) FROM alloc_trace WHERE time_us IS NOT NULL"), 0)
+
+    def test_oom_device_free_in_either_spelling(self):
+        seg = self.SEG
+        for key in ("device_free", "addr"):
+            h = [{"action": "segment_alloc", "addr": seg, "size": 20 * MiB},
+                 {"action": "alloc", "addr": seg, "size": 20 * MiB},
+                 {"action": "oom", key: 123 * MiB, "size": 900 * MiB}]
+            live = [{"address": seg, "size": 20 * MiB, "requested_size": 20 * MiB, "state": "active_allocated",
+                     "frames": []}]
+            r = report(self.snap(h, final_blocks=live))
+            o = [o for o in r["ooms"] if o["source"] == "allocator"]
+            self.assertEqual(len(o), 1, r["ooms"])
+            self.assertEqual((o[0]["free_bytes"], o[0]["reserved_bytes"], o[0]["allocated_bytes"]),
+                             (123 * MiB, 20 * MiB, 20 * MiB), key)
+            # and export-torch writes it back, in both spellings
+            cmt("export-torch", self.path("s.db"), "-o", self.path("back.pickle"))
+            back = load(self.path("back.pickle"))
+            ooms = [e for e in back["device_traces"][0] if e["action"] == "oom"]
+            self.assertEqual([(e["addr"], e["device_free"]) for e in ooms], [(123 * MiB, 123 * MiB)])
+            os.unlink(self.path("s.db"))

@@ -476,9 +476,12 @@ def _write(db, snap, snap_path, reason):
         first_t = next((e["time_us"] for e in entries if e["time_us"] is not None), None)
         base = db.execute("SELECT coalesce(max(entry_id), 0) FROM alloc_trace").fetchone()[0] + 1
         rows, last_ts = [], mono(first_t)
+        untimed = first_t is None  # snapshots before torch 2.1 have no time_us: order is all we know
         for i, e in enumerate(all_e):
             ts = mono(e["time_us"])
-            if ts is None:
+            if untimed:
+                ts = start_ns + i * 1000  # one microsecond per entry, in order (time_us stays NULL)
+            elif ts is None:
                 ts = last_ts
             last_ts = ts
             rows.append((base + i, sid, dev, e["action"], e["addr"], e["size"], e["block_size"], e["stream"],
@@ -586,9 +589,12 @@ def export(db_path, out_path):
         for dev, action, addr, size, stream, t_us, ts, stack in db.execute(
                 "SELECT device, action, addr, size, stream, time_us, ts_ns, stack_id FROM alloc_trace"
                 " WHERE snapshot_id = ? AND synthetic = 0 ORDER BY entry_id", (sid,)):
-            snap["device_traces"][dev].append({"action": action, "addr": addr, "size": size, "stream": stream or 0,
-                                               "time_us": t_us if t_us is not None else (ts or 0) // 1000,
-                                               "frames": _stack_frames(db, stack, cache)})
+            entry = {"action": action, "addr": addr, "size": size, "stream": stream or 0,
+                     "time_us": t_us if t_us is not None else (ts or 0) // 1000,
+                     "frames": _stack_frames(db, stack, cache)}
+            if action == "oom":
+                entry["device_free"] = addr  # both spellings: older readers look in addr
+            snap["device_traces"][dev].append(entry)
         st = db.execute("SELECT settings FROM alloc_snapshots WHERE snapshot_id = ?", (sid,)).fetchone()[0]
         if st:
             snap["allocator_settings"] = json.loads(st)
@@ -597,16 +603,17 @@ def export(db_path, out_path):
         start_unix, start = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
         live = {}
         traces = {}
-        for seq, ts, op, kind, dev, addr, size, result, stack in db.execute(
-                "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id FROM events ORDER BY seq"):
+        for seq, ts, op, kind, dev, addr, size, result, stack, free_b in db.execute(
+                "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes FROM events"
+                " ORDER BY seq"):
             dev = dev or 0
             t_us = (ts - (start or 0) + (start_unix or 0)) // 1000
             tr = traces.setdefault(dev, [])
             fr = _driver_frames(db, stack, cache)
             if result != 0:
                 if op in (1,):
-                    tr.append({"action": "oom", "addr": 0, "size": size or 0, "stream": 0, "time_us": t_us,
-                               "frames": fr})
+                    tr.append({"action": "oom", "addr": free_b or 0, "device_free": free_b or 0, "size": size or 0,
+                               "stream": 0, "time_us": t_us, "frames": fr})
                 continue
             if op == 1 and kind in (1, 4):
                 live[addr] = (dev, size, fr)
