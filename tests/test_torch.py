@@ -366,7 +366,7 @@ class SnapshotDefectsTest(TraceTest):
 
     SEG = 0x7f0000000000
 
-    def snap(self, entries, timed=True, settings=None, final_blocks=None):
+    def snap(self, entries, timed=True, settings=None, final_blocks=None, total=20 * MiB):
         for i, e in enumerate(entries):
             e.setdefault("stream", 0)
             e.setdefault("frames", [{"name": "step", "filename": "/x/train.py", "line": 10 + i}])
@@ -374,7 +374,7 @@ class SnapshotDefectsTest(TraceTest):
                 e["time_us"] = 1_000_000 + 10 * i
         blocks = final_blocks or [{"address": self.SEG, "size": 20 * MiB, "requested_size": 0, "state": "inactive",
                                    "frames": []}]
-        snap = {"segments": [{"device": 0, "address": self.SEG, "total_size": 20 * MiB, "stream": 0,
+        snap = {"segments": [{"device": 0, "address": self.SEG, "total_size": total, "stream": 0,
                               "segment_type": "large", "blocks": blocks}],
                 "device_traces": [entries]}
         if settings is not None:
@@ -445,3 +445,25 @@ class SnapshotDefectsTest(TraceTest):
             ooms = [e for e in back["device_traces"][0] if e["action"] == "oom"]
             self.assertEqual([(e["addr"], e["device_free"]) for e in ooms], [(123 * MiB, 123 * MiB)])
             os.unlink(self.path("s.db"))
+
+    def test_expandable_unmap_of_part_of_a_mapping_before_an_oom(self):
+        """The allocator maps 20 MiB, later gives back the top 12 MiB while freeing cache before a failed
+        retry: the oom sees 8 MiB reserved (not 20, which was more than the device then held)."""
+        seg = self.SEG
+        h = [{"action": "segment_map", "addr": seg, "size": 20 * MiB},
+             {"action": "alloc", "addr": seg, "size": 8 * MiB},
+             {"action": "alloc", "addr": seg + 8 * MiB, "size": 12 * MiB},
+             {"action": "free_requested", "addr": seg + 8 * MiB, "size": 12 * MiB},
+             {"action": "free_completed", "addr": seg + 8 * MiB, "size": 12 * MiB},
+             {"action": "segment_unmap", "addr": seg + 8 * MiB, "size": 12 * MiB},
+             {"action": "oom", "device_free": 2 * MiB, "size": 30 * MiB}]
+        live = [{"address": seg, "size": 8 * MiB, "requested_size": 8 * MiB, "state": "active_allocated",
+                 "frames": []}]
+        out = self.snap(h, settings={"expandable_segments": True}, final_blocks=live, total=8 * MiB)
+        r = report(out)
+        o = [o for o in r["ooms"] if o["source"] == "allocator"][0]
+        self.assertEqual((o["reserved_bytes"], o["allocated_bytes"], o["free_bytes"]), (8 * MiB, 8 * MiB, 2 * MiB))
+        self.assertEqual(o["verdict"], "capacity")
+        self.assertEqual(r["fragmentation"][0]["peak_reserved_bytes"], 20 * MiB)
+        self.assertEqual(self.scalar(out, "SELECT count(*) FROM alloc_trace WHERE synthetic = 1"), 0)
+

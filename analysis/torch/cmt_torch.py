@@ -195,6 +195,18 @@ def complete_history(entries, segs):
         elif a in ("segment_alloc", "segment_map"):
             live_s[addr] = size
         elif a in ("segment_free", "segment_unmap"):
+            if a == "segment_unmap" and addr not in live_s and size > 0 and \
+                    any(p < addr + size and addr < p + n for p, n in live_s.items()):
+                # pages of a mapping the history made (expandable segments unmap by ranges): cut them out
+                lo, hi = addr, addr + size
+                for p, n in sorted(live_s.items()):
+                    if p < hi and lo < p + n:
+                        del live_s[p]
+                        if p < lo:
+                            live_s[p] = lo - p
+                        if p + n > hi:
+                            live_s[hi] = p + n - hi
+                continue
             if addr not in live_s and addr not in pre_s:
                 pre_s[addr] = size
                 live_s[addr] = size
@@ -346,12 +358,37 @@ def replay(all_entries, final_blocks, settings=None):
             reserved += size
             open_seg[addr] = i
         elif a in ("segment_free", "segment_unmap"):
-            if addr in pieces:
+            if addr in pieces and (a == "segment_free" or pieces[addr] == size):
                 reserved -= pieces.pop(addr)
                 pieces_sorted.remove(addr)
                 j = open_seg.pop(addr, None)
                 if j is not None:
                     all_entries[j]["end"] = i
+            elif a == "segment_unmap" and size > 0:
+                # expandable segments unmap by page ranges that need not match what was mapped: cut every
+                # mapped piece the range overlaps, keeping what lies outside it
+                lo, hi = addr, addr + size
+                k = max(bisect.bisect_right(pieces_sorted, lo) - 1, 0)
+                while k < len(pieces_sorted) and pieces_sorted[k] < hi:
+                    p0 = pieces_sorted[k]
+                    p1 = p0 + pieces[p0]
+                    if p1 <= lo:
+                        k += 1
+                        continue
+                    reserved -= min(p1, hi) - max(p0, lo)
+                    del pieces[p0]
+                    pieces_sorted.pop(k)
+                    j = open_seg.pop(p0, None)
+                    if j is not None:
+                        all_entries[j]["end"] = i
+                    if p0 < lo:
+                        pieces[p0] = lo - p0
+                        pieces_sorted.insert(k, p0)
+                        k += 1
+                    if p1 > hi:
+                        pieces[hi] = p1 - hi
+                        bisect.insort(pieces_sorted, hi)
+                        break
         elif a == "oom":
             lf = largest_free(blocks, pieces)
             e["largest_free_block"] = lf
