@@ -762,6 +762,18 @@ enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESU
 static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *err, size_t errlen)
 {
     struct cmt_trace *t = s->t[ti];
+    /* Every column the pass reads is an integer (or NULL where the schema allows it): text, a real or a
+     * blob there is damage, which SQLite would otherwise quietly read as 0. */
+    for (int c = 0; c < sqlite3_column_count(st); c++) {
+        int type = sqlite3_column_type(st, c);
+        if (type == SQLITE_INTEGER || (type == SQLITE_NULL && c != C_SEQ && c != C_TS && c != C_API && c != C_OP &&
+                                       c != C_KIND && c != C_RESULT))
+            continue;
+        return cmt_fail(err, errlen, "%s: corrupt trace: event %lld has %s in column %s", t->path,
+                        (long long)sqlite3_column_int64(st, C_SEQ), type == SQLITE_NULL ? "no value" :
+                        type == SQLITE_TEXT ? "text" : type == SQLITE_FLOAT ? "a real number" : "a blob",
+                        sqlite3_column_name(st, c));
+    }
     int64_t seq = sqlite3_column_int64(st, C_SEQ), ts = sqlite3_column_int64(st, C_TS);
     int api = sqlite3_column_int(st, C_API), op = sqlite3_column_int(st, C_OP), kind = sqlite3_column_int(st, C_KIND);
     int64_t addr = sqlite3_column_int64(st, C_ADDR), size = sqlite3_column_int64(st, C_SIZE);

@@ -421,3 +421,21 @@ class AnalyzerInput(TraceTest):
         warn = [l for l in p.stderr.splitlines() if "skipped" in l]
         self.assertEqual(len(warn), 1, p.stderr)
         self.assertIn("junk.db", warn[0])
+
+    def test_wrong_type_in_a_column_is_corruption(self):
+        import sqlite3
+        for col, value in (("size", "'12 MiB'"), ("ts_ns", "1.5"), ("address", "x'00ff'"), ("op", "'alloc'")):
+            db = self.make("w.db")
+            con = sqlite3.connect(db)
+            con.execute("UPDATE events SET %s = %s WHERE seq = 2" % (col, value))
+            con.commit()
+            con.close()
+            p = run([cmtlib.CUMEMTRACE, "report", "--json", db], os.environ, check=False)
+            self.assertNotEqual(p.returncode, 0, col)
+            self.assertEqual(p.stdout, "")
+            lines = p.stderr.splitlines()
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assertIn("corrupt trace: event 2 has", lines[0])
+            self.assertIn("column %s" % col, lines[0])
+            for f in os.listdir(self.tmp):
+                os.unlink(self.path(f))
