@@ -162,7 +162,10 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
     }
 
     sb_puts(b, "PEAK DEVICE MEMORY\n");
-    if (s->peak_trace < 0) {
+    if (s->peak_trace < 0 && x && x->has_alloc && !r->events) {
+        sb_puts(b, "  no driver-level events (an imported allocator snapshot): its view is the allocator level,\n"
+                   "  FRAGMENTATION, OUT OF MEMORY and COMPONENTS below (sites with their Python frames)\n");
+    } else if (s->peak_trace < 0) {
         sb_puts(b, "  no device memory was allocated\n");
     } else {
         sb_printf(b, "  %s at %s (seq %lld%s", cmt_bytes_str(s->peak, t1), cmt_time_str(s->peak_ts - s->t0, t2),
