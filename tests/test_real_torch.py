@@ -142,19 +142,9 @@ class RealTorchTest(TraceTest):
         self.assertEqual(self.live_device_bytes(db), r["reserved"])
 
     def test_run_torch_oom_entry_equals_torch_figures(self):
-        prog = self.path("prog.py")
-        with open(prog, "w") as f:
-            f.write(OOM)
-        out = self.path("oom.db")
-        env = sim_env(preload=False)
-        env.pop("PYTHONPATH", None)
-        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "1GiB", "-o", out, "--", TORCH_PY, prog],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
-        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        p, rep = self.run_torch_cli(OOM, gpu="1GiB")
         r = self.result(p)
         self.assertTrue(r["oom"])
-        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", out], stdout=subprocess.PIPE, text=True,
-                                        check=True).stdout)
         ooms = [o for o in rep["ooms"] if o["source"] == "allocator"]
         self.assertEqual(len(ooms), 1, rep["ooms"])
         o = ooms[0]
@@ -195,25 +185,27 @@ class RealTorchTest(TraceTest):
         self.assertEqual(s["allocated_bytes.all.current"], sum((n + 511) // 512 * 512 for n in sizes))
         self.assertEqual(s["segment.all.allocated"], 0)
 
-    def run_torch_cli(self, conf=None):
+    def run_torch_cli(self, script=WORKLOAD, conf=None, gpu="RTX4090"):
+        """`cumemtrace run --torch --sim-gpu GPU -- python script`: (the run, its report as JSON)."""
         prog = self.path("prog.py")
         with open(prog, "w") as f:
-            f.write(WORKLOAD)
+            f.write(script)
         out = self.path("run.db")
         env = sim_env(preload=False)
         env.pop("PYTHONPATH", None)
         if conf:
             env["PYTORCH_CUDA_ALLOC_CONF"] = conf
-        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "RTX4090", "-o", out, "--", TORCH_PY, prog],
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", gpu, "-o", out, "--", TORCH_PY, prog],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
         self.assertEqual(p.returncode, 0, p.stderr[-3000:])
         self.assertIn("allocator history of process", p.stderr)
         rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", out], stdout=subprocess.PIPE, text=True,
                                         check=True).stdout)
-        return self.result(p)["stats"], rep
+        return p, rep
 
     def test_run_torch_expandable_segments_figures_equal_torch(self):
-        s, rep = self.run_torch_cli("expandable_segments:True")
+        p, rep = self.run_torch_cli(conf="expandable_segments:True")
+        s = self.result(p)["stats"]
         frag = rep["fragmentation"][0]
         self.assertEqual(frag["peak_allocated_bytes"], s["allocated_bytes.all.peak"])
         self.assertEqual(frag["peak_reserved_bytes"], s["reserved_bytes.all.peak"])
@@ -222,7 +214,8 @@ class RealTorchTest(TraceTest):
         self.assertEqual(rep["peak_bytes"], s["reserved_bytes.all.peak"])
 
     def test_run_torch_imports_the_allocator_history(self):
-        s, rep = self.run_torch_cli()
+        p, rep = self.run_torch_cli()
+        s = self.result(p)["stats"]
         frag = rep["fragmentation"][0]
         self.assertEqual(frag["end_reserved_bytes"], s["reserved_bytes.all.current"])
         self.assertEqual(frag["end_allocated_bytes"], s["allocated_bytes.all.current"])
