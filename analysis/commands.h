@@ -13,5 +13,6 @@ int cmd_flame(int argc, char **argv);    /* cmd_flame.c */
 int cmd_diff(int argc, char **argv);     /* cmd_diff.c */
 int cmd_import_torch(int argc, char **argv); /* cmd_import_torch.c */
 int cmd_export_torch(int argc, char **argv); /* cmd_import_torch.c */
+int cmd_whatif(int argc, char **argv);   /* cmd_whatif.c */
 
 #endif

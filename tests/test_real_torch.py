@@ -287,3 +287,75 @@ class RealTorchTrainingTest(TraceTest):
         self.assertIn("CUDA out of memory", torch_says["message"])
         self.assertGreaterEqual(torch_says["num_ooms"], 1)
         self.assertTrue(rep["ooms"], "the report has the OOM")
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class WhatIfTest(TraceTest):
+    """`cumemtrace whatif` against PyTorch's real allocator run under the other settings, same script."""
+
+    def traced(self, script_args, gpu="RTX4090"):
+        out = self.path("w.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", gpu, "-o", out, "--", TORCH_PY] + script_args,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        return out
+
+    def real(self, script_args, conf=None, memory=None):
+        """The same script untraced on the simulated GPU, under conf: its own accounting."""
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        env["SIMCUDA_GPU"] = "RTX4090"
+        if memory:
+            env.pop("SIMCUDA_GPU")
+            env["SIMCUDA_MEMORY"] = memory
+        if conf:
+            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+        return subprocess.run([TORCH_PY] + script_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=600)
+
+    def whatif(self, db, *args):
+        p = subprocess.run([CUMEMTRACE, "whatif", "--json", db] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)["configs"]
+
+    def test_other_settings_predict_torchs_own_peaks(self):
+        gpt = [GPT, "--precision", "bf16", "--steps", "2"]
+        db = self.traced(gpt)
+        confs = ["max_split_size_mb:20", "roundup_power2_divisions:4"]
+        res = self.whatif(db, *sum((["--alloc-conf", c] for c in confs), []))
+        # the recorded configuration first: the model replays the real run exactly, request by request
+        self.assertEqual(res[0]["check"]["reserved_mismatches"], 0)
+        self.assertGreater(res[0]["check"]["entries"], 1000)
+        for conf, got in zip(confs, res[1:]):
+            p = self.real(gpt, conf)
+            line = [l for l in p.stdout.splitlines() if l.startswith("TORCH_MEMORY ")]
+            self.assertEqual(len(line), 1, p.stderr[-2000:])
+            torch_says = json.loads(line[0][len("TORCH_MEMORY "):])
+            self.assertEqual((got["peak_reserved_bytes"], got["peak_allocated_bytes"]),
+                             (torch_says["reserved_peak_bytes"], torch_says["allocated_peak_bytes"]), conf)
+
+    def test_a_smaller_gpu_runs_out_where_torch_does(self):
+        prog = self.path("prog.py")
+        with open(prog, "w") as f:
+            f.write(WORKLOAD)
+        db = self.traced([prog])
+        res = self.whatif(db, "--capacity", "300MiB")
+        got = res[1]
+        self.assertTrue(got["oom"])
+        p = self.real([prog], memory="300MiB")
+        self.assertNotEqual(p.returncode, 0)
+        # torch's message: "Tried to allocate 46.00 MiB ... 254.03 MiB is allocated by PyTorch, and 15.97 MiB
+        # is reserved by PyTorch but unallocated": the same request, the same state
+        o = got["first_oom"]
+        segment = ((o["size"] + 511) // 512 * 512 + 2 * MiB - 1) // (2 * MiB) * 2 * MiB  # what cudaMalloc was asked
+        self.assertIn("Tried to allocate %.2f MiB" % (segment / MiB), p.stderr)
+        self.assertIn("%.2f MiB is allocated by PyTorch" % (o["allocated_bytes"] / MiB), p.stderr)
+        self.assertIn("%.2f MiB is reserved by PyTorch but unallocated" %
+                      ((o["reserved_bytes"] - o["allocated_bytes"]) / MiB), p.stderr)
+        # and with room for the recorded peak it fits, as torch does
+        res = self.whatif(db, "--capacity", "320MiB")
+        self.assertFalse(res[1]["oom"])
+        self.assertEqual(self.real([prog], memory="320MiB").returncode, 0)

@@ -467,3 +467,40 @@ class SnapshotDefectsTest(TraceTest):
         self.assertEqual(r["fragmentation"][0]["peak_reserved_bytes"], 20 * MiB)
         self.assertEqual(self.scalar(out, "SELECT count(*) FROM alloc_trace WHERE synthetic = 1"), 0)
 
+
+    def test_whatif_replays_the_history_and_refuses_what_it_cannot(self):
+        seg = self.SEG
+        # what torch does: 6 MiB (under 10 MiB) gets a 20 MiB segment, split; 13.5 MiB then takes the 14 MiB
+        # left, whole (0.5 MiB would remain)
+        h = [{"action": "segment_alloc", "addr": seg, "size": 20 * MiB},
+             {"action": "alloc", "addr": seg, "size": 6 * MiB},
+             {"action": "alloc", "addr": seg + 6 * MiB, "size": 27 * MiB // 2},
+             {"action": "free_requested", "addr": seg + 6 * MiB, "size": 27 * MiB // 2},
+             {"action": "free_completed", "addr": seg + 6 * MiB, "size": 27 * MiB // 2},
+             {"action": "free_requested", "addr": seg, "size": 6 * MiB},
+             {"action": "free_completed", "addr": seg, "size": 6 * MiB}]
+        out = self.snap(h)
+        p = subprocess.run([CUMEMTRACE, "whatif", "--json", out, "--alloc-conf", "max_split_size_mb:20",
+                            "--capacity", "16MiB"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rec, small = json.loads(p.stdout)["configs"]
+        # recorded: one 20 MiB segment, 6 MiB + the unsplit 14 MiB block at the peak; reserved equal throughout
+        self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]), (20 * MiB, 20 * MiB))
+        self.assertEqual(rec["check"], {"entries": 4, "reserved_mismatches": 0, "first_mismatch_entry": -1})
+        self.assertFalse(rec["oom"])
+        # 16 MiB cannot hold the 20 MiB segment the 6 MiB request needs: it fails; the 13.5 MiB one then gets
+        # a 14 MiB segment of its own
+        self.assertTrue(small["oom"])
+        self.assertEqual(small["first_oom"]["size"], 6 * MiB)
+        self.assertEqual(small["peak_reserved_bytes"], 14 * MiB)
+        self.assertEqual(small["capacity_bytes"], 16 * MiB)
+        for args, words in (([out, "--alloc-conf", "expandable_segments:True"], "not modelled yet"),
+                            ([out, "--alloc-conf", "nonsense:1"], "not a setting"),
+                            ([out, "--alloc-conf", "max_split_size_mb:3"], "at least 20"),
+                            ([out, "--capacity", "lots"], "--capacity lots"),
+                            ([self.path("missing.db")], "missing.db")):
+            p = subprocess.run([CUMEMTRACE, "whatif"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertNotEqual(p.returncode, 0, args)
+            self.assertEqual(p.stdout, "")
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            self.assertIn(words, p.stderr)

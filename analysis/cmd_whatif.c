@@ -1,0 +1,398 @@
+/*
+ * cmd_whatif.c: `cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]`.
+ *
+ * Replays the caching allocator's recorded requests (the alloc_trace of the trace's latest snapshot: a
+ * run under `run --torch`, or an imported snapshot) through the allocator model (allocmodel.c): first
+ * under the recorded configuration, as a check of the model against what really happened (reserved bytes
+ * after every entry compared), then under each requested configuration. For each: peak reserved, peak
+ * allocated, fragmentation at the reserved peak, and the first request that would run out of memory.
+ *
+ * Requests: every alloc and free_completed, in order. A burst of segment_free entries that is not followed
+ * by a segment_alloc (a retry) is an empty_cache() call and is replayed as one; the allocator's own
+ * releases on a failed cudaMalloc are the model's decision, under the configuration's capacity.
+ */
+#include "allocmodel.h"
+#include "commands.h"
+#include "util.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CONFS 16
+
+struct entry {
+    int64_t id, addr, size, stream, reserved;
+    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'x' other */
+};
+
+struct outcome {
+    const char *label;
+    struct cmt_aconf conf;
+    struct cmt_astats st;
+    int oom;
+    int64_t oom_entry, oom_size;
+    uint64_t oom_reserved, oom_allocated;
+    int64_t checked, mismatches, first_mismatch;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]\n"
+                 "  replays PyTorch's caching allocator as recorded (run --torch, or an imported snapshot),\n"
+                 "  then under each CONF (max_split_size_mb:N, roundup_power2_divisions:N; comma-separated)\n"
+                 "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *s == '-')
+        return -1;
+    uint64_t mult = 1;
+    if (!strcmp(end, "KiB") || !strcmp(end, "K"))
+        mult = 1ull << 10;
+    else if (!strcmp(end, "MiB") || !strcmp(end, "M"))
+        mult = 1ull << 20;
+    else if (!strcmp(end, "GiB") || !strcmp(end, "G"))
+        mult = 1ull << 30;
+    else if (*end)
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
+                char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    int64_t sid = -1, dev = 0;
+    const char *settings = NULL;
+    char *set_copy = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT snapshot_id, settings FROM alloc_snapshots ORDER BY snapshot_id DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(err, errlen, "%s: no allocator history in this trace (record with run --torch, or import-torch)", path);
+        goto out;
+    }
+    sid = sqlite3_column_int64(st, 0);
+    settings = (const char *)sqlite3_column_text(st, 1);
+    set_copy = settings ? strdup(settings) : NULL;
+    sqlite3_finalize(st);
+    st = NULL;
+    /* the recorded configuration, from the snapshot's allocator_settings (JSON written by the importer) */
+    if (set_copy) {
+        const char *k;
+        if ((k = strstr(set_copy, "\"expandable_segments\": true"))) {
+            snprintf(err, errlen, "%s: recorded with expandable_segments:True, which the model does not replay yet", path);
+            free(set_copy);
+            goto out;
+        }
+        if ((k = strstr(set_copy, "\"max_split_size\": "))) {
+            unsigned long long v = strtoull(k + 18, NULL, 10);
+            if (v && v < (1ull << 62))
+                rec->max_split_size = v;
+        }
+        if ((k = strstr(set_copy, "\"roundup_power2_divisions\": "))) {
+            /* a list per interval in torch >= 2.1; one value for all is what we model */
+            const char *p = k + 28;
+            while (*p == '[' || *p == ' ')
+                p++;
+            unsigned long v = strtoul(p, NULL, 10);
+            if (v > 1)
+                rec->divisions = (unsigned)v;
+        }
+        free(set_copy);
+    }
+    /* the device with the most history */
+    if (sqlite3_prepare_v2(db, "SELECT device FROM alloc_trace WHERE snapshot_id = ? GROUP BY device ORDER BY count(*) DESC",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, sid);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            dev = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes FROM alloc_trace"
+                               " WHERE snapshot_id = ? AND device = ? ORDER BY entry_id", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, sid);
+    sqlite3_bind_int64(st, 2, dev);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int c = 0; c < 6; c++)
+            if (c != 1 && c != 5 && sqlite3_column_type(st, c) != SQLITE_INTEGER) {
+                snprintf(err, errlen, "%s: corrupt trace: allocator entry %lld has a bad %s", path,
+                         (long long)sqlite3_column_int64(st, 0), sqlite3_column_name(st, c));
+                goto out;
+            }
+        const char *a = (const char *)sqlite3_column_text(st, 1);
+        struct entry *e = cmt_push(out, n, &cap, sizeof *e);
+        if (!e) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        e->id = sqlite3_column_int64(st, 0);
+        e->addr = sqlite3_column_int64(st, 2);
+        e->size = sqlite3_column_int64(st, 3);
+        e->stream = sqlite3_column_int64(st, 4);
+        e->reserved = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+        e->action = !a ? 'x' : !strcmp(a, "alloc") ? 'a' : !strcmp(a, "free_completed") ? 'f' :
+                    !strcmp(a, "segment_free") ? 's' : !strcmp(a, "segment_alloc") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
+        if (e->size < 0 || (e->action == 'a' && e->size == 0)) {
+            snprintf(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size", path,
+                     (long long)e->id);
+            goto out;
+        }
+        /* the recorded capacity: reserved plus what the device had free at the first oom */
+        if (e->action == 'o' && *rec_capacity == UINT64_MAX && e->reserved >= 0)
+            *rec_capacity = (uint64_t)e->reserved + (uint64_t)e->addr;
+    }
+    if (r != SQLITE_DONE) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        goto out;
+    }
+    if (!*n) {
+        snprintf(err, errlen, "%s: the allocator history is empty", path);
+        goto out;
+    }
+    /* segment_free bursts: a retry's releases (followed by segment_alloc) or an empty_cache() */
+    for (size_t i = 0; i < *n; i++) {
+        if ((*out)[i].action != 's')
+            continue;
+        size_t j = i;
+        while (j < *n && ((*out)[j].action == 's' || (*out)[j].action == 'x'))
+            j++;
+        char kind = j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'x' : 'e';
+        for (size_t k = i; k < j; k++)
+            if ((*out)[k].action == 's')
+                (*out)[k].action = 'x';
+        (*out)[i].action = kind; /* one empty_cache per burst */
+        i = j - 1;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
+
+static int replay(const struct entry *e, size_t n, struct outcome *o, int check, char *err, size_t errlen)
+{
+    struct cmt_amodel *m = cmt_amodel_new(&o->conf);
+    struct imap ids = {0};
+    if (!m)
+        goto oom;
+    o->first_mismatch = -1;
+    for (size_t i = 0; i < n; i++) {
+        switch (e[i].action) {
+        case 'a': {
+            uint64_t id;
+            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0) {
+                if (!o->oom++) {
+                    struct cmt_astats s;
+                    cmt_amodel_stats(m, &s);
+                    o->oom_entry = e[i].id;
+                    o->oom_size = e[i].size;
+                    o->oom_reserved = s.reserved;
+                    o->oom_allocated = s.allocated;
+                }
+                break;
+            }
+            if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
+                goto oom;
+            break;
+        }
+        case 'f': {
+            int64_t *id = imap_get(&ids, (uint64_t)e[i].addr);
+            if (id && *id) {
+                cmt_amodel_free_block(m, (uint64_t)*id);
+                *id = 0;
+            }
+            break;
+        }
+        case 'e':
+            cmt_amodel_empty_cache(m);
+            break;
+        }
+        if (check && e[i].reserved >= 0 && (e[i].action == 'a' || e[i].action == 'f')) {
+            struct cmt_astats s;
+            cmt_amodel_stats(m, &s);
+            o->checked++;
+            if ((int64_t)s.reserved != e[i].reserved && o->mismatches++ == 0)
+                o->first_mismatch = e[i].id;
+        }
+    }
+    cmt_amodel_stats(m, &o->st);
+    imap_free(&ids);
+    cmt_amodel_free(m);
+    return 0;
+oom:
+    imap_free(&ids);
+    cmt_amodel_free(m);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static void cap_str(uint64_t c, char *buf)
+{
+    if (c == UINT64_MAX)
+        strcpy(buf, "unlimited");
+    else
+        cmt_bytes_str((int64_t)c, buf);
+}
+
+int cmd_whatif(int argc, char **argv)
+{
+    const char *confs[MAX_CONFS], *trace = NULL;
+    int nconf = 0, json = 0;
+    uint64_t capacity = UINT64_MAX;
+    char err[1024];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (!strcmp(argv[i], "--alloc-conf") && i + 1 < argc) {
+            if (nconf == MAX_CONFS) {
+                cmt_log("whatif: at most %d --alloc-conf", MAX_CONFS);
+                return 2;
+            }
+            confs[nconf++] = argv[++i];
+        } else if (!strcmp(argv[i], "--capacity") && i + 1 < argc) {
+            if (parse_size(argv[++i], &capacity) != 0 || !capacity) {
+                cmt_log("whatif: --capacity %s: a size in bytes (or with KiB, MiB, GiB)", argv[i]);
+                return 2;
+            }
+        } else if (argv[i][0] == '-') {
+            cmt_log("whatif: unknown option '%s'", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (!trace) {
+            trace = argv[i];
+        } else {
+            cmt_log("whatif: one trace at a time");
+            return 2;
+        }
+    }
+    if (!trace) {
+        usage(stderr);
+        return 2;
+    }
+    struct outcome out[MAX_CONFS + 1];
+    memset(out, 0, sizeof out);
+    struct cmt_aconf rec = {.max_split_size = UINT64_MAX, .divisions = 0, .capacity = UINT64_MAX};
+    uint64_t rec_capacity = UINT64_MAX;
+    struct entry *e = NULL;
+    size_t n = 0;
+    if (load(trace, &e, &n, &rec, &rec_capacity, err, sizeof err) != 0) {
+        cmt_log("%s", err);
+        free(e);
+        return 1;
+    }
+    rec.capacity = rec_capacity;
+    out[0].label = "recorded";
+    out[0].conf = rec;
+    for (int k = 0; k < nconf; k++) {
+        out[k + 1].label = confs[k];
+        out[k + 1].conf = rec;
+        out[k + 1].conf.capacity = capacity != UINT64_MAX ? capacity : rec_capacity;
+        if (cmt_aconf_parse(&out[k + 1].conf, confs[k], err, sizeof err) != 0) {
+            cmt_log("whatif: %s", err);
+            free(e);
+            return 2;
+        }
+    }
+    if (!nconf && capacity != UINT64_MAX) {
+        out[1].label = "recorded settings";
+        out[1].conf = rec;
+        out[1].conf.capacity = capacity;
+        nconf = 1;
+    }
+    for (int k = 0; k <= nconf; k++)
+        if (replay(e, n, &out[k], k == 0, err, sizeof err) != 0) {
+            cmt_log("%s", err);
+            free(e);
+            return 1;
+        }
+    free(e);
+    struct sbuf b = {0};
+    if (json) {
+        sb_puts(&b, "{\"configs\":[");
+        for (int k = 0; k <= nconf; k++) {
+            const struct outcome *o = &out[k];
+            double frag = o->st.peak_reserved ? 1.0 - (double)o->st.allocated_at_peak_reserved / (double)o->st.peak_reserved
+                                              : 0.0;
+            sb_printf(&b, "%s{\"alloc_conf\":", k ? "," : "");
+            sb_json_str(&b, o->label);
+            sb_puts(&b, ",\"capacity_bytes\":");
+            if (o->conf.capacity == UINT64_MAX)
+                sb_puts(&b, "null");
+            else
+                sb_printf(&b, "%llu", (unsigned long long)o->conf.capacity);
+            sb_printf(&b, ",\"peak_reserved_bytes\":%llu,\"peak_allocated_bytes\":%llu,\"fragmentation_at_peak\":%.6f,"
+                          "\"segments_allocated\":%llu,\"oom\":%s,\"ooms\":%lld,\"first_oom\":",
+                      (unsigned long long)o->st.peak_reserved, (unsigned long long)o->st.peak_allocated, frag,
+                      (unsigned long long)o->st.segments_allocated, o->oom ? "true" : "false", (long long)o->oom);
+            if (o->oom)
+                sb_printf(&b, "{\"entry_id\":%lld,\"size\":%lld,\"reserved_bytes\":%llu,\"allocated_bytes\":%llu}",
+                          (long long)o->oom_entry, (long long)o->oom_size, (unsigned long long)o->oom_reserved,
+                          (unsigned long long)o->oom_allocated);
+            else
+                sb_puts(&b, "null");
+            if (k == 0)
+                sb_printf(&b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld}",
+                          (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
+            sb_putc(&b, '}');
+        }
+        sb_puts(&b, "]}\n");
+    } else {
+        char t1[32], t2[32], t3[32], t4[32];
+        sb_printf(&b, "%-32s %12s %14s %14s %9s  %s\n", "configuration", "capacity", "peak reserved", "peak allocated",
+                  "frag", "out of memory");
+        for (int k = 0; k <= nconf; k++) {
+            const struct outcome *o = &out[k];
+            double frag = o->st.peak_reserved ? 1.0 - (double)o->st.allocated_at_peak_reserved / (double)o->st.peak_reserved
+                                              : 0.0;
+            cap_str(o->conf.capacity, t1);
+            sb_printf(&b, "%-32s %12s %14s %14s %8.1f%%  ", o->label, t1,
+                      cmt_bytes_str((int64_t)o->st.peak_reserved, t2), cmt_bytes_str((int64_t)o->st.peak_allocated, t3),
+                      100 * frag);
+            if (o->oom)
+                sb_printf(&b, "yes: %s requested at entry %lld (%lld requests fail)\n",
+                          cmt_bytes_str(o->oom_size, t4), (long long)o->oom_entry, (long long)o->oom);
+            else
+                sb_puts(&b, "no\n");
+        }
+        const struct outcome *o = &out[0];
+        if (o->mismatches)
+            sb_printf(&b, "the model departs from the recorded run at entry %lld (%lld of %lld entries differ in "
+                          "reserved bytes): read the what-if figures with that in mind\n",
+                      (long long)o->first_mismatch, (long long)o->mismatches, (long long)o->checked);
+        else
+            sb_printf(&b, "the model reproduces the recorded run: reserved bytes equal after all %lld requests\n",
+                      (long long)o->checked);
+    }
+    if (sb_write(&b, NULL, err, sizeof err) != 0) {
+        cmt_log("%s", err);
+        sb_free(&b);
+        return 1;
+    }
+    sb_free(&b);
+    return 0;
+}
