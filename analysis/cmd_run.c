@@ -55,20 +55,8 @@ static int sim_setenv(const char *spec)
         if (!strcasecmp(rest, presets[k]))
             preset = k;
     if (preset < 0) {
-        errno = 0;
-        unsigned long long bytes = strtoull(rest, &end, 10), mult = 1;
-        if (!strcasecmp(end, "KiB") || !strcasecmp(end, "K"))
-            mult = 1ull << 10;
-        else if (!strcasecmp(end, "MiB") || !strcasecmp(end, "M"))
-            mult = 1ull << 20;
-        else if (!strcasecmp(end, "GiB") || !strcasecmp(end, "G"))
-            mult = 1ull << 30;
-        else if (!strcasecmp(end, "TiB") || !strcasecmp(end, "T"))
-            mult = 1ull << 40;
-        else if (*end)
-            mult = 0;
-        if (errno || end == rest || *rest == '-' || mult == 0 || bytes == 0 || bytes > (1ull << 38) / mult ||
-            bytes * mult < (2ull << 20)) {
+        uint64_t bytes = 0;
+        if (cmt_parse_size(rest, &bytes) != 0 || bytes > (1ull << 38) || bytes < (2ull << 20)) {
             fprintf(stderr, "cumemtrace run: --sim-gpu %s: not a GPU (H100, H200, A100-40GB, A100-80GB, L4, RTX4090, "
                             "RTX3090) or a size from 2MiB to 256GiB\n", spec);
             return -1;

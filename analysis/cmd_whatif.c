@@ -45,27 +45,6 @@ static void usage(FILE *out)
                  "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || *s == '-')
-        return -1;
-    uint64_t mult = 1;
-    if (!strcmp(end, "KiB") || !strcmp(end, "K"))
-        mult = 1ull << 10;
-    else if (!strcmp(end, "MiB") || !strcmp(end, "M"))
-        mult = 1ull << 20;
-    else if (!strcmp(end, "GiB") || !strcmp(end, "G"))
-        mult = 1ull << 30;
-    else if (*end)
-        return -1;
-    if (v > UINT64_MAX / mult)
-        return -1;
-    *out = v * mult;
-    return 0;
-}
-
 static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
                 char *err, size_t errlen)
 {
@@ -275,7 +254,7 @@ int cmd_whatif(int argc, char **argv)
             }
             confs[nconf++] = argv[++i];
         } else if (!strcmp(argv[i], "--capacity") && i + 1 < argc) {
-            if (parse_size(argv[++i], &capacity) != 0 || !capacity) {
+            if (cmt_parse_size(argv[++i], &capacity) != 0 || !capacity) {
                 cmt_log("whatif: --capacity %s: a size in bytes (or with KiB, MiB, GiB)", argv[i]);
                 return 2;
             }

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sqlite3.h>
 #include <fcntl.h>
 
@@ -585,4 +586,27 @@ int cmt_find_beside(const char *const *rel, const char *name, char *out)
             return 0;
     }
     return -1;
+}
+
+int cmt_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10), mult = 1;
+    if (errno || end == s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    if (!strcasecmp(end, "KiB") || !strcasecmp(end, "K"))
+        mult = 1ull << 10;
+    else if (!strcasecmp(end, "MiB") || !strcasecmp(end, "M"))
+        mult = 1ull << 20;
+    else if (!strcasecmp(end, "GiB") || !strcasecmp(end, "G"))
+        mult = 1ull << 30;
+    else if (!strcasecmp(end, "TiB") || !strcasecmp(end, "T"))
+        mult = 1ull << 40;
+    else if (*end)
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
 }

@@ -36,6 +36,8 @@ void cmt_warn_flush(int print);
 int cmt_find_beside(const char *const *rel, const char *name, char *out);
 
 /* Removes a trace file and its -wal, -shm and -journal companions (errors ignored: absent is fine). */
+/* "4096", "512MiB", "8G", "1TiB" (binary units, case-insensitive) into bytes. 0, or -1 if not a size. */
+int cmt_parse_size(const char *s, uint64_t *out);
 /* True if path is an SQLite file whose meta says format = cumemtrace. */
 int cmt_is_trace_file(const char *path);
 void cmt_remove_trace(const char *path);

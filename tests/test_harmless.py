@@ -439,3 +439,10 @@ class AnalyzerInput(TraceTest):
             self.assertIn("column %s" % col, lines[0])
             for f in os.listdir(self.tmp):
                 os.unlink(self.path(f))
+
+    def test_bad_sim_gpu_is_refused(self):
+        for bad in ("1MiB", "0", "-5", "8x", "9xH100", "abc", "12Q", "300GiB", "H100x2"):
+            p = run([cmtlib.CUMEMTRACE, "run", "--sim-gpu", bad, "--", "/bin/true"], sim_env(preload=False), check=False)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            self.assertIn("--sim-gpu %s:" % bad, p.stderr)
