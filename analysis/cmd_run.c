@@ -16,6 +16,10 @@
 #include "verdict.h"
 
 #include <dlfcn.h>
+
+#ifndef CMT_LIBDIR
+#define CMT_LIBDIR "lib"
+#endif
 #include "util.h"
 
 #include <dirent.h>
@@ -389,8 +393,9 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
 
-    static const char *const lib_rel[] = {"../interpose/libcumemtrace.so", "../lib/cumemtrace/libcumemtrace.so",
-                                          "../lib/libcumemtrace.so", NULL};
+    /* the build tree, then the installed layout (meson's libdir, e.g. lib/x86_64-linux-gnu on Debian) */
+    static const char *const lib_rel[] = {"../interpose/libcumemtrace.so", "../" CMT_LIBDIR "/cumemtrace/libcumemtrace.so",
+                                          "../lib/cumemtrace/libcumemtrace.so", NULL};
     char lib[PATH_MAX];
     const char *env_lib = getenv("CUMEMTRACE_LIB");
     if (env_lib && *env_lib)
@@ -401,8 +406,8 @@ int cmd_run(int argc, char **argv)
     }
     char simlib[PATH_MAX] = "";
     if (sim) {
-        static const char *const sim_rel[] = {"../simgpu/libcuda.so.1", "../lib/cumemtrace/sim/libcuda.so.1",
-                                              NULL};
+        static const char *const sim_rel[] = {"../simgpu/libcuda.so.1", "../" CMT_LIBDIR "/cumemtrace/sim/libcuda.so.1",
+                                              "../lib/cumemtrace/sim/libcuda.so.1", NULL};
         if (cmt_find_beside(sim_rel, NULL, simlib) != 0) {
             fprintf(stderr, "cumemtrace run: the simulated driver (libcuda.so.1) was not found\n");
             return 2;

@@ -1,0 +1,33 @@
+"""The installed layout works: `meson install` into a staging directory, then the installed `cumemtrace run
+--sim-gpu` finds its interposer, its writer and the simulated driver under meson's libdir (on Debian
+lib/x86_64-linux-gnu, not lib) and records a client exactly."""
+import json
+import os
+import shutil
+import subprocess
+
+import cmtlib
+from cmtlib import TraceTest, client, run, sim_env, wait_traces
+
+
+class Installed(TraceTest):
+    def test_installed_run_records(self):
+        meson = shutil.which("meson")
+        if not meson:
+            self.skipTest("meson is not on PATH")
+        stage = self.path("stage")
+        p = subprocess.run([meson, "install", "-C", cmtlib.BUILD, "--destdir", stage, "--quiet"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        exe = [os.path.join(r, f) for r, _, fs in os.walk(stage) for f in fs if f == "cumemtrace"]
+        self.assertEqual(len(exe), 1, exe)
+        writer = [r for r, _, fs in os.walk(stage) for f in fs if f == "cumemtrace-writer"]
+        self.assertEqual(len(writer), 1)
+        out = self.path("t.db")
+        env = sim_env(preload=False)
+        p = run([exe[0], "run", "--sim-gpu", "1GiB", "-o", out, "--", client("direct_client")], env, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        wait_traces(out)
+        rep = json.loads(run([exe[0], "report", "--json", out], os.environ).stdout)
+        self.assertEqual(rep["events"], 19)
+        self.assertEqual(rep["traces"][0]["end_reason"], "exit")
