@@ -99,16 +99,9 @@ void cmt_amodel_free(struct cmt_amodel *m)
 {
     if (!m)
         return;
-    /* every block is reachable by id (allocated ones) or from a pool (free ones) or both lists' neighbours;
-     * free them through the segments found from both */
-    for (int p = 0; p < 2; p++)
-        for (size_t i = 0; i < m->pools[p].n; i++)
-            m->pools[p].v[i]->allocated = 2; /* mark: owned by a pool */
+    /* every block is either allocated (still in byid) or free (in a pool), never both */
     for (size_t i = 0; i < m->nid; i++)
-        if (m->byid[i] && m->byid[i]->allocated == 1) {
-            free(m->byid[i]);
-            m->byid[i] = NULL;
-        }
+        free(m->byid[i]);
     for (int p = 0; p < 2; p++) {
         for (size_t i = 0; i < m->pools[p].n; i++)
             free(m->pools[p].v[i]);

@@ -13,16 +13,11 @@
 
 #include "cmt_db.h"
 #include "torch.h"
+#include "util.h"
 #include "verdict.h"
 
-#include <dlfcn.h>
-
-#ifndef CMT_LIBDIR
-#define CMT_LIBDIR "lib"
-#endif
-#include "util.h"
-
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -31,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -116,8 +109,10 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Prints the trace files the run produced: PATH itself and PATH's siblings STEM.*.db (further
- * processes), or every *.db in a directory written since start. */
+#ifndef CMT_LIBDIR
+#define CMT_LIBDIR "lib"
+#endif
+
 #define MAX_LISTED 4096
 
 /* The program has ended; its writers finish the traces on their own, each holding an flock on its file
@@ -142,20 +137,14 @@ static void wait_writers(const char *out, int out_is_dir, time_t since)
         struct stat st;
         if (stat(full, &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime < since)
             continue;
-        int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0)
-            continue;
-        for (int i = 0; i < 600 * 20 && flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK; i++) {
-            if (i == 20 && !said++)
-                fprintf(stderr, "cumemtrace: waiting for the trace writer to finish %s\n", full);
-            struct timespec t = {0, 50 * 1000 * 1000};
-            nanosleep(&t, NULL);
-        }
-        close(fd);
+        cmt_wait_for_writer(full, 600, 1000, &said);
     }
     closedir(d);
 }
 
+/* Prints the trace files the run produced: PATH itself and PATH's siblings STEM.*.db (further
+ * processes), or every *.db in a directory written since start; up to MAX_LISTED of their paths go into
+ * listed (strdup'ed). Returns how many. */
 static int report_traces(const char *out, int out_is_dir, time_t since, char **listed)
 {
     char dirbuf[PATH_MAX], basebuf[PATH_MAX];

@@ -20,9 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 
 /* libstdc++'s demangler, callable from C. */
@@ -85,34 +82,6 @@ static int process_alive_here(const struct cmt_trace *t)
 
 #define WRITER_WAIT_S 600
 
-/* True if a cumemtrace-writer holds the file's lock (it is writing it, or finishing it). */
-static int writer_holds(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return 0; /* not a file a writer could hold (validation says what it is) */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return 0;
-    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-    close(fd);
-    return held;
-}
-
-/* Waits until the writer lets go of the file (it finished it, or died). Says so once if it takes a while. */
-static int wait_for_writer(const char *path)
-{
-    for (int i = 0; i < WRITER_WAIT_S * 20; i++) {
-        if (!writer_holds(path))
-            return 0;
-        if (i == 10)
-            fprintf(stderr, "cumemtrace: waiting for the trace writer to finish %s\n", path);
-        struct timespec t = {0, 50 * 1000 * 1000};
-        nanosleep(&t, NULL);
-    }
-    return -1;
-}
-
 /* The pid of the traced program if it still runs on this machine, else 0 (read while the writer writes:
  * the file is in WAL mode; any failure means "not known to be running"). */
 static long long writer_program(const char *path)
@@ -141,7 +110,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     sqlite3_stmt *st = NULL;
     int rc;
     *empty = 0;
-    if (writer_holds(t->path)) {
+    if (cmt_writer_holds(t->path)) {
         /* The writer holds its flock until the file is final: while the program runs (refused), or while
          * the writer finishes after it, draining and building indexes (waited for). */
         long long pid = writer_program(t->path);
@@ -149,7 +118,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
             return cmt_fail(err, errlen,
                             "%s: trace still being written (process %lld is running); analyze it after it exits",
                             t->path, pid);
-        if (wait_for_writer(t->path) != 0)
+        if (cmt_wait_for_writer(t->path, WRITER_WAIT_S, 500, NULL) != 0)
             return cmt_fail(err, errlen, "%s: the trace writer has not finished it in %d s", t->path, WRITER_WAIT_S);
     }
     if (cmt_db_open_read(t->path, &t->db, NULL, err, errlen) != 0)
@@ -194,7 +163,6 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     t->stack_depth = sqlite3_column_int64(st, 11);
     sqlite3_finalize(st);
     st = NULL;
-
 
     /* The last and first events: emptiness, and the time axis before the pass. */
     rc = sqlite3_prepare_v2(t->db,
@@ -409,15 +377,13 @@ int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t 
                 sb_printf(&skipped, "%s%s (%s)", nskipped++ ? "; " : "", names[j], r);
             }
         }
-        if (nskipped) {
-            if (s->n > before)
-                cmt_warn("warning: %s: skipped %d unusable file%s: %s", paths[i], nskipped, nskipped > 1 ? "s" : "",
-                         skipped.p ? skipped.p : "");
-            else
-                bad = 3;
-        }
-        if (bad == 3)
+        if (nskipped && s->n > before) {
+            cmt_warn("warning: %s: skipped %d unusable file%s: %s", paths[i], nskipped, nskipped > 1 ? "s" : "",
+                     skipped.p ? skipped.p : "");
+        } else if (nskipped) {
             cmt_fail(err, errlen, "%s: no usable trace in this directory: %s", paths[i], skipped.p ? skipped.p : "");
+            bad = 3;
+        }
         sb_free(&skipped);
         for (size_t j = 0; j < nn; j++)
             free(names[j]);

@@ -16,6 +16,9 @@
 #include <strings.h>
 #include <sqlite3.h>
 #include <fcntl.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <sys/file.h>
 
 void cmt_log(const char *fmt, ...)
 {
@@ -510,6 +513,32 @@ void cmt_warn_flush(int print)
     if (print && warnings.p)
         fputs(warnings.p, stderr);
     sb_free(&warnings);
+}
+
+int cmt_writer_holds(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0; /* not a file a writer could hold (validation says what it is) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+int cmt_wait_for_writer(const char *path, unsigned timeout_s, unsigned say_after_ms, int *said)
+{
+    for (unsigned ms = 0; ms < timeout_s * 1000u; ms += 50) {
+        if (!cmt_writer_holds(path))
+            return 0;
+        if (ms == say_after_ms && !(said && (*said)++))
+            fprintf(stderr, "cumemtrace: waiting for the trace writer to finish %s\n", path);
+        struct timespec t = {0, 50 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    return -1;
 }
 
 int cmt_is_trace_file(const char *path)

@@ -38,6 +38,11 @@ int cmt_find_beside(const char *const *rel, const char *name, char *out);
 /* Removes a trace file and its -wal, -shm and -journal companions (errors ignored: absent is fine). */
 /* "4096", "512MiB", "8G", "1TiB" (binary units, case-insensitive) into bytes. 0, or -1 if not a size. */
 int cmt_parse_size(const char *s, uint64_t *out);
+/* A cumemtrace-writer holds an flock on a trace while it writes it and until it is final. */
+int cmt_writer_holds(const char *path);
+/* Waits (at most timeout_s) until no writer holds path; says so on stderr once it has waited say_after_ms
+ * (once in all, when said is given). 0, or -1 on timeout. */
+int cmt_wait_for_writer(const char *path, unsigned timeout_s, unsigned say_after_ms, int *said);
 /* True if path is an SQLite file whose meta says format = cumemtrace. */
 int cmt_is_trace_file(const char *path);
 void cmt_remove_trace(const char *path);

@@ -154,11 +154,6 @@ static void futex_wait_shared(_Atomic uint32_t *w, uint32_t expected, uint64_t n
     syscall(SYS_futex, w, FUTEX_WAIT, expected, &ts, NULL, 0);
 }
 
-static void fail(const char *why)
-{
-    cmt_runtime_disable(why);
-}
-
 int cmt_capture_start(void)
 {
     int expected = CMT_IDLE;
@@ -174,7 +169,7 @@ int cmt_capture_start(void)
         while (cap > 64 && CMT_SHM_HEADER_SIZE + cap * slot > fsz.rlim_cur)
             cap /= 2;
         if (CMT_SHM_HEADER_SIZE + cap * slot > fsz.rlim_cur) {
-            fail("the file size limit (ulimit -f) leaves no room for the event queue");
+            cmt_runtime_disable("the file size limit (ulimit -f) leaves no room for the event queue");
             errno = saved;
             return -1;
         }
@@ -193,7 +188,7 @@ int cmt_capture_start(void)
             munmap(mem, shm_len);
         char why[160];
         snprintf(why, sizeof why, "cannot set up the memory shared with the trace writer: %s", strerror(e));
-        fail(why);
+        cmt_runtime_disable(why);
         errno = saved;
         return -1;
     }
@@ -224,7 +219,7 @@ int cmt_capture_start(void)
         char why[PATH_MAX + 128];
         snprintf(why, sizeof why, "cannot start the trace writer %s: %s", writer_path[0] ? writer_path : "(not found)",
                  strerror(rc));
-        fail(why);
+        cmt_runtime_disable(why);
         errno = saved;
         return -1;
     }
@@ -263,7 +258,7 @@ void cmt_capture_check(void)
         char why[sizeof h->error + 1];
         memcpy(why, h->error, sizeof h->error);
         why[sizeof h->error] = 0;
-        fail(why[0] ? why : "the trace writer failed");
+        cmt_runtime_disable(why[0] ? why : "the trace writer failed");
     }
 }
 

@@ -135,8 +135,6 @@ static int (*gcc_backtrace)(void **, int);
 static int (*unw_backtrace_fn)(void **, int);
 static _Atomic int unw_usable;
 static int unw_fd[2] = {-1, -1};
-static dev_t unw_dev;
-static ino_t unw_ino;
 static pthread_once_t unwind_once = PTHREAD_ONCE_INIT;
 
 #define FD_SCAN 4096
@@ -195,8 +193,6 @@ static void load_unwind(void)
             return; /* not one pipe: someone else's descriptors; do not guess */
         unw_fd[0] = found[0];
         unw_fd[1] = found[1];
-        unw_dev = a.st_dev;
-        unw_ino = a.st_ino;
     } else if (nf != 0) {
         return; /* another thread opened pipes meanwhile: we cannot tell which is libunwind's */
     }

@@ -786,6 +786,17 @@ static const char *program_gone(void)
     return NULL;
 }
 
+/* After our own failure: keep taking events off the queue, so that the program never waits on us, until
+ * it is gone. */
+static void discard_until_gone(void)
+{
+    while (!program_gone()) {
+        while (cmt_ring_peek(&queue))
+            cmt_ring_release(&queue);
+        sleep_on_wake(50ull * 1000 * 1000);
+    }
+}
+
 /* ---- the end ------------------------------------------------------------------------------------- */
 
 static void finish_trace(const char *how)
@@ -880,12 +891,7 @@ int main(int argc, char **argv)
         close(nul);
     }
     if (fail) {
-        /* Keep taking events off the queue so that the program never waits on us, until it is gone. */
-        while (!program_gone()) {
-            while (cmt_ring_peek(&queue))
-                cmt_ring_release(&queue);
-            sleep_on_wake(50ull * 1000 * 1000);
-        }
+        discard_until_gone();
         return 1;
     }
     if (shm->debug_writer_delay_ms) {
@@ -922,11 +928,7 @@ int main(int argc, char **argv)
         /* SQLite failed: what was committed stays; drain and drop the rest so the program never waits. */
         drop_db();
         atomic_store_explicit(&shm->writer_state, CMT_WRITER_FAILED, memory_order_release);
-        while (!program_gone()) {
-            while (cmt_ring_peek(&queue))
-                cmt_ring_release(&queue);
-            sleep_on_wake(50ull * 1000 * 1000);
-        }
+        discard_until_gone();
     }
     atomic_store_explicit(&shm->writer_state, CMT_WRITER_DONE, memory_order_release);
     if (lock_fd >= 0)
