@@ -183,4 +183,11 @@ void cmt_trace_label(const struct cmt_trace *t, char *buf, size_t len);
 const char *cmt_api_name(int api);
 const char *cmt_kind_name(int kind);
 
+/* Checks the types of a row just stepped against spec, one letter per column: 'i' an integer, 'I' an
+ * integer or NULL, 't' text, 'T' text or NULL, '-' anything. A value of another type is damage that SQLite
+ * would otherwise quietly read as 0 or "": returns -1 with "PATH: corrupt trace: WHAT ID has text in
+ * column NAME" in err (what: "event", "stack", "allocator entry"...), 0 if every column is as expected. */
+int cmt_row_check(const char *path, sqlite3_stmt *st, const char *spec, const char *what, long long id,
+                  char *err, size_t errlen);
+
 #endif

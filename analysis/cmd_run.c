@@ -482,7 +482,7 @@ int cmd_run(int argc, char **argv)
     static char *listed[MAX_LISTED];
     int nlisted = report_traces(out, out_is_dir, start - 1, listed);
     if (!nlisted && !imported)
-        fprintf(stderr, "cumemtrace: no trace written (the program made no CUDA memory calls)\n");
+        fprintf(stderr, "cumemtrace: no trace written (the program made no CUDA memory calls, or recording failed as said above)\n");
     if (sim && nlisted > 0)
         sim_verdict(simlib, listed, nlisted < MAX_LISTED ? nlisted : MAX_LISTED);
     for (int k = 0; k < nlisted && k < MAX_LISTED; k++)

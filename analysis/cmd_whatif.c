@@ -11,6 +11,7 @@
  * by a segment_alloc (a retry) is an empty_cache() call and is replayed as one; the allocator's own
  * releases on a failed cudaMalloc are the model's decision, under the configuration's capacity.
  */
+#include "cmt_db.h"
 #include "allocmodel.h"
 #include "commands.h"
 #include "util.h"
@@ -54,7 +55,7 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     size_t cap = 0;
     *out = NULL;
     *n = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         goto out;
     }

@@ -242,6 +242,10 @@ static int astack_get(struct actx *c, int64_t stack_id, int has, struct astack *
     int comp = -1, rc;
     char site[512] = "", native_site[512] = "";
     while ((rc = sqlite3_step(c->q)) == SQLITE_ROW) {
+        if (cmt_row_check(c->t->path, c->q, "TTII", "allocator stack", (long long)stack_id, err, errlen) != 0) {
+            sqlite3_reset(c->q);
+            return -1;
+        }
         const char *name = (const char *)sqlite3_column_text(c->q, 0);
         const char *file = (const char *)sqlite3_column_text(c->q, 1);
         int line = sqlite3_column_int(c->q, 2), py = sqlite3_column_int(c->q, 3);
@@ -411,7 +415,7 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
                            "SELECT e.device, e.allocated_bytes, e.reserved_bytes, e.requested_bytes, e.internal_bytes,"
                            " e.external_bytes, e.largest_free_block, e.peak_reserved_bytes,"
                            " p.entry_id, p.allocated_bytes, p.reserved_bytes, p.requested_bytes, p.largest_free_block,"
-                           " (SELECT ts_ns FROM alloc_trace WHERE entry_id = p.entry_id),"
+                           " (SELECT ts_ns FROM alloc_trace WHERE entry_id = p.entry_id) AS ts_ns,"
                            " (SELECT count(*) FROM alloc_segments g WHERE g.snapshot_id = e.snapshot_id AND g.device = e.device),"
                            " (SELECT count(*) FROM alloc_segments g WHERE g.snapshot_id = e.snapshot_id AND g.device = e.device"
                            "   AND g.largest_free_block > 0)"
@@ -423,6 +427,9 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
     sqlite3_bind_int64(st, 1, sid);
     int r;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cmt_row_check(t->path, st, "IIIIIIIIIIIIIIII", "allocator state of device",
+                          (long long)sqlite3_column_int64(st, 0), err, errlen) != 0)
+            goto out;
         struct cmt_frag *f = cmt_push(&x->frag, &x->nfrag, &x->fragcap, sizeof *f);
         if (!f)
             goto oom;
@@ -462,6 +469,9 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
         goto dberr;
     sqlite3_bind_int64(st, 1, sid);
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cmt_row_check(t->path, st, "IIIIIIII", "allocator entry", (long long)sqlite3_column_int64(st, 1), err,
+                          errlen) != 0)
+            goto out;
         struct cmt_oom *o = cmt_push(&x->ooms, &x->nooms, &x->oomcap, sizeof *o);
         if (!o)
             goto oom;
@@ -493,6 +503,9 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
         goto dberr;
     sqlite3_bind_int64(st, 1, sid);
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cmt_row_check(t->path, st, "iIIIIIi", "allocator entry", (long long)sqlite3_column_int64(st, 0), err,
+                          errlen) != 0)
+            goto out;
         struct citem *i = cmt_push(&it, &n, &cap, sizeof *i);
         if (!i)
             goto oom;
@@ -1002,6 +1015,9 @@ static int curves_of(struct cmt_set *s, size_t ti, int64_t sid, const struct cmt
         goto dberr;
     sqlite3_bind_int64(st, 1, sid);
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cmt_row_check(t->path, st, "iIIIi", "allocator entry", (long long)sqlite3_column_int64(st, 0), err,
+                          errlen) != 0)
+            goto out;
         struct citem *i = cmt_push(&it, &n, &cap, sizeof *i);
         struct astack *as = NULL;
         if (!i)
@@ -1049,6 +1065,9 @@ static int curves_of(struct cmt_set *s, size_t ti, int64_t sid, const struct cmt
         }                                                                                                \
     } while (0)
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cmt_row_check(t->path, st, "iIIII", "allocator entry", (long long)sqlite3_column_int64(st, 0), err,
+                          errlen) != 0)
+            goto out;
         int64_t id = sqlite3_column_int64(st, 0), dev = sqlite3_column_int64(st, 1);
         if (!cur || cur->device != dev) {
             FLUSH();

@@ -52,6 +52,24 @@ static int db_fail(struct cmt_trace *t, int rc, char *err, size_t errlen)
     return cmt_fail(err, errlen, "%s: cannot read trace: %s", t->path, sqlite3_errmsg(t->db));
 }
 
+int cmt_row_check(const char *path, sqlite3_stmt *st, const char *spec, const char *what, long long id,
+                  char *err, size_t errlen)
+{
+    for (int c = 0; spec[c] && c < sqlite3_column_count(st); c++) {
+        int type = sqlite3_column_type(st, c);
+        char want = spec[c];
+        if (want == '-' || (type == SQLITE_NULL && (want == 'I' || want == 'T')) ||
+            (type == SQLITE_INTEGER && (want == 'i' || want == 'I')) ||
+            (type == SQLITE_TEXT && (want == 't' || want == 'T')))
+            continue;
+        return cmt_fail(err, errlen, "%s: corrupt trace: %s %lld has %s in column %s", path, what, id,
+                        type == SQLITE_NULL ? "no value" : type == SQLITE_TEXT ? "text" :
+                        type == SQLITE_INTEGER ? "an integer" : type == SQLITE_FLOAT ? "a real number" : "a blob",
+                        sqlite3_column_name(st, c));
+    }
+    return 0;
+}
+
 #define CMT_MAX_SIZE ((int64_t)1 << 56) /* 64 PiB: far beyond any device, far below overflow */
 #define CMT_MAX_TS ((int64_t)1 << 62)   /* ~146 years of CLOCK_MONOTONIC */
 
@@ -88,7 +106,7 @@ static long long writer_program(const char *path)
 {
     sqlite3 *db = NULL;
     long long pid = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 200);
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, "SELECT pid, host FROM process", -1, &st, NULL) == SQLITE_OK &&
@@ -490,6 +508,10 @@ static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char 
         sqlite3_reset(t->stack_q);
         sqlite3_bind_int64(t->stack_q, 1, stack_id);
         while ((rc = sqlite3_step(t->stack_q)) == SQLITE_ROW) {
+            if (cmt_row_check(t->path, t->stack_q, "TTiI", "stack", (long long)stack_id, err, errlen) != 0) {
+                sqlite3_reset(t->stack_q);
+                goto error;
+            }
             const char *fn = (const char *)sqlite3_column_text(t->stack_q, 0);
             const char *mod = (const char *)sqlite3_column_text(t->stack_q, 1);
             int has_mod = sqlite3_column_type(t->stack_q, 1) != SQLITE_NULL;
@@ -728,18 +750,10 @@ enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESU
 static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *err, size_t errlen)
 {
     struct cmt_trace *t = s->t[ti];
-    /* Every column the pass reads is an integer (or NULL where the schema allows it): text, a real or a
-     * blob there is damage, which SQLite would otherwise quietly read as 0. */
-    for (int c = 0; c < sqlite3_column_count(st); c++) {
-        int type = sqlite3_column_type(st, c);
-        if (type == SQLITE_INTEGER || (type == SQLITE_NULL && c != C_SEQ && c != C_TS && c != C_API && c != C_OP &&
-                                       c != C_KIND && c != C_RESULT))
-            continue;
-        return cmt_fail(err, errlen, "%s: corrupt trace: event %lld has %s in column %s", t->path,
-                        (long long)sqlite3_column_int64(st, C_SEQ), type == SQLITE_NULL ? "no value" :
-                        type == SQLITE_TEXT ? "text" : type == SQLITE_FLOAT ? "a real number" : "a blob",
-                        sqlite3_column_name(st, c));
-    }
+    /* Every column the pass reads is an integer (or NULL where the schema allows it). */
+    if (cmt_row_check(t->path, st, "iiiiiIIIIiIII", "event", (long long)sqlite3_column_int64(st, C_SEQ), err,
+                      errlen) != 0)
+        return -1;
     int64_t seq = sqlite3_column_int64(st, C_SEQ), ts = sqlite3_column_int64(st, C_TS);
     int api = sqlite3_column_int(st, C_API), op = sqlite3_column_int(st, C_OP), kind = sqlite3_column_int(st, C_KIND);
     int64_t addr = sqlite3_column_int64(st, C_ADDR), size = sqlite3_column_int64(st, C_SIZE);

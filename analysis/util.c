@@ -5,6 +5,7 @@
  * sb_write, which the verbs call once, after the analysis succeeded.
  */
 #include "util.h"
+#include "cmt_db.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -553,7 +554,7 @@ int cmt_is_trace_file(const char *path)
     close(fd);
     if (n != (ssize_t)sizeof head || memcmp(head, "SQLite format 3", 16) != 0)
         return 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) == SQLITE_OK) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'format'", -1, &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&

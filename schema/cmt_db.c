@@ -9,6 +9,7 @@
 #include "cmt_events.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -68,12 +69,76 @@ static int fill_lookup_tables(sqlite3 *db, char *err, size_t errlen)
     return rc;
 }
 
+/* The unix VFS with xFullPathname keeping a name as given: with a relative name, every file SQLite opens
+ * (the database, its -journal, -wal, -shm) is found relative to the current directory. */
+static sqlite3_vfs relative_vfs;
+
+static int keep_name(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+    (void)vfs;
+    size_t len = strlen(name);
+    if (len >= (size_t)n)
+        return SQLITE_CANTOPEN;
+    memcpy(out, name, len + 1);
+    return SQLITE_OK;
+}
+
+#define CMT_SQLITE_SHORT_PATH 400 /* and room for "-journal": well inside MAX_PATHNAME (512) */
+
+int cmt_db_sqlite_open(const char *path, sqlite3 **db, int flags)
+{
+    *db = NULL;
+    const char *slash = strrchr(path, '/');
+    if (strlen(path) < CMT_SQLITE_SHORT_PATH || !slash || strlen(slash + 1) >= CMT_SQLITE_SHORT_PATH)
+        return sqlite3_open_v2(path, db, flags, NULL);
+    if (!relative_vfs.zName) {
+        sqlite3_vfs *base = sqlite3_vfs_find(NULL);
+        if (!base)
+            return SQLITE_ERROR;
+        relative_vfs = *base;
+        relative_vfs.zName = "cmt-relative";
+        relative_vfs.pNext = NULL;
+        relative_vfs.xFullPathname = keep_name;
+        if (sqlite3_vfs_register(&relative_vfs, 0) != SQLITE_OK) {
+            relative_vfs.zName = NULL;
+            return SQLITE_ERROR;
+        }
+    }
+    char dir[PATH_MAX];
+    size_t dlen = (size_t)(slash - path);
+    if (dlen >= sizeof dir)
+        return SQLITE_CANTOPEN;
+    memcpy(dir, path, dlen);
+    dir[dlen ? dlen : 1] = 0;
+    if (!dlen)
+        dir[0] = '/';
+    int writing = (flags & SQLITE_OPEN_READWRITE) != 0;
+    int here = writing ? -1 : open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if ((!writing && here < 0) || chdir(dir) != 0) {
+        if (here >= 0)
+            close(here);
+        return SQLITE_CANTOPEN;
+    }
+    int rc;
+    if (writing) {
+        rc = sqlite3_open_v2(slash + 1, db, flags, "cmt-relative");
+    } else {
+        char *uri = sqlite3_mprintf("file:%s?immutable=1", slash + 1);
+        rc = uri ? sqlite3_open_v2(uri, db, flags | SQLITE_OPEN_URI, "cmt-relative") : SQLITE_NOMEM;
+        sqlite3_free(uri);
+        if (fchdir(here) != 0)
+            rc = rc == SQLITE_OK ? SQLITE_CANTOPEN : rc; /* defensive: the directory we were in is gone */
+        close(here);
+    }
+    return rc;
+}
+
 int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     *out = NULL;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, flags) != SQLITE_OK) {
         fail(err, errlen, "cannot create %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;
@@ -143,7 +208,7 @@ int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, s
     *out = NULL;
     if (check_header(path, err, errlen) != 0)
         return -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
         fail(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         goto error;
     }
@@ -223,7 +288,7 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
         return -1;
     sqlite3_close(db);
     db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
         fail(err, errlen, "%s: cannot open for writing: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;

@@ -29,6 +29,15 @@ extern const char cmt_schema_v2_sql[]; /* schema/cumemtrace_v2.sql: what version
 #define CMT_SQL_INSERT_MODULE \
     "INSERT INTO modules(module_id, path, build_id, base, size) VALUES (?,?,?,?,?)"
 
+/* sqlite3_open_v2 for paths of any length up to PATH_MAX. SQLite's unix VFS keeps a database's full path
+ * in 512-byte buffers (MAX_PATHNAME) and fails beyond; for a longer path we change into the file's
+ * directory and open its name relative to it through a VFS that keeps names as given ("cmt-relative").
+ * Writing (SQLITE_OPEN_READWRITE): the process stays in that directory for the handle's life, since the
+ * journal and WAL files are found by the same relative name later: only for a process that owns nothing
+ * else relative to its directory (the writer). Reading: the file is opened immutable (no journal, no
+ * WAL, no locks: a finished trace) and the directory we were in is restored at once. */
+int cmt_db_sqlite_open(const char *path, sqlite3 **db, int flags);
+
 /* Creates a new trace at path (which must not exist: O_EXCL semantics are the caller's), in WAL mode,
  * with all tables, lookup tables and meta rows. */
 int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);

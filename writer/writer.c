@@ -427,13 +427,12 @@ static int open_trace(void)
     if (olen && shm->output[olen - 1] != '/' && lstat(shm->output, &ost) == 0 && !S_ISREG(ost.st_mode) &&
         !S_ISDIR(ost.st_mode)) {
         /* a device, a socket, a fifo, a link: not a place for a trace, and nothing to write beside it */
-        report_failure("CUMEMTRACE_OUTPUT=%.400s is not a regular file or a directory; the program runs on "
-                       "without recording", shm->output);
+        report_failure("CUMEMTRACE_OUTPUT=%.400s is not a regular file or a directory", shm->output);
         return -1;
     }
     int rc = choose_path(trace_path, sizeof trace_path);
     if (rc != 0) {
-        report_failure("cannot create a trace file at %.400s: %s; the program runs on without recording",
+        report_failure("cannot create a trace file at %.400s: %s",
                        trace_path[0] ? trace_path : shm->output, strerror(-rc));
         return -1;
     }
@@ -452,7 +451,7 @@ static int open_trace(void)
         rc = -1;
     }
     if (rc != 0) {
-        report_failure("cannot create trace %.300s: %.150s; the program runs on without recording", trace_path, err);
+        report_failure("cannot create trace %.300s: %.150s", trace_path, err);
         unlink(trace_path);
         return -1;
     }
