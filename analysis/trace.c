@@ -628,11 +628,9 @@ static void panel_sample(struct cmt_set *s, struct cmt_panel *p, int64_t ts)
     int64_t span = s->tend - s->t0;
     int64_t rel = ts - s->t0;
     int nb = s->opt.points;
-    int i = span > 0 ? (int)((double)rel / (double)span * nb) : 0;
-    if (i < 0)
-        i = 0;
-    if (i >= nb)
-        i = nb - 1;
+    /* clamped before the conversion: an event outside [t0, tend] (a damaged time) lands in an end bucket */
+    double x = span > 0 ? (double)rel / (double)span * nb : 0;
+    int i = x < 0 ? 0 : x >= nb ? nb - 1 : (int)x;
     struct cmt_bucket *b = &p->b[i];
     int64_t total = 0;
     for (int l = 0; l < s->nlayers; l++)
