@@ -19,6 +19,7 @@
 #ifndef CMT_ANALYSIS_H
 #define CMT_ANALYSIS_H
 
+#include "cmt_events.h"
 #include "util.h"
 
 #include <sqlite3.h>
@@ -26,12 +27,10 @@
 
 #define CMT_NO_STACK (-1)
 #define CMT_LIVE INT64_MAX
-#define CMT_NKINDS 9  /* kinds are 1..8 */
-#define CMT_NAPIS 28  /* apis are 1..27; slot 0 counts unknown ones */
+/* Tables indexed by kind or api id (schema/cmt_events.h); slot 0 counts unknown ones. */
+#define CMT_NKINDS CMT_KIND_COUNT_PLUS_ONE
+#define CMT_NAPIS CMT_API_COUNT_PLUS_ONE
 #define CMT_MAX_LAYERS 12
-
-/* True for the kinds that count as device memory. */
-#define CMT_KIND_IS_PHYSICAL(k) ((k) == 1 || (k) == 4 || (k) == 6)
 
 /* One successful acquire of memory (kinds device, managed, host_pinned, stream_ordered, vmm_physical).
  * Reservations, mappings and IPC opens are tracked by size only. 32 bytes: 10 M events fit easily. */

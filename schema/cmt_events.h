@@ -66,16 +66,19 @@
     X(26, cuIpcOpenMemHandle_v2, cuIpcOpenMemHandle, IPC_OPEN, IPC)                                     \
     X(27, cuIpcCloseMemHandle, cuIpcCloseMemHandle, IPC_CLOSE, IPC)
 
+/* Each list's ids run 1, 2, 3... in order (checked below), so *_COUNT_PLUS_ONE sizes a table indexed by id. */
 enum cmt_op {
 #define X(id, name, str) CMT_OP_##name = id,
     CMT_OP_LIST(X)
 #undef X
+    CMT_OP_COUNT_PLUS_ONE
 };
 
 enum cmt_kind {
 #define X(id, name, str) CMT_KIND_##name = id,
     CMT_KIND_LIST(X)
 #undef X
+    CMT_KIND_COUNT_PLUS_ONE
 };
 
 enum cmt_api {
@@ -84,6 +87,18 @@ enum cmt_api {
 #undef X
     CMT_API_COUNT_PLUS_ONE
 };
+
+#define X(id, name, ...) +1
+_Static_assert(0 CMT_OP_LIST(X) == CMT_OP_COUNT_PLUS_ONE - 1, "op ids must run 1..N in order");
+_Static_assert(0 CMT_KIND_LIST(X) == CMT_KIND_COUNT_PLUS_ONE - 1, "kind ids must run 1..N in order");
+_Static_assert(0 CMT_API_LIST(X) == CMT_API_COUNT_PLUS_ONE - 1, "api ids must run 1..N in order");
+#undef X
+
+/* True for the kinds that are device memory of their own, counted in a device's footprint: reservations
+ * (addresses only), mappings (views of a handle), IPC opens (another process's memory), managed and
+ * host-pinned memory are not. */
+#define CMT_KIND_IS_PHYSICAL(k) \
+    ((k) == CMT_KIND_DEVICE || (k) == CMT_KIND_STREAM_ORDERED || (k) == CMT_KIND_VMM_PHYSICAL)
 
 /* True for ops that hand out something (memory, addresses, a handle, a mapping). */
 #define CMT_OP_IS_ACQUIRE(op) (((op) & 1) && (op) != CMT_OP_TRIM)

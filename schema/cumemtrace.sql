@@ -124,23 +124,24 @@ LEFT JOIN modules m ON m.module_id = f.module_id;
 
 -- For each successful acquire, the seq of the release that ended it (NULL while live). Releases pair by
 -- address (frees, unreserve, IPC close), by handle (cuMemRelease), or by an unmapped range covering the
--- mapping (cuMemUnmap).
+-- mapping (cuMemUnmap). Ops are named, never numbered (the ops table is the vocabulary); the one rule
+-- used is cmt_events.h's: an acquire's release is op + 1.
 CREATE VIEW pairs AS
 SELECT a.seq AS alloc_seq,
-       CASE a.op
-         WHEN 5 THEN (SELECT min(f.seq) FROM events f
-                       WHERE f.op = 6 AND f.handle = a.handle AND f.result = 0 AND f.seq > a.seq)
-         WHEN 7 THEN coalesce(
+       CASE (SELECT name FROM ops WHERE op = a.op)
+         WHEN 'create' THEN (SELECT min(f.seq) FROM events f
+                              WHERE f.op = a.op + 1 AND f.handle = a.handle AND f.result = 0 AND f.seq > a.seq)
+         WHEN 'map' THEN coalesce(
                       (SELECT min(f.seq) FROM events f
-                        WHERE f.op = 8 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq),
+                        WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq),
                       (SELECT min(f.seq) FROM events f
-                        WHERE f.op = 8 AND f.address <= a.address AND f.address + f.size > a.address
+                        WHERE f.op = a.op + 1 AND f.address <= a.address AND f.address + f.size > a.address
                           AND f.result = 0 AND f.seq > a.seq))
          ELSE (SELECT min(f.seq) FROM events f
                 WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq)
        END AS free_seq
 FROM events a
-WHERE a.result = 0 AND a.op IN (1, 3, 5, 7, 9);
+WHERE a.result = 0 AND a.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'create', 'map', 'ipc_open'));
 
 CREATE VIEW allocations AS
 SELECT a.seq, a.address, a.size, k.name AS kind, p.name AS api, a.ts_ns AS alloc_ns, f.ts_ns AS free_ns,
@@ -156,4 +157,4 @@ CREATE VIEW failures AS
 SELECT e.seq, p.name AS api, e.size, e.result, e.ts_ns, e.free_bytes, e.total_bytes, e.stack_id,
        e.device, e.tid, k.name AS kind, e.stream, e.handle
 FROM events e JOIN apis p ON p.api = e.api JOIN kinds k ON k.kind = e.kind
-WHERE e.result <> 0 AND e.op IN (1, 3, 5, 7, 9);
+WHERE e.result <> 0 AND e.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'create', 'map', 'ipc_open'));

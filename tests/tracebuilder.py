@@ -1,7 +1,9 @@
 """Builds cumemtrace trace files directly with SQLite, following schema/cumemtrace.sql exactly, for tests of
 the analyzer that need hand-computed answers (peaks, leaks, top stacks, failures) without the interposer.
 
-The lookup tables (apis, ops, kinds) are read from schema/cmt_events.h, so they stay what cmt_db.c writes.
+The lookup tables (apis, ops, kinds) are the build's schema/cmt_vocabulary.sql, generated from
+schema/cmt_events.h, so they are what cmt_db.c writes; events name their api, and take its op and kind
+from the apis table.
 
     t = TraceBuilder(path)                      # process pid 4242 on host "testhost", device 0 with 24 GiB
     s = t.stack(["_Z5trainv", "main"])          # innermost first; frames in /opt/app/libapp.so
@@ -13,34 +15,19 @@ The lookup tables (apis, ops, kinds) are read from schema/cmt_events.h, so they 
 Times: every event takes the next step of `step_ns` unless given `at` (ns since the start).
 """
 import os
-import re
 import sqlite3
 import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_SQL = os.path.join(ROOT, "schema", "cumemtrace.sql")
-EVENTS_H = os.path.join(ROOT, "schema", "cmt_events.h")
 
 MiB = 1 << 20
 GiB = 1 << 30
 OOM = 2  # CUDA_ERROR_OUT_OF_MEMORY
 
 
-def _vocabulary():
-    text = open(EVENTS_H).read()
-    ops = {int(i): (n, s) for i, n, s in re.findall(r'X\((\d+),\s*(\w+),\s*"(\w+)"\)', text.split("CMT_KIND_LIST")[0])}
-    kinds_part = text.split("#define CMT_KIND_LIST")[1].split("#define CMT_API_LIST")[0]
-    kinds = {int(i): (n, s) for i, n, s in re.findall(r'X\((\d+),\s*(\w+),\s*"(\w+)"\)', kinds_part)}
-    api_part = text.split("#define CMT_API_LIST")[1].split("enum cmt_op")[0]
-    apis = {}
-    for i, name, base, op, kind in re.findall(r'X\((\d+),\s*(\w+),\s*(\w+),\s*(\w+),\s*(\w+)\)', api_part):
-        apis[name] = (int(i), base, op, kind)
-    op_id = {n: i for i, (n, s) in ops.items()}
-    kind_id = {n: i for i, (n, s) in kinds.items()}
-    return ops, kinds, apis, op_id, kind_id
-
-
-OPS, KINDS, APIS, OP_ID, KIND_ID = _vocabulary()
+BUILD = os.path.abspath(os.environ.get("CMT_BUILD_DIR", os.path.join(ROOT, "build")))
+VOCABULARY_SQL = os.path.join(BUILD, "schema", "cmt_vocabulary.sql")
 
 
 class TraceBuilder:
@@ -52,12 +39,10 @@ class TraceBuilder:
         self.path = path
         self.db = sqlite3.connect(path)
         self.db.executescript(open(SCHEMA_SQL).read())
-        for i, (name, s) in OPS.items():
-            self.db.execute("INSERT INTO ops VALUES (?, ?)", (i, s))
-        for i, (name, s) in KINDS.items():
-            self.db.execute("INSERT INTO kinds VALUES (?, ?)", (i, s))
-        for name, (i, base, op, kind) in APIS.items():
-            self.db.execute("INSERT INTO apis VALUES (?, ?, ?, ?, ?)", (i, name, base, OP_ID[op], KIND_ID[kind]))
+        with open(VOCABULARY_SQL) as f:
+            self.db.executescript(f.read())
+        self.apis = {name: (api, op, kind) for api, name, op, kind in
+                     self.db.execute("SELECT api, name, op, kind FROM apis")}
         self.db.execute("INSERT INTO meta VALUES ('format', 'cumemtrace')")
         self.db.execute("INSERT INTO meta VALUES ('schema_version', 1)")
         self.db.execute("INSERT INTO meta VALUES ('tool_version', 'tracebuilder')")
@@ -122,14 +107,14 @@ class TraceBuilder:
     def event(self, api, address=None, size=None, result=0, stack=None, device=0, at=None, handle=None,
               stream=None, aux=None, free_bytes=None, total_bytes=None, tid=None, op=None, kind=None,
               duration_ns=1000):
-        i, base, op_name, kind_name = APIS[api]
+        i, api_op, api_kind = self.apis[api]
         self.seq += 1
         self.now = at if at is not None else self.now + self.step_ns
         self.db.execute(
             "INSERT INTO events (seq, ts_ns, tid, api, op, kind, device, context, address, size, stream, handle, aux,"
             " result, duration_ns, stack_id, free_bytes, total_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (self.seq, self.start_ns + self.now, tid or self.pid, i, op if op is not None else OP_ID[op_name],
-             kind if kind is not None else KIND_ID[kind_name], device, 0x5000 if device is not None else None,
+            (self.seq, self.start_ns + self.now, tid or self.pid, i, op if op is not None else api_op,
+             kind if kind is not None else api_kind, device, 0x5000 if device is not None else None,
              address, size, stream, handle, aux, result, duration_ns, stack, free_bytes, total_bytes))
         return self.seq
 

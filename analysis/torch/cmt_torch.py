@@ -540,7 +540,8 @@ def _write(db, snap, snap_path, reason):
                     lf = max(lf, b["size"])
             res_b += s["total_size"]
             lf_all = max(lf_all, lf)
-            ev = db.execute("SELECT max(seq) FROM events WHERE op IN (1, 5) AND result = 0 AND address = ?",
+            ev = db.execute("SELECT max(seq) FROM events WHERE op IN (SELECT op FROM ops WHERE name IN"
+                            " ('alloc', 'create')) AND result = 0 AND address = ?",
                             (s["address"],)).fetchone()[0] if s["address"] < (1 << 63) else None
             db.execute("INSERT INTO alloc_segments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (sid, dev, s["address"], s["total_size"], s["allocated_size"], s["active_size"],
@@ -640,6 +641,9 @@ def export(db_path, out_path):
         start_unix, start = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
         live = {}
         traces = {}
+        # op and kind numbers from the trace's own vocabulary, by name
+        OP = dict(db.execute("SELECT name, op FROM ops"))
+        KIND = dict(db.execute("SELECT name, kind FROM kinds"))
         for seq, ts, op, kind, dev, addr, size, result, stack, free_b in db.execute(
                 "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes FROM events"
                 " ORDER BY seq"):
@@ -648,16 +652,16 @@ def export(db_path, out_path):
             tr = traces.setdefault(dev, [])
             fr = _driver_frames(db, stack, cache)
             if result != 0:
-                if op in (1,):
+                if op == OP["alloc"]:
                     tr.append({"action": "oom", "addr": free_b or 0, "device_free": free_b or 0, "size": size or 0,
                                "stream": 0, "time_us": t_us, "frames": fr})
                 continue
-            if op == 1 and kind in (1, 4):
+            if op == OP["alloc"] and kind in (KIND["device"], KIND["stream_ordered"]):
                 live[addr] = (dev, size, fr)
                 tr.append({"action": "segment_alloc", "addr": addr, "size": size, "stream": 0, "time_us": t_us,
                            "frames": fr})
                 tr.append({"action": "alloc", "addr": addr, "size": size, "stream": 0, "time_us": t_us, "frames": fr})
-            elif op == 2 and addr in live:
+            elif op == OP["free"] and addr in live:
                 _, sz, fr0 = live.pop(addr)
                 for a in ("free_requested", "free_completed", "segment_free"):
                     tr.append({"action": a, "addr": addr, "size": sz, "stream": 0, "time_us": t_us, "frames": fr0})
