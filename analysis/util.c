@@ -324,6 +324,11 @@ static int imap_grow(struct imap *m)
 
 int imap_put(struct imap *m, uint64_t key, int64_t val)
 {
+    if (key == IMAP_EMPTY) {
+        m->has_max = 1;
+        m->max_val = val;
+        return 0;
+    }
     if ((m->n + 1) * 2 > m->cap && imap_grow(m) != 0)
         return -1;
     size_t j = mix64(key) & (m->cap - 1);
@@ -338,6 +343,8 @@ int imap_put(struct imap *m, uint64_t key, int64_t val)
 
 int64_t *imap_get(const struct imap *m, uint64_t key)
 {
+    if (key == IMAP_EMPTY)
+        return m->has_max ? (int64_t *)&m->max_val : NULL;
     if (!m->cap)
         return NULL;
     size_t j = mix64(key) & (m->cap - 1);
@@ -351,6 +358,14 @@ int64_t *imap_get(const struct imap *m, uint64_t key)
 
 int imap_del(struct imap *m, uint64_t key, int64_t *val)
 {
+    if (key == IMAP_EMPTY) {
+        if (!m->has_max)
+            return 0;
+        if (val)
+            *val = m->max_val;
+        m->has_max = 0;
+        return 1;
+    }
     if (!m->cap)
         return 0;
     size_t mask = m->cap - 1, j = mix64(key) & mask;

@@ -69,11 +69,14 @@ const char *cmt_count_str(int64_t n, char buf[32]);      /* "10,000,000" */
 const char *cmt_time_str(int64_t ns, char buf[32]);      /* "3.214 s", "12.5 ms", "840 us" */
 const char *cmt_result_name(int64_t result);             /* "CUDA_ERROR_OUT_OF_MEMORY" or NULL */
 
-/* ---- open-addressing map from uint64 to int64; UINT64_MAX is reserved as the empty slot ---- */
+/* ---- open-addressing map from uint64 to int64 (any key: UINT64_MAX, the table's empty mark, is kept
+ * beside the table, since a damaged trace can hold any value) ---- */
 struct imap {
     uint64_t *keys;
     int64_t *vals;
     size_t cap, n;
+    int has_max;
+    int64_t max_val;
 };
 int imap_put(struct imap *m, uint64_t key, int64_t val); /* insert or replace; -1 on allocation failure */
 int64_t *imap_get(const struct imap *m, uint64_t key);  /* NULL if absent */

@@ -511,6 +511,22 @@ class AnalyzerInput(TraceTest):
             for f in os.listdir(self.tmp):
                 os.unlink(self.path(f))
 
+    def test_any_address_pairs_exactly(self):
+        """Addresses are whatever the file holds: -1 (all bits set, the analyzer's hash maps' empty mark,
+        found by the fuzzer to free a record that was never there), 0 and the largest ones pair like any."""
+        from tracebuilder import TraceBuilder
+        t = TraceBuilder(self.path("a.db"))
+        for i, a in enumerate((-1, 0, (1 << 63) - 1, 0x7f0000000000)):
+            t.alloc((i + 1) * MiB, address=a)
+        t.free(-1)
+        t.free(-1)  # a second free of it pairs with nothing
+        t.free((1 << 63) - 1)
+        db = t.close()
+        r = json.loads(run([cmtlib.CUMEMTRACE, "report", "--json", db], os.environ).stdout)
+        self.assertEqual(r["peak_bytes"], 10 * MiB)
+        self.assertEqual((r["leaked_bytes"], r["leaked_count"]), (2 * MiB + 4 * MiB, 2))
+        self.assertEqual(r["traces"][0]["unmatched_releases"], 1)
+
     def test_wrong_type_in_a_stack_or_allocator_table_is_corruption(self):
         """Beyond events: the frames a stack is read from, and the allocator tables of an imported history."""
         import sqlite3
