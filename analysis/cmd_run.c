@@ -2,7 +2,9 @@
  * cmd_run.c: `cumemtrace run [-o PATH] [--sim-gpu GPU] [--depth N] -- CMD...`
  *
  * Runs CMD with libcumemtrace.so prepended to LD_PRELOAD, passes its exit status (or death by signal)
- * through, and says on stderr where the traces went. Never prints on stdout: that is CMD's.
+ * through, and says on stderr where the traces went: each writer of the run's processes names its trace
+ * in a manifest file run made (CUMEMTRACE_MANIFEST), so nothing is guessed from the output directory.
+ * Never prints on stdout: that is CMD's.
  *
  * --torch also puts our bootstrap (analysis/torch/bootstrap/sitecustomize.py) first on PYTHONPATH: inside
  * a Python program that imports torch it records the caching allocator's history and writes snapshots
@@ -19,6 +21,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -113,76 +116,57 @@ static int is_dir(const char *p)
 #define CMT_LIBDIR "lib"
 #endif
 
-#define MAX_LISTED 4096
+/* The traces of this run, exactly: each writer the run's processes started appended "PID<TAB>PATH<NUL>" to
+ * the manifest file run made (CUMEMTRACE_MANIFEST; writer/writer.c, note_in_manifest), in the order they
+ * started. No directory is scanned and no file name guessed. */
+struct run_trace {
+    long long pid;
+    char *path;
+};
+
+static void free_traces(struct run_trace *t, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        free(t[k].path);
+    free(t);
+}
+
+static int read_manifest(const char *manifest, struct run_trace **out, size_t *n)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    FILE *f = fopen(manifest, "re");
+    if (!f)
+        return -1;
+    char *rec = NULL;
+    size_t reclen = 0;
+    ssize_t got;
+    while ((got = getdelim(&rec, &reclen, 0, f)) > 0) {
+        char *tab = strchr(rec, '\t');
+        if (!tab || tab[1] != '/')
+            continue; /* defensive: only our writers write here */
+        struct run_trace *t = cmt_push(out, n, &cap, sizeof *t);
+        if (!t || !(t->path = strdup(tab + 1))) {
+            if (t)
+                (*n)--;
+            break;
+        }
+        t->pid = strtoll(rec, NULL, 10);
+    }
+    free(rec);
+    fclose(f);
+    return 0;
+}
 
 /* The program has ended; its writers finish the traces on their own, each holding an flock on its file
  * until it is final. Wait for them (say so if it takes a while): the summary, the allocator import and
  * the verdict read finished files. */
-static void wait_writers(const char *out, int out_is_dir, time_t since)
+static void wait_writers(const struct run_trace *t, size_t n)
 {
-    char dirbuf[PATH_MAX];
-    snprintf(dirbuf, sizeof dirbuf, "%s", out);
-    const char *dir = out_is_dir ? out : dirname(dirbuf);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
     int said = 0;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 3, ".db") != 0)
-            continue;
-        char full[PATH_MAX * 2];
-        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime < since)
-            continue;
-        cmt_wait_for_writer(full, 600, 1000, &said);
-    }
-    closedir(d);
-}
-
-/* Prints the trace files the run produced: PATH itself and PATH's siblings STEM.*.db (further
- * processes), or every *.db in a directory written since start; up to MAX_LISTED of their paths go into
- * listed (strdup'ed). Returns how many. */
-static int report_traces(const char *out, int out_is_dir, time_t since, char **listed)
-{
-    char dirbuf[PATH_MAX], basebuf[PATH_MAX];
-    snprintf(dirbuf, sizeof dirbuf, "%s", out);
-    snprintf(basebuf, sizeof basebuf, "%s", out);
-    const char *dir = out_is_dir ? out : dirname(dirbuf);
-    char stem[PATH_MAX] = "";
-    if (!out_is_dir) {
-        snprintf(stem, sizeof stem, "%s", basename(basebuf));
-        char *dot = strrchr(stem, '.');
-        if (dot && !strcmp(dot, ".db"))
-            *dot = 0;
-    }
-    int found = 0;
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 3, ".db") != 0)
-            continue;
-        if (!out_is_dir && strncmp(de->d_name, stem, strlen(stem)) != 0)
-            continue;
-        if (!out_is_dir && de->d_name[strlen(stem)] != '.')
-            continue;
-        char full[PATH_MAX * 2];
-        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (stat(full, &st) != 0 || st.st_mtime < since)
-            continue;
-        fprintf(stderr, "cumemtrace: trace written to %s\n", full);
-        if (listed && found < MAX_LISTED)
-            listed[found] = strdup(full);
-        found++;
-    }
-    closedir(d);
-    return found;
+    for (size_t k = 0; k < n; k++)
+        cmt_wait_for_writer(t[k].path, 600, 1000, &said);
 }
 
 /* ---- --torch ---- */
@@ -221,50 +205,15 @@ static int torch_setup(const char *out, int out_is_dir, char *prefix, size_t len
     return 0;
 }
 
-static long long trace_pid(const char *path)
+/* The trace of process pid: this run's, else a new one beside them (DIR/torch-PID.db, or PATH itself). */
+static void trace_for(const char *out, int out_is_dir, const struct run_trace *t, size_t n, long long pid,
+                      char *buf, size_t len)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    long long pid = -1;
-    char err[512];
-    if (cmt_db_open_read(path, &db, NULL, err, sizeof err) != 0)
-        return -1;
-    if (sqlite3_prepare_v2(db, "SELECT pid FROM process", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        pid = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return pid;
-}
-
-/* The trace of process pid: among this run's traces, else a new one (DIR/torch-PID.db, or PATH itself). */
-static void trace_for(const char *out, int out_is_dir, long long pid, char *buf, size_t len)
-{
-    char dirbuf[PATH_MAX], basebuf[PATH_MAX], stem[PATH_MAX] = "";
-    snprintf(dirbuf, sizeof dirbuf, "%s", out);
-    snprintf(basebuf, sizeof basebuf, "%s", out);
-    const char *dir = out_is_dir ? out : dirname(dirbuf);
-    if (!out_is_dir) {
-        snprintf(stem, sizeof stem, "%s", basename(basebuf));
-        char *dot = strrchr(stem, '.');
-        if (dot && !strcmp(dot, ".db"))
-            *dot = 0;
-    }
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 3, ".db") != 0 || strncmp(de->d_name, stem, strlen(stem)) != 0)
-            continue;
-        char full[PATH_MAX * 2];
-        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
-        if (trace_pid(full) == pid) {
-            snprintf(buf, len, "%s", full);
-            closedir(d);
+    for (size_t k = 0; k < n; k++)
+        if (t[k].pid == pid) {
+            snprintf(buf, len, "%s", t[k].path);
             return;
         }
-    }
-    if (d)
-        closedir(d);
     if (out_is_dir)
         snprintf(buf, len, "%s/torch-%lld.db", out, pid);
     else
@@ -272,7 +221,8 @@ static void trace_for(const char *out, int out_is_dir, long long pid, char *buf,
 }
 
 /* Imports, per process, the snapshot at exit or else its last one at an OOM. Returns how many. */
-static int torch_import_all(const char *out, int out_is_dir, const char *prefix, time_t since)
+static int torch_import_all(const char *out, int out_is_dir, const char *prefix, time_t since,
+                            struct run_trace **traces, size_t *ntraces)
 {
     char dirbuf[PATH_MAX], basebuf[PATH_MAX];
     snprintf(dirbuf, sizeof dirbuf, "%s", prefix);
@@ -319,7 +269,7 @@ static int torch_import_all(const char *out, int out_is_dir, const char *prefix,
     for (int k = 0; k < nbest; k++) {
         char snap[PATH_MAX * 2], trace[PATH_MAX * 2], err[1024] = "";
         snprintf(snap, sizeof snap, "%s/%s", dir, best[k].name);
-        trace_for(out, out_is_dir, best[k].pid, trace, sizeof trace);
+        trace_for(out, out_is_dir, *traces, *ntraces, best[k].pid, trace, sizeof trace);
         if (cmt_torch_import(snap, trace, best[k].rank == INT32_MAX ? "exit" : "oom", err, sizeof err) != 0) {
             if (err[0])
                 fprintf(stderr, "cumemtrace: %s\n", err);
@@ -328,6 +278,16 @@ static int torch_import_all(const char *out, int out_is_dir, const char *prefix,
         fprintf(stderr, "cumemtrace: allocator history of process %lld (%s) imported into %s\n", best[k].pid, snap,
                 trace);
         done++;
+        size_t j = 0, cap = *ntraces;
+        while (j < *ntraces && strcmp((*traces)[j].path, trace) != 0)
+            j++;
+        if (j == *ntraces) { /* a process with allocator history and no driver trace: a new file, listed */
+            struct run_trace *t = cmt_push(traces, ntraces, &cap, sizeof *t);
+            if (t && !(t->path = strdup(trace)))
+                (*ntraces)--;
+            else if (t)
+                t->pid = best[k].pid;
+        }
     }
     return done;
 }
@@ -445,6 +405,17 @@ int cmd_run(int argc, char **argv)
         }
         cmt_remove_trace(out);
     }
+    /* The writers of this run's processes name their traces here (read_manifest). */
+    char manifest[PATH_MAX];
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(manifest, sizeof manifest, "%s/cumemtrace-run-XXXXXX", tmpdir && tmpdir[0] == '/' ? tmpdir : "/tmp");
+    int mfd = mkostemp(manifest, O_CLOEXEC);
+    if (mfd < 0) {
+        fprintf(stderr, "cumemtrace run: cannot create %s: %s\n", manifest, strerror(errno));
+        return 2;
+    }
+    close(mfd);
+    setenv("CUMEMTRACE_MANIFEST", manifest, 1);
     setenv("CUMEMTRACE_OUTPUT", out, 1);
     if (depth)
         setenv("CUMEMTRACE_STACK_DEPTH", depth, 1);
@@ -477,16 +448,27 @@ int cmd_run(int argc, char **argv)
         ;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
-    wait_writers(out, out_is_dir, start - 1);
-    int imported = torch ? torch_import_all(out, out_is_dir, prefix, start - 1) : 0;
-    static char *listed[MAX_LISTED];
-    int nlisted = report_traces(out, out_is_dir, start - 1, listed);
-    if (!nlisted && !imported)
-        fprintf(stderr, "cumemtrace: no trace written (the program made no CUDA memory calls, or recording failed as said above)\n");
+    struct run_trace *traces = NULL;
+    size_t ntraces = 0;
+    read_manifest(manifest, &traces, &ntraces);
+    unlink(manifest);
+    wait_writers(traces, ntraces);
+    if (torch)
+        torch_import_all(out, out_is_dir, prefix, start - 1, &traces, &ntraces);
+    char **listed = calloc(ntraces + 1, sizeof *listed);
+    int nlisted = 0;
+    for (size_t k = 0; k < ntraces; k++) {
+        fprintf(stderr, "cumemtrace: trace written to %s\n", traces[k].path);
+        if (listed)
+            listed[nlisted++] = traces[k].path;
+    }
+    if (!ntraces)
+        fprintf(stderr, "cumemtrace: no trace written (the program made no CUDA memory calls, or recording failed "
+                        "as said above)\n");
     if (sim && nlisted > 0)
-        sim_verdict(simlib, listed, nlisted < MAX_LISTED ? nlisted : MAX_LISTED);
-    for (int k = 0; k < nlisted && k < MAX_LISTED; k++)
-        free(listed[k]);
+        sim_verdict(simlib, listed, nlisted);
+    free(listed);
+    free_traces(traces, ntraces);
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         fprintf(stderr, "cumemtrace: %s was killed by signal %d (%s)\n", argv[i], sig, strsignal(sig));

@@ -205,6 +205,7 @@ int cmt_capture_start(void)
     h->ring_max_frames = cmt_config.depth;
     h->debug_writer_delay_ms = cmt_config.debug_writer_delay_ms;
     memcpy(h->output, cmt_config.output, sizeof h->output);
+    memcpy(h->manifest, cmt_config.manifest, sizeof h->manifest);
     memcpy(h->prog, cmt_config.prog, sizeof h->prog);
     memcpy(h->env, cmt_config.env, sizeof h->env);
     cmt_ring_attach(&cmt_queue, &h->ring, (unsigned char *)mem + CMT_SHM_HEADER_SIZE, cap, slot, cmt_config.depth);

@@ -123,6 +123,9 @@ static void do_init(void)
         n = snprintf(cmt_config.output, sizeof cmt_config.output, "%s/%s", cwd, v);
     if (n < 0 || n >= (int)sizeof cmt_config.output) /* no cwd, or too long: as given */
         snprintf(cmt_config.output, sizeof cmt_config.output, "%s", v);
+    v = getenv("CUMEMTRACE_MANIFEST");
+    if (v && v[0] == '/' && strlen(v) < sizeof cmt_config.manifest)
+        snprintf(cmt_config.manifest, sizeof cmt_config.manifest, "%s", v);
     /* A value we do not understand is refused, not guessed at: one line, and no recording. */
     long d;
     cmt_config.depth = 128;

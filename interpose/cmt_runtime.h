@@ -19,6 +19,7 @@ enum cmt_state {
 
 struct cmt_config {
     char output[PATH_MAX]; /* CUMEMTRACE_OUTPUT: a file, or a directory (existing, or ending in '/') */
+    char manifest[PATH_MAX]; /* CUMEMTRACE_MANIFEST: run's list of the traces of its run (absolute), or "" */
     unsigned depth;        /* CUMEMTRACE_STACK_DEPTH: frames per stack, 0 = no stacks */
     unsigned queue;        /* CUMEMTRACE_QUEUE: events the queue holds before producers wait */
     char prog[64];         /* program name, for default file names */

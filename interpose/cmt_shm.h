@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define CMT_SHM_MAGIC 0x434d5453484d3031ull /* "CMTSHM01" */
-#define CMT_SHM_VERSION 1
+#define CMT_SHM_VERSION 2
 #define CMT_SHM_HEADER_SIZE 65536
 #define CMT_SHM_MAX_DEVICES 64
 
@@ -62,6 +62,8 @@ struct cmt_shm {
     uint32_t ring_capacity, ring_slot_size, ring_max_frames;
     uint32_t debug_writer_delay_ms;
     char output[PATH_MAX];
+    char manifest[PATH_MAX]; /* CUMEMTRACE_MANIFEST (set by `cumemtrace run`): the writer appends its trace's
+                              * name there, so run lists exactly the traces of its run; "" for none */
     char prog[64];
     char env[1024];
     /* live */

@@ -288,6 +288,22 @@ class Files(TraceTest):
             self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
             self.assertIn("--depth %s" % bad, p.stderr)
 
+    def test_run_lists_exactly_the_traces_of_its_run(self):
+        """run learns its traces from its writers (a manifest they append to), not from the directory: a
+        trace left there a moment earlier by another run, or by a program outside any run, is not listed."""
+        job = self.path("job") + "/"
+        self.assertEqual(self.run_cmt("-o", job, "--", cmtlib.client("direct_client")).returncode, 0)
+        p = run([cmtlib.client("direct_client")], sim_env(output=job), check=False)  # outside any run
+        wait_traces(job)
+        p = self.run_cmt("-o", job, "--", cmtlib.client("lifecycle_client"), "fork")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        listed = [l.split(" to ", 1)[1] for l in p.stderr.splitlines() if "trace written to" in l]
+        self.assertEqual(len(listed), 2, p.stderr)  # the parent's and its child's, nothing else
+        self.assertEqual(len(os.listdir(job)), 4)
+        pids = sorted(self.scalar(f, "SELECT pid FROM process") for f in listed)
+        ppids = {self.scalar(f, "SELECT ppid FROM process") for f in listed}
+        self.assertIn(pids[0], ppids)  # one is the other's child
+
     def test_paths_up_to_path_max(self):
         """SQLite's own limit is 512 bytes: paths longer than that, up to PATH_MAX less room for the
         per-process name, are written and read like any other; one longer is refused in one line."""

@@ -420,6 +420,26 @@ static int prepare_multi_insert(void)
     return sqlite3_bind_parameter_count(st_events_multi) == EVENT_COLUMNS * ROWS_PER_INSERT ? 0 : -1;
 }
 
+/* `cumemtrace run` lists exactly the traces of its run: each writer appends "PID<TAB>PATH<NUL>" to the
+ * file run named (CUMEMTRACE_MANIFEST), in one write to a file opened for appending, so records of
+ * concurrent writers never interleave. Best effort: a run that is gone (the file removed) is no error. */
+static void note_in_manifest(void)
+{
+    if (!shm->manifest[0])
+        return;
+    char rec[sizeof trace_path + 32];
+    int n = snprintf(rec, sizeof rec, "%d\t%s", pid, trace_path);
+    if (n < 0 || (size_t)n >= sizeof rec)
+        return;
+    int fd = open(shm->manifest, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    if (write(fd, rec, (size_t)n + 1) < 0) {
+        /* nothing to do: run falls back to saying no trace was listed */
+    }
+    close(fd);
+}
+
 static int open_trace(void)
 {
     struct stat ost;
@@ -455,6 +475,7 @@ static int open_trace(void)
         unlink(trace_path);
         return -1;
     }
+    note_in_manifest();
     return 0;
 }
 
