@@ -310,13 +310,9 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
 int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err, size_t errlen)
 {
     char sql[256];
-    /* Indexes serve the pairing views (release by op+address or op+handle after a seq). Only events with a
-     * handle (VMM, pools) go in the second: a partial index costs nothing for the millions without. The
-     * finished process waits for these at exit, so there are no more than the views need. */
-    static const char indexes[] =
-        "CREATE INDEX IF NOT EXISTS events_op_address ON events(op, address, result, seq);"
-        "CREATE INDEX IF NOT EXISTS events_op_handle ON events(op, handle, result, seq) WHERE handle IS NOT NULL;"
-        "CREATE INDEX IF NOT EXISTS frames_ip ON frames(ip);";
+    /* The indexes the pairing views need (schema/cumemtrace_indexes.sql), and no more: the writer builds
+     * them after the program is gone, and a reader waits for that. */
+    const char *indexes = cmt_schema_indexes_sql;
     snprintf(sql, sizeof sql, "UPDATE process SET end_ns = %lld, finalized = 1;", end_ns);
     if (cmt_db_exec(db, "BEGIN", err, errlen) != 0)
         return -1;

@@ -17,6 +17,7 @@
 
 extern const char cmt_schema_sql[];    /* schema/cumemtrace.sql, embedded at build time */
 extern const char cmt_schema_v2_sql[]; /* schema/cumemtrace_v2.sql: what version 2 adds */
+extern const char cmt_schema_indexes_sql[]; /* schema/cumemtrace_indexes.sql: built at finalize */
 
 /* The insert the writer prepares once; parameters in column order of the events table. */
 #define CMT_SQL_INSERT_EVENT                                                                            \

@@ -125,20 +125,24 @@ LEFT JOIN modules m ON m.module_id = f.module_id;
 -- For each successful acquire, the seq of the release that ended it (NULL while live). Releases pair by
 -- address (frees, unreserve, IPC close), by handle (cuMemRelease), or by an unmapped range covering the
 -- mapping (cuMemUnmap). Ops are named, never numbered (the ops table is the vocabulary); the one rule
--- used is cmt_events.h's: an acquire's release is op + 1.
+-- used is cmt_events.h's: an acquire's op is odd and its release's op + 1. The terms "f.result = 0 AND
+-- f.op % 2 = 0" are those of the partial indexes (cumemtrace_indexes.sql) that make the lookups fast.
 CREATE VIEW pairs AS
 SELECT a.seq AS alloc_seq,
        CASE (SELECT name FROM ops WHERE op = a.op)
          WHEN 'create' THEN (SELECT min(f.seq) FROM events f
-                              WHERE f.op = a.op + 1 AND f.handle = a.handle AND f.result = 0 AND f.seq > a.seq)
+                              WHERE f.op = a.op + 1 AND f.handle = a.handle AND f.seq > a.seq
+                                AND f.result = 0 AND f.op % 2 = 0 AND f.handle IS NOT NULL)
          WHEN 'map' THEN coalesce(
                       (SELECT min(f.seq) FROM events f
-                        WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq),
+                        WHERE f.op = a.op + 1 AND f.address = a.address AND f.seq > a.seq
+                  AND f.result = 0 AND f.op % 2 = 0),
                       (SELECT min(f.seq) FROM events f
                         WHERE f.op = a.op + 1 AND f.address <= a.address AND f.address + f.size > a.address
-                          AND f.result = 0 AND f.seq > a.seq))
+                          AND f.seq > a.seq AND f.result = 0 AND f.op % 2 = 0))
          ELSE (SELECT min(f.seq) FROM events f
-                WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq)
+                WHERE f.op = a.op + 1 AND f.address = a.address AND f.seq > a.seq
+                  AND f.result = 0 AND f.op % 2 = 0)
        END AS free_seq
 FROM events a
 WHERE a.result = 0 AND a.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'create', 'map', 'ipc_open'));

@@ -20,6 +20,7 @@ import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_SQL = os.path.join(ROOT, "schema", "cumemtrace.sql")
+INDEXES_SQL = os.path.join(ROOT, "schema", "cumemtrace_indexes.sql")
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -178,11 +179,8 @@ class TraceBuilder:
         end = self.start_ns + self.now + (end_after_ns if end_after_ns is not None else self.step_ns)
         self.db.execute("UPDATE process SET events_written = ?, events_lost = ?", (self.seq, events_lost))
         if finalized:
-            self.db.executescript(
-                "CREATE INDEX IF NOT EXISTS events_op_address ON events(op, address, result, seq);"
-                "CREATE INDEX IF NOT EXISTS events_op_handle ON events(op, handle, result, seq);"
-                "CREATE INDEX IF NOT EXISTS events_stack ON events(stack_id);"
-                "CREATE INDEX IF NOT EXISTS frames_ip ON frames(ip);")
+            with open(INDEXES_SQL) as f:
+                self.db.executescript(f.read())
             self.db.execute("UPDATE process SET end_ns = ?, finalized = 1", (end,))
         self.db.commit()
         self.db.close()
