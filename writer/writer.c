@@ -63,6 +63,7 @@ static uint64_t total_lost(void)
 
 static sqlite3 *db;
 static sqlite3_stmt *st_event, *st_events_multi, *st_stack, *st_frame, *st_module;
+static sqlite3_stmt *st_range, *st_range_end, *st_mark; /* NVTX records (write_nvtx) */
 #define EVENT_COLUMNS 18 /* parameters of CMT_SQL_INSERT_EVENT */
 
 /* Rows go in ROWS_PER_INSERT at a time through one multi-row INSERT: SQLite's cost per statement step,
@@ -447,7 +448,10 @@ static int open_trace(void)
                     prepare_multi_insert() != 0 ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_STACK, -1, &st_stack, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_FRAME, -1, &st_frame, NULL) != SQLITE_OK ||
-                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &st_module, NULL) != SQLITE_OK)) {
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &st_module, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_RANGE, -1, &st_range, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_END_RANGE, -1, &st_range_end, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_MARK, -1, &st_mark, NULL) != SQLITE_OK)) {
         snprintf(err, sizeof err, "%s", sqlite3_errmsg(db));
         rc = -1;
     }
@@ -648,6 +652,147 @@ static int write_event(const struct cmt_event *e)
     return 0;
 }
 
+/* ---- NVTX records: ranges and marks -------------------------------------------------------------- */
+
+/* The interposer's NVTX records (interpose/cmt_shm.h) become rows of ranges and marks
+ * (schema/cumemtrace_v3.sql). A range's row is inserted when it opens, with end_* NULL, and completed
+ * when it closes: a range still open when the program ends keeps end_ns NULL. Push/pop pair per thread
+ * and domain; each record carries the level the interposer counted, so a record lost to a full queue
+ * costs that one range, not the nesting of everything after it: a pop of level L closes whatever is
+ * open at L and above; a push of level L first closes what is still open at L and above (pops that were
+ * lost) at its own time. Start/end pair by the id nvtxRangeStart returned. */
+static uint64_t next_range_row = 1;
+
+struct range_stack {
+    int64_t *rows;
+    int n, cap;
+};
+static struct range_stack *rstacks;
+static uint64_t nrstacks, cap_rstacks;
+static struct map rstack_ix;     /* (tid, domain) -> index into rstacks[] + 1 */
+static struct map startend_rows; /* NVTX range id -> its row, 0 once ended */
+
+static struct range_stack *range_stack_of(int tid, unsigned dom)
+{
+    uint64_t key = (1ull << 63) | ((uint64_t)(uint32_t)tid << 16) | (dom & 0xffff), ix;
+    if (map_get(&rstack_ix, key, &ix))
+        return &rstacks[ix - 1];
+    if (nrstacks == cap_rstacks) {
+        uint64_t cap = cap_rstacks ? cap_rstacks * 2 : 16;
+        struct range_stack *g = realloc(rstacks, cap * sizeof *g);
+        if (!g)
+            return NULL;
+        rstacks = g;
+        cap_rstacks = cap;
+    }
+    memset(&rstacks[nrstacks], 0, sizeof rstacks[0]);
+    if (map_put(&rstack_ix, key, nrstacks + 1) != 0)
+        return NULL;
+    return &rstacks[nrstacks++];
+}
+
+static int end_range(int64_t row, const struct cmt_event *e)
+{
+    sqlite3_bind_int(st_range_end, 1, e->tid);
+    sqlite3_bind_int64(st_range_end, 2, (sqlite3_int64)e->seq);
+    sqlite3_bind_int64(st_range_end, 3, (sqlite3_int64)e->ts_ns);
+    sqlite3_bind_int64(st_range_end, 4, row);
+    return step_reset(st_range_end);
+}
+
+static void bind_text_opt(sqlite3_stmt *st, int i, int present, const char *s, size_t n)
+{
+    if (present)
+        sqlite3_bind_text(st, i, s, (int)n, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int insert_range(int64_t row, const char *kind, const struct cmt_event *e, const char *dom, size_t dlen,
+                        const char *msg, size_t mlen, int has_msg, int depth, int64_t parent)
+{
+    sqlite3_bind_int64(st_range, 1, row);
+    sqlite3_bind_text(st_range, 2, kind, -1, SQLITE_STATIC);
+    bind_text_opt(st_range, 3, e->api != 0, dom, dlen);
+    bind_text_opt(st_range, 4, has_msg, msg, mlen);
+    sqlite3_bind_int64(st_range, 5, (sqlite3_int64)e->aux);
+    sqlite3_bind_int(st_range, 6, e->tid);
+    sqlite3_bind_int64(st_range, 7, (sqlite3_int64)e->seq);
+    sqlite3_bind_int64(st_range, 8, (sqlite3_int64)e->ts_ns);
+    bind_opt(st_range, 9, depth >= 0, (uint64_t)depth);
+    bind_opt(st_range, 10, parent > 0, (uint64_t)parent);
+    return step_reset(st_range);
+}
+
+static int write_nvtx(const struct cmt_event *e)
+{
+    if (note_thread(e->tid) != 0)
+        return -1;
+    if (e->ts_ns > last_event_ns)
+        last_event_ns = e->ts_ns;
+    const char *dom = (const char *)e->frames;
+    size_t room = (size_t)e->nframes * sizeof(uintptr_t), dlen = e->size, mlen = e->handle;
+    int has_msg = (e->present & CMT_HAS_HANDLE) != 0;
+    if (dlen > room || mlen > room - dlen) {
+        dlen = mlen = 0; /* defensive: lengths the payload cannot hold */
+        has_msg = 0;
+    }
+    const char *msg = dom + dlen;
+    switch (e->kind) {
+    case CMT_NVTX_PUSH:
+    case CMT_NVTX_POP: {
+        struct range_stack *rs = range_stack_of(e->tid, e->api);
+        if (!rs)
+            return -1;
+        int level = e->result >= 0 ? e->result : rs->n;
+        if (e->kind == CMT_NVTX_POP && level >= rs->n)
+            return 0; /* its push was lost (or came before recording and was dropped) */
+        while (rs->n > level)
+            if (end_range(rs->rows[--rs->n], e) != 0)
+                return -1;
+        if (e->kind == CMT_NVTX_POP)
+            return 0;
+        if (rs->n == rs->cap) {
+            int cap = rs->cap ? rs->cap * 2 : 16;
+            int64_t *g = realloc(rs->rows, (size_t)cap * sizeof *g);
+            if (!g)
+                return -1;
+            rs->rows = g;
+            rs->cap = cap;
+        }
+        int64_t row = (int64_t)next_range_row++;
+        if (insert_range(row, "push", e, dom, dlen, msg, mlen, has_msg, level, rs->n ? rs->rows[rs->n - 1] : 0) != 0)
+            return -1;
+        rs->rows[rs->n++] = row;
+        return 0;
+    }
+    case CMT_NVTX_START: {
+        int64_t row = (int64_t)next_range_row++;
+        if (insert_range(row, "startend", e, dom, dlen, msg, mlen, has_msg, -1, 0) != 0)
+            return -1;
+        return e->address ? map_put(&startend_rows, e->address, (uint64_t)row) : 0;
+    }
+    case CMT_NVTX_END: {
+        uint64_t row;
+        if (!e->address || !map_get(&startend_rows, e->address, &row) || !row)
+            return 0; /* never started, or started before recording and not kept, or ended twice */
+        if (end_range((int64_t)row, e) != 0)
+            return -1;
+        return map_put(&startend_rows, e->address, 0);
+    }
+    case CMT_NVTX_MARK:
+        bind_text_opt(st_mark, 1, e->api != 0, dom, dlen);
+        bind_text_opt(st_mark, 2, has_msg, msg, mlen);
+        sqlite3_bind_int64(st_mark, 3, (sqlite3_int64)e->aux);
+        sqlite3_bind_int(st_mark, 4, e->tid);
+        sqlite3_bind_int64(st_mark, 5, (sqlite3_int64)e->seq);
+        sqlite3_bind_int64(st_mark, 6, (sqlite3_int64)e->ts_ns);
+        return step_reset(st_mark);
+    default:
+        return 0; /* a kind newer than this writer */
+    }
+}
+
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
 #include <stdarg.h>
@@ -687,7 +832,7 @@ static long drain(long max)
     while (n < max && (e = cmt_ring_peek(&queue))) {
         if (begin() != 0)
             return -1;
-        int rc = write_event(e);
+        int rc = e->op == CMT_SHM_REC_NVTX ? write_nvtx(e) : write_event(e);
         cmt_ring_release(&queue);
         if (rc != 0) {
             sql_fail("insert");
@@ -710,7 +855,10 @@ static void drop_db(void)
     sqlite3_finalize(st_stack);
     sqlite3_finalize(st_frame);
     sqlite3_finalize(st_module);
-    st_event = st_events_multi = st_stack = st_frame = st_module = NULL;
+    sqlite3_finalize(st_range);
+    sqlite3_finalize(st_range_end);
+    sqlite3_finalize(st_mark);
+    st_event = st_events_multi = st_stack = st_frame = st_module = st_range = st_range_end = st_mark = NULL;
     sqlite3_close(db);
     db = NULL;
 }

@@ -1,0 +1,197 @@
+/*
+ * nvtx_client.c: a program annotated with NVTX (the toolkit's header-only nvtx3), for tests/test_nvtx.py.
+ * Linked with the driver (the simulated one at build time). Modes:
+ *
+ *   phases   init (8 MiB kept), then two steps, each: forward (4 MiB, then 6 MiB in step 1), backward
+ *            (2 MiB, then frees forward's), optimizer (1 MiB taken and freed), and backward's freed at the
+ *            step's end. "step" is pushed before the first allocation of the process. The live device
+ *            bytes peak at 16 MiB inside step 1's backward.
+ *   threads  a start/end range "load" started on main and ended on a worker that allocates inside it,
+ *            the worker's own push "worker", marks, a domain "mylib" with a registered string, a
+ *            category, and a wide-character message.
+ *   hostile  NULL messages and attributes, pops without pushes, unknown message types, handles never
+ *            given out, ends of unknown ids, a 10000-byte message, invalid code points; then one range
+ *            around one allocation to show recording still works.
+ *   nocuda   NVTX only, no driver call at all; prints "ok".
+ */
+#include <cuda.h>
+#include <nvtx3/nvToolsExt.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+#define MiB (1024ull * 1024)
+#define CHECK(x)                                                                                        \
+    do {                                                                                                \
+        CUresult r_ = (x);                                                                              \
+        if (r_ != CUDA_SUCCESS) {                                                                       \
+            fprintf(stderr, "%s failed: %d\n", #x, (int)r_);                                            \
+            exit(1);                                                                                    \
+        }                                                                                               \
+    } while (0)
+
+static CUcontext ctx;
+
+static void setup(void)
+{
+    CUdevice dev;
+    CHECK(cuInit(0));
+    CHECK(cuDeviceGet(&dev, 0));
+    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
+    CHECK(cuCtxSetCurrent(ctx));
+}
+
+static CUdeviceptr alloc(size_t n)
+{
+    CUdeviceptr p;
+    CHECK(cuMemAlloc(&p, n));
+    return p;
+}
+
+static int phases(void)
+{
+    nvtxRangePushA("init");
+    setup();
+    CUdeviceptr w = alloc(8 * MiB);
+    nvtxRangePop();
+    for (int step = 0; step < 2; step++) {
+        nvtxRangePushA("step");
+        nvtxRangePushA("forward");
+        CUdeviceptr a = alloc(step == 0 ? 4 * MiB : 6 * MiB);
+        nvtxRangePop();
+        nvtxRangePushA("backward");
+        CUdeviceptr b = alloc(2 * MiB);
+        CHECK(cuMemFree(a));
+        nvtxRangePop();
+        nvtxRangePushA("optimizer");
+        CUdeviceptr c = alloc(1 * MiB);
+        CHECK(cuMemFree(c));
+        nvtxRangePop();
+        CHECK(cuMemFree(b));
+        nvtxRangePop();
+    }
+    CHECK(cuMemFree(w));
+    return 0;
+}
+
+static nvtxRangeId_t load_id;
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    CHECK(cuCtxSetCurrent(ctx));
+    nvtxRangePushA("worker");
+    CUdeviceptr p = alloc(3 * MiB);
+    nvtxRangeEnd(load_id); /* started on main, ended here */
+    CHECK(cuMemFree(p));
+    nvtxRangePop();
+    return NULL;
+}
+
+static int threads(void)
+{
+    setup();
+    CUdeviceptr base = alloc(1 * MiB);
+    load_id = nvtxRangeStartA("load");
+    pthread_t t;
+    if (pthread_create(&t, NULL, worker, NULL) != 0 || pthread_join(t, NULL) != 0)
+        return 1;
+    nvtxMarkA("checkpoint");
+    nvtxDomainHandle_t d = nvtxDomainCreateA("mylib");
+    nvtxStringHandle_t s = nvtxDomainRegisterStringA(d, "registered phase");
+    nvtxEventAttributes_t a;
+    memset(&a, 0, sizeof a);
+    a.version = NVTX_VERSION;
+    a.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
+    a.category = 7;
+    a.messageType = NVTX_MESSAGE_TYPE_REGISTERED;
+    a.message.registered = s;
+    nvtxDomainRangePushEx(d, &a);
+    CUdeviceptr q = alloc(5 * MiB);
+    a.messageType = NVTX_MESSAGE_TYPE_ASCII;
+    a.message.ascii = "lib mark";
+    nvtxDomainMarkEx(d, &a);
+    nvtxDomainRangePop(d);
+    nvtxRangePushW(L"wide \u00e9t\u00e9 \u2603");
+    CHECK(cuMemFree(q));
+    nvtxRangePop();
+    CHECK(cuMemFree(base));
+    return 0;
+}
+
+static int hostile(void)
+{
+    for (int i = 0; i < 5; i++)
+        nvtxRangePop(); /* pops without pushes */
+    nvtxRangePushA(NULL);
+    nvtxRangePushEx(NULL);
+    nvtxRangePushW(NULL);
+    nvtxMarkA(NULL);
+    nvtxMarkEx(NULL);
+    nvtxEventAttributes_t a;
+    memset(&a, 0, sizeof a);
+    nvtxRangePushEx(&a); /* size 0 */
+    a.version = NVTX_VERSION;
+    a.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
+    a.messageType = 99;
+    a.message.ascii = (const char *)0x1; /* never read: the type is unknown */
+    nvtxRangePushEx(&a);
+    a.messageType = NVTX_MESSAGE_TYPE_REGISTERED;
+    a.message.registered = (nvtxStringHandle_t)0x1234567;
+    nvtxRangePushEx(&a);
+    a.messageType = NVTX_MESSAGE_TYPE_ASCII;
+    a.message.ascii = NULL;
+    nvtxRangePushEx(&a);
+    nvtxDomainRangePushEx((nvtxDomainHandle_t)0xdeadbeef, &a);
+    nvtxDomainRangePop((nvtxDomainHandle_t)0xdeadbeef);
+    nvtxDomainRangePop((nvtxDomainHandle_t)0xfeedface);
+    nvtxRangeEnd(123456789);
+    nvtxRangeEnd(0);
+    nvtxDomainRangeEnd((nvtxDomainHandle_t)0x77, 42);
+    nvtxDomainCreateA(NULL);
+    nvtxDomainRegisterStringA(NULL, NULL);
+    char *big = malloc(10001);
+    memset(big, 'x', 10000);
+    big[10000] = 0;
+    nvtxRangePushA(big);
+    wchar_t bad[] = {0xD800, 0x110000, L'a', 0};
+    nvtxRangePushW(bad);
+    setup();
+    nvtxRangePushA("after");
+    CUdeviceptr p = alloc(1 * MiB);
+    CHECK(cuMemFree(p));
+    nvtxRangePop();
+    for (int i = 0; i < 20; i++)
+        nvtxRangePop();
+    free(big);
+    return 0;
+}
+
+static int nocuda(void)
+{
+    nvtxRangePushA("alone");
+    nvtxMarkA("nothing");
+    nvtxRangeId_t id = nvtxRangeStartA("io");
+    nvtxRangeEnd(id);
+    nvtxRangePop();
+    printf("ok\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "phases";
+    if (!strcmp(mode, "phases"))
+        return phases();
+    if (!strcmp(mode, "threads"))
+        return threads();
+    if (!strcmp(mode, "hostile"))
+        return hostile();
+    if (!strcmp(mode, "nocuda"))
+        return nocuda();
+    fprintf(stderr, "nvtx_client: unknown mode %s\n", mode);
+    return 2;
+}
