@@ -1,0 +1,294 @@
+/*
+ * ranges.c: phases of a run and the memory inside them (see ranges.h).
+ *
+ * Runs in the `cumemtrace` command. Reads the ranges table and, for the thread of an event, one indexed
+ * lookup in events; never writes to a trace. Functions return 0 or -1 with a one-line reason in err.
+ */
+#include "ranges.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int has_table(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int found = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1, &st,
+                                   NULL) == SQLITE_OK &&
+                sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+static char *display_name(const char *domain, const char *name)
+{
+    const char *n = name ? name : "(unnamed)";
+    size_t need = (domain ? strlen(domain) + 1 : 0) + strlen(n) + 1;
+    char *out = malloc(need);
+    if (out) {
+        if (domain)
+            snprintf(out, need, "%s:%s", domain, n);
+        else
+            memcpy(out, n, need);
+    }
+    return out;
+}
+
+int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
+{
+    if (t->ranges)
+        return 0;
+    struct cmt_ranges *g = calloc(1, sizeof *g);
+    if (!g)
+        return cmt_fail(err, errlen, "out of memory");
+    t->ranges = g;
+    if (!has_table(t->db, "ranges"))
+        return 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(t->db,
+                           "SELECT range_id, kind, domain, name, tid, start_seq, end_seq, start_ns, end_ns, depth"
+                           " FROM ranges ORDER BY start_seq, range_id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 5) != SQLITE_INTEGER || sqlite3_column_type(st, 7) != SQLITE_INTEGER) {
+            sqlite3_finalize(st);
+            return cmt_fail(err, errlen, "%s: corrupt trace: range %lld has no start", t->path,
+                            (long long)sqlite3_column_int64(st, 0));
+        }
+        struct cmt_range *r = cmt_push(&g->r, &g->n, &g->cap, sizeof *r);
+        if (!r) {
+            sqlite3_finalize(st);
+            return cmt_fail(err, errlen, "out of memory");
+        }
+        memset(r, 0, sizeof *r);
+        const char *kind = (const char *)sqlite3_column_text(st, 1);
+        r->id = sqlite3_column_int64(st, 0);
+        r->push = kind && !strcmp(kind, "push");
+        r->name = display_name((const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3));
+        r->tid = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 4);
+        r->start_seq = sqlite3_column_int64(st, 5);
+        r->end_seq = sqlite3_column_type(st, 6) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 6);
+        r->start_ns = sqlite3_column_int64(st, 7);
+        r->end_ns = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+        r->depth = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : (int32_t)sqlite3_column_int64(st, 9);
+        if (!r->name) {
+            sqlite3_finalize(st);
+            return cmt_fail(err, errlen, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+    return 0;
+}
+
+void cmt_ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_t after)
+{
+    struct cmt_ranges *g = t->ranges;
+    if (!g || !g->n)
+        return;
+    /* Ranges that began since the last change start at the level that held meanwhile. */
+    while (g->next < g->n && g->r[g->next].start_seq < seq) {
+        size_t *o = cmt_push(&g->open, &g->nopen, &g->opencap, sizeof *o);
+        if (!o)
+            return; /* out of memory: this range keeps the level at its start */
+        g->r[g->next].peak = before;
+        *o = g->next++;
+    }
+    for (size_t i = 0; i < g->nopen;) {
+        struct cmt_range *r = &g->r[g->open[i]];
+        if (r->end_seq < seq) {
+            g->open[i] = g->open[--g->nopen]; /* ended before this event: its peak is complete */
+            continue;
+        }
+        if (after > r->peak)
+            r->peak = after;
+        i++;
+    }
+}
+
+void cmt_ranges_finish(struct cmt_trace *t)
+{
+    struct cmt_ranges *g = t->ranges;
+    if (!g)
+        return;
+    for (; g->next < g->n; g->next++)
+        g->r[g->next].peak = t->live;
+    g->nopen = 0;
+}
+
+void cmt_ranges_free(struct cmt_trace *t)
+{
+    struct cmt_ranges *g = t->ranges;
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        free(g->r[i].name);
+    free(g->r);
+    free(g->open);
+    free(g);
+    t->ranges = NULL;
+}
+
+/* ---- questions the verbs ask -------------------------------------------------------------------- */
+
+static int event_tid(struct cmt_trace *t, int64_t seq, int64_t *tid, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    *tid = -1;
+    if (sqlite3_prepare_v2(t->db, "SELECT tid FROM events WHERE seq = ?", -1, &st, NULL) != SQLITE_OK)
+        return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+    sqlite3_bind_int64(st, 1, seq);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *tid = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : cmt_fail(err, errlen, "%s: corrupt trace", t->path);
+}
+
+int cmt_ranges_stack_at(struct cmt_set *s, int ti, int64_t seq, struct cmt_range_stack *out, char *err,
+                        size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (ti < 0 || (size_t)ti >= s->n)
+        return 0;
+    struct cmt_trace *t = s->t[ti];
+    struct cmt_ranges *g = t->ranges;
+    if (!g || !g->n)
+        return 0;
+    int64_t tid;
+    if (event_tid(t, seq, &tid, err, errlen) != 0)
+        return -1;
+    size_t cap = 0;
+    /* By start: on one thread, an enclosing push range always started before what it encloses. Imported
+     * ranges (no thread) belong to every thread. */
+    for (size_t i = 0; i < g->n && g->r[i].start_seq < seq; i++) {
+        const struct cmt_range *r = &g->r[i];
+        if (!r->push || r->end_seq < seq || (r->tid != tid && r->tid != -1))
+            continue;
+        const char **slot = cmt_push(&out->names, &out->n, &cap, sizeof *slot);
+        if (!slot)
+            return cmt_fail(err, errlen, "out of memory");
+        *slot = r->name;
+    }
+    return 0;
+}
+
+static int cmp_peak(const void *a, const void *b)
+{
+    const struct cmt_range_peak *x = a, *y = b;
+    if (x->peak != y->peak)
+        return x->peak > y->peak ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int cmt_ranges_report(struct cmt_range_report *rr, struct cmt_set *s, char *err, size_t errlen)
+{
+    memset(rr, 0, sizeof *rr);
+    struct smap ix = {0};
+    size_t cap = 0;
+    int rc = -1;
+    for (size_t ti = 0; ti < s->n; ti++) {
+        struct cmt_ranges *g = s->t[ti]->ranges;
+        for (size_t i = 0; g && i < g->n; i++) {
+            const struct cmt_range *r = &g->r[i];
+            rr->any = 1;
+            int64_t *k = smap_get(&ix, r->name);
+            struct cmt_range_peak *p;
+            if (k) {
+                p = &rr->peaks[*k];
+            } else {
+                p = cmt_push(&rr->peaks, &rr->npeaks, &cap, sizeof *p);
+                if (!p || smap_put(&ix, r->name, (int64_t)rr->npeaks - 1) != 0) {
+                    cmt_fail(err, errlen, "out of memory");
+                    goto out;
+                }
+                p->name = r->name;
+                p->count = 0;
+                p->peak = 0;
+            }
+            p->count++;
+            if (r->peak > p->peak)
+                p->peak = r->peak;
+        }
+    }
+    if (rr->npeaks)
+        qsort(rr->peaks, rr->npeaks, sizeof *rr->peaks, cmp_peak);
+    if (s->peak_trace >= 0 && cmt_ranges_stack_at(s, s->peak_trace, s->peak_seq, &rr->at_peak, err, errlen) != 0)
+        goto out;
+    if (s->nfails) {
+        rr->at_fail = calloc(s->nfails, sizeof *rr->at_fail);
+        if (!rr->at_fail) {
+            cmt_fail(err, errlen, "out of memory");
+            goto out;
+        }
+        rr->nfail = s->nfails;
+        for (size_t i = 0; i < s->nfails; i++)
+            if (cmt_ranges_stack_at(s, s->fails[i].trace, s->fails[i].seq, &rr->at_fail[i], err, errlen) != 0)
+                goto out;
+    }
+    rc = 0;
+out:
+    smap_free(&ix);
+    return rc; /* on failure too, the caller frees what was built with cmt_ranges_report_free */
+}
+
+void cmt_ranges_report_free(struct cmt_range_report *rr)
+{
+    free(rr->at_peak.names);
+    for (size_t i = 0; rr->at_fail && i < rr->nfail; i++)
+        free(rr->at_fail[i].names);
+    free(rr->at_fail);
+    free(rr->peaks);
+    memset(rr, 0, sizeof *rr);
+}
+
+/* ---- renderers ----------------------------------------------------------------------------------- */
+
+void cmt_ranges_text_stack(struct sbuf *b, const struct cmt_range_stack *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        sb_printf(b, "%s%s", i ? " > " : "", k->names[i]);
+}
+
+void cmt_ranges_json_stack(struct sbuf *b, const struct cmt_range_stack *k)
+{
+    sb_putc(b, '[');
+    for (size_t i = 0; i < k->n; i++) {
+        if (i)
+            sb_putc(b, ',');
+        sb_json_str(b, k->names[i]);
+    }
+    sb_putc(b, ']');
+}
+
+void cmt_ranges_text(struct sbuf *b, const struct cmt_range_report *rr)
+{
+    char t1[32], t2[32];
+    if (!rr->any)
+        return;
+    sb_puts(b, "\nPHASES (NVTX RANGES)\n  at the peak: ");
+    if (rr->at_peak.n)
+        cmt_ranges_text_stack(b, &rr->at_peak);
+    else
+        sb_puts(b, "(no range open on the peak's thread)");
+    sb_printf(b, "\n  %-40s %10s %12s\n", "range", "count", "peak");
+    for (size_t i = 0; i < rr->npeaks; i++)
+        sb_printf(b, "  %-40s %10s %12s\n", rr->peaks[i].name, cmt_count_str(rr->peaks[i].count, t1),
+                  cmt_bytes_str(rr->peaks[i].peak, t2));
+}
+
+void cmt_ranges_json(struct sbuf *b, const struct cmt_range_report *rr)
+{
+    sb_puts(b, ",\"ranges_at_peak\":");
+    cmt_ranges_json_stack(b, &rr->at_peak);
+    sb_puts(b, ",\"range_peaks\":[");
+    for (size_t i = 0; i < rr->npeaks; i++) {
+        sb_printf(b, "%s{\"name\":", i ? "," : "");
+        sb_json_str(b, rr->peaks[i].name);
+        sb_printf(b, ",\"count\":%lld,\"peak_bytes\":%lld}", (long long)rr->peaks[i].count,
+                  (long long)rr->peaks[i].peak);
+    }
+    sb_putc(b, ']');
+}

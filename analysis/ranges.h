@@ -1,0 +1,82 @@
+/*
+ * ranges.h: phases of a run (NVTX ranges, PyTorch annotations: the ranges table of schema version 3) and
+ * what device memory did inside them.
+ *
+ * The model: each trace's ranges, loaded before the pass; the pass (trace.c) calls cmt_ranges_observe at
+ * every change of the process's live device bytes, which gives every range instance its peak: the most
+ * device memory of its process live at any moment between its start and its end (the level at its start
+ * included). A range still open when the trace ends is closed there. Membership is by sequence number:
+ * an event is inside a range when start_seq < seq < end_seq (one counter orders both).
+ *
+ * Names: a range's name is its message ("(unnamed)" without one), prefixed "DOMAIN:" outside NVTX's
+ * default domain.
+ *
+ * Runs in the `cumemtrace` command; reads traces only.
+ */
+#ifndef CMT_RANGES_H
+#define CMT_RANGES_H
+
+#include "analysis.h"
+
+struct cmt_range {
+    int64_t id, start_seq, end_seq; /* end_seq: INT64_MAX while open at the end */
+    int64_t start_ns, end_ns;       /* end_ns: -1 while open at the end */
+    int64_t tid;                    /* -1 when unknown (imported) */
+    int32_t depth;                  /* push ranges: nesting level; -1 for start/end ranges */
+    int push;                       /* 1: push/pop (nested on its thread), 0: start/end */
+    char *name;                     /* display name (see above) */
+    int64_t peak;                   /* filled by the pass */
+};
+
+struct cmt_ranges {
+    struct cmt_range *r; /* by start_seq */
+    size_t n, cap;
+    size_t next;         /* the pass: the first range not yet opened */
+    size_t *open;        /* the pass: ranges open now */
+    size_t nopen, opencap;
+};
+
+/* Loads t's ranges into t->ranges (none for traces older than schema version 3). */
+int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen);
+/* The pass: t's live device bytes went from before to after at event seq. */
+void cmt_ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_t after);
+/* The pass is over: ranges still open are closed at the final level. */
+void cmt_ranges_finish(struct cmt_trace *t);
+void cmt_ranges_free(struct cmt_trace *t);
+
+/* Per range name: instances, and the highest of their peaks. */
+struct cmt_range_peak {
+    const char *name;
+    int64_t count, peak;
+};
+
+/* A stack of range names, outermost first (names owned by the traces' ranges). */
+struct cmt_range_stack {
+    const char **names;
+    size_t n;
+};
+
+struct cmt_range_report {
+    int any;                          /* some trace has ranges */
+    struct cmt_range_stack at_peak;   /* on the thread of the peak allocation */
+    struct cmt_range_stack *at_fail;  /* one per s->fails[] */
+    size_t nfail;
+    struct cmt_range_peak *peaks;     /* by peak, highest first, then by name */
+    size_t npeaks;
+};
+
+int cmt_ranges_report(struct cmt_range_report *rr, struct cmt_set *s, char *err, size_t errlen);
+void cmt_ranges_report_free(struct cmt_range_report *rr);
+
+/* The push ranges open on the thread of event seq of trace ti when it happened, outermost first. */
+int cmt_ranges_stack_at(struct cmt_set *s, int ti, int64_t seq, struct cmt_range_stack *out, char *err,
+                        size_t errlen);
+
+/* Renderers: the report's section (text), and its two JSON keys ("ranges_at_peak", "range_peaks",
+ * written with a leading comma). */
+void cmt_ranges_text(struct sbuf *b, const struct cmt_range_report *rr);
+void cmt_ranges_json(struct sbuf *b, const struct cmt_range_report *rr);
+void cmt_ranges_json_stack(struct sbuf *b, const struct cmt_range_stack *k);
+void cmt_ranges_text_stack(struct sbuf *b, const struct cmt_range_stack *k);
+
+#endif
