@@ -292,3 +292,44 @@ void cmt_ranges_json(struct sbuf *b, const struct cmt_range_report *rr)
     }
     sb_putc(b, ']');
 }
+
+void cmt_ranges_chrome(struct sbuf *b, const struct cmt_set *s, int *first)
+{
+    /* Push ranges nest on their thread: complete slices ("X") on it. Start/end ranges may end on another
+     * thread and overlap anything: async slices ("b"/"e"), one track per name. Open at the end: they
+     * last until the trace's end. Imported ranges (no thread) go on the process's main thread. */
+    for (size_t ti = 0; ti < s->n; ti++) {
+        const struct cmt_trace *t = s->t[ti];
+        const struct cmt_ranges *g = t->ranges;
+        int64_t end = t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts;
+        for (size_t i = 0; g && i < g->n; i++) {
+            const struct cmt_range *r = &g->r[i];
+            int64_t e = r->end_ns >= 0 ? r->end_ns : end;
+            if (e < r->start_ns)
+                e = r->start_ns;
+            long long tid = r->tid >= 0 ? (long long)r->tid : (long long)t->pid;
+            if (r->push) {
+                sb_printf(b, "%s{\"ph\":\"X\",\"cat\":\"nvtx\",\"name\":", *first ? "" : ",\n");
+                sb_json_str(b, r->name);
+                sb_printf(b, ",\"pid\":%lld,\"tid\":%lld,\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"peak_bytes\":%lld,"
+                             "\"range_id\":%lld,\"open_at_end\":%s}}",
+                          (long long)t->pid, tid, (double)(r->start_ns - s->t0) / 1e3, (double)(e - r->start_ns) / 1e3,
+                          (long long)r->peak, (long long)r->id, r->end_ns < 0 ? "true" : "false");
+            } else {
+                for (int k = 0; k < 2; k++) {
+                    sb_printf(b, "%s{\"ph\":\"%s\",\"cat\":\"nvtx\",\"id\":%lld,\"name\":", *first ? "" : ",\n",
+                              k ? "e" : "b", (long long)r->id);
+                    sb_json_str(b, r->name);
+                    sb_printf(b, ",\"pid\":%lld,\"tid\":%lld,\"ts\":%.3f", (long long)t->pid, tid,
+                              (double)((k ? e : r->start_ns) - s->t0) / 1e3);
+                    if (!k)
+                        sb_printf(b, ",\"args\":{\"peak_bytes\":%lld,\"range_id\":%lld}", (long long)r->peak,
+                                  (long long)r->id);
+                    sb_putc(b, '}');
+                    *first = 0;
+                }
+            }
+            *first = 0;
+        }
+    }
+}

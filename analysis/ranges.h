@@ -78,5 +78,8 @@ void cmt_ranges_text(struct sbuf *b, const struct cmt_range_report *rr);
 void cmt_ranges_json(struct sbuf *b, const struct cmt_range_report *rr);
 void cmt_ranges_json_stack(struct sbuf *b, const struct cmt_range_stack *k);
 void cmt_ranges_text_stack(struct sbuf *b, const struct cmt_range_stack *k);
+/* Chrome trace events (timeline -o X.json): a slice per range on its thread; *first: nothing written yet
+ * (no comma before the first). */
+void cmt_ranges_chrome(struct sbuf *b, const struct cmt_set *s, int *first);
 
 #endif

@@ -13,6 +13,7 @@
  *            given out, ends of unknown ids, a 10000-byte message, invalid code points; then one range
  *            around one allocation to show recording still works.
  *   nocuda   NVTX only, no driver call at all; prints "ok".
+ *   open     "outer" pushed around a 2 MiB allocation and never popped; a start/end "never" not ended.
  */
 #include <cuda.h>
 #include <nvtx3/nvToolsExt.h>
@@ -181,6 +182,15 @@ static int nocuda(void)
     return 0;
 }
 
+static int open_at_exit(void)
+{
+    setup();
+    nvtxRangePushA("outer");
+    nvtxRangeStartA("never");
+    alloc(2 * MiB);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "phases";
@@ -192,6 +202,8 @@ int main(int argc, char **argv)
         return hostile();
     if (!strcmp(mode, "nocuda"))
         return nocuda();
+    if (!strcmp(mode, "open"))
+        return open_at_exit();
     fprintf(stderr, "nvtx_client: unknown mode %s\n", mode);
     return 2;
 }

@@ -1,0 +1,196 @@
+"""Phases: libcumemtrace.so as an NVTX injection library (interpose/cmt_nvtx.c), the ranges and marks tables
+(schema version 3), and what report, timeline and diff say about them (analysis/ranges.c).
+
+tests/clients/nvtx_client.c is built against the toolkit's nvtx3 headers; its modes and their figures are
+described at its top. Every expected figure below is computed by hand from those allocations."""
+import json
+import os
+import subprocess
+
+from cmtlib import CUMEMTRACE, INTERPOSER, MiB, TraceTest, client, run, sim_env
+
+RANGES_SQL = ("SELECT r.name, r.kind, r.domain, r.depth, p.name, r.end_ns IS NOT NULL FROM ranges r"
+              " LEFT JOIN ranges p ON p.range_id = r.parent_id ORDER BY r.start_seq")
+
+PHASE_ROWS = [
+    ("init", "push", None, 0, None, 1),
+    ("step", "push", None, 0, None, 1),
+    ("forward", "push", None, 1, "step", 1),
+    ("backward", "push", None, 1, "step", 1),
+    ("optimizer", "push", None, 1, "step", 1),
+    ("step", "push", None, 0, None, 1),
+    ("forward", "push", None, 1, "step", 1),
+    ("backward", "push", None, 1, "step", 1),
+    ("optimizer", "push", None, 1, "step", 1),
+]
+
+# init holds 8 MiB; step 0: forward 8+4 = 12, backward 12+2 = 14 (then 10), optimizer 10+1 = 11;
+# step 1: forward 8+6 = 14, backward 14+2 = 16 (the peak), optimizer 11.
+PHASE_PEAKS = [
+    {"name": "backward", "count": 2, "peak_bytes": 16 * MiB},
+    {"name": "step", "count": 2, "peak_bytes": 16 * MiB},
+    {"name": "forward", "count": 2, "peak_bytes": 14 * MiB},
+    {"name": "optimizer", "count": 2, "peak_bytes": 11 * MiB},
+    {"name": "init", "count": 1, "peak_bytes": 8 * MiB},
+]
+
+
+def cmt(*args, check=True):
+    p = subprocess.run([CUMEMTRACE] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError("cumemtrace %s exited %d\n%s%s" % (args, p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def report(db):
+    return json.loads(cmt("report", "--json", db).stdout)
+
+
+class Nvtx(TraceTest):
+    def nvtx(self, mode, name="t.db", inject=True):
+        extra = {"NVTX_INJECTION64_PATH": INTERPOSER} if inject else None
+        env = sim_env(output=self.path(name), extra=extra)
+        if not inject:
+            env.pop("NVTX_INJECTION64_PATH", None)
+        p = run([client("nvtx_client"), mode], env)
+        self.trace_done = True
+        return p, self.path(name)
+
+    def run_cmd(self, mode, name="run.db"):
+        out = self.path(name)
+        env = sim_env(preload=False)
+        env.pop("NVTX_INJECTION64_PATH", None)
+        p = run([CUMEMTRACE, "run", "-o", out, "--", client("nvtx_client"), mode], env)
+        return p, out
+
+    def test_phases_under_run(self):
+        p, db = self.run_cmd("phases")
+        self.assertEqual(self.query(db, RANGES_SQL), PHASE_ROWS)
+        self.assertEqual(self.scalar(db, "PRAGMA user_version"), 3)
+        # "init" was pushed before the process's first CUDA call (kept until recording began) and holds
+        # its first allocation; each step holds 3 allocations and 3 frees
+        self.assertEqual(self.query(db, "SELECT r.range_id, count(*) FROM ranges r JOIN events e"
+                                        " ON e.seq > r.start_seq AND e.seq < r.end_seq WHERE r.depth = 0"
+                                        " GROUP BY r.range_id ORDER BY r.range_id"), [(1, 1), (2, 6), (6, 6)])
+        r = report(db)
+        self.assertEqual(r["peak_bytes"], 16 * MiB)
+        self.assertEqual(r["ranges_at_peak"], ["step", "backward"])
+        self.assertEqual(r["range_peaks"], PHASE_PEAKS)
+        self.assertEqual(self.scalar(db, "SELECT events_lost FROM process"), 0)
+        text = cmt("report", db).stdout
+        self.assertIn("at the peak: step > backward", text)
+
+    def test_phases_under_plain_preload(self):
+        p, db = self.nvtx("phases")
+        self.assertEqual(self.query(db, RANGES_SQL), PHASE_ROWS)
+        self.assertEqual(report(db)["range_peaks"], PHASE_PEAKS)
+        # without NVTX_INJECTION64_PATH, NVTX never calls us: memory only
+        p, db = self.nvtx("phases", name="plain.db", inject=False)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM ranges"), 0)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM events"), 14)
+        r = report(db)
+        self.assertEqual((r["ranges_at_peak"], r["range_peaks"]), ([], []))
+
+    def test_threads_marks_domains(self):
+        p, db = self.nvtx("threads")
+        rows = self.query(db, "SELECT name, kind, domain, category, depth, tid = end_tid FROM ranges ORDER BY start_seq")
+        self.assertEqual(rows, [("load", "startend", None, 0, None, 0),
+                                ("worker", "push", None, 0, 0, 1),
+                                ("registered phase", "push", "mylib", 7, 0, 1),
+                                ("wide \u00e9t\u00e9 \u2603", "push", None, 0, 0, 1)])
+        main_tid = self.scalar(db, "SELECT tid FROM ranges WHERE name = 'load'")
+        worker_tid = self.scalar(db, "SELECT end_tid FROM ranges WHERE name = 'load'")
+        self.assertEqual(self.scalar(db, "SELECT tid FROM ranges WHERE name = 'worker'"), worker_tid)
+        self.assertNotEqual(main_tid, worker_tid)
+        self.assertEqual(self.query(db, "SELECT name, domain, category, tid FROM marks ORDER BY seq"),
+                         [("checkpoint", None, 0, main_tid), ("lib mark", "mylib", 7, main_tid)])
+        r = report(db)
+        # 1 MiB base; the worker's 3 MiB inside load and worker; 5 MiB inside mylib's range (1 + 5 = 6,
+        # the peak); the wide range starts with 6 MiB live and frees 5.
+        self.assertEqual(r["peak_bytes"], 6 * MiB)
+        self.assertEqual(r["ranges_at_peak"], ["mylib:registered phase"])
+        self.assertEqual(r["range_peaks"], [
+            {"name": "mylib:registered phase", "count": 1, "peak_bytes": 6 * MiB},
+            {"name": "wide \u00e9t\u00e9 \u2603", "count": 1, "peak_bytes": 6 * MiB},
+            {"name": "load", "count": 1, "peak_bytes": 4 * MiB},
+            {"name": "worker", "count": 1, "peak_bytes": 4 * MiB}])
+
+    def test_hostile_use_is_harmless(self):
+        p, db = self.nvtx("hostile")
+        rows = self.query(db, "SELECT name, depth FROM ranges ORDER BY start_seq")
+        # seven pushes without a usable message, a 10000-byte one kept to 248 bytes, invalid code points
+        # as '?', and "after" around the allocation; the bogus domain's push and pops are no-ops, the
+        # pops without pushes record nothing.
+        self.assertEqual(rows, [(None, i) for i in range(7)] + [("x" * 248, 7), ("??a", 8), ("after", 9)])
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM ranges WHERE end_ns IS NULL"), 0)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM marks"), 0)
+        r = report(db)
+        self.assertEqual(r["ranges_at_peak"], ["(unnamed)"] * 7 + ["x" * 248, "??a", "after"])
+        self.assertEqual(r["peak_bytes"], MiB)
+
+    def test_no_cuda_no_trace_same_output(self):
+        plain = run([client("nvtx_client"), "nocuda"], sim_env(preload=False))
+        out = self.path("nothing.db")
+        env = sim_env(preload=False)
+        p = run([CUMEMTRACE, "run", "-o", out, "--", client("nvtx_client"), "nocuda"], env)
+        self.assertEqual((p.stdout, p.returncode), (plain.stdout, 0))
+        self.assertEqual(plain.stdout, "ok\n")
+        self.assertIn("no trace written", p.stderr)
+        self.assertFalse(os.path.exists(out))
+        p, db = self.nvtx("nocuda", name="pre.db")
+        self.assertEqual(p.stdout, "ok\n")
+        self.assertFalse(os.path.exists(db))
+
+    def test_ranges_open_at_exit(self):
+        p, db = self.nvtx("open")
+        self.assertEqual(self.query(db, "SELECT name, kind, end_ns, end_seq FROM ranges ORDER BY start_seq"),
+                         [("outer", "push", None, None), ("never", "startend", None, None)])
+        r = report(db)
+        self.assertEqual(r["ranges_at_peak"], ["outer"])
+        self.assertEqual(r["range_peaks"], [{"name": "never", "count": 1, "peak_bytes": 2 * MiB},
+                                            {"name": "outer", "count": 1, "peak_bytes": 2 * MiB}])
+
+    def test_run_keeps_another_tools_injection(self):
+        out = self.path("other.db")
+        env = sim_env(preload=False, extra={"NVTX_INJECTION64_PATH": "/nonexistent/libother.so"})
+        p = run([CUMEMTRACE, "run", "-o", out, "--", client("nvtx_client"), "phases"], env)
+        self.assertIn("NVTX_INJECTION64_PATH is set (/nonexistent/libother.so)", p.stderr)
+        self.assertEqual(self.scalar(out, "SELECT count(*) FROM ranges"), 0)
+        self.assertEqual(self.scalar(out, "SELECT count(*) FROM events"), 14)
+
+    def test_timeline_slices(self):
+        p, db = self.nvtx("phases")
+        out = self.path("t.json")
+        cmt("timeline", "-o", out, db)
+        with open(out) as f:
+            ev = [e for e in json.load(f)["traceEvents"] if e.get("cat") == "nvtx"]
+        tid = self.scalar(db, "SELECT DISTINCT tid FROM ranges")
+        pid = self.scalar(db, "SELECT pid FROM process")
+        self.assertEqual([(e["ph"], e["name"], e["pid"], e["tid"]) for e in ev],
+                         [("X", r[0], pid, tid) for r in PHASE_ROWS])
+        # nesting as Perfetto draws it: every phase inside its step
+        steps = [e for e in ev if e["name"] == "step"]
+        for e in ev:
+            if e["name"] in ("forward", "backward", "optimizer"):
+                self.assertTrue(any(s["ts"] <= e["ts"] and e["ts"] + e["dur"] <= s["ts"] + s["dur"] for s in steps))
+        self.assertEqual([e["args"]["peak_bytes"] for e in ev if e["name"] == "backward"], [14 * MiB, 16 * MiB])
+        p, db = self.nvtx("threads", name="th.db")
+        cmt("timeline", "-o", out, db)
+        with open(out) as f:
+            ev = [e for e in json.load(f)["traceEvents"] if e.get("cat") == "nvtx"]
+        load = [(e["ph"], e["id"]) for e in ev if e["name"] == "load"]
+        self.assertEqual(load, [("b", 1), ("e", 1)])
+
+    def test_ranges_at_a_failure(self):
+        # the 5th allocation (step 1's forward, 6 MiB) fails; the client stops there, inside both ranges
+        env = sim_env(output=self.path("f.db"), extra={"NVTX_INJECTION64_PATH": INTERPOSER,
+                                                        "SIMCUDA_FAIL": "cuMemAlloc_v2:5:2"})
+        p = run([client("nvtx_client"), "phases"], env, check=False)
+        self.assertEqual(p.returncode, 1)
+        db = self.path("f.db")
+        r = report(db)
+        self.assertEqual([(f["size"], f["ranges"]) for f in r["failures"]], [(6 * MiB, ["step", "forward"])])
+        self.assertEqual(self.query(db, "SELECT name FROM ranges WHERE end_ns IS NULL ORDER BY start_seq"),
+                         [("step",), ("forward",)])
+        self.assertIn("    in step > forward\n", cmt("report", db).stdout)
