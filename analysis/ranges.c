@@ -333,3 +333,100 @@ void cmt_ranges_chrome(struct sbuf *b, const struct cmt_set *s, int *first)
         }
     }
 }
+
+/* ---- comparing two runs (diff) ------------------------------------------------------------------- */
+
+static int cmp_inst(const void *x, const void *y)
+{
+    const struct cmt_range_inst *p = x, *q = y;
+    if (p->r->start_ns != q->r->start_ns)
+        return p->r->start_ns < q->r->start_ns ? -1 : 1;
+    return p->trace - q->trace;
+}
+
+int cmt_ranges_instances(const struct cmt_set *s, const char *name, struct cmt_range_inst **out, size_t *n)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (size_t ti = 0; ti < s->n; ti++) {
+        const struct cmt_ranges *g = s->t[ti]->ranges;
+        for (size_t i = 0; g && i < g->n; i++) {
+            if (strcmp(g->r[i].name, name))
+                continue;
+            struct cmt_range_inst *p = cmt_push(out, n, &cap, sizeof *p);
+            if (!p)
+                return -1;
+            p->trace = (int)ti;
+            p->r = &g->r[i];
+        }
+    }
+    if (*n)
+        qsort(*out, *n, sizeof **out, cmp_inst);
+    return 0;
+}
+
+/* Adds side's ranges (those that start inside `within`, if given) to the rows, by name. */
+static int add_side(struct smap *ix, struct cmt_phase_row **rows, size_t *n, size_t *cap, const struct cmt_set *s,
+                    const struct cmt_range_inst *within, int side)
+{
+    for (size_t ti = 0; ti < s->n; ti++) {
+        if (within && (int)ti != within->trace)
+            continue;
+        const struct cmt_ranges *g = s->t[ti]->ranges;
+        for (size_t i = 0; g && i < g->n; i++) {
+            const struct cmt_range *r = &g->r[i];
+            if (within && (r == within->r || r->start_seq <= within->r->start_seq ||
+                           r->start_seq >= within->r->end_seq))
+                continue;
+            int64_t *k = smap_get(ix, r->name);
+            struct cmt_phase_row *p;
+            if (k) {
+                p = &(*rows)[*k];
+            } else {
+                p = cmt_push(rows, n, cap, sizeof *p);
+                if (!p || smap_put(ix, r->name, (int64_t)*n - 1) != 0)
+                    return -1;
+                memset(p, 0, sizeof *p);
+                p->name = r->name;
+            }
+            p->count[side]++;
+            if (r->peak > p->peak[side])
+                p->peak[side] = r->peak;
+            if (r->depth > p->depth)
+                p->depth = r->depth;
+        }
+    }
+    return 0;
+}
+
+static int cmp_phase(const void *x, const void *y)
+{
+    const struct cmt_phase_row *p = x, *q = y;
+    int64_t dp = p->peak[1] - p->peak[0], dq = q->peak[1] - q->peak[0];
+    if (dp != dq)
+        return dp > dq ? -1 : 1;
+    if (p->depth != q->depth)
+        return p->depth > q->depth ? -1 : 1; /* the innermost phase says more than what encloses it */
+    return strcmp(p->name, q->name);
+}
+
+int cmt_ranges_phases(const struct cmt_set *a, const struct cmt_range_inst *ia, const struct cmt_set *b,
+                      const struct cmt_range_inst *ib, int aligned, struct cmt_phase_row **out, size_t *n)
+{
+    struct smap ix = {0};
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    int rc = -1;
+    if ((!aligned || ia) && add_side(&ix, out, n, &cap, a, ia, 0) != 0)
+        goto out;
+    if ((!aligned || ib) && add_side(&ix, out, n, &cap, b, ib, 1) != 0)
+        goto out;
+    if (*n)
+        qsort(*out, *n, sizeof **out, cmp_phase);
+    rc = 0;
+out:
+    smap_free(&ix);
+    return rc;
+}

@@ -82,4 +82,22 @@ void cmt_ranges_text_stack(struct sbuf *b, const struct cmt_range_stack *k);
  * (no comma before the first). */
 void cmt_ranges_chrome(struct sbuf *b, const struct cmt_set *s, int *first);
 
+/* diff: the instances of the ranges named name, by start (several processes merged by time). */
+struct cmt_range_inst {
+    int trace;
+    const struct cmt_range *r;
+};
+int cmt_ranges_instances(const struct cmt_set *s, const char *name, struct cmt_range_inst **out, size_t *n);
+
+/* diff: per range name, instances and highest peak on each side ([0] = A, [1] = B), largest growth first
+ * (ties: the deeper phase first). aligned: only the ranges that start inside instances ia and ib (step N
+ * of A against step N of B), the instances themselves left out; a NULL instance: that side has none. */
+struct cmt_phase_row {
+    const char *name;
+    int64_t count[2], peak[2];
+    int32_t depth; /* deepest nesting level seen (-1: start/end ranges only) */
+};
+int cmt_ranges_phases(const struct cmt_set *a, const struct cmt_range_inst *ia, const struct cmt_set *b,
+                      const struct cmt_range_inst *ib, int aligned, struct cmt_phase_row **out, size_t *n);
+
 #endif

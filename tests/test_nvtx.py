@@ -194,3 +194,28 @@ class Nvtx(TraceTest):
         self.assertEqual(self.query(db, "SELECT name FROM ranges WHERE end_ns IS NULL ORDER BY start_seq"),
                          [("step",), ("forward",)])
         self.assertIn("    in step > forward\n", cmt("report", db).stdout)
+
+    def test_diff_aligned_by_step(self):
+        _, a = self.nvtx("phases", name="a.db")
+        env = sim_env(output=self.path("b.db"), extra={"NVTX_INJECTION64_PATH": INTERPOSER})
+        run([client("nvtx_client"), "phases", "big"], env)
+        b = self.path("b.db")
+        d = json.loads(cmt("diff", "--json", "--align", "step", a, b).stdout)
+        self.assertEqual(d["peak_delta_bytes"], 2 * MiB)
+        self.assertEqual(d["phase_grew"], "backward")  # step grew as much, but backward is the deeper phase
+        self.assertEqual([(p["name"], p["a_peak_bytes"], p["b_peak_bytes"], p["delta_bytes"]) for p in d["phases"]],
+                         [("backward", 16 * MiB, 18 * MiB, 2 * MiB), ("step", 16 * MiB, 18 * MiB, 2 * MiB),
+                          ("forward", 14 * MiB, 14 * MiB, 0), ("optimizer", 11 * MiB, 11 * MiB, 0),
+                          ("init", 8 * MiB, 8 * MiB, 0)])
+        al = d["aligned"]
+        self.assertEqual((al["range"], al["a_count"], al["b_count"]), ("step", 2, 2))
+        self.assertEqual([(i["index"], i["a_peak_bytes"], i["b_peak_bytes"], i["grew"]) for i in al["instances"]],
+                         [(0, 14 * MiB, 14 * MiB, None), (1, 16 * MiB, 18 * MiB, "backward")])
+        self.assertEqual([(p["name"], p["a_peak_bytes"], p["b_peak_bytes"]) for p in al["instances"][1]["phases"]],
+                         [("backward", 16 * MiB, 18 * MiB), ("forward", 14 * MiB, 14 * MiB),
+                          ("optimizer", 11 * MiB, 11 * MiB)])
+        text = cmt("diff", "--align", "step", a, b).stdout
+        self.assertIn("step 1: A 16.0 MiB, B 18.0 MiB, +2.0 MiB; grew most: backward", text)
+        p = cmt("diff", "--align", "nope", a, b, check=False)
+        self.assertEqual((p.returncode, p.stdout), (1, ""))
+        self.assertEqual(p.stderr.strip().splitlines(), ["cumemtrace: diff: --align nope: neither A nor B has a range of that name"])
