@@ -147,19 +147,8 @@ static int event_tid(struct cmt_trace *t, int64_t seq, int64_t *tid, char *err, 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : cmt_fail(err, errlen, "%s: corrupt trace", t->path);
 }
 
-int cmt_ranges_stack_at(struct cmt_set *s, int ti, int64_t seq, struct cmt_range_stack *out, char *err,
-                        size_t errlen)
+static int collect(const struct cmt_ranges *g, int64_t seq, int64_t tid, struct cmt_range_stack *out)
 {
-    memset(out, 0, sizeof *out);
-    if (ti < 0 || (size_t)ti >= s->n)
-        return 0;
-    struct cmt_trace *t = s->t[ti];
-    struct cmt_ranges *g = t->ranges;
-    if (!g || !g->n)
-        return 0;
-    int64_t tid;
-    if (event_tid(t, seq, &tid, err, errlen) != 0)
-        return -1;
     size_t cap = 0;
     /* By start: on one thread, an enclosing push range always started before what it encloses. Imported
      * ranges (no thread) belong to every thread. */
@@ -169,9 +158,48 @@ int cmt_ranges_stack_at(struct cmt_set *s, int ti, int64_t seq, struct cmt_range
             continue;
         const char **slot = cmt_push(&out->names, &out->n, &cap, sizeof *slot);
         if (!slot)
-            return cmt_fail(err, errlen, "out of memory");
+            return -1;
         *slot = r->name;
     }
+    return 0;
+}
+
+int cmt_ranges_stack_at(struct cmt_set *s, int ti, int64_t seq, struct cmt_range_stack *out, char *err,
+                        size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->tid = -1;
+    if (ti < 0 || (size_t)ti >= s->n)
+        return 0;
+    struct cmt_trace *t = s->t[ti];
+    struct cmt_ranges *g = t->ranges;
+    if (!g || !g->n)
+        return 0;
+    int64_t tid;
+    if (event_tid(t, seq, &tid, err, errlen) != 0)
+        return -1;
+    if (collect(g, seq, tid, out) != 0)
+        return cmt_fail(err, errlen, "out of memory");
+    if (out->n) {
+        out->tid = tid;
+        out->same_thread = 1;
+        return 0;
+    }
+    /* No range open on the allocating thread (PyTorch runs backward on its autograd threads while the
+     * phases are pushed on the main one): the thread whose innermost open range began last. */
+    int64_t best = -1, best_seq = -1;
+    for (size_t i = 0; i < g->n && g->r[i].start_seq < seq; i++) {
+        const struct cmt_range *r = &g->r[i];
+        if (r->push && r->end_seq > seq && r->tid >= 0 && r->start_seq > best_seq) {
+            best_seq = r->start_seq;
+            best = r->tid;
+        }
+    }
+    if (best < 0)
+        return 0;
+    if (collect(g, seq, best, out) != 0)
+        return cmt_fail(err, errlen, "out of memory");
+    out->tid = best;
     return 0;
 }
 
@@ -272,7 +300,9 @@ void cmt_ranges_text(struct sbuf *b, const struct cmt_range_report *rr)
     if (rr->at_peak.n)
         cmt_ranges_text_stack(b, &rr->at_peak);
     else
-        sb_puts(b, "(no range open on the peak's thread)");
+        sb_puts(b, "(no range open)");
+    if (rr->at_peak.n && !rr->at_peak.same_thread)
+        sb_printf(b, " (thread %lld; none was open on the allocating thread)", (long long)rr->at_peak.tid);
     sb_printf(b, "\n  %-40s %10s %12s\n", "range", "count", "peak");
     for (size_t i = 0; i < rr->npeaks; i++)
         sb_printf(b, "  %-40s %10s %12s\n", rr->peaks[i].name, cmt_count_str(rr->peaks[i].count, t1),
@@ -283,6 +313,11 @@ void cmt_ranges_json(struct sbuf *b, const struct cmt_range_report *rr)
 {
     sb_puts(b, ",\"ranges_at_peak\":");
     cmt_ranges_json_stack(b, &rr->at_peak);
+    if (rr->at_peak.tid >= 0)
+        sb_printf(b, ",\"ranges_at_peak_thread\":{\"tid\":%lld,\"allocating_thread\":%s}",
+                  (long long)rr->at_peak.tid, rr->at_peak.same_thread ? "true" : "false");
+    else
+        sb_puts(b, ",\"ranges_at_peak_thread\":null");
     sb_puts(b, ",\"range_peaks\":[");
     for (size_t i = 0; i < rr->npeaks; i++) {
         sb_printf(b, "%s{\"name\":", i ? "," : "");

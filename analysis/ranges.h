@@ -8,6 +8,9 @@
  * included). A range still open when the trace ends is closed there. Membership is by sequence number:
  * an event is inside a range when start_seq < seq < end_seq (one counter orders both).
  *
+ * The stack at the peak is taken on the thread of the peak allocation, or, when that thread had no range
+ * open, on the thread that opened the innermost range open then (cmt_ranges_stack_at).
+ *
  * Names: a range's name is its message ("(unnamed)" without one), prefixed "DOMAIN:" outside NVTX's
  * default domain.
  *
@@ -54,6 +57,8 @@ struct cmt_range_peak {
 struct cmt_range_stack {
     const char **names;
     size_t n;
+    int64_t tid;     /* the thread whose ranges these are; -1 when none */
+    int same_thread; /* 1: the event's own thread; 0: another (see cmt_ranges_stack_at) */
 };
 
 struct cmt_range_report {
@@ -68,7 +73,9 @@ struct cmt_range_report {
 int cmt_ranges_report(struct cmt_range_report *rr, struct cmt_set *s, char *err, size_t errlen);
 void cmt_ranges_report_free(struct cmt_range_report *rr);
 
-/* The push ranges open on the thread of event seq of trace ti when it happened, outermost first. */
+/* The push ranges open on the thread of event seq of trace ti when it happened, outermost first. If that
+ * thread had none open (PyTorch's backward allocates on its autograd threads while the phases are pushed
+ * on the main thread), those of the thread whose innermost open range began last, with same_thread 0. */
 int cmt_ranges_stack_at(struct cmt_set *s, int ti, int64_t seq, struct cmt_range_stack *out, char *err,
                         size_t errlen);
 

@@ -7,7 +7,19 @@ import json
 import os
 import subprocess
 
+import unittest
+
+import cmtlib
 from cmtlib import CUMEMTRACE, INTERPOSER, MiB, TraceTest, client, run, sim_env
+
+DEFAULT_VENV = os.path.expanduser("~/.cache/cumemtrace/venv-torch-2.14.1/bin/python")
+TORCH_PY = os.environ.get("CMT_TORCH_PYTHON") or (DEFAULT_VENV if os.path.exists(DEFAULT_VENV) else "")
+if cmtlib.SANITIZER_PRELOAD:
+    TORCH_SKIP = "real PyTorch runs in the plain suite only (sanitizer build)"
+elif not TORCH_PY or not os.path.exists(TORCH_PY):
+    TORCH_SKIP = "no PyTorch environment (scripts/torch-env could not make one)"
+else:
+    TORCH_SKIP = None
 
 RANGES_SQL = ("SELECT r.name, r.kind, r.domain, r.depth, p.name, r.end_ns IS NOT NULL FROM ranges r"
               " LEFT JOIN ranges p ON p.range_id = r.parent_id ORDER BY r.start_seq")
@@ -219,3 +231,37 @@ class Nvtx(TraceTest):
         p = cmt("diff", "--align", "nope", a, b, check=False)
         self.assertEqual((p.returncode, p.stdout), (1, ""))
         self.assertEqual(p.stderr.strip().splitlines(), ["cumemtrace: diff: --align nope: neither A nor B has a range of that name"])
+
+
+@unittest.skipIf(TORCH_SKIP, TORCH_SKIP or "")
+class RealTorchPhases(TraceTest):
+    """examples/torch/gpt.py --nvtx: torch.cuda.nvtx.range (PyTorch's own nvtx3) recorded by `cumemtrace run`."""
+
+    def test_gpt_phases(self):
+        out = self.path("gpt.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        env.pop("NVTX_INJECTION64_PATH", None)
+        gpt = os.path.join(cmtlib.ROOT, "examples", "torch", "gpt.py")
+        p = subprocess.run([CUMEMTRACE, "run", "--sim-gpu", "RTX4090", "-o", out, "--", TORCH_PY, gpt, "--nvtx",
+                            "--steps", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        torch_says = json.loads([l for l in p.stdout.splitlines() if l.startswith("TORCH_MEMORY ")][0][13:])
+        self.assertEqual(self.query(out, "SELECT r.name, r.depth, p.name FROM ranges r LEFT JOIN ranges p"
+                                         " ON p.range_id = r.parent_id ORDER BY r.start_seq"),
+                         [("step", 0, None), ("forward", 1, "step"), ("backward", 1, "step"),
+                          ("optimizer", 1, "step")] * 2)
+        r = report(out)
+        # the driver-level peak holds the caching allocator's reserved peak (and cuBLAS's workspaces
+        # beside it), reached in backward; PyTorch runs backward on its autograd thread while the phases
+        # are pushed on the main thread
+        self.assertGreaterEqual(r["peak_bytes"], torch_says["reserved_peak_bytes"])
+        self.assertEqual(r["ranges_at_peak"], ["step", "backward"])
+        self.assertFalse(r["ranges_at_peak_thread"]["allocating_thread"])
+        peaks = {x["name"]: x for x in r["range_peaks"]}
+        self.assertEqual({n: x["count"] for n, x in peaks.items()},
+                         {"step": 2, "forward": 2, "backward": 2, "optimizer": 2})
+        self.assertEqual(peaks["step"]["peak_bytes"], r["peak_bytes"])
+        self.assertEqual(peaks["backward"]["peak_bytes"], r["peak_bytes"])
+        self.assertLess(peaks["forward"]["peak_bytes"], r["peak_bytes"])
