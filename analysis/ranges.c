@@ -46,7 +46,7 @@ int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(t->db,
                            "SELECT range_id, kind, domain, name, tid, start_seq, end_seq, start_ns, end_ns, depth"
-                           " FROM ranges ORDER BY start_seq, range_id",
+                           " FROM ranges ORDER BY start_seq, start_ns, range_id",
                            -1, &st, NULL) != SQLITE_OK)
         return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
     int rc;
@@ -98,7 +98,7 @@ void cmt_ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_
     }
     for (size_t i = 0; i < g->nopen;) {
         struct cmt_range *r = &g->r[g->open[i]];
-        if (r->end_seq < seq) {
+        if (r->end_seq <= seq) {
             g->open[i] = g->open[--g->nopen]; /* ended before this event: its peak is complete */
             continue;
         }
@@ -154,7 +154,7 @@ static int collect(const struct cmt_ranges *g, int64_t seq, int64_t tid, struct 
      * ranges (no thread) belong to every thread. */
     for (size_t i = 0; i < g->n && g->r[i].start_seq < seq; i++) {
         const struct cmt_range *r = &g->r[i];
-        if (!r->push || r->end_seq < seq || (r->tid != tid && r->tid != -1))
+        if (!r->push || r->end_seq <= seq || (r->tid != tid && r->tid != -1))
             continue;
         const char **slot = cmt_push(&out->names, &out->n, &cap, sizeof *slot);
         if (!slot)

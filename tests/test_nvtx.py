@@ -233,6 +233,62 @@ class Nvtx(TraceTest):
         self.assertEqual(p.stderr.strip().splitlines(), ["cumemtrace: diff: --align nope: neither A nor B has a range of that name"])
 
 
+class ImportedPhases(TraceTest):
+    """Snapshot annotations (record_function) and user_metadata imported as ranges onto driver events."""
+
+    def test_annotations_and_metadata_on_a_driver_trace(self):
+        import pickle
+        from tracebuilder import TraceBuilder
+        t = TraceBuilder(self.path("t.db"))  # events at start + 1, 2, ... ms
+        t.alloc(MiB)                  # seq 1 at 1 ms: 1 MiB live
+        a = t.alloc(4 * MiB)          # seq 2 at 2 ms: 5
+        t.free(a)                     # seq 3 at 3 ms: 1
+        t.alloc(2 * MiB)              # seq 4 at 4 ms: 3
+        b = t.alloc(8 * MiB)          # seq 5 at 5 ms: 11, the peak
+        t.free(b)                     # seq 6 at 6 ms: 3
+        db = t.close()
+        base_us = 1_700_000_000_000_000  # the builder's start_unix_ns, in microseconds
+
+        def us(ms):
+            return base_us + int(ms * 1000)
+        seg = 0x7f0000000000
+        snap = {"segments": [{"device": 0, "address": seg, "total_size": 2 * MiB, "stream": 0,
+                              "segment_type": "small", "blocks": [
+                                  {"address": seg, "size": 1024, "requested_size": 1000, "state": "active_allocated"},
+                                  {"address": seg + 1024, "size": 2 * MiB - 1024, "state": "inactive"}]}],
+                "device_traces": [[
+                    {"action": "segment_alloc", "addr": seg, "size": 2 * MiB, "stream": 0, "time_us": us(0.9)},
+                    {"action": "alloc", "addr": seg, "size": 1000, "stream": 0, "time_us": us(4.2),
+                     "user_metadata": "tagA"}]],
+                "external_annotations": [
+                    {"stage": "START", "name": "outer", "device": 0, "time_us": us(1.5)},
+                    {"stage": "START", "name": "inner", "device": 0, "time_us": us(1.8)},
+                    {"stage": "END", "name": "inner", "device": 0, "time_us": us(3.5)},
+                    {"stage": "START", "name": "opt", "device": 0, "time_us": us(3.8)},
+                    {"stage": "END", "name": "outer", "device": 0, "time_us": us(4.5)}]}
+        pk = self.path("s.pickle")
+        with open(pk, "wb") as f:
+            pickle.dump(snap, f)
+        cmt("import-torch", pk, "-o", db)
+        self.assertEqual(self.query(db, "SELECT r.source, r.name, r.depth, p.name, r.end_ns IS NULL FROM ranges r"
+                                        " LEFT JOIN ranges p ON p.range_id = r.parent_id ORDER BY r.start_ns"),
+                         [("torch", "tagA", 0, None, 1), ("torch", "outer", 0, None, 0),
+                          ("torch", "inner", 1, "outer", 0), ("torch", "opt", 1, "outer", 1)])
+        r = report(db)
+        # tagA: from the entry before it (0.9 ms), still tagged at the history's end: open, seq 1-6; outer:
+        # seq 2-4 (peak 5 MiB); inner: seq 2-3 (5); opt never ends: seq 4-6, 1 MiB at its start, then 3,
+        # 11, 3
+        self.assertEqual(r["peak_bytes"], 11 * MiB)
+        self.assertEqual(r["ranges_at_peak"], ["tagA", "opt"])
+        self.assertEqual(r["range_peaks"], [{"name": "opt", "count": 1, "peak_bytes": 11 * MiB},
+                                            {"name": "tagA", "count": 1, "peak_bytes": 11 * MiB},
+                                            {"name": "inner", "count": 1, "peak_bytes": 5 * MiB},
+                                            {"name": "outer", "count": 1, "peak_bytes": 5 * MiB}])
+        # a second import replaces the torch ranges rather than doubling them
+        cmt("import-torch", pk, "-o", db)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM ranges"), 4)
+
+
 @unittest.skipIf(TORCH_SKIP, TORCH_SKIP or "")
 class RealTorchPhases(TraceTest):
     """examples/torch/gpt.py --nvtx: torch.cuda.nvtx.range (PyTorch's own nvtx3) recorded by `cumemtrace run`."""
@@ -265,3 +321,37 @@ class RealTorchPhases(TraceTest):
         self.assertEqual(peaks["step"]["peak_bytes"], r["peak_bytes"])
         self.assertEqual(peaks["backward"]["peak_bytes"], r["peak_bytes"])
         self.assertLess(peaks["forward"]["peak_bytes"], r["peak_bytes"])
+
+    def test_torch_annotations_and_metadata_become_ranges(self):
+        # record_function's START/END annotations and _set_memory_metadata tags, from the snapshot run
+        # --torch takes at exit. Segments: 20 MiB (a, 4 MiB: the large pool's smallest segment), 32 MiB for
+        # b inside phase_one, 48 MiB for c while tagged (b's cached 32 MiB is too small); d fits in the
+        # first segment: no driver call.
+        script = self.path("phases.py")
+        with open(script, "w") as f:
+            f.write("import json, torch\n"
+                    "a = torch.empty(1 << 20, device='cuda')\n"
+                    "with torch.profiler.record_function('phase_one'):\n"
+                    "    b = torch.empty(8 << 20, device='cuda')\n"
+                    "    del b\n"
+                    "torch.cuda.memory._set_memory_metadata('tagged')\n"
+                    "c = torch.empty(12 << 20, device='cuda')\n"
+                    "torch.cuda.memory._set_memory_metadata('')\n"
+                    "d = torch.empty(1 << 20, device='cuda')\n"
+                    "print(json.dumps(torch.cuda.memory_stats()['reserved_bytes.all.peak']))\n")
+        out = self.path("ann.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "8GiB", "-o", out, "--", TORCH_PY, script],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        self.assertEqual(int(p.stdout.split()[-1]), 100 * MiB)
+        self.assertEqual(self.query(out, "SELECT source, kind, name, depth, tid, end_ns IS NULL FROM ranges"
+                                         " ORDER BY start_ns"),
+                         [("torch", "push", "phase_one", 0, None, 0), ("torch", "push", "tagged", 0, None, 0)])
+        self.assertEqual(self.query(out, "SELECT size FROM events ORDER BY seq"), [(20 * MiB,), (32 * MiB,), (48 * MiB,)])
+        r = report(out)
+        self.assertEqual(r["peak_bytes"], 100 * MiB)
+        self.assertEqual(r["ranges_at_peak"], ["tagged"])
+        self.assertEqual(r["range_peaks"], [{"name": "tagged", "count": 1, "peak_bytes": 100 * MiB},
+                                            {"name": "phase_one", "count": 1, "peak_bytes": 52 * MiB}])
