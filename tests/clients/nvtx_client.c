@@ -15,6 +15,7 @@
  *            around one allocation to show recording still works.
  *   nocuda   NVTX only, no driver call at all; prints "ok".
  *   open     "outer" pushed around a 2 MiB allocation and never popped; a start/end "never" not ended.
+ *   many N   one 1 MiB allocation, then N pushes and pops of "tick" (N as given, default 10000).
  */
 #include <cuda.h>
 #include <nvtx3/nvToolsExt.h>
@@ -194,6 +195,18 @@ static int open_at_exit(void)
     return 0;
 }
 
+static int many(int n)
+{
+    setup();
+    CUdeviceptr p = alloc(1 * MiB);
+    for (int i = 0; i < n; i++) {
+        nvtxRangePushA("tick");
+        nvtxRangePop();
+    }
+    CHECK(cuMemFree(p));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "phases";
@@ -207,6 +220,8 @@ int main(int argc, char **argv)
         return nocuda();
     if (!strcmp(mode, "open"))
         return open_at_exit();
+    if (!strcmp(mode, "many"))
+        return many(argc > 2 ? atoi(argv[2]) : 10000);
     fprintf(stderr, "nvtx_client: unknown mode %s\n", mode);
     return 2;
 }
