@@ -492,7 +492,8 @@ static void html_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
     sb_puts(b, "</table>");
 }
 
-static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
+static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
+                       const struct cmt_range_report *rr, int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32];
@@ -523,6 +524,17 @@ static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_to
     sb_puts(b, "<h2>Device memory over time</h2>\n");
     if (cmt_svg_timeline(b, s) != 0)
         return -1;
+    if (rr->any) {
+        struct sbuf ph = {0};
+        sb_puts(b, "<h2>Phases (NVTX ranges)</h2>\n");
+        if (cmt_ranges_svg(b, s) != 0)
+            return -1;
+        cmt_ranges_text(&ph, rr);
+        sb_puts(b, "<pre>");
+        sb_xml(b, ph.p ? ph.p : "");
+        sb_puts(b, "</pre>\n");
+        sb_free(&ph);
+    }
     sb_puts(b, "<h2>Live at the peak: top stacks</h2>\n");
     html_groups(b, r->top, r->ntop, top, s->peak);
     sb_puts(b, "<h2>Live at the peak: by module</h2>\n<table><tr><th>bytes</th><th>allocations</th><th>module</th></tr>");
@@ -640,7 +652,7 @@ int cmd_report(int argc, char **argv)
         report_json(&out, &r, &x, &rr, top);
     else
         report_text(&out, &r, &x, &rr, top);
-    if (html && report_html(&page, &r, &x, top) != 0) {
+    if (html && report_html(&page, &r, &x, &rr, top) != 0) {
         snprintf(err, sizeof err, "out of memory while drawing the timeline");
         goto out;
     }

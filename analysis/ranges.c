@@ -465,3 +465,88 @@ out:
     smap_free(&ix);
     return rc;
 }
+
+/* ---- bands under the HTML report's timeline ------------------------------------------------------ */
+
+#define BAND_ROWS 12 /* (thread, level) rows drawn at most */
+
+static unsigned name_hue(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % 360;
+}
+
+int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s)
+{
+    /* The timeline's geometry (chart.c): plot from x = 80, 840 wide, over t0..tend. One row per thread
+     * and nesting level (start/end ranges on a row of their own per thread), outermost first. */
+    int64_t row_tid[BAND_ROWS];
+    int row_depth[BAND_ROWS], row_trace[BAND_ROWS], nrows = 0;
+    double span = (double)(s->tend - s->t0);
+    for (size_t ti = 0; ti < s->n; ti++) {
+        const struct cmt_ranges *g = s->t[ti]->ranges;
+        for (size_t i = 0; g && i < g->n; i++) {
+            const struct cmt_range *r = &g->r[i];
+            int depth = r->push ? r->depth : 1000;
+            int found = 0;
+            for (int k = 0; k < nrows && !found; k++)
+                found = row_trace[k] == (int)ti && row_tid[k] == r->tid && row_depth[k] == depth;
+            if (!found && nrows < BAND_ROWS) {
+                int k = nrows++;
+                /* keep rows ordered by trace, thread, level */
+                while (k > 0 && (row_trace[k - 1] > (int)ti || (row_trace[k - 1] == (int)ti &&
+                                 (row_tid[k - 1] > r->tid || (row_tid[k - 1] == r->tid && row_depth[k - 1] > depth))))) {
+                    row_trace[k] = row_trace[k - 1];
+                    row_tid[k] = row_tid[k - 1];
+                    row_depth[k] = row_depth[k - 1];
+                    k--;
+                }
+                row_trace[k] = (int)ti;
+                row_tid[k] = r->tid;
+                row_depth[k] = depth;
+            }
+        }
+    }
+    double h = 20 + 18.0 * nrows;
+    sb_printf(b, "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='%.0f' viewBox='0 0 960 %.0f'"
+                 " font-family='sans-serif'><title>phases</title><rect width='100%%' height='100%%' fill='white'/>",
+              h, h);
+    for (int k = 0; k < nrows; k++) {
+        double y = 10 + 18.0 * k;
+        sb_printf(b, "<text x='74' y='%.1f' text-anchor='end' font-size='10' fill='#555'>", y + 12);
+        if (row_tid[k] >= 0)
+            sb_printf(b, "tid %lld%s", (long long)row_tid[k], row_depth[k] == 1000 ? " s/e" : "");
+        else
+            sb_puts(b, "torch");
+        sb_puts(b, "</text>");
+        const struct cmt_trace *t = s->t[row_trace[k]];
+        const struct cmt_ranges *g = t->ranges;
+        int64_t end = t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts;
+        for (size_t i = 0; g && i < g->n; i++) {
+            const struct cmt_range *r = &g->r[i];
+            if (r->tid != row_tid[k] || (r->push ? r->depth : 1000) != row_depth[k])
+                continue;
+            int64_t e = r->end_ns >= 0 ? r->end_ns : end;
+            double x0 = 80 + (span > 0 ? (double)(r->start_ns - s->t0) / span : 0) * 840;
+            double x1 = 80 + (span > 0 ? (double)(e - s->t0) / span : 0) * 840;
+            if (x1 - x0 < 1)
+                x1 = x0 + 1;
+            char t1[32];
+            sb_printf(b, "<g><title>");
+            sb_xml(b, r->name);
+            sb_printf(b, ": peak %s</title><rect x='%.1f' y='%.1f' width='%.1f' height='16' fill='hsl(%u,55%%,70%%)'"
+                         " stroke='white' stroke-width='0.5'/>",
+                      cmt_bytes_str(r->peak, t1), x0, y, x1 - x0, name_hue(r->name));
+            if (x1 - x0 > 40) {
+                sb_printf(b, "<text x='%.1f' y='%.1f' font-size='10'>", x0 + 3, y + 12);
+                sb_xml(b, r->name);
+                sb_puts(b, "</text>");
+            }
+            sb_puts(b, "</g>");
+        }
+    }
+    sb_puts(b, "</svg>\n");
+    return 0;
+}

@@ -88,6 +88,8 @@ void cmt_ranges_text_stack(struct sbuf *b, const struct cmt_range_stack *k);
 /* Chrome trace events (timeline -o X.json): a slice per range on its thread; *first: nothing written yet
  * (no comma before the first). */
 void cmt_ranges_chrome(struct sbuf *b, const struct cmt_set *s, int *first);
+/* The HTML report's bands: one SVG row per thread and nesting level, on the timeline's time axis. */
+int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s);
 
 /* diff: the instances of the ranges named name, by start (several processes merged by time). */
 struct cmt_range_inst {

@@ -194,6 +194,20 @@ class Nvtx(TraceTest):
         load = [(e["ph"], e["id"]) for e in ev if e["name"] == "load"]
         self.assertEqual(load, [("b", 1), ("e", 1)])
 
+    def test_html_bands(self):
+        p, db = self.nvtx("phases")
+        out = self.path("r.html")
+        cmt("report", "--html", out, db)
+        with open(out) as f:
+            page = f.read()
+        bands = page[page.index("<h2>Phases (NVTX ranges)</h2>"):]
+        import re
+        titles = re.findall(r"<g><title>([^<]*)</title><rect", bands)
+        self.assertEqual(titles, ["init: peak 8.0 MiB", "step: peak 14.0 MiB", "step: peak 16.0 MiB",
+                                  "forward: peak 12.0 MiB", "backward: peak 14.0 MiB", "optimizer: peak 11.0 MiB",
+                                  "forward: peak 14.0 MiB", "backward: peak 16.0 MiB", "optimizer: peak 11.0 MiB"])
+        self.assertIn("at the peak: step &gt; backward", bands)
+
     def test_ranges_at_a_failure(self):
         # the 5th allocation (step 1's forward, 6 MiB) fails; the client stops there, inside both ranges
         env = sim_env(output=self.path("f.db"), extra={"NVTX_INJECTION64_PATH": INTERPOSER,
