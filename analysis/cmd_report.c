@@ -264,6 +264,7 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         cmt_stack_lines(b, r->fail_stacks[i], "      ", 8);
     }
     cmt_ranges_text(b, rr);
+    cmt_heaps_text(b, rr->heaps, rr->nheaps);
     cmt_torch_text(b, x, s);
 
     sb_puts(b, "\nLARGEST ALLOCATIONS\n");
@@ -469,6 +470,7 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         }
     sb_putc(b, '}');
     cmt_ranges_json(b, rr);
+    cmt_heaps_json(b, s, rr->heaps, rr->nheaps);
     cmt_torch_json(b, x, s);
     sb_puts(b, "}\n");
 }

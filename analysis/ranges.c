@@ -245,6 +245,8 @@ int cmt_ranges_report(struct cmt_range_report *rr, struct cmt_set *s, char *err,
         qsort(rr->peaks, rr->npeaks, sizeof *rr->peaks, cmp_peak);
     if (s->peak_trace >= 0 && cmt_ranges_stack_at(s, s->peak_trace, s->peak_seq, &rr->at_peak, err, errlen) != 0)
         goto out;
+    if (cmt_heaps_load(s, &rr->heaps, &rr->nheaps, err, errlen) != 0)
+        goto out;
     if (s->nfails) {
         rr->at_fail = calloc(s->nfails, sizeof *rr->at_fail);
         if (!rr->at_fail) {
@@ -269,6 +271,7 @@ void cmt_ranges_report_free(struct cmt_range_report *rr)
         free(rr->at_fail[i].names);
     free(rr->at_fail);
     free(rr->peaks);
+    cmt_heaps_free(rr->heaps, rr->nheaps);
     memset(rr, 0, sizeof *rr);
 }
 
@@ -549,4 +552,113 @@ int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s)
     }
     sb_puts(b, "</svg>\n");
     return 0;
+}
+
+/* ---- custom allocators: NVTX's memory extension ---------------------------------------------------- */
+
+int cmt_heaps_load(struct cmt_set *s, struct cmt_heap **out, size_t *n, char *err, size_t errlen)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (size_t ti = 0; ti < s->n; ti++) {
+        struct cmt_trace *t = s->t[ti];
+        if (!has_table(t->db, "mem_heaps"))
+            continue;
+        /* "At the peak": the set's peak in its trace, each other trace's own peak. */
+        int64_t at = (int)ti == s->peak_trace ? s->peak_seq : t->peak_seq;
+        sqlite3_stmt *st = NULL;
+        const char *sql =
+            "SELECT h.heap_id, h.domain, h.name, h.usage, h.size,"
+            " (SELECT e.seq FROM events e WHERE e.op IN (1, 7) AND e.result = 0 AND e.seq < h.seq"
+            "   AND e.address <= h.address AND e.address + e.size > h.address ORDER BY e.seq DESC LIMIT 1),"
+            " (SELECT count(*) FROM mem_regions r WHERE r.heap_id = h.heap_id AND r.seq < ?1"
+            "   AND (r.end_seq IS NULL OR r.end_seq > ?1)),"
+            " (SELECT coalesce(sum(size), 0) FROM mem_regions r WHERE r.heap_id = h.heap_id AND r.seq < ?1"
+            "   AND (r.end_seq IS NULL OR r.end_seq > ?1)),"
+            " (SELECT count(*) FROM mem_regions r WHERE r.heap_id = h.heap_id AND r.end_seq IS NULL),"
+            " (SELECT coalesce(sum(size), 0) FROM mem_regions r WHERE r.heap_id = h.heap_id AND r.end_seq IS NULL),"
+            " h.end_seq IS NULL"
+            " FROM mem_heaps h ORDER BY h.heap_id";
+        if (sqlite3_prepare_v2(t->db, sql, -1, &st, NULL) != SQLITE_OK)
+            return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+        sqlite3_bind_int64(st, 1, at);
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            struct cmt_heap *h = cmt_push(out, n, &cap, sizeof *h);
+            if (!h) {
+                sqlite3_finalize(st);
+                return cmt_fail(err, errlen, "out of memory");
+            }
+            memset(h, 0, sizeof *h);
+            h->trace = (int)ti;
+            h->id = sqlite3_column_int64(st, 0);
+            h->name = display_name((const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2));
+            h->usage = sqlite3_column_int64(st, 3);
+            h->size = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 4);
+            h->event_seq = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+            h->regions_at_peak = sqlite3_column_int64(st, 6);
+            h->bytes_at_peak = sqlite3_column_int64(st, 7);
+            h->regions_at_end = sqlite3_column_int64(st, 8);
+            h->bytes_at_end = sqlite3_column_int64(st, 9);
+            h->registered_at_end = sqlite3_column_int(st, 10);
+            if (!h->name) {
+                sqlite3_finalize(st);
+                return cmt_fail(err, errlen, "out of memory");
+            }
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
+    }
+    return 0;
+}
+
+void cmt_heaps_free(struct cmt_heap *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(h[i].name);
+    free(h);
+}
+
+void cmt_heaps_text(struct sbuf *b, const struct cmt_heap *h, size_t n)
+{
+    char t1[32], t2[32], t3[32];
+    if (!n)
+        return;
+    sb_puts(b, "\nCUSTOM ALLOCATORS (NVTX memory extension: heaps and the regions handed out of them)\n");
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(b, "  %s: %s", h[i].name, h[i].size >= 0 ? cmt_bytes_str(h[i].size, t1) : "size unknown");
+        if (h[i].event_seq >= 0)
+            sb_printf(b, " in the driver allocation of seq %lld", (long long)h[i].event_seq);
+        sb_printf(b, "%s\n    at the peak %lld regions, %s; at the end %lld regions, %s\n",
+                  h[i].registered_at_end ? "" : " (unregistered)", (long long)h[i].regions_at_peak,
+                  cmt_bytes_str(h[i].bytes_at_peak, t2), (long long)h[i].regions_at_end,
+                  cmt_bytes_str(h[i].bytes_at_end, t3));
+    }
+}
+
+void cmt_heaps_json(struct sbuf *b, const struct cmt_set *s, const struct cmt_heap *h, size_t n)
+{
+    sb_puts(b, ",\"nvtx_heaps\":[");
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(b, "%s{\"name\":", i ? "," : "");
+        sb_json_str(b, h[i].name);
+        sb_printf(b, ",\"pid\":%lld,\"heap_id\":%lld,\"usage\":%lld,\"size\":", (long long)s->t[h[i].trace]->pid,
+                  (long long)h[i].id, (long long)h[i].usage);
+        if (h[i].size >= 0)
+            sb_printf(b, "%lld", (long long)h[i].size);
+        else
+            sb_puts(b, "null");
+        sb_puts(b, ",\"event_seq\":");
+        if (h[i].event_seq >= 0)
+            sb_printf(b, "%lld", (long long)h[i].event_seq);
+        else
+            sb_puts(b, "null");
+        sb_printf(b, ",\"regions_at_peak\":%lld,\"region_bytes_at_peak\":%lld,\"regions_at_end\":%lld,"
+                     "\"region_bytes_at_end\":%lld,\"registered_at_end\":%s}",
+                  (long long)h[i].regions_at_peak, (long long)h[i].bytes_at_peak, (long long)h[i].regions_at_end,
+                  (long long)h[i].bytes_at_end, h[i].registered_at_end ? "true" : "false");
+    }
+    sb_putc(b, ']');
 }

@@ -63,6 +63,8 @@ struct cmt_range_stack {
 
 struct cmt_range_report {
     int any;                          /* some trace has ranges */
+    struct cmt_heap *heaps;           /* the memory extension's heaps (cmt_heaps_load) */
+    size_t nheaps;
     struct cmt_range_stack at_peak;   /* on the thread of the peak allocation */
     struct cmt_range_stack *at_fail;  /* one per s->fails[] */
     size_t nfail;
@@ -108,5 +110,20 @@ struct cmt_phase_row {
 };
 int cmt_ranges_phases(const struct cmt_set *a, const struct cmt_range_inst *ia, const struct cmt_set *b,
                       const struct cmt_range_inst *ib, int aligned, struct cmt_phase_row **out, size_t *n);
+
+/* NVTX's memory extension (mem_heaps, mem_regions): per heap of a custom allocator, the driver allocation
+ * holding it and the regions live at the peak (the set's peak in its trace, a trace's own peak in the
+ * others) and at the end. Region sizes are their last (after nvtxMemRegionsResize). */
+struct cmt_heap {
+    int trace;
+    int64_t id, usage, size, event_seq; /* size, event_seq: -1 when unknown */
+    char *name;                         /* display name, as for ranges */
+    int64_t regions_at_peak, bytes_at_peak, regions_at_end, bytes_at_end;
+    int registered_at_end;
+};
+int cmt_heaps_load(struct cmt_set *s, struct cmt_heap **out, size_t *n, char *err, size_t errlen);
+void cmt_heaps_free(struct cmt_heap *h, size_t n);
+void cmt_heaps_text(struct sbuf *b, const struct cmt_heap *h, size_t n);
+void cmt_heaps_json(struct sbuf *b, const struct cmt_set *s, const struct cmt_heap *h, size_t n); /* ",\"nvtx_heaps\":[...]" */
 
 #endif

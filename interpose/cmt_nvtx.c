@@ -1,7 +1,8 @@
 /*
  * cmt_nvtx.c: the NVTX injection library inside libcumemtrace.so (see cmt_nvtx.h): ranges, marks and
  * domains recorded into the queue memory events travel in, so that the trace can say in which phase of a
- * program memory was taken.
+ * program memory was taken; and NVTX's memory extension (nvToolsExtMem.h), through which a custom
+ * allocator names the heaps it carves out of driver allocations and the regions it hands out of them.
  *
  * Runs on application threads, inside the program's NVTX calls. Never blocks, never calls SQLite, never
  * starts a thread; allocates only in nvtxDomainRegisterString* (a copy of the string, kept for the
@@ -23,6 +24,7 @@
  */
 #define NVTX_NO_IMPL
 #include <nvtx3/nvToolsExt.h>
+#include <nvtx3/nvToolsExtMem.h>
 
 #include "cmt_nvtx.h"
 
@@ -435,12 +437,20 @@ static void submit_pop(union rec *r)
     }
 }
 
+/* Whether close (an end, a heap unregistration) closes open (a start, a heap registration). */
+static int closes(const struct cmt_event *open, const struct cmt_event *close)
+{
+    if (close->kind == CMT_NVTX_END)
+        return open->kind == CMT_NVTX_START && open->address == close->address;
+    return open->kind == CMT_NVTX_HEAP_REGISTER && open->stream == close->stream;
+}
+
 static void submit_end(union rec *r)
 {
     if (is_idle()) {
         for (int i = 0; i < CMT_NVTX_PENDING; i++) {
             if (atomic_load_explicit(&pending[i].state, memory_order_acquire) != SLOT_READY ||
-                pending[i].r.ev.kind != CMT_NVTX_START || pending[i].r.ev.address != r->ev.address)
+                !closes(&pending[i].r.ev, &r->ev))
                 continue;
             int expected = SLOT_READY;
             if (atomic_compare_exchange_strong(&pending[i].state, &expected, SLOT_FREE))
@@ -562,6 +572,188 @@ static void NVTX_API domain_end(nvtxDomainHandle_t d, nvtxRangeId_t id) { end(do
 static void NVTX_API domain_mark_ex(nvtxDomainHandle_t d, const nvtxEventAttributes_t *a)
 {
     mark(domain_index(d), a, NULL, NULL);
+}
+
+/* ---- the memory extension: a custom allocator's heaps and regions --------------------------------- */
+
+/* Heap handles are ids from this counter (never 0, NVTX_MEM_HEAP_HANDLE_PROCESS_WIDE, nor -1, "no tool");
+ * a region's handle is its address, as nvToolsExtMem.h suggests. Regions are described as virtual
+ * address ranges (NVTX_MEM_TYPE_VIRTUAL_ADDRESS); another type is not recorded. */
+static _Atomic uint64_t next_heap_id;
+
+static int mem_ok(const void *desc, uint16_t compat, uint16_t struct_size, size_t need)
+{
+    return desc && compat == NVTX_EXT_COMPATID_MEM && struct_size >= need;
+}
+
+static void mem_record(int kind, int dom, uint64_t heap, uint64_t address, uint64_t size, const char *name_a,
+                       const wchar_t *name_w, int32_t usage)
+{
+    union rec r;
+    rec_begin(&r, kind, dom);
+    r.ev.result = usage;
+    r.ev.stream = heap;
+    r.ev.address = address;
+    r.ev.aux = size;
+    if (name_a)
+        set_message_a(&r, name_a);
+    else if (name_w)
+        set_message_w(&r, name_w);
+    if (kind == CMT_NVTX_HEAP_REGISTER) {
+        submit_open(&r); /* kept if registered before the first memory event, like a start range */
+        return;
+    }
+    if (kind == CMT_NVTX_HEAP_UNREGISTER) {
+        submit_end(&r);
+        return;
+    }
+    if (!is_idle())
+        enqueue(&r.ev); /* regions before the first memory event: nothing to place them in */
+}
+
+static void message_of(uint32_t type, nvtxMessageValue_t v, const char **a, const wchar_t **w)
+{
+    *a = NULL;
+    *w = NULL;
+    if (type == NVTX_MESSAGE_TYPE_ASCII)
+        *a = v.ascii;
+    else if (type == NVTX_MESSAGE_TYPE_UNICODE)
+        *w = v.unicode;
+    else if (type == NVTX_MESSAGE_TYPE_REGISTERED && (uintptr_t)v.registered >= 1 &&
+             (uintptr_t)v.registered <= CMT_NVTX_STRINGS)
+        *a = atomic_load_explicit(&strings[(uintptr_t)v.registered - 1], memory_order_acquire);
+}
+
+static nvtxMemHeapHandle_t NVTX_API heap_register(nvtxDomainHandle_t d, nvtxMemHeapDesc_t const *desc)
+{
+    int dom = domain_index(d);
+    uint64_t id = atomic_fetch_add(&next_heap_id, 1) + 1;
+    if (dom < 0 || !mem_ok(desc, desc ? desc->extCompatID : 0, desc ? desc->structSize : 0, sizeof *desc) ||
+        !recording())
+        return (nvtxMemHeapHandle_t)(uintptr_t)id;
+    uint64_t base = 0, size = 0;
+    if (desc->type == NVTX_MEM_TYPE_VIRTUAL_ADDRESS && desc->typeSpecificDesc &&
+        desc->typeSpecificDescSize >= sizeof(nvtxMemVirtualRangeDesc_t)) {
+        const nvtxMemVirtualRangeDesc_t *v = desc->typeSpecificDesc;
+        base = (uintptr_t)v->ptr;
+        size = v->size;
+    }
+    const char *a;
+    const wchar_t *w;
+    message_of(desc->messageType, desc->message, &a, &w);
+    mem_record(CMT_NVTX_HEAP_REGISTER, dom, id, base, size, a, w, (int32_t)desc->usage);
+    return (nvtxMemHeapHandle_t)(uintptr_t)id;
+}
+
+static void heap_end(int kind, nvtxDomainHandle_t d, nvtxMemHeapHandle_t heap)
+{
+    int dom = domain_index(d);
+    uintptr_t id = (uintptr_t)heap;
+    /* Reset of the process-wide heap (0) is allowed: every region of every heap is gone. */
+    if (dom < 0 || (id == 0 && kind != CMT_NVTX_HEAP_RESET) || heap == NVTX_MEM_HEAP_HANDLE_NO_TOOL || !recording())
+        return;
+    mem_record(kind, dom, id, 0, 0, NULL, NULL, -1);
+}
+
+static void NVTX_API heap_unregister(nvtxDomainHandle_t d, nvtxMemHeapHandle_t heap)
+{
+    heap_end(CMT_NVTX_HEAP_UNREGISTER, d, heap);
+}
+
+static void NVTX_API heap_reset(nvtxDomainHandle_t d, nvtxMemHeapHandle_t heap)
+{
+    heap_end(CMT_NVTX_HEAP_RESET, d, heap);
+}
+
+/* The i-th element of a batch whose elements are elem_size bytes apart (newer, larger elements too). */
+static const void *element(const void *base, size_t elem_size, size_t i)
+{
+    return (const unsigned char *)base + i * elem_size;
+}
+
+static void NVTX_API regions_register(nvtxDomainHandle_t d, nvtxMemRegionsRegisterBatch_t const *b)
+{
+    int dom = domain_index(d);
+    if (!mem_ok(b, b ? b->extCompatID : 0, b ? b->structSize : 0, sizeof *b) || !b->regionDescElements)
+        return;
+    int ok = dom >= 0 && b->regionType == NVTX_MEM_TYPE_VIRTUAL_ADDRESS &&
+             b->regionDescElementSize >= sizeof(nvtxMemVirtualRangeDesc_t) && recording();
+    for (size_t i = 0; i < b->regionCount; i++) {
+        const nvtxMemVirtualRangeDesc_t *v = element(b->regionDescElements, b->regionDescElementSize, i);
+        if (b->regionHandleElementsOut)
+            b->regionHandleElementsOut[i] = ok ? (nvtxMemRegionHandle_t)v->ptr : NVTX_MEM_REGION_HANDLE_NO_TOOL;
+        if (ok)
+            mem_record(CMT_NVTX_REGION_REGISTER, dom, (uintptr_t)b->heap, (uintptr_t)v->ptr, v->size, NULL, NULL, -1);
+    }
+}
+
+static void NVTX_API regions_resize(nvtxDomainHandle_t d, nvtxMemRegionsResizeBatch_t const *b)
+{
+    int dom = domain_index(d);
+    if (dom < 0 || !mem_ok(b, b ? b->extCompatID : 0, b ? b->structSize : 0, sizeof *b) || !b->regionDescElements ||
+        b->regionType != NVTX_MEM_TYPE_VIRTUAL_ADDRESS || b->regionDescElementSize < sizeof(nvtxMemVirtualRangeDesc_t) ||
+        !recording())
+        return;
+    for (size_t i = 0; i < b->regionDescCount; i++) {
+        const nvtxMemVirtualRangeDesc_t *v = element(b->regionDescElements, b->regionDescElementSize, i);
+        mem_record(CMT_NVTX_REGION_RESIZE, dom, 0, (uintptr_t)v->ptr, v->size, NULL, NULL, -1);
+    }
+}
+
+static void NVTX_API regions_unregister(nvtxDomainHandle_t d, nvtxMemRegionsUnregisterBatch_t const *b)
+{
+    int dom = domain_index(d);
+    if (dom < 0 || !mem_ok(b, b ? b->extCompatID : 0, b ? b->structSize : 0, sizeof *b) || !b->refElements ||
+        b->refElementSize < sizeof(nvtxMemRegionRef_t) || !recording())
+        return;
+    /* A handle is the region's address (regions_register), so both kinds of reference name it. */
+    for (size_t i = 0; i < b->refCount; i++) {
+        const nvtxMemRegionRef_t *ref = element(b->refElements, b->refElementSize, i);
+        mem_record(CMT_NVTX_REGION_UNREGISTER, dom, 0, (uintptr_t)ref->pointer, 0, NULL, NULL, -1);
+    }
+}
+
+static void NVTX_API regions_name(nvtxDomainHandle_t d, nvtxMemRegionsNameBatch_t const *b)
+{
+    int dom = domain_index(d);
+    if (dom < 0 || !mem_ok(b, b ? b->extCompatID : 0, b ? b->structSize : 0, sizeof *b) || !b->regionElements ||
+        b->regionElementSize < sizeof(nvtxMemRegionNameDesc_t) || !recording())
+        return;
+    for (size_t i = 0; i < b->regionCount; i++) {
+        const nvtxMemRegionNameDesc_t *n = element(b->regionElements, b->regionElementSize, i);
+        const char *a;
+        const wchar_t *w;
+        message_of(n->nameType, n->name, &a, &w);
+        mem_record(CMT_NVTX_REGION_NAME, dom, 0, (uintptr_t)n->region.pointer, 0, a, w, -1);
+    }
+}
+
+/* NVTX's entry point for its extensions, once per extension per copy of NVTX. Only the memory extension
+ * is ours; for the others, 0 leaves their calls as no-ops. */
+__attribute__((visibility("default"))) int InitializeInjectionNvtxExtension(nvtxExtModuleInfo_t *info)
+{
+    if (!info || info->structSize < sizeof *info || info->moduleId != NVTX_EXT_MODULEID_MEM ||
+        info->compatId != NVTX_EXT_COMPATID_MEM || !info->segments || info->segmentsCount < 1 || !recording())
+        return 0;
+    static const struct {
+        unsigned id;
+        intptr_t fn;
+    } mem[] = {
+        {NVTX3EXT_CBID_nvtxMemHeapRegister, (intptr_t)heap_register},
+        {NVTX3EXT_CBID_nvtxMemHeapUnregister, (intptr_t)heap_unregister},
+        {NVTX3EXT_CBID_nvtxMemHeapReset, (intptr_t)heap_reset},
+        {NVTX3EXT_CBID_nvtxMemRegionsRegister, (intptr_t)regions_register},
+        {NVTX3EXT_CBID_nvtxMemRegionsResize, (intptr_t)regions_resize},
+        {NVTX3EXT_CBID_nvtxMemRegionsUnregister, (intptr_t)regions_unregister},
+        {NVTX3EXT_CBID_nvtxMemRegionsName, (intptr_t)regions_name},
+    };
+    nvtxExtModuleSegment_t *seg = &info->segments[0];
+    if (!seg->functionSlots)
+        return 0;
+    for (size_t i = 0; i < sizeof mem / sizeof mem[0]; i++)
+        if (mem[i].id < seg->slotCount)
+            seg->functionSlots[mem[i].id] = mem[i].fn;
+    return 1;
 }
 
 struct entry {

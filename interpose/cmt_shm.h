@@ -108,6 +108,18 @@ enum cmt_nvtx_kind {
     CMT_NVTX_START = 3,
     CMT_NVTX_END = 4,
     CMT_NVTX_MARK = 5,
+    /* The memory extension (nvToolsExtMem.h): a custom allocator's heaps and the regions (blocks) it
+     * hands out of them. Fields as above, and: stream = the heap's id (what nvtxMemHeapRegister
+     * returned); address, aux = the heap's or the region's base and size (region unregister: address
+     * only); result = the heap's usage flags. The message, where there is one, is the heap's or the
+     * region's name. */
+    CMT_NVTX_HEAP_REGISTER = 6,
+    CMT_NVTX_HEAP_UNREGISTER = 7,
+    CMT_NVTX_HEAP_RESET = 8,       /* every region of the heap is gone */
+    CMT_NVTX_REGION_REGISTER = 9,
+    CMT_NVTX_REGION_RESIZE = 10,
+    CMT_NVTX_REGION_UNREGISTER = 11,
+    CMT_NVTX_REGION_NAME = 12,
 };
 
 #endif

@@ -25,6 +25,11 @@ extern const char cmt_schema_v3_sql[]; /* schema/cumemtrace_v3.sql: what version
     "INSERT INTO ranges(range_id, source, kind, domain, name, category, tid, start_seq, start_ns, depth," \
     " parent_id) VALUES (?,'nvtx',?,?,?,?,?,?,?,?,?)"
 #define CMT_SQL_END_RANGE "UPDATE ranges SET end_tid = ?, end_seq = ?, end_ns = ? WHERE range_id = ?"
+#define CMT_SQL_INSERT_HEAP                                                                             \
+    "INSERT INTO mem_heaps(heap_id, domain, name, usage, address, size, tid, seq, ts_ns)"               \
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+#define CMT_SQL_INSERT_REGION \
+    "INSERT INTO mem_regions(region_id, heap_id, address, size, tid, seq, ts_ns) VALUES (?,?,?,?,?,?,?)"
 #define CMT_SQL_INSERT_MARK \
     "INSERT INTO marks(source, domain, name, category, tid, seq, ts_ns) VALUES ('nvtx',?,?,?,?,?,?)"
 

@@ -40,3 +40,40 @@ CREATE TABLE IF NOT EXISTS marks (
     seq        INTEGER NOT NULL,
     ts_ns      INTEGER NOT NULL
 );
+
+-- NVTX's memory extension (nvToolsExtMem.h): heaps a custom allocator registered (usually memory it took
+-- from the driver) and the regions (blocks) it handed out of them.
+CREATE TABLE IF NOT EXISTS mem_heaps (
+    heap_id    INTEGER PRIMARY KEY, -- what nvtxMemHeapRegister returned (unique in the process)
+    domain     TEXT,                -- NULL for the default domain
+    name       TEXT,                -- the heap's message; NULL if none
+    usage      INTEGER,             -- NVTX_MEM_HEAP_USAGE_* flags
+    address    INTEGER,             -- the heap's virtual range (NVTX_MEM_TYPE_VIRTUAL_ADDRESS); NULL if none
+    size       INTEGER,
+    tid        INTEGER,
+    seq        INTEGER NOT NULL,
+    ts_ns      INTEGER NOT NULL,
+    end_seq    INTEGER,             -- nvtxMemHeapUnregister; NULL while registered
+    end_ns     INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS mem_regions (
+    region_id  INTEGER PRIMARY KEY,
+    heap_id    INTEGER,             -- mem_heaps; 0 when registered on the process-wide heap
+    address    INTEGER NOT NULL,
+    size       INTEGER NOT NULL,    -- after the last nvtxMemRegionsResize
+    name       TEXT,                -- nvtxMemRegionsName; NULL if never named
+    tid        INTEGER,
+    seq        INTEGER NOT NULL,
+    ts_ns      INTEGER NOT NULL,
+    end_seq    INTEGER,             -- unregistered, or its heap reset or unregistered; NULL while live
+    end_ns     INTEGER
+);
+
+-- Each region with the driver allocation (or VMM mapping) that holds it: the latest successful
+-- cuMemAlloc*/cuMemMap before the region was registered whose range contains the region's start.
+CREATE VIEW IF NOT EXISTS mem_region_owners AS
+SELECT r.region_id,
+       (SELECT e.seq FROM events e WHERE e.op IN (1, 7) AND e.result = 0 AND e.seq < r.seq
+          AND e.address <= r.address AND e.address + e.size > r.address ORDER BY e.seq DESC LIMIT 1) AS event_seq
+FROM mem_regions r;

@@ -208,6 +208,29 @@ class Nvtx(TraceTest):
                                   "forward: peak 14.0 MiB", "backward: peak 16.0 MiB", "optimizer: peak 11.0 MiB"])
         self.assertIn("at the peak: step &gt; backward", bands)
 
+    def test_memory_extension_heaps_and_regions(self):
+        p, db = self.nvtx("mem")
+        pool, other, scratch = [r[0] for r in self.query(db, "SELECT seq FROM events WHERE op = 1 ORDER BY seq")]
+        base = self.scalar(db, "SELECT address FROM events WHERE seq = ?", (pool,))
+        self.assertEqual(self.query(db, "SELECT heap_id, domain, name, usage, size, end_ns IS NULL FROM mem_heaps"),
+                         [(1, "alloc", "pool", 1, 64 * MiB, 1), (2, "alloc", "scratch", 1, 16 * MiB, 0)])
+        self.assertEqual(self.scalar(db, "SELECT address FROM mem_heaps WHERE heap_id = 1"), base)
+        sbase = self.scalar(db, "SELECT address FROM events WHERE seq = ?", (scratch,))
+        self.assertEqual(self.query(db, "SELECT heap_id, address, size, name, end_ns IS NULL FROM mem_regions"
+                                        " ORDER BY region_id"),
+                         [(1, base, 8 * MiB, "weights", 1), (1, base + 8 * MiB, 6 * MiB, None, 1),
+                          (1, base + 12 * MiB, 2 * MiB, None, 0), (2, sbase, 16 * MiB, None, 0)])
+        # every region lies in the driver allocation its heap was carved from
+        self.assertEqual(self.query(db, "SELECT event_seq FROM mem_region_owners ORDER BY region_id"),
+                         [(pool,), (pool,), (pool,), (scratch,)])
+        r = report(db)
+        self.assertEqual(r["peak_bytes"], 80 * MiB)
+        self.assertEqual([(h["name"], h["size"], h["event_seq"], h["regions_at_peak"], h["region_bytes_at_peak"],
+                           h["regions_at_end"], h["region_bytes_at_end"], h["registered_at_end"]) for h in r["nvtx_heaps"]],
+                         [("alloc:pool", 64 * MiB, pool, 2, 14 * MiB, 2, 14 * MiB, True),
+                          ("alloc:scratch", 16 * MiB, scratch, 0, 0, 0, 0, False)])
+        self.assertNotEqual(other, pool)
+
     def test_ranges_at_a_failure(self):
         # the 5th allocation (step 1's forward, 6 MiB) fails; the client stops there, inside both ranges
         env = sim_env(output=self.path("f.db"), extra={"NVTX_INJECTION64_PATH": INTERPOSER,

@@ -16,9 +16,15 @@
  *   nocuda   NVTX only, no driver call at all; prints "ok".
  *   open     "outer" pushed around a 2 MiB allocation and never popped; a start/end "never" not ended.
  *   many N   one 1 MiB allocation, then N pushes and pops of "tick" (N as given, default 10000).
+ *   mem      a sub-allocator through NVTX's memory extension, in domain "alloc": heap "pool" over a 64 MiB
+ *            cuMemAlloc; regions of 8 MiB (named "weights"), 4 MiB (resized to 6) and 2 MiB (unregistered
+ *            by handle); a 10 MiB allocation, freed; heap "scratch" over a 16 MiB cuMemAlloc (the peak:
+ *            80 MiB) with a 16 MiB region, then reset, the heap unregistered and the 16 MiB freed. At the
+ *            end the pool holds "weights" and the 6 MiB region.
  */
 #include <cuda.h>
 #include <nvtx3/nvToolsExt.h>
+#include <nvtx3/nvToolsExtMem.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -207,6 +213,100 @@ static int many(int n)
     return 0;
 }
 
+static nvtxMemHeapHandle_t heap(nvtxDomainHandle_t d, const char *name, CUdeviceptr base, size_t size)
+{
+    nvtxMemVirtualRangeDesc_t range = {size, (const void *)(uintptr_t)base};
+    nvtxMemHeapDesc_t h;
+    memset(&h, 0, sizeof h);
+    h.extCompatID = NVTX_EXT_COMPATID_MEM;
+    h.structSize = sizeof h;
+    h.usage = NVTX_MEM_HEAP_USAGE_TYPE_SUB_ALLOCATOR;
+    h.type = NVTX_MEM_TYPE_VIRTUAL_ADDRESS;
+    h.typeSpecificDescSize = sizeof range;
+    h.typeSpecificDesc = &range;
+    h.messageType = NVTX_MESSAGE_TYPE_ASCII;
+    h.message.ascii = name;
+    return nvtxMemHeapRegister(d, &h);
+}
+
+static nvtxMemRegionHandle_t region(nvtxDomainHandle_t d, nvtxMemHeapHandle_t h, CUdeviceptr at, size_t size)
+{
+    nvtxMemVirtualRangeDesc_t r = {size, (const void *)(uintptr_t)at};
+    nvtxMemRegionHandle_t out = NULL;
+    nvtxMemRegionsRegisterBatch_t b;
+    memset(&b, 0, sizeof b);
+    b.extCompatID = NVTX_EXT_COMPATID_MEM;
+    b.structSize = sizeof b;
+    b.regionType = NVTX_MEM_TYPE_VIRTUAL_ADDRESS;
+    b.heap = h;
+    b.regionCount = 1;
+    b.regionDescElementSize = sizeof r;
+    b.regionDescElements = &r;
+    b.regionHandleElementsOut = &out;
+    nvtxMemRegionsRegister(d, &b);
+    return out;
+}
+
+static int mem(void)
+{
+    setup();
+    nvtxDomainHandle_t d = nvtxDomainCreateA("alloc");
+    CUdeviceptr pool = alloc(64 * MiB);
+    nvtxMemHeapHandle_t h = heap(d, "pool", pool, 64 * MiB);
+    region(d, h, pool, 8 * MiB);
+    region(d, h, pool + 8 * MiB, 4 * MiB);
+    nvtxMemRegionHandle_t small = region(d, h, pool + 12 * MiB, 2 * MiB);
+
+    nvtxMemRegionNameDesc_t n;
+    memset(&n, 0, sizeof n);
+    n.regionRefType = NVTX_MEM_REGION_REF_TYPE_POINTER;
+    n.nameType = NVTX_MESSAGE_TYPE_ASCII;
+    n.region.pointer = (const void *)(uintptr_t)pool;
+    n.name.ascii = "weights";
+    nvtxMemRegionsNameBatch_t nb;
+    memset(&nb, 0, sizeof nb);
+    nb.extCompatID = NVTX_EXT_COMPATID_MEM;
+    nb.structSize = sizeof nb;
+    nb.regionCount = 1;
+    nb.regionElementSize = sizeof n;
+    nb.regionElements = &n;
+    nvtxMemRegionsName(d, &nb);
+
+    nvtxMemVirtualRangeDesc_t bigger = {6 * MiB, (const void *)(uintptr_t)(pool + 8 * MiB)};
+    nvtxMemRegionsResizeBatch_t rb;
+    memset(&rb, 0, sizeof rb);
+    rb.extCompatID = NVTX_EXT_COMPATID_MEM;
+    rb.structSize = sizeof rb;
+    rb.regionType = NVTX_MEM_TYPE_VIRTUAL_ADDRESS;
+    rb.regionDescCount = 1;
+    rb.regionDescElementSize = sizeof bigger;
+    rb.regionDescElements = &bigger;
+    nvtxMemRegionsResize(d, &rb);
+
+    nvtxMemRegionRef_t ref;
+    ref.handle = small;
+    nvtxMemRegionsUnregisterBatch_t ub;
+    memset(&ub, 0, sizeof ub);
+    ub.extCompatID = NVTX_EXT_COMPATID_MEM;
+    ub.structSize = sizeof ub;
+    ub.refType = NVTX_MEM_REGION_REF_TYPE_HANDLE;
+    ub.refCount = 1;
+    ub.refElementSize = sizeof ref;
+    ub.refElements = &ref;
+    nvtxMemRegionsUnregister(d, &ub);
+
+    CUdeviceptr other = alloc(10 * MiB);
+    CHECK(cuMemFree(other));
+
+    CUdeviceptr s = alloc(16 * MiB);
+    nvtxMemHeapHandle_t sh = heap(d, "scratch", s, 16 * MiB);
+    region(d, sh, s, 16 * MiB);
+    nvtxMemHeapReset(d, sh);
+    nvtxMemHeapUnregister(d, sh);
+    CHECK(cuMemFree(s));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "phases";
@@ -220,6 +320,8 @@ int main(int argc, char **argv)
         return nocuda();
     if (!strcmp(mode, "open"))
         return open_at_exit();
+    if (!strcmp(mode, "mem"))
+        return mem();
     if (!strcmp(mode, "many"))
         return many(argc > 2 ? atoi(argv[2]) : 10000);
     fprintf(stderr, "nvtx_client: unknown mode %s\n", mode);
