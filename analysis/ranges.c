@@ -1,8 +1,9 @@
 /*
  * ranges.c: phases of a run and the memory inside them (see ranges.h).
  *
- * Runs in the `cumemtrace` command. Reads the ranges table and, for the thread of an event, one indexed
- * lookup in events; never writes to a trace. Functions return 0 or -1 with a one-line reason in err.
+ * Runs in the `cumemtrace` command. Reads the ranges table, the memory extension's tables and, for the
+ * thread of an event, one indexed lookup in events; never writes to a trace. Functions return 0 or -1
+ * with a one-line reason in err.
  */
 #include "ranges.h"
 

@@ -1,6 +1,7 @@
 /*
  * ranges.h: phases of a run (NVTX ranges, PyTorch annotations: the ranges table of schema version 3) and
- * what device memory did inside them.
+ * what device memory did inside them; and the heaps and regions of custom allocators that NVTX's memory
+ * extension described (mem_heaps, mem_regions).
  *
  * The model: each trace's ranges, loaded before the pass; the pass (trace.c) calls cmt_ranges_observe at
  * every change of the process's live device bytes, which gives every range instance its peak: the most
@@ -13,6 +14,9 @@
  *
  * Names: a range's name is its message ("(unnamed)" without one), prefixed "DOMAIN:" outside NVTX's
  * default domain.
+ *
+ * Renderers for report (text, JSON, HTML bands), timeline (Chrome trace slices) and the comparisons diff
+ * makes (per range name, and --align's instance by instance) are here too, over this model only.
  *
  * Runs in the `cumemtrace` command; reads traces only.
  */
