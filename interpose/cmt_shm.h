@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define CMT_SHM_MAGIC 0x434d5453484d3031ull /* "CMTSHM01" */
-#define CMT_SHM_VERSION 1
+#define CMT_SHM_VERSION 2 /* 2: NVTX records in the ring (below) */
 #define CMT_SHM_HEADER_SIZE 65536
 #define CMT_SHM_MAX_DEVICES 64
 
