@@ -99,6 +99,8 @@ struct cmt_trace {
     int exited;                            /* merged pass: the process has ended, its memory is returned */
     int64_t unmatched_releases, failed_releases;
 
+    struct cmt_ranges *ranges; /* ranges.h: phases (schema version 3), loaded by the pass */
+
     /* stack cache: stack_id -> index into stacks[] */
     struct cmt_stack **stacks;
     size_t nstacks, stackcap;

@@ -4,13 +4,16 @@
  * Two runs of one program (each a trace or a directory of per-process traces): the peak of each and the
  * difference; what was live at each peak, per stack and per module, stacks matched by their symbolized
  * frames (addresses differ between runs), the largest growth first; optionally an overlay of the two
- * timelines.
+ * timelines. Phases (NVTX ranges, analysis/ranges.c): per range name the peak inside it in A and in B and
+ * which grew most; --align RANGE pairs the Nth instance of RANGE in A with the Nth in B (step N against
+ * step N) and says, per instance, which phase inside it grew.
  *
  * Runs in the `cumemtrace` command. Prints only once everything succeeded.
  */
 #include "commands.h"
 
 #include "chart.h"
+#include "ranges.h"
 #include "report.h"
 #include "torch.h"
 
@@ -20,10 +23,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: cumemtrace diff [--json] [--top N] [-o FILE.svg|FILE.html] A B\n"
+    fprintf(out, "usage: cumemtrace diff [--json] [--top N] [--align RANGE] [-o FILE.svg|FILE.html] A B\n"
                  "  A, B      a trace or a directory of per-process traces, one run each\n"
                  "  --json    machine-readable output (exact bytes)\n"
                  "  --top N   rows per table in text (default 20)\n"
+                 "  --align RANGE  compare the Nth instance of the range named RANGE in A with the Nth in B\n"
+                 "            (e.g. step N against step N) and the phases inside each\n"
                  "  -o FILE   also write the two timelines overlaid (.svg or .html)\n");
 }
 
@@ -94,6 +99,7 @@ static void side_json(struct sbuf *b, const struct cmt_set *s)
               (long long)(s->peak_trace >= 0 ? s->peak_ts - s->t0 : 0), (long long)s->peak_seq, s->nfails);
 }
 
+
 static const char *signed_bytes(int64_t v, char buf[32])
 {
     char t[32];
@@ -102,15 +108,116 @@ static const char *signed_bytes(int64_t v, char buf[32])
     return buf;
 }
 
+/* The phase that grew most among rows (sorted largest growth first), or NULL if none grew. */
+static const char *grew(const struct cmt_phase_row *rows, size_t n)
+{
+    return n && rows[0].peak[1] > rows[0].peak[0] ? rows[0].name : NULL;
+}
+
+static void phases_json(struct sbuf *b, const struct cmt_phase_row *rows, size_t n)
+{
+    sb_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(b, "%s{\"name\":", i ? "," : "");
+        sb_json_str(b, rows[i].name);
+        sb_printf(b, ",\"a_count\":%lld,\"b_count\":%lld,\"a_peak_bytes\":%lld,\"b_peak_bytes\":%lld,\"delta_bytes\":%lld}",
+                  (long long)rows[i].count[0], (long long)rows[i].count[1], (long long)rows[i].peak[0],
+                  (long long)rows[i].peak[1], (long long)(rows[i].peak[1] - rows[i].peak[0]));
+    }
+    sb_putc(b, ']');
+}
+
+static void phases_text(struct sbuf *b, const struct cmt_phase_row *rows, size_t n, int top, const char *indent)
+{
+    char t1[32], t2[32], t3[32];
+    sb_printf(b, "%s%10s %10s %11s  %s\n", indent, "A peak", "B peak", "B - A", "range (count A/B)");
+    for (size_t i = 0; i < n && (int)i < top; i++)
+        sb_printf(b, "%s%10s %10s %11s  %s (%lld/%lld)\n", indent, cmt_bytes_str(rows[i].peak[0], t1),
+                  cmt_bytes_str(rows[i].peak[1], t2), signed_bytes(rows[i].peak[1] - rows[i].peak[0], t3),
+                  rows[i].name, (long long)rows[i].count[0], (long long)rows[i].count[1]);
+    if ((size_t)top < n)
+        sb_printf(b, "%s... %zu more ranges\n", indent, n - (size_t)top);
+}
+
+/* --align: instance by instance, with the phases inside each. */
+static int aligned_out(struct sbuf *b, int json, int top, const char *name, const struct cmt_set *a,
+                       const struct cmt_set *bs, char *err, size_t errlen)
+{
+    struct cmt_range_inst *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    int rc = -1;
+    char t1[32], t2[32], t3[32];
+    if (cmt_ranges_instances(a, name, &ia, &na) != 0 || cmt_ranges_instances(bs, name, &ib, &nb) != 0) {
+        cmt_fail(err, errlen, "out of memory");
+        goto out;
+    }
+    if (!na && !nb) {
+        cmt_fail(err, errlen, "diff: --align %s: neither A nor B has a range of that name", name);
+        goto out;
+    }
+    if (json) {
+        sb_puts(b, ",\"aligned\":{\"range\":");
+        sb_json_str(b, name);
+        sb_printf(b, ",\"a_count\":%zu,\"b_count\":%zu,\"instances\":[", na, nb);
+    } else {
+        sb_printf(b, "\nALIGNED BY RANGE %s (A %zu, B %zu instances)\n", name, na, nb);
+    }
+    for (size_t i = 0; i < na || i < nb; i++) {
+        const struct cmt_range_inst *x = i < na ? &ia[i] : NULL, *y = i < nb ? &ib[i] : NULL;
+        struct cmt_phase_row *rows = NULL;
+        size_t nr = 0;
+        if (cmt_ranges_phases(a, x, bs, y, 1, &rows, &nr) != 0) {
+            cmt_fail(err, errlen, "out of memory");
+            goto out;
+        }
+        int64_t pa = x ? x->r->peak : 0, pb = y ? y->r->peak : 0;
+        const char *g = grew(rows, nr);
+        if (json) {
+            sb_printf(b, "%s{\"index\":%zu,\"a_peak_bytes\":", i ? "," : "", i);
+            if (x)
+                sb_printf(b, "%lld", (long long)pa);
+            else
+                sb_puts(b, "null");
+            sb_puts(b, ",\"b_peak_bytes\":");
+            if (y)
+                sb_printf(b, "%lld", (long long)pb);
+            else
+                sb_puts(b, "null");
+            sb_printf(b, ",\"delta_bytes\":%lld,\"grew\":", (long long)(pb - pa));
+            sb_json_str(b, g);
+            sb_puts(b, ",\"phases\":");
+            phases_json(b, rows, nr);
+            sb_putc(b, '}');
+        } else {
+            sb_printf(b, "  %s %zu: A %s, B %s, %s", name, i, x ? cmt_bytes_str(pa, t1) : "(none)",
+                      y ? cmt_bytes_str(pb, t2) : "(none)", signed_bytes(pb - pa, t3));
+            if (g)
+                sb_printf(b, "; grew most: %s", g);
+            sb_putc(b, '\n');
+            if (nr)
+                phases_text(b, rows, nr, top, "    ");
+        }
+        free(rows);
+    }
+    if (json)
+        sb_puts(b, "]}");
+    rc = 0;
+out:
+    free(ia);
+    free(ib);
+    return rc;
+}
+
 int cmd_diff(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                          {"top", required_argument, NULL, 't'},
                                          {"output", required_argument, NULL, 'o'},
+                                         {"align", required_argument, NULL, 'a'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int json = 0, top = 20, c, status = 1;
-    const char *out_path = NULL;
+    const char *out_path = NULL, *align = NULL;
     char err[1024] = "", t1[32], t2[32], t3[32];
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+ho:", opts, NULL)) != -1) {
@@ -124,6 +231,7 @@ int cmd_diff(int argc, char **argv)
             }
             break;
         case 'o': out_path = optarg; break;
+        case 'a': align = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             cmt_log("diff: unknown option or missing value '%s' (see 'cumemtrace diff --help')", argv[optind - 1]);
@@ -144,6 +252,8 @@ int cmd_diff(int argc, char **argv)
     struct cmt_group *sa = NULL, *sb = NULL, *ma = NULL, *mb = NULL;
     size_t nsa = 0, nsb = 0, nma = 0, nmb = 0, nrows = 0, nmods = 0;
     struct row *rows = NULL, *mods = NULL;
+    struct cmt_phase_row *phases = NULL;
+    size_t nphases = 0;
     struct cmt_torch xa = {0}, xb = {0};
     struct cmt_torch_options to = {0};
     struct sbuf out = {0}, pic = {0};
@@ -159,7 +269,8 @@ int cmd_diff(int argc, char **argv)
         goto out;
     if (cmt_torch_build(&xa, &a, &to, err, sizeof err) != 0 || cmt_torch_build(&xb, &bs, &to, err, sizeof err) != 0)
         goto out;
-    if (join(sa, nsa, sb, nsb, &rows, &nrows) != 0 || join(ma, nma, mb, nmb, &mods, &nmods) != 0) {
+    if (join(sa, nsa, sb, nsb, &rows, &nrows) != 0 || join(ma, nma, mb, nmb, &mods, &nmods) != 0 ||
+        cmt_ranges_phases(&a, NULL, &bs, NULL, 0, &phases, &nphases) != 0) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
@@ -207,7 +318,13 @@ int cmd_diff(int argc, char **argv)
             }
             sb_putc(&out, '}');
         }
-        sb_puts(&out, "]}\n");
+        sb_puts(&out, "],\"phases\":");
+        phases_json(&out, phases, nphases);
+        sb_puts(&out, ",\"phase_grew\":");
+        sb_json_str(&out, grew(phases, nphases));
+        if (align && aligned_out(&out, 1, top, align, &a, &bs, err, sizeof err) != 0)
+            goto out;
+        sb_puts(&out, "}\n");
     } else {
         sb_printf(&out, "A  %s%s\n", argv[optind], a.n > 1 ? " (several processes)" : "");
         sb_printf(&out, "B  %s%s\n\n", argv[optind + 1], bs.n > 1 ? " (several processes)" : "");
@@ -253,6 +370,14 @@ int cmd_diff(int argc, char **argv)
                                                     (double)xa.frag[i].end_reserved : 0.0,
                       xb.frag[i].end_reserved ? 100.0 * (double)(xb.frag[i].end_reserved - xb.frag[i].end_alloc) /
                                                     (double)xb.frag[i].end_reserved : 0.0);
+        if (nphases) {
+            const char *g = grew(phases, nphases);
+            sb_printf(&out, "\nPHASES (peak device memory inside each range)%s%s\n", g ? "; grew most: " : "",
+                      g ? g : "");
+            phases_text(&out, phases, nphases, top, "  ");
+        }
+        if (align && aligned_out(&out, 0, top, align, &a, &bs, err, sizeof err) != 0)
+            goto out;
     }
     if (out_path) {
         if (html)
@@ -284,6 +409,7 @@ out:
     free(mb);
     free(rows);
     free(mods);
+    free(phases);
     sb_free(&out);
     sb_free(&pic);
     cmt_torch_free(&xa);

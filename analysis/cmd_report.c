@@ -10,6 +10,7 @@
 #include "commands.h"
 
 #include "chart.h"
+#include "ranges.h"
 #include "report.h"
 #include "torch.h"
 
@@ -126,7 +127,8 @@ static void text_stacks(struct sbuf *b, const struct cmt_group *g, size_t n, int
         sb_printf(b, "  ... %zu more stacks\n", n - (size_t)top);
 }
 
-static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
+static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
+                        const struct cmt_range_report *rr, int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32], t4[16];
@@ -254,8 +256,15 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         else
             sb_puts(b, "    ");
         sb_printf(b, "this process held %s\n", cmt_bytes_str(f->live_bytes, t3));
+        if (i < rr->nfail && rr->at_fail[i].n) {
+            sb_puts(b, "    in ");
+            cmt_ranges_text_stack(b, &rr->at_fail[i]);
+            sb_putc(b, '\n');
+        }
         cmt_stack_lines(b, r->fail_stacks[i], "      ", 8);
     }
+    cmt_ranges_text(b, rr);
+    cmt_heaps_text(b, rr->heaps, rr->nheaps);
     cmt_torch_text(b, x, s);
 
     sb_puts(b, "\nLARGEST ALLOCATIONS\n");
@@ -334,7 +343,8 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
     sb_putc(b, ']');
 }
 
-static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
+static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
+                        const struct cmt_range_report *rr, int top)
 {
     struct cmt_set *s = r->s;
     sb_puts(b, "{\"format\":\"cumemtrace-report\",\"version\":1,\"traces\":[");
@@ -420,6 +430,11 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             sb_puts(b, ",\"free_bytes\":null,\"total_bytes\":null");
         sb_printf(b, ",\"live_bytes\":%lld,\"stack\":", (long long)f->live_bytes);
         cmt_json_stack(b, r->fail_stacks[i]);
+        sb_puts(b, ",\"ranges\":");
+        if (i < rr->nfail)
+            cmt_ranges_json_stack(b, &rr->at_fail[i]);
+        else
+            sb_puts(b, "[]");
         sb_putc(b, '}');
     }
     sb_puts(b, "],\"largest\":[");
@@ -454,6 +469,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             first = 0;
         }
     sb_putc(b, '}');
+    cmt_ranges_json(b, rr);
+    cmt_heaps_json(b, s, rr->heaps, rr->nheaps);
     cmt_torch_json(b, x, s);
     sb_puts(b, "}\n");
 }
@@ -477,7 +494,8 @@ static void html_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
     sb_puts(b, "</table>");
 }
 
-static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
+static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
+                       const struct cmt_range_report *rr, int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32];
@@ -508,6 +526,17 @@ static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_to
     sb_puts(b, "<h2>Device memory over time</h2>\n");
     if (cmt_svg_timeline(b, s) != 0)
         return -1;
+    if (rr->any) {
+        struct sbuf ph = {0};
+        sb_puts(b, "<h2>Phases (NVTX ranges)</h2>\n");
+        if (cmt_ranges_svg(b, s) != 0)
+            return -1;
+        cmt_ranges_text(&ph, rr);
+        sb_puts(b, "<pre>");
+        sb_xml(b, ph.p ? ph.p : "");
+        sb_puts(b, "</pre>\n");
+        sb_free(&ph);
+    }
     sb_puts(b, "<h2>Live at the peak: top stacks</h2>\n");
     html_groups(b, r->top, r->ntop, top, s->peak);
     sb_puts(b, "<h2>Live at the peak: by module</h2>\n<table><tr><th>bytes</th><th>allocations</th><th>module</th></tr>");
@@ -614,16 +643,18 @@ int cmd_report(int argc, char **argv)
     struct cmt_set s;
     struct cmt_report r = {0};
     struct cmt_torch x = {0};
+    struct cmt_range_report rr = {0};
     struct sbuf out = {0}, page = {0};
     struct cmt_options o = {.timeline = html != NULL, .points = 1000, .by = CMT_BY_KIND};
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
-        cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0)
+        cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0 ||
+        cmt_ranges_report(&rr, &s, err, sizeof err) != 0)
         goto out;
     if (json)
-        report_json(&out, &r, &x, top);
+        report_json(&out, &r, &x, &rr, top);
     else
-        report_text(&out, &r, &x, top);
-    if (html && report_html(&page, &r, &x, top) != 0) {
+        report_text(&out, &r, &x, &rr, top);
+    if (html && report_html(&page, &r, &x, &rr, top) != 0) {
         snprintf(err, sizeof err, "out of memory while drawing the timeline");
         goto out;
     }
@@ -639,6 +670,7 @@ out:
     sb_free(&page);
     cmt_report_free(&r);
     cmt_torch_free(&x);
+    cmt_ranges_report_free(&rr);
     cmt_set_close(&s);
     return status;
 }

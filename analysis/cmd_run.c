@@ -1,10 +1,11 @@
 /*
  * cmd_run.c: `cumemtrace run [-o PATH] [--sim-gpu GPU] [--depth N] -- CMD...`
  *
- * Runs CMD with libcumemtrace.so prepended to LD_PRELOAD, passes its exit status (or death by signal)
- * through, and says on stderr where the traces went: each writer of the run's processes names its trace
- * in a manifest file run made (CUMEMTRACE_MANIFEST), so nothing is guessed from the output directory.
- * Never prints on stdout: that is CMD's.
+ * Runs CMD with libcumemtrace.so prepended to LD_PRELOAD (and named by NVTX_INJECTION64_PATH, unless the
+ * user set that for another tool, so that NVTX ranges are recorded too), passes its exit status (or death
+ * by signal) through, and says on stderr where the traces went: each writer of the run's processes names
+ * its trace in a manifest file run made (CUMEMTRACE_MANIFEST), so nothing is guessed from the output
+ * directory. Never prints on stdout: that is CMD's.
  *
  * --torch also puts our bootstrap (analysis/torch/bootstrap/sitecustomize.py) first on PYTHONPATH: inside
  * a Python program that imports torch it records the caching allocator's history and writes snapshots
@@ -422,6 +423,15 @@ int cmd_run(int argc, char **argv)
     if (no_stacks)
         setenv("CUMEMTRACE_STACK_DEPTH", "0", 1);
     prepend_env("LD_PRELOAD", lib, ':');
+    /* NVTX loads one injection library, the one NVTX_INJECTION64_PATH names: ours, to record the
+     * program's ranges (interpose/cmt_nvtx.c). A value the user set is another tool's (Nsight Systems
+     * running us): it is kept, and the trace has no ranges. */
+    const char *inj = getenv("NVTX_INJECTION64_PATH");
+    if (inj && *inj && strcmp(inj, lib) != 0)
+        fprintf(stderr, "cumemtrace run: NVTX_INJECTION64_PATH is set (%s): NVTX ranges go there, not into "
+                        "the trace\n", inj);
+    else
+        setenv("NVTX_INJECTION64_PATH", lib, 1);
     char prefix[PATH_MAX];
     if (torch && torch_setup(out, out_is_dir, prefix, sizeof prefix) != 0)
         return 2;

@@ -16,6 +16,7 @@
 #include "commands.h"
 
 #include "chart.h"
+#include "ranges.h"
 #include "report.h"
 #include "torch.h"
 
@@ -152,6 +153,7 @@ static int write_chrome(struct sbuf *b, const struct cmt_set *s)
                   (double)(f->ts - s->t0) / 1e3, (long long)f->size, (long long)f->result, rn ? rn : "error",
                   (long long)f->seq, (long long)f->device);
     }
+    cmt_ranges_chrome(b, s, &first);
 #undef SEP
     sb_puts(b, "\n]}\n");
     return 0;

@@ -6,6 +6,7 @@
  * reason in err; prints only the warnings that must be said once (unfinalized or lossy traces).
  */
 #include "analysis.h"
+#include "ranges.h"
 #include "torch.h"
 
 #include "cmt_db.h"
@@ -281,6 +282,7 @@ static void trace_free(struct cmt_trace *t)
 {
     if (!t)
         return;
+    cmt_ranges_free(t);
     sqlite3_finalize(t->events);
     sqlite3_finalize(t->stack_q);
     sqlite3_close(t->db);
@@ -705,6 +707,7 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
             dv->peak_seq = seq;
         }
         t->live += d;
+        cmt_ranges_observe(t, seq, t->live - d, t->live);
         if (t->live > t->peak) {
             t->peak = t->live;
             t->peak_ts = ts;
@@ -918,6 +921,9 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
      * the order is seq, which the writer made consistent. A trace whose rows are exhausted still has one
      * thing to happen: its process ends, at its end time, and the driver takes back what it held, so it
      * no longer counts in the processes' sum. */
+    for (size_t i = 0; i < s->n; i++)
+        if (cmt_ranges_load(s->t[i], err, errlen) != 0)
+            return -1;
     enum { DONE, ROW, EXIT };
     int *live = calloc(s->n, sizeof *live);
     if (!live)
@@ -984,6 +990,8 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
         }
     }
     /* Traces that never reached a peak (no device memory at all) keep snap_seq = 0: nothing live. */
+    for (size_t i = 0; i < s->n; i++)
+        cmt_ranges_finish(s->t[i]);
 out:
     free(live);
     return rc;

@@ -12,6 +12,7 @@
 #include "cmt_record.h"
 #include "cmt_runtime.h"
 #include "cmt_capture.h"
+#include "cmt_nvtx.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -186,6 +187,7 @@ static void fork_child(void)
 {
     atomic_store(&own_pid, getpid());
     cmt_record_after_fork();
+    cmt_nvtx_after_fork();
     int st = atomic_load(&cmt_state);
     if (st == CMT_DISABLED && atomic_load(&init_result) != 0)
         return;

@@ -9,6 +9,7 @@
 #include "cmt_resolve.h"
 #include "cmt_runtime.h"
 #include "cmt_capture.h"
+#include "cmt_nvtx.h"
 
 #include "cmt_events.h"
 
@@ -294,9 +295,10 @@ uint64_t cmt_record_range_size(uint64_t address)
 void cmt_call_commit(struct cmt_call *c)
 {
     struct cmt_event *e = &c->u.ev;
-    if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE)
-        cmt_capture_start();
-    else
+    if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE) {
+        if (cmt_capture_start() == 0)
+            cmt_nvtx_capture_started(); /* ranges still open from before: queued ahead of this event */
+    } else
         cmt_capture_await();
     cmt_capture_check();
     if (e->present & CMT_HAS_DEVICE)

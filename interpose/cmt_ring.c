@@ -45,6 +45,8 @@ static struct cmt_event *slot_event(struct slot_head *h)
 void cmt_ring_layout(size_t capacity, unsigned max_frames, size_t *cap_out, size_t *slot_size_out)
 {
     size_t cap = 64;
+    if (max_frames < CMT_RING_MIN_WORDS)
+        max_frames = CMT_RING_MIN_WORDS;
     while (cap < capacity)
         cap <<= 1;
     size_t slot = sizeof(struct slot_head) + sizeof(struct cmt_event) + (size_t)max_frames * sizeof(uintptr_t);
@@ -59,7 +61,7 @@ void cmt_ring_attach(struct cmt_ring *r, struct cmt_shm_ring *ctl, void *slots, 
     r->slots = slots;
     r->slot_size = slot_size;
     r->mask = cap - 1;
-    r->max_frames = max_frames;
+    r->max_frames = max_frames < CMT_RING_MIN_WORDS ? CMT_RING_MIN_WORDS : max_frames; /* as laid out */
 }
 
 int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)

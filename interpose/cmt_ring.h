@@ -25,6 +25,9 @@ struct cmt_ring {
     unsigned max_frames;
 };
 
+/* Payload words every slot holds whatever max_frames is: room for an NVTX record's text (cmt_shm.h). */
+#define CMT_RING_MIN_WORDS 40
+
 /* The capacity (capacity rounded up to a power of two, at least 64) and slot size for max_frames. */
 void cmt_ring_layout(size_t capacity, unsigned max_frames, size_t *cap_out, size_t *slot_size_out);
 

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define CMT_SHM_MAGIC 0x434d5453484d3031ull /* "CMTSHM01" */
-#define CMT_SHM_VERSION 2
+#define CMT_SHM_VERSION 3 /* 2: NVTX records in the ring (below); 3: manifest */
 #define CMT_SHM_HEADER_SIZE 65536
 #define CMT_SHM_MAX_DEVICES 64
 
@@ -83,5 +83,45 @@ struct cmt_shm {
 };
 
 _Static_assert(sizeof(struct cmt_shm) <= CMT_SHM_HEADER_SIZE, "the header fits its reserved space");
+
+/* NVTX records (interpose/cmt_nvtx.c) travel in the same ring as memory events, as a struct cmt_event
+ * whose `op` is CMT_SHM_REC_NVTX, a value no memory op uses; the writer stores them in the ranges and
+ * marks tables (schema/cumemtrace_v3.sql), never in events. Fields:
+ *   op       CMT_SHM_REC_NVTX
+ *   kind     enum cmt_nvtx_kind
+ *   seq      from the same counter as memory events (ordering ranges against allocations)
+ *   ts_ns    CLOCK_MONOTONIC of the NVTX call; tid: the calling thread
+ *   api      the domain's index (0: the default domain)
+ *   result   push: the level of the range opened (0: outermost); pop: the level of the range closed
+ *            (the writer resynchronizes its per-thread stack with it after a lost record); -1 elsewhere
+ *   address  start/end: the range id nvtxRangeStart* returned (unique in the process)
+ *   aux      the attributes' category (0 when none)
+ *   size     bytes of the domain name at the start of the payload (0: the default domain)
+ *   handle   bytes of the message after it; present & CMT_HAS_HANDLE is clear when there is no message
+ *   nframes  8-byte words of payload in frames[]: the domain name then the message, UTF-8, no NUL
+ * Every slot has room for CMT_RING_MIN_WORDS words whatever the stack depth (cmt_ring_layout). */
+#define CMT_SHM_REC_NVTX 0xF0
+#define CMT_NVTX_DOMAIN_MAX 64    /* bytes of a domain name kept */
+#define CMT_NVTX_MESSAGE_MAX 248  /* bytes of a message kept (cut at a UTF-8 character boundary) */
+
+enum cmt_nvtx_kind {
+    CMT_NVTX_PUSH = 1,
+    CMT_NVTX_POP = 2,
+    CMT_NVTX_START = 3,
+    CMT_NVTX_END = 4,
+    CMT_NVTX_MARK = 5,
+    /* The memory extension (nvToolsExtMem.h): a custom allocator's heaps and the regions (blocks) it
+     * hands out of them. Fields as above, and: stream = the heap's id (what nvtxMemHeapRegister
+     * returned); address, aux = the heap's or the region's base and size (region unregister: address
+     * only); result = the heap's usage flags. The message, where there is one, is the heap's or the
+     * region's name. */
+    CMT_NVTX_HEAP_REGISTER = 6,
+    CMT_NVTX_HEAP_UNREGISTER = 7,
+    CMT_NVTX_HEAP_RESET = 8,       /* every region of the heap is gone */
+    CMT_NVTX_REGION_REGISTER = 9,
+    CMT_NVTX_REGION_RESIZE = 10,
+    CMT_NVTX_REGION_UNREGISTER = 11,
+    CMT_NVTX_REGION_NAME = 12,
+};
 
 #endif

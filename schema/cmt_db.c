@@ -148,7 +148,8 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
      * synchronous=NORMAL: a committed batch survives the process dying, which is what we promise. */
     if (cmt_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err, errlen) != 0 ||
         cmt_db_exec(db, "BEGIN", err, errlen) != 0 || cmt_db_exec(db, cmt_schema_sql, err, errlen) != 0 ||
-        cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || fill_lookup_tables(db, err, errlen) != 0)
+        cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0 ||
+        fill_lookup_tables(db, err, errlen) != 0)
         goto error;
     snprintf(sql, sizeof sql,
              "INSERT INTO meta VALUES ('format', '%s'); INSERT INTO meta VALUES ('schema_version', %d);"
@@ -265,14 +266,15 @@ int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen)
     char sql[160];
     if (from >= CMT_SCHEMA_VERSION)
         return 0;
-    assert(from == 1); /* cmt_db_open_read refuses anything else */
+    assert(from >= 1); /* cmt_db_open_read refuses anything else */
     snprintf(sql, sizeof sql,
              "INSERT OR REPLACE INTO meta VALUES ('schema_version', %d); PRAGMA user_version=%d;",
              CMT_SCHEMA_VERSION, CMT_SCHEMA_VERSION);
-    /* One transaction: a file is either still version 1 or wholly version 2. */
+    /* One transaction: a file is either still at its old version or wholly at the current one. */
     if (cmt_db_exec(db, "BEGIN IMMEDIATE", err, errlen) != 0)
         return -1;
-    if (cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || cmt_db_exec(db, sql, err, errlen) != 0) {
+    if ((from < 2 && cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0) ||
+        (from < 3 && cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }

@@ -11,13 +11,28 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
-/* 1: the driver level (cumemtrace.sql). 2: adds the allocator level (cumemtrace_v2.sql). */
-#define CMT_SCHEMA_VERSION 2
+/* 1: the driver level (cumemtrace.sql). 2: adds the allocator level (cumemtrace_v2.sql). 3: adds phases,
+ * NVTX ranges and marks (cumemtrace_v3.sql). */
+#define CMT_SCHEMA_VERSION 3
 #define CMT_FORMAT_NAME "cumemtrace"
 
 extern const char cmt_schema_sql[];    /* schema/cumemtrace.sql, embedded at build time */
 extern const char cmt_schema_v2_sql[]; /* schema/cumemtrace_v2.sql: what version 2 adds */
 extern const char cmt_schema_indexes_sql[]; /* schema/cumemtrace_indexes.sql: built at finalize */
+extern const char cmt_schema_v3_sql[]; /* schema/cumemtrace_v3.sql: what version 3 adds */
+
+/* The writer's range and mark statements (cumemtrace_v3.sql). */
+#define CMT_SQL_INSERT_RANGE                                                                            \
+    "INSERT INTO ranges(range_id, source, kind, domain, name, category, tid, start_seq, start_ns, depth," \
+    " parent_id) VALUES (?,'nvtx',?,?,?,?,?,?,?,?,?)"
+#define CMT_SQL_END_RANGE "UPDATE ranges SET end_tid = ?, end_seq = ?, end_ns = ? WHERE range_id = ?"
+#define CMT_SQL_INSERT_HEAP                                                                             \
+    "INSERT INTO mem_heaps(heap_id, domain, name, usage, address, size, tid, seq, ts_ns)"               \
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+#define CMT_SQL_INSERT_REGION \
+    "INSERT INTO mem_regions(region_id, heap_id, address, size, tid, seq, ts_ns) VALUES (?,?,?,?,?,?,?)"
+#define CMT_SQL_INSERT_MARK \
+    "INSERT INTO marks(source, domain, name, category, tid, seq, ts_ns) VALUES ('nvtx',?,?,?,?,?,?)"
 
 /* The insert the writer prepares once; parameters in column order of the events table. */
 #define CMT_SQL_INSERT_EVENT                                                                            \
@@ -49,7 +64,7 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);
 int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
 
 /* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1
- * file to the current version in place (cmt_db_migrate). *version receives the version it had. */
+ * or 2 file to the current version in place (cmt_db_migrate). *version receives the version it had. */
 int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
 
 /* Upgrades an open trace of version `from` to CMT_SCHEMA_VERSION in one transaction: adds the tables

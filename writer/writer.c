@@ -63,6 +63,8 @@ static uint64_t total_lost(void)
 
 static sqlite3 *db;
 static sqlite3_stmt *st_event, *st_events_multi, *st_stack, *st_frame, *st_module;
+static sqlite3_stmt *st_range, *st_range_end, *st_mark; /* NVTX records (write_nvtx) */
+static sqlite3_stmt *st_heap, *st_region;               /* NVTX's memory extension (write_mem) */
 #define EVENT_COLUMNS 18 /* parameters of CMT_SQL_INSERT_EVENT */
 
 /* Rows go in ROWS_PER_INSERT at a time through one multi-row INSERT: SQLite's cost per statement step,
@@ -466,7 +468,12 @@ static int open_trace(void)
                     prepare_multi_insert() != 0 ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_STACK, -1, &st_stack, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_FRAME, -1, &st_frame, NULL) != SQLITE_OK ||
-                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &st_module, NULL) != SQLITE_OK)) {
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &st_module, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_RANGE, -1, &st_range, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_END_RANGE, -1, &st_range_end, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_MARK, -1, &st_mark, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_HEAP, -1, &st_heap, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_REGION, -1, &st_region, NULL) != SQLITE_OK)) {
         snprintf(err, sizeof err, "%s", sqlite3_errmsg(db));
         rc = -1;
     }
@@ -668,6 +675,276 @@ static int write_event(const struct cmt_event *e)
     return 0;
 }
 
+/* ---- NVTX records: ranges and marks -------------------------------------------------------------- */
+
+/* The interposer's NVTX records (interpose/cmt_shm.h) become rows of ranges and marks
+ * (schema/cumemtrace_v3.sql). A range's row is inserted when it opens, with end_* NULL, and completed
+ * when it closes: a range still open when the program ends keeps end_ns NULL. Push/pop pair per thread
+ * and domain; each record carries the level the interposer counted, so a record lost to a full queue
+ * costs that one range, not the nesting of everything after it: a pop of level L closes whatever is
+ * open at L and above; a push of level L first closes what is still open at L and above (pops that were
+ * lost) at its own time. Start/end pair by the id nvtxRangeStart returned. */
+static uint64_t next_range_row = 1;
+
+struct range_stack {
+    int64_t *rows;
+    int n, cap;
+};
+static struct range_stack *rstacks;
+static uint64_t nrstacks, cap_rstacks;
+static struct map rstack_ix;     /* (tid, domain) -> index into rstacks[] + 1 */
+static struct map startend_rows; /* NVTX range id -> its row, 0 once ended */
+
+static struct range_stack *range_stack_of(int tid, unsigned dom)
+{
+    uint64_t key = (1ull << 63) | ((uint64_t)(uint32_t)tid << 16) | (dom & 0xffff), ix;
+    if (map_get(&rstack_ix, key, &ix))
+        return &rstacks[ix - 1];
+    if (nrstacks == cap_rstacks) {
+        uint64_t cap = cap_rstacks ? cap_rstacks * 2 : 16;
+        struct range_stack *g = realloc(rstacks, cap * sizeof *g);
+        if (!g)
+            return NULL;
+        rstacks = g;
+        cap_rstacks = cap;
+    }
+    memset(&rstacks[nrstacks], 0, sizeof rstacks[0]);
+    if (map_put(&rstack_ix, key, nrstacks + 1) != 0)
+        return NULL;
+    return &rstacks[nrstacks++];
+}
+
+static int end_range(int64_t row, const struct cmt_event *e)
+{
+    sqlite3_bind_int(st_range_end, 1, e->tid);
+    sqlite3_bind_int64(st_range_end, 2, (sqlite3_int64)e->seq);
+    sqlite3_bind_int64(st_range_end, 3, (sqlite3_int64)e->ts_ns);
+    sqlite3_bind_int64(st_range_end, 4, row);
+    return step_reset(st_range_end);
+}
+
+static void bind_text_opt(sqlite3_stmt *st, int i, int present, const char *s, size_t n)
+{
+    if (present)
+        sqlite3_bind_text(st, i, s, (int)n, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int insert_range(int64_t row, const char *kind, const struct cmt_event *e, const char *dom, size_t dlen,
+                        const char *msg, size_t mlen, int has_msg, int depth, int64_t parent)
+{
+    sqlite3_bind_int64(st_range, 1, row);
+    sqlite3_bind_text(st_range, 2, kind, -1, SQLITE_STATIC);
+    bind_text_opt(st_range, 3, e->api != 0, dom, dlen);
+    bind_text_opt(st_range, 4, has_msg, msg, mlen);
+    sqlite3_bind_int64(st_range, 5, (sqlite3_int64)e->aux);
+    sqlite3_bind_int(st_range, 6, e->tid);
+    sqlite3_bind_int64(st_range, 7, (sqlite3_int64)e->seq);
+    sqlite3_bind_int64(st_range, 8, (sqlite3_int64)e->ts_ns);
+    bind_opt(st_range, 9, depth >= 0, (uint64_t)depth);
+    bind_opt(st_range, 10, parent > 0, (uint64_t)parent);
+    return step_reset(st_range);
+}
+
+/* The memory extension: heaps and regions (mem_heaps, mem_regions). A region is known by its address
+ * while live; a heap's reset or unregistration ends every live region registered on it. */
+static sqlite3_stmt *st_lazy[6];
+enum { L_REGION_END, L_REGION_SIZE, L_REGION_NAME, L_HEAP_END, L_HEAP_REGIONS_END, L_ALL_REGIONS_END };
+static const char *const lazy_sql[] = {
+    "UPDATE mem_regions SET end_seq = ?, end_ns = ? WHERE region_id = ?",
+    "UPDATE mem_regions SET size = ? WHERE region_id = ?",
+    "UPDATE mem_regions SET name = ? WHERE region_id = ?",
+    "UPDATE mem_heaps SET end_seq = ?, end_ns = ? WHERE heap_id = ? AND end_seq IS NULL",
+    "UPDATE mem_regions SET end_seq = ?, end_ns = ? WHERE heap_id = ? AND end_seq IS NULL",
+    "UPDATE mem_regions SET end_seq = ?, end_ns = ? WHERE end_seq IS NULL",
+};
+static uint64_t next_region_row = 1;
+static struct map live_regions; /* address -> region row, 0 once gone */
+static uint64_t *region_heap;   /* region row -> heap id */
+static uint64_t *region_addr;   /* region row -> address */
+static uint64_t cap_regions;
+
+static sqlite3_stmt *lazy(int which)
+{
+    if (!st_lazy[which] && sqlite3_prepare_v2(db, lazy_sql[which], -1, &st_lazy[which], NULL) != SQLITE_OK)
+        return NULL;
+    return st_lazy[which];
+}
+
+/* Runs lazy statement `which` with up to three integer parameters, or a text then an integer. */
+static int run_lazy(int which, int n, int64_t a, int64_t b, int64_t c)
+{
+    sqlite3_stmt *st = lazy(which);
+    if (!st)
+        return -1;
+    int64_t v[3] = {a, b, c};
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_int64(st, i + 1, v[i]);
+    return step_reset(st);
+}
+
+/* Forgets the live regions of heap (0: of every heap) once their rows are ended. */
+static void forget_regions(uint64_t heap)
+{
+    for (uint64_t row = 1; row < next_region_row; row++) {
+        uint64_t cur;
+        if ((heap == 0 || region_heap[row] == heap) && map_get(&live_regions, region_addr[row], &cur) && cur == row)
+            map_put(&live_regions, region_addr[row], 0);
+    }
+}
+
+static int write_mem(const struct cmt_event *e, const char *dom, size_t dlen, const char *msg, size_t mlen,
+                     int has_msg)
+{
+    uint64_t row = 0;
+    int live = e->address && map_get(&live_regions, e->address, &row) && row;
+    switch (e->kind) {
+    case CMT_NVTX_HEAP_REGISTER:
+        sqlite3_bind_int64(st_heap, 1, (sqlite3_int64)e->stream);
+        bind_text_opt(st_heap, 2, e->api != 0, dom, dlen);
+        bind_text_opt(st_heap, 3, has_msg, msg, mlen);
+        sqlite3_bind_int64(st_heap, 4, e->result);
+        bind_opt(st_heap, 5, e->aux != 0, e->address);
+        bind_opt(st_heap, 6, e->aux != 0, e->aux);
+        sqlite3_bind_int(st_heap, 7, e->tid);
+        sqlite3_bind_int64(st_heap, 8, (sqlite3_int64)e->seq);
+        sqlite3_bind_int64(st_heap, 9, (sqlite3_int64)e->ts_ns);
+        /* OR IGNORE in effect: a heap id seen twice (it cannot be: defensive) must not stop the trace */
+        step_reset(st_heap);
+        return 0;
+    case CMT_NVTX_HEAP_UNREGISTER:
+    case CMT_NVTX_HEAP_RESET:
+        if (e->kind == CMT_NVTX_HEAP_UNREGISTER &&
+            run_lazy(L_HEAP_END, 3, (int64_t)e->seq, (int64_t)e->ts_ns, (int64_t)e->stream) != 0)
+            return -1;
+        if (e->stream ? run_lazy(L_HEAP_REGIONS_END, 3, (int64_t)e->seq, (int64_t)e->ts_ns, (int64_t)e->stream)
+                      : run_lazy(L_ALL_REGIONS_END, 2, (int64_t)e->seq, (int64_t)e->ts_ns, 0))
+            return -1;
+        forget_regions(e->stream);
+        return 0;
+    case CMT_NVTX_REGION_REGISTER:
+        if (!e->address)
+            return 0;
+        if (live && run_lazy(L_REGION_END, 3, (int64_t)e->seq, (int64_t)e->ts_ns, (int64_t)row) != 0)
+            return -1; /* registered again without unregistering: the old one ends here */
+        if (next_region_row >= cap_regions) {
+            uint64_t cap = cap_regions ? cap_regions * 2 : 1024;
+            uint64_t *h = realloc(region_heap, cap * sizeof *h);
+            if (!h)
+                return -1;
+            region_heap = h;
+            uint64_t *a = realloc(region_addr, cap * sizeof *a);
+            if (!a)
+                return -1;
+            region_addr = a;
+            cap_regions = cap;
+        }
+        row = next_region_row++;
+        region_heap[row] = e->stream;
+        region_addr[row] = e->address;
+        sqlite3_bind_int64(st_region, 1, (sqlite3_int64)row);
+        sqlite3_bind_int64(st_region, 2, (sqlite3_int64)e->stream);
+        sqlite3_bind_int64(st_region, 3, (sqlite3_int64)e->address);
+        sqlite3_bind_int64(st_region, 4, (sqlite3_int64)e->aux);
+        sqlite3_bind_int(st_region, 5, e->tid);
+        sqlite3_bind_int64(st_region, 6, (sqlite3_int64)e->seq);
+        sqlite3_bind_int64(st_region, 7, (sqlite3_int64)e->ts_ns);
+        if (step_reset(st_region) != 0)
+            return -1;
+        return map_put(&live_regions, e->address, row);
+    case CMT_NVTX_REGION_RESIZE:
+        return live ? run_lazy(L_REGION_SIZE, 2, (int64_t)e->aux, (int64_t)row, 0) : 0;
+    case CMT_NVTX_REGION_UNREGISTER:
+        if (!live)
+            return 0; /* never registered, or already gone */
+        if (run_lazy(L_REGION_END, 3, (int64_t)e->seq, (int64_t)e->ts_ns, (int64_t)row) != 0)
+            return -1;
+        return map_put(&live_regions, e->address, 0);
+    case CMT_NVTX_REGION_NAME: {
+        if (!live)
+            return 0;
+        sqlite3_stmt *st = lazy(L_REGION_NAME);
+        if (!st)
+            return -1;
+        bind_text_opt(st, 1, has_msg, msg, mlen);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)row);
+        return step_reset(st);
+    }
+    default:
+        return 0;
+    }
+}
+
+static int write_nvtx(const struct cmt_event *e)
+{
+    if (note_thread(e->tid) != 0)
+        return -1;
+    if (e->ts_ns > last_event_ns)
+        last_event_ns = e->ts_ns;
+    const char *dom = (const char *)e->frames;
+    size_t room = (size_t)e->nframes * sizeof(uintptr_t), dlen = e->size, mlen = e->handle;
+    int has_msg = (e->present & CMT_HAS_HANDLE) != 0;
+    if (dlen > room || mlen > room - dlen) {
+        dlen = mlen = 0; /* defensive: lengths the payload cannot hold */
+        has_msg = 0;
+    }
+    const char *msg = dom + dlen;
+    switch (e->kind) {
+    case CMT_NVTX_PUSH:
+    case CMT_NVTX_POP: {
+        struct range_stack *rs = range_stack_of(e->tid, e->api);
+        if (!rs)
+            return -1;
+        int level = e->result >= 0 ? e->result : rs->n;
+        if (e->kind == CMT_NVTX_POP && level >= rs->n)
+            return 0; /* its push was lost (or came before recording and was dropped) */
+        while (rs->n > level)
+            if (end_range(rs->rows[--rs->n], e) != 0)
+                return -1;
+        if (e->kind == CMT_NVTX_POP)
+            return 0;
+        if (rs->n == rs->cap) {
+            int cap = rs->cap ? rs->cap * 2 : 16;
+            int64_t *g = realloc(rs->rows, (size_t)cap * sizeof *g);
+            if (!g)
+                return -1;
+            rs->rows = g;
+            rs->cap = cap;
+        }
+        int64_t row = (int64_t)next_range_row++;
+        if (insert_range(row, "push", e, dom, dlen, msg, mlen, has_msg, level, rs->n ? rs->rows[rs->n - 1] : 0) != 0)
+            return -1;
+        rs->rows[rs->n++] = row;
+        return 0;
+    }
+    case CMT_NVTX_START: {
+        int64_t row = (int64_t)next_range_row++;
+        if (insert_range(row, "startend", e, dom, dlen, msg, mlen, has_msg, -1, 0) != 0)
+            return -1;
+        return e->address ? map_put(&startend_rows, e->address, (uint64_t)row) : 0;
+    }
+    case CMT_NVTX_END: {
+        uint64_t row;
+        if (!e->address || !map_get(&startend_rows, e->address, &row) || !row)
+            return 0; /* never started, or started before recording and not kept, or ended twice */
+        if (end_range((int64_t)row, e) != 0)
+            return -1;
+        return map_put(&startend_rows, e->address, 0);
+    }
+    case CMT_NVTX_MARK:
+        bind_text_opt(st_mark, 1, e->api != 0, dom, dlen);
+        bind_text_opt(st_mark, 2, has_msg, msg, mlen);
+        sqlite3_bind_int64(st_mark, 3, (sqlite3_int64)e->aux);
+        sqlite3_bind_int(st_mark, 4, e->tid);
+        sqlite3_bind_int64(st_mark, 5, (sqlite3_int64)e->seq);
+        sqlite3_bind_int64(st_mark, 6, (sqlite3_int64)e->ts_ns);
+        return step_reset(st_mark);
+    default:
+        return e->kind >= CMT_NVTX_HEAP_REGISTER ? write_mem(e, dom, dlen, msg, mlen, has_msg) : 0;
+    }
+}
+
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
 #include <stdarg.h>
@@ -707,7 +984,7 @@ static long drain(long max)
     while (n < max && (e = cmt_ring_peek(&queue))) {
         if (begin() != 0)
             return -1;
-        int rc = write_event(e);
+        int rc = e->op == CMT_SHM_REC_NVTX ? write_nvtx(e) : write_event(e);
         cmt_ring_release(&queue);
         if (rc != 0) {
             sql_fail("insert");
@@ -730,7 +1007,17 @@ static void drop_db(void)
     sqlite3_finalize(st_stack);
     sqlite3_finalize(st_frame);
     sqlite3_finalize(st_module);
-    st_event = st_events_multi = st_stack = st_frame = st_module = NULL;
+    sqlite3_finalize(st_range);
+    sqlite3_finalize(st_range_end);
+    sqlite3_finalize(st_mark);
+    sqlite3_finalize(st_heap);
+    sqlite3_finalize(st_region);
+    for (size_t i = 0; i < sizeof st_lazy / sizeof st_lazy[0]; i++) {
+        sqlite3_finalize(st_lazy[i]);
+        st_lazy[i] = NULL;
+    }
+    st_event = st_events_multi = st_stack = st_frame = st_module = st_range = st_range_end = st_mark = NULL;
+    st_heap = st_region = NULL;
     sqlite3_close(db);
     db = NULL;
 }

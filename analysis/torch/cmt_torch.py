@@ -7,8 +7,8 @@
 `import` reads a memory snapshot (torch.cuda.memory._snapshot() / _dump_snapshot(), every variant we know:
 a bare list of segments from torch 1.13, blocks with a `history` list from torch 2.0, `device_traces` with
 TraceEntry dicts from 2.1 on, `allocator_settings` and `external_annotations` from 2.4 on) into the alloc_*
-tables of an existing trace, which `cumemtrace import-torch` has created or upgraded to version 2 before
-running us. `export` writes a trace back as a snapshot pickle that pytorch.org/memory_viz opens.
+tables of an existing trace, which `cumemtrace import-torch` has created or upgraded to the current version
+before running us, and its record_function annotations and user_metadata tags as ranges (_write_ranges). `export` writes a trace back as a snapshot pickle that pytorch.org/memory_viz opens.
 
 Run by the `cumemtrace` command (cmd_import_torch.c, cmd_run.c), never inside the profiled program. The
 pickle is read with an Unpickler whose find_class always raises: a snapshot holds only dicts, lists, strings,
@@ -570,6 +570,80 @@ def _write(db, snap, snap_path, reason):
                    (sid, _int(an.get("device"), 0), str(an.get("stage", "")), str(an.get("name", "")), t, mono(t)))
     db.execute("UPDATE alloc_snapshots SET history_complete = ?, synthesized = ? WHERE snapshot_id = ?",
                (complete, total_synth, sid))
+    _write_ranges(db, sid)
+
+
+def _write_ranges(db, sid):
+    """PyTorch's phases as ranges (schema version 3, source 'torch'), from the snapshot just imported:
+
+    - `external_annotations` (record_function, e.g. Optimizer.step#AdamW.step): a START and the END of the
+      same name on the same device make a push range, nested by order per device; a START without an END
+      stays open (end NULL).
+    - `user_metadata` (torch.cuda.memory._set_memory_metadata): each run of consecutive trace entries of a
+      device tagged with the same non-empty string is one push range named by it, from the entry before
+      the run (the tag was set after it) to the run's last entry (open if the run reaches the end of the
+      history). Ends are rounded up to the next microsecond (snapshot times are whole microseconds). The allocator writes an entry just after the driver call behind it, so these bounds take
+      in the driver allocations of the run's entries and leave out those of the entries around it.
+
+    Ranges have no thread (tid NULL). Their start_seq/end_seq place them on the events' axis by time: the
+    last event at or before the start, the first at or after the end. A later import replaces the torch
+    ranges of an earlier one (the analyzer reads the newest snapshot)."""
+    US = 1000  # snapshot times are whole microseconds, rounded down: an end bound is rounded up
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ranges'").fetchone():
+        return  # a version 2 file nobody upgraded: no place for them
+    db.execute("DELETE FROM ranges WHERE source = 'torch'")
+    found = []  # (start_ns, end_ns or None, name, depth, parent index or None)
+    open_ = {}
+    rows = db.execute("SELECT device, stage, name, ts_ns FROM alloc_annotations WHERE snapshot_id = ?"
+                      " AND ts_ns IS NOT NULL ORDER BY rowid", (sid,)).fetchall()
+    for dev, stage, name, ts in rows:
+        stack = open_.setdefault(dev, [])
+        if stage == "START":
+            found.append([ts, None, name, len(stack), stack[-1] if stack else None])
+            stack.append(len(found) - 1)
+        elif stage == "END":
+            for k in range(len(stack) - 1, -1, -1):
+                if found[stack[k]][2] == name:
+                    found[stack[k]][1] = ts + US
+                    del stack[k]
+                    break
+    entries = db.execute("SELECT device, ts_ns, user_metadata FROM alloc_trace WHERE snapshot_id = ? AND synthetic = 0"
+                         " ORDER BY entry_id", (sid,)).fetchall()
+    cur, last = {}, {}
+    for dev, ts, meta in entries:
+        prev = cur.get(dev)
+        if prev is not None and meta != found[prev][2]:
+            found[prev][1] = min(last[dev] + US, ts)
+            cur[dev] = prev = None
+        if meta and prev is None:
+            found.append([last.get(dev, ts), None, meta, 0, None])
+            cur[dev] = len(found) - 1
+        last[dev] = ts
+    if not found:
+        return
+    import bisect
+    ev = db.execute("SELECT ts_ns, seq FROM events WHERE ts_ns IS NOT NULL ORDER BY seq").fetchall()
+    hi, times = 0, []
+    for ts, _ in ev:
+        hi = max(hi, ts)
+        times.append(hi)  # the running maximum: bisect needs it sorted
+
+    def seq_from(ts):  # the last event at or before ts (0: none)
+        k = bisect.bisect_right(times, ts)
+        return ev[k - 1][1] if k else 0
+
+    def seq_to(ts):  # the first event at or after ts (one past the last: none)
+        k = bisect.bisect_left(times, ts)
+        return ev[k][1] if k < len(ev) else (ev[-1][1] + 1 if ev else 1)
+
+    ids = []
+    for start, end, name, depth, parent in found:
+        c = db.execute("INSERT INTO ranges (source, kind, domain, name, category, tid, end_tid, start_seq, end_seq,"
+                       " start_ns, end_ns, depth, parent_id) VALUES ('torch', 'push', NULL, ?, 0, NULL, NULL, ?, ?,"
+                       " ?, ?, ?, ?)",
+                       (name, seq_from(start), None if end is None else seq_to(end), start, end, depth,
+                        None if parent is None else ids[parent]))
+        ids.append(c.lastrowid)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ checkpointing) or inference with a KV cache. At the end, and at an out-of-memory
 PyTorch's own accounting as one machine-readable line: `TORCH_MEMORY {json}`.
 """
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -97,6 +98,9 @@ def main():
     ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing per block")
     ap.add_argument("--inference", action="store_true", help="generate with a KV cache instead of training")
     ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--nvtx", action="store_true",
+                    help="mark the phases with NVTX ranges (step > forward, backward, optimizer), which "
+                         "`cumemtrace run` records")
     ap.add_argument("--record-history", action="store_true",
                     help="PyTorch's own allocator history recording on (the baseline `run --torch` is measured against)")
     args = ap.parse_args()
@@ -121,16 +125,20 @@ def main():
                     logits = model(nxt, caches=caches, start=args.seq + i)
         else:
             opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+            phase = torch.cuda.nvtx.range if args.nvtx else (lambda name: contextlib.nullcontext())
             for _ in range(args.steps):
                 t0 = time.perf_counter()
-                idx = torch.randint(args.vocab, (args.batch, args.seq + 1), device="cuda")
-                with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
-                    logits = model(idx[:, :-1], checkpointing=args.checkpointing)
-                    loss = F.cross_entropy(logits.float().view(-1, args.vocab), idx[:, 1:].reshape(-1))
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                torch.cuda.synchronize()
+                with phase("step"):
+                    idx = torch.randint(args.vocab, (args.batch, args.seq + 1), device="cuda")
+                    with phase("forward"), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+                        logits = model(idx[:, :-1], checkpointing=args.checkpointing)
+                        loss = F.cross_entropy(logits.float().view(-1, args.vocab), idx[:, 1:].reshape(-1))
+                    with phase("backward"):
+                        loss.backward()
+                    with phase("optimizer"):
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
+                    torch.cuda.synchronize()
                 step_s.append(round(time.perf_counter() - t0, 6))
         torch.cuda.synchronize()
     except torch.OutOfMemoryError as e:
