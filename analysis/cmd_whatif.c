@@ -7,8 +7,9 @@
  * after every entry compared), then under each requested configuration. For each: peak reserved, peak
  * allocated, fragmentation at the reserved peak, and the first request that would run out of memory.
  *
- * Requests: every alloc and free_completed, in order. A burst of segment_free entries that is not followed
- * by a segment_alloc (a retry) is an empty_cache() call and is replayed as one; the allocator's own
+ * Requests: every alloc and free_completed, in order. A burst of segment_free (or segment_unmap) entries
+ * that is not followed by a segment_alloc or segment_map (a retry) is an empty_cache() call and is
+ * replayed as one; the allocator's own
  * releases on a failed cudaMalloc are the model's decision, under the configuration's capacity.
  */
 #include "allocmodel.h"
@@ -24,7 +25,8 @@
 
 struct entry {
     int64_t id, addr, size, stream, reserved;
-    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'x' other */
+    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 0 unknown */
+    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'r' a retry's releases, 'x' other */
 };
 
 struct outcome {
@@ -41,7 +43,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]\n"
                  "  replays PyTorch's caching allocator as recorded (run --torch, or an imported snapshot),\n"
-                 "  then under each CONF (max_split_size_mb:N, roundup_power2_divisions:N; comma-separated)\n"
+                 "  then under each CONF (max_split_size_mb:N, roundup_power2_divisions:N, expandable_segments:True,\n"
+                 "  garbage_collection_threshold:F with a capacity; comma-separated)\n"
                  "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n");
 }
 
@@ -74,11 +77,10 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     /* the recorded configuration, from the snapshot's allocator_settings (JSON written by the importer) */
     if (set_copy) {
         const char *k;
-        if ((k = strstr(set_copy, "\"expandable_segments\": true"))) {
-            snprintf(err, errlen, "%s: recorded with expandable_segments:True, which the model does not replay yet", path);
-            free(set_copy);
-            goto out;
-        }
+        if (strstr(set_copy, "\"expandable_segments\": true"))
+            rec->expandable = 1;
+        /* garbage_collection_threshold acts only under a per-process memory fraction, which the
+         * snapshot does not record: the recorded replay leaves it off */
         if ((k = strstr(set_copy, "\"max_split_size\": "))) {
             unsigned long long v = strtoull(k + 18, NULL, 10);
             if (v && v < (1ull << 62))
@@ -104,8 +106,14 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes FROM alloc_trace"
-                               " WHERE snapshot_id = ? AND device = ? ORDER BY entry_id", -1, &st, NULL) != SQLITE_OK) {
+    /* who released a segment or pages: empty_cache (1), a malloc freeing cache to retry (2), unknown (0) */
+    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
+                               " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
+                               "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
+                               "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
+                               "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
+                               " END FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id",
+                           -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
         goto out;
     }
@@ -130,8 +138,11 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         e->size = sqlite3_column_int64(st, 3);
         e->stream = sqlite3_column_int64(st, 4);
         e->reserved = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+        e->by = (int)sqlite3_column_int64(st, 6);
+        /* segment_map/unmap: the expandable spellings of segment_alloc/free */
         e->action = !a ? 'x' : !strcmp(a, "alloc") ? 'a' : !strcmp(a, "free_completed") ? 'f' :
-                    !strcmp(a, "segment_free") ? 's' : !strcmp(a, "segment_alloc") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
+                    !strcmp(a, "segment_free") || !strcmp(a, "segment_unmap") ? 's' :
+                    !strcmp(a, "segment_alloc") || !strcmp(a, "segment_map") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
         if (e->size < 0 || (e->action == 'a' && e->size == 0)) {
             snprintf(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size", path,
                      (long long)e->id);
@@ -149,14 +160,17 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         snprintf(err, errlen, "%s: the allocator history is empty", path);
         goto out;
     }
-    /* segment_free bursts: a retry's releases (followed by segment_alloc) or an empty_cache() */
+    /* release bursts: an empty_cache() or a retry's releases. The stack says which when the history has
+     * frames (empty_cache's own frame, or the malloc that retries); without, a burst followed by a new
+     * segment or mapping (or an oom) is taken for a retry */
     for (size_t i = 0; i < *n; i++) {
         if ((*out)[i].action != 's')
             continue;
         size_t j = i;
         while (j < *n && ((*out)[j].action == 's' || (*out)[j].action == 'x'))
             j++;
-        char kind = j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'x' : 'e';
+        int by = (*out)[i].by;
+        char kind = by == 1 ? 'e' : by == 2 ? 'r' : j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'r' : 'e';
         for (size_t k = i; k < j; k++)
             if ((*out)[k].action == 's')
                 (*out)[k].action = 'x';
@@ -204,6 +218,13 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             }
             break;
         }
+        case 'r':
+            /* a retry's releases are the model's own decision where it knows the capacity; without one
+             * (no oom recorded) the recorded replay releases as the allocator did: the same release of
+             * every unsplit cached segment as empty_cache() */
+            if (!check || o->conf.capacity != UINT64_MAX)
+                break;
+            /* fall through */
         case 'e':
             cmt_amodel_empty_cache(m);
             break;

@@ -293,14 +293,21 @@ class RealTorchTrainingTest(TraceTest):
 class WhatIfTest(TraceTest):
     """`cumemtrace whatif` against PyTorch's real allocator run under the other settings, same script."""
 
-    def traced(self, script_args, gpu="RTX4090"):
+    def traced(self, script_args, gpu="RTX4090", conf=None, want_stdout=False):
         out = self.path("w.db")
         env = sim_env(preload=False)
         env.pop("PYTHONPATH", None)
+        if conf:
+            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
         p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", gpu, "-o", out, "--", TORCH_PY] + script_args,
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
-        return out
+        return (out, p.stdout) if want_stdout else out
+
+    @staticmethod
+    def torch_memory(stdout):
+        line = [l for l in stdout.splitlines() if l.startswith("TORCH_MEMORY ")]
+        return json.loads(line[-1][len("TORCH_MEMORY "):])
 
     def real(self, script_args, conf=None, memory=None):
         """The same script untraced on the simulated GPU, under conf: its own accounting."""
@@ -324,7 +331,7 @@ class WhatIfTest(TraceTest):
     def test_other_settings_predict_torchs_own_peaks(self):
         gpt = [GPT, "--precision", "bf16", "--steps", "2"]
         db = self.traced(gpt)
-        confs = ["max_split_size_mb:20", "roundup_power2_divisions:4"]
+        confs = ["max_split_size_mb:20", "roundup_power2_divisions:4", "expandable_segments:True"]
         res = self.whatif(db, *sum((["--alloc-conf", c] for c in confs), []))
         # the recorded configuration first: the model replays the real run exactly, request by request
         self.assertEqual(res[0]["check"]["reserved_mismatches"], 0)
@@ -336,6 +343,20 @@ class WhatIfTest(TraceTest):
             torch_says = json.loads(line[0][len("TORCH_MEMORY "):])
             self.assertEqual((got["peak_reserved_bytes"], got["peak_allocated_bytes"]),
                              (torch_says["reserved_peak_bytes"], torch_says["allocated_peak_bytes"]), conf)
+
+    def test_recorded_expandable_run_replays_exactly(self):
+        # GPT under expandable_segments:True: 2 MiB pages for the small pool, 20 MiB for the large, blocks
+        # grown into the unmapped rest of the mapping; the model reproduces reserved after every request
+        db, out = self.traced([GPT, "--precision", "bf16", "--steps", "2"], conf="expandable_segments:True",
+                              want_stdout=True)
+        torch_says = self.torch_memory(out)
+        rec = self.whatif(db)[0]
+        self.assertEqual(rec["check"]["reserved_mismatches"], 0, rec["check"])
+        self.assertGreater(rec["check"]["entries"], 1000)
+        self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]),
+                         (torch_says["reserved_peak_bytes"], torch_says["allocated_peak_bytes"]))
+        maps = self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE action = 'segment_map'")
+        self.assertEqual(rec["segments_allocated"], maps)
 
     def test_a_smaller_gpu_runs_out_where_torch_does(self):
         prog = self.path("prog.py")
