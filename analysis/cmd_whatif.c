@@ -317,6 +317,12 @@ int cmd_whatif(int argc, char **argv)
             free(e);
             return 2;
         }
+        if (out[k + 1].conf.gc_threshold > 0 && out[k + 1].conf.capacity == UINT64_MAX) {
+            cmt_log("whatif: --alloc-conf %s: garbage collection acts only under a per-process memory limit: "
+                    "give it with --capacity", confs[k]);
+            free(e);
+            return 2;
+        }
     }
     if (!nconf && capacity != UINT64_MAX) {
         out[1].label = "recorded settings";

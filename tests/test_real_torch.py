@@ -358,6 +358,36 @@ class WhatIfTest(TraceTest):
         maps = self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE action = 'segment_map'")
         self.assertEqual(rec["segments_allocated"], maps)
 
+    GC = r"""
+import json, torch
+total = torch.cuda.get_device_properties(0).total_memory
+torch.cuda.set_per_process_memory_fraction(100 * 2**20 / total)
+a = torch.empty(30 << 20, dtype=torch.uint8, device='cuda'); del a
+b = torch.empty(40 << 20, dtype=torch.uint8, device='cuda'); del b
+c = torch.empty(60 << 20, dtype=torch.uint8, device='cuda')
+s = torch.cuda.memory_stats()
+print(json.dumps({"peak": s["reserved_bytes.all.peak"], "retries": s["num_alloc_retries"],
+                  "allowed": int(100 * 2**20 / total * total)}))
+"""
+
+    def test_garbage_collection_threshold_predicts_torch(self):
+        # under a 100 MiB per-process limit: without collection the 60 MiB request fails once, the cache
+        # goes, it is retried (peak 70 MiB); with garbage_collection_threshold:0.5 the older cached 30 MiB
+        # segment goes before the request (peak 100 MiB, no retry). Recorded without, predicted with.
+        prog = self.path("gc.py")
+        with open(prog, "w") as f:
+            f.write(self.GC)
+        db, out = self.traced([prog], want_stdout=True)
+        plain = json.loads(out.strip().splitlines()[-1])
+        gc = json.loads(self.real([prog], "garbage_collection_threshold:0.5").stdout.strip().splitlines()[-1])
+        self.assertEqual((plain["retries"], gc["retries"]), (1, 0))
+        res = self.whatif(db, "--capacity", str(plain["allowed"]), "--alloc-conf", "garbage_collection_threshold:0.5",
+                          "--alloc-conf", "expandable_segments:False")
+        self.assertEqual(res[0]["check"]["reserved_mismatches"], 0)
+        self.assertEqual(res[1]["peak_reserved_bytes"], gc["peak"])
+        self.assertEqual(res[2]["peak_reserved_bytes"], plain["peak"])
+        self.assertNotEqual(gc["peak"], plain["peak"])
+
     def test_a_smaller_gpu_runs_out_where_torch_does(self):
         prog = self.path("prog.py")
         with open(prog, "w") as f:

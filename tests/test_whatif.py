@@ -150,6 +150,7 @@ class WhatIfSyntheticTest(TraceTest):
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
         for conf, words in (("expandable_segments:maybe", "True or False"),
+                            ("garbage_collection_threshold:0.5", "give it with --capacity"),
                             ("garbage_collection_threshold:1.5", "between 0 and 1"),
                             ("backend:cudaMallocAsync", "not modelled")):
             p = subprocess.run([CUMEMTRACE, "whatif", db, "--alloc-conf", conf], stdout=subprocess.PIPE,
