@@ -1,6 +1,10 @@
 /*
  * cmd_whatif.c: `cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]`.
  *
+ * --gpu PRESET|SIZE: the capacity of that device as the simulated driver presents it (whole 2 MiB pages of
+ * its memory, less its CUDA context's memory, as `run --sim-gpu` would have it), less the memory the
+ * trace shows held outside the caching allocator at its peak.
+ *
  * Replays the caching allocator's recorded requests (the alloc_trace of the trace's latest snapshot: a
  * run under `run --torch`, or an imported snapshot) through the allocator model (allocmodel.c): first
  * under the recorded configuration, as a check of the model against what really happened (reserved bytes
@@ -14,12 +18,17 @@
  */
 #include "allocmodel.h"
 #include "commands.h"
+#include "report.h"
+#include "torch.h"
 #include "util.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_CONFS 16
 
@@ -39,13 +48,99 @@ struct outcome {
     int64_t checked, mismatches, first_mismatch;
 };
 
+/* The device a --gpu names, as the simulated driver presents it. */
+struct gpu {
+    const char *spec;
+    uint64_t total, context, outside, capacity;
+};
+
+static int query_sim(struct gpu *g, char *err, size_t errlen)
+{
+    static const char *const presets[] = {"H100", "H200", "A100-40GB", "A100-80GB", "L4", "RTX4090", "RTX3090", NULL};
+    static const char *const sim_rel[] = {"../simgpu/libcuda.so.1", "../" CMT_LIBDIR "/cumemtrace/sim/libcuda.so.1",
+                                          "../lib/cumemtrace/sim/libcuda.so.1", NULL};
+    int preset = -1;
+    uint64_t size = 0;
+    for (int k = 0; presets[k]; k++)
+        if (!strcasecmp(g->spec, presets[k]))
+            preset = k;
+    if (preset < 0 && (cmt_parse_size(g->spec, &size) != 0 || size < (2u << 20))) {
+        snprintf(err, errlen, "whatif: --gpu %s: not a GPU (H100, H200, A100-40GB, A100-80GB, L4, RTX4090, RTX3090) "
+                 "or a size of at least 2MiB", g->spec);
+        return -1;
+    }
+    char lib[PATH_MAX];
+    if (cmt_find_beside(sim_rel, NULL, lib) != 0) {
+        snprintf(err, errlen, "whatif: --gpu needs the simulated driver (libcuda.so.1), not found beside this program");
+        return -1;
+    }
+    /* the simulated driver reads its device from the environment, as under run --sim-gpu */
+    char buf[32];
+    unsetenv("SIMCUDA_DEVICES");
+    if (preset >= 0) {
+        setenv("SIMCUDA_GPU", presets[preset], 1);
+        unsetenv("SIMCUDA_MEMORY");
+    } else {
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)size);
+        setenv("SIMCUDA_MEMORY", buf, 1);
+        unsetenv("SIMCUDA_GPU");
+    }
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    int (*init)(unsigned) = h ? (int (*)(unsigned))dlsym(h, "cuInit") : NULL;
+    int (*total)(size_t *, int) = h ? (int (*)(size_t *, int))dlsym(h, "cuDeviceTotalMem_v2") : NULL;
+    unsigned long long (*context)(void) = h ? (unsigned long long (*)(void))dlsym(h, "simcuda_context_bytes") : NULL;
+    size_t t = 0;
+    int rc = -1;
+    if (init && total && context && init(0) == 0 && total(&t, 0) == 0) {
+        g->total = t;
+        g->context = context();
+        rc = 0;
+    } else {
+        snprintf(err, errlen, "whatif: --gpu %s: the simulated driver %.200s did not answer", g->spec, lib);
+    }
+    if (h)
+        dlclose(h);
+    return rc;
+}
+
+/* Device memory held outside the caching allocator at the trace's peak: the driver-level peak less the
+ * allocator's highest reserved (0 for an imported snapshot, which has no driver level). */
+static int outside_bytes(const char *path, uint64_t *out, char *err, size_t errlen)
+{
+    struct cmt_set s;
+    struct cmt_torch x = {0};
+    struct cmt_torch_options to = {0};
+    struct cmt_options o = {.by = CMT_BY_KIND};
+    char *paths[1] = {(char *)path};
+    *out = 0;
+    if (cmt_load(&s, paths, 1, &o, err, errlen) != 0)
+        return -1;
+    int rc = cmt_torch_build(&x, &s, &to, err, errlen);
+    const struct cmt_dev *dev = NULL;
+    for (size_t d = 0; rc == 0 && s.n && d < s.t[0]->ndevs; d++)
+        if (!dev || s.t[0]->devs[d].peak > dev->peak)
+            dev = &s.t[0]->devs[d];
+    const struct cmt_frag *f = NULL;
+    for (size_t i = 0; dev && i < x.nfrag; i++)
+        if (x.frag[i].device == dev->device && (!f || x.frag[i].max_reserved > f->max_reserved))
+            f = &x.frag[i];
+    if (dev && f && dev->peak > f->max_reserved)
+        *out = (uint64_t)(dev->peak - f->max_reserved);
+    cmt_torch_free(&x);
+    cmt_set_close(&s);
+    return rc;
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]\n"
+    fprintf(out, "usage: cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE | --gpu PRESET|SIZE] [--json]\n"
                  "  replays PyTorch's caching allocator as recorded (run --torch, or an imported snapshot),\n"
                  "  then under each CONF (max_split_size_mb:N, roundup_power2_divisions:N, expandable_segments:True,\n"
                  "  garbage_collection_threshold:F with a capacity; comma-separated)\n"
-                 "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n");
+                 "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n"
+                 "  --gpu GPU        the what-if runs on that device (H100, H200, A100-40GB, A100-80GB, L4, RTX4090,\n"
+                 "                   RTX3090, or a size): its memory less its CUDA context's and less what the trace\n"
+                 "                   held outside the caching allocator at its peak\n");
 }
 
 static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
@@ -261,6 +356,7 @@ int cmd_whatif(int argc, char **argv)
     const char *confs[MAX_CONFS], *trace = NULL;
     int nconf = 0, json = 0;
     uint64_t capacity = UINT64_MAX;
+    struct gpu gpu = {0};
     char err[1024];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -274,6 +370,8 @@ int cmd_whatif(int argc, char **argv)
                 return 2;
             }
             confs[nconf++] = argv[++i];
+        } else if (!strcmp(argv[i], "--gpu") && i + 1 < argc) {
+            gpu.spec = argv[++i];
         } else if (!strcmp(argv[i], "--capacity") && i + 1 < argc) {
             if (cmt_parse_size(argv[++i], &capacity) != 0 || !capacity) {
                 cmt_log("whatif: --capacity %s: a size in bytes (or with KiB, MiB, GiB)", argv[i]);
@@ -293,6 +391,30 @@ int cmd_whatif(int argc, char **argv)
     if (!trace) {
         usage(stderr);
         return 2;
+    }
+    if (gpu.spec && capacity != UINT64_MAX) {
+        cmt_log("whatif: --gpu and --capacity: one or the other");
+        return 2;
+    }
+    if (gpu.spec) {
+        if (query_sim(&gpu, err, sizeof err) != 0) {
+            cmt_log("%s", err);
+            return 2;
+        }
+        if (outside_bytes(trace, &gpu.outside, err, sizeof err) != 0) {
+            cmt_log("%s", err);
+            return 1;
+        }
+        /* the device hands out whole 2 MiB pages */
+        uint64_t pages = gpu.total / (2u << 20) * (2u << 20);
+        uint64_t held = gpu.context + gpu.outside;
+        gpu.capacity = pages > held ? pages - held : 0;
+        if (!gpu.capacity) {
+            cmt_log("whatif: --gpu %s: its memory (less the CUDA context's) is smaller than what the trace held "
+                    "outside the caching allocator", gpu.spec);
+            return 2;
+        }
+        capacity = gpu.capacity;
     }
     struct outcome out[MAX_CONFS + 1];
     memset(out, 0, sizeof out);
@@ -366,9 +488,23 @@ int cmd_whatif(int argc, char **argv)
                           (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
             sb_putc(&b, '}');
         }
-        sb_puts(&b, "]}\n");
+        sb_puts(&b, "]");
+        if (gpu.spec) {
+            sb_puts(&b, ",\"gpu\":{\"spec\":");
+            sb_json_str(&b, gpu.spec);
+            sb_printf(&b, ",\"total_bytes\":%llu,\"context_bytes\":%llu,\"outside_allocator_bytes\":%llu,"
+                          "\"capacity_bytes\":%llu}",
+                      (unsigned long long)gpu.total, (unsigned long long)gpu.context, (unsigned long long)gpu.outside,
+                      (unsigned long long)gpu.capacity);
+        }
+        sb_puts(&b, "}\n");
     } else {
         char t1[32], t2[32], t3[32], t4[32];
+        if (gpu.spec)
+            sb_printf(&b, "on %s: %s of memory, less %s for the CUDA context and %s held outside the caching "
+                          "allocator: %s for it\n", gpu.spec, cmt_bytes_str((int64_t)gpu.total, t1),
+                      cmt_bytes_str((int64_t)gpu.context, t2), cmt_bytes_str((int64_t)gpu.outside, t3),
+                      cmt_bytes_str((int64_t)gpu.capacity, t4));
         sb_printf(&b, "%-32s %12s %14s %14s %9s  %s\n", "configuration", "capacity", "peak reserved", "peak allocated",
                   "frag", "out of memory");
         for (int k = 0; k <= nconf; k++) {

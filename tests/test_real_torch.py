@@ -406,6 +406,21 @@ print(json.dumps({"peak": s["reserved_bytes.all.peak"], "retries": s["num_alloc_
         self.assertIn("%.2f MiB is allocated by PyTorch" % (o["allocated_bytes"] / MiB), p.stderr)
         self.assertIn("%.2f MiB is reserved by PyTorch but unallocated" %
                       ((o["reserved_bytes"] - o["allocated_bytes"]) / MiB), p.stderr)
+        # --gpu SIZE is that device as the simulated driver presents it: the same capacity here (nothing
+        # held outside the allocator, no context on a sized device), the same first OOM
+        p = subprocess.run([CUMEMTRACE, "whatif", "--json", db, "--gpu", "300MiB"], stdout=subprocess.PIPE, text=True)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["gpu"]["capacity_bytes"], 300 * MiB)
+        self.assertEqual(r["configs"][1]["first_oom"], o)
+        # and a preset: its whole pages less its context less what the trace held outside the allocator
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
+                                        check=True).stdout)
+        outside = rep["peak_bytes"] - rep["fragmentation"][0]["peak_reserved_bytes"]
+        r = json.loads(subprocess.run([CUMEMTRACE, "whatif", "--json", db, "--gpu", "RTX4090"], stdout=subprocess.PIPE,
+                                      text=True).stdout)
+        self.assertEqual(r["gpu"]["outside_allocator_bytes"], outside)
+        self.assertEqual(r["configs"][1]["capacity_bytes"],
+                         RTX4090_TOTAL // PAGE * PAGE - RTX4090_CONTEXT - outside)
         # and with room for the recorded peak it fits, as torch does
         res = self.whatif(db, "--capacity", "320MiB")
         self.assertFalse(res[1]["oom"])

@@ -147,14 +147,36 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(gc["peak_reserved_bytes"], 100 * MiB)
         self.assertFalse(plain["oom"] or gc["oom"])
 
+    def test_gpu_capacity_is_the_boards_pages_less_its_context(self):
+        # an imported snapshot has no driver level: nothing held outside the allocator. L4: 23580639232
+        # bytes, whole 2 MiB pages 11244 (23580377088 bytes), its context 300 MiB (simgpu's preset)
+        db = self.snap(self.requests(("a", E, 30 * MiB)))
+        p = subprocess.run([CUMEMTRACE, "whatif", "--json", db, "--gpu", "L4"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = json.loads(p.stdout)
+        want = 11244 * 2 * MiB - 300 * MiB
+        self.assertEqual(r["gpu"], {"spec": "L4", "total_bytes": 23580639232, "context_bytes": 300 * MiB,
+                                    "outside_allocator_bytes": 0, "capacity_bytes": want})
+        self.assertEqual(r["configs"][1]["capacity_bytes"], want)
+        # a size: that many bytes in whole pages, no context; 31 MiB holds 30 MiB in 15 pages, 29 MiB not
+        for size, oom in (("31MiB", False), ("29MiB", True)):
+            p = subprocess.run([CUMEMTRACE, "whatif", "--json", db, "--gpu", size], stdout=subprocess.PIPE, text=True)
+            r = json.loads(p.stdout)
+            self.assertEqual(r["gpu"]["capacity_bytes"], (int(size[:2]) // 2) * 2 * MiB)
+            self.assertEqual(r["configs"][1]["oom"], oom, size)
+
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
         for conf, words in (("expandable_segments:maybe", "True or False"),
                             ("garbage_collection_threshold:0.5", "give it with --capacity"),
                             ("garbage_collection_threshold:1.5", "between 0 and 1"),
-                            ("backend:cudaMallocAsync", "not modelled")):
-            p = subprocess.run([CUMEMTRACE, "whatif", db, "--alloc-conf", conf], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                            ("backend:cudaMallocAsync", "not modelled"),
+                            (["--gpu", "V100"], "not a GPU"),
+                            (["--gpu", "1MiB"], "at least 2MiB"),
+                            (["--gpu", "L4", "--capacity", "1GiB"], "one or the other")):
+            p = subprocess.run([CUMEMTRACE, "whatif", db] + (conf if isinstance(conf, list) else ["--alloc-conf", conf]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self.assertEqual(p.returncode, 2, conf)
             self.assertEqual(p.stdout, "")
             self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
