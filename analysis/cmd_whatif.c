@@ -21,6 +21,7 @@
 #include "report.h"
 #include "torch.h"
 #include "util.h"
+#include "whatif.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -143,19 +144,16 @@ static void usage(FILE *out)
                  "                   held outside the caching allocator at its peak\n");
 }
 
-static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
-                char *err, size_t errlen)
+/* The latest snapshot's history of its busiest device from an open trace, with the recorded settings and
+ * capacity (*sid_out, *dev_out: which snapshot and device). */
+static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec,
+                   uint64_t *rec_capacity, int64_t *sid_out, int64_t *dev_out, char *err, size_t errlen)
 {
-    sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     int rc = -1;
     size_t cap = 0;
     *out = NULL;
     *n = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        goto out;
-    }
     int64_t sid = -1, dev = 0;
     const char *settings = NULL;
     char *set_copy = NULL;
@@ -272,9 +270,27 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         (*out)[i].action = kind; /* one empty_cache per burst */
         i = j - 1;
     }
+    *sid_out = sid;
+    *dev_out = dev;
     rc = 0;
 out:
     sqlite3_finalize(st);
+    return rc;
+}
+
+static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
+                char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int64_t sid, dev;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    int rc = load_db(db, path, out, n, rec, rec_capacity, &sid, &dev, err, errlen);
     sqlite3_close(db);
     return rc;
 }
@@ -341,6 +357,169 @@ oom:
     cmt_amodel_free(m);
     snprintf(err, errlen, "out of memory");
     return -1;
+}
+
+/* ---- OOM verdicts ----------------------------------------------------------------------------------- */
+
+/* Replays e[0..k) under conf, skipping earlier recorded OOMs (the program survived them: their requests
+ * never held memory), then asks for e[k]'s request. 1 when it is served with no failure before it, 0 when
+ * not, -1 out of memory; *reserved_after: reserved once it is served. */
+static int serves(const struct entry *e, size_t k, const struct cmt_aconf *conf, uint64_t *reserved_after)
+{
+    struct cmt_amodel *m = cmt_amodel_new(conf);
+    struct imap ids = {0};
+    int ok = 1;
+    if (!m)
+        return -1;
+    for (size_t i = 0; i < k && ok == 1; i++) {
+        uint64_t id;
+        int64_t *p;
+        switch (e[i].action) {
+        case 'a':
+            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0)
+                ok = 0;
+            else if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
+                ok = -1;
+            break;
+        case 'f':
+            if ((p = imap_get(&ids, (uint64_t)e[i].addr)) && *p) {
+                cmt_amodel_free_block(m, (uint64_t)*p);
+                *p = 0;
+            }
+            break;
+        case 'e':
+            cmt_amodel_empty_cache(m);
+            break;
+        }
+    }
+    uint64_t id;
+    if (ok == 1 && cmt_amodel_malloc(m, (uint64_t)e[k].size, e[k].stream, &id) != 0)
+        ok = 0;
+    struct cmt_astats st;
+    cmt_amodel_stats(m, &st);
+    *reserved_after = st.reserved;
+    imap_free(&ids);
+    cmt_amodel_free(m);
+    return ok;
+}
+
+/* Device memory live at the driver level outside the allocator when the allocator's last device call
+ * before this OOM failed: -1 when the trace has no such failure (an imported snapshot). */
+static int64_t outside_at(sqlite3 *db, int64_t dev, int64_t oom_ns, int64_t reserved)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t live = -1;
+    /* the failed cudaMalloc or cuMemCreate of the retry: recorded just before the oom entry, whose time
+     * is the snapshot's microsecond (hence the microsecond of slack) */
+    if (sqlite3_prepare_v2(db, "SELECT (SELECT COALESCE(SUM(a.size), 0) FROM allocations a WHERE a.kind = 'device'"
+                               " AND a.device = f.device AND a.seq < f.seq AND (a.free_seq IS NULL OR a.free_seq > f.seq))"
+                               " FROM failures f WHERE f.kind = 'device' AND f.device = ? AND f.ts_ns <= ? + 1000"
+                               " ORDER BY f.seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, dev);
+        sqlite3_bind_int64(st, 2, oom_ns);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            live = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return live < 0 ? -1 : live > reserved ? live - reserved : 0;
+}
+
+int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char *err, size_t errlen)
+{
+    struct entry *e = NULL;
+    size_t ne = 0, cap = 0;
+    struct cmt_aconf rec = {.max_split_size = UINT64_MAX, .divisions = 0, .capacity = UINT64_MAX};
+    uint64_t rec_capacity = UINT64_MAX;
+    int64_t sid, dev;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    *out = NULL;
+    *n = 0;
+    if (load_db(db, "trace", &e, &ne, &rec, &rec_capacity, &sid, &dev, err, errlen) != 0) {
+        free(e);
+        return 0; /* no usable history: no verdicts, the report goes on */
+    }
+    if (sqlite3_prepare_v2(db, "SELECT entry_id, allocated_bytes, reserved_bytes, ts_ns FROM alloc_trace"
+                               " WHERE snapshot_id = ? AND device = ? AND action = 'oom' ORDER BY entry_id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "allocator history: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, sid);
+    sqlite3_bind_int64(st, 2, dev);
+    size_t k = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        while (k < ne && e[k].id != id)
+            k++;
+        if (k == ne)
+            break; /* defensive: the entry was read a moment ago */
+        struct cmt_mverdict *v = cmt_push(out, n, &cap, sizeof *v);
+        if (!v) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        memset(v, 0, sizeof *v);
+        v->entry_id = id;
+        v->device = dev;
+        v->live_bytes = sqlite3_column_int64(st, 1);
+        v->reserved_bytes = sqlite3_column_int64(st, 2);
+        v->request_bytes = (e[k].size + 511) / 512 * 512;
+        v->capacity_bytes = v->reserved_bytes + e[k].addr; /* an oom entry's addr: the device's free bytes */
+        v->outside_bytes = outside_at(db, dev, sqlite3_column_int64(st, 3), v->reserved_bytes);
+        v->short_bytes = v->live_bytes + v->request_bytes - v->capacity_bytes;
+        struct cmt_aconf c = rec;
+        c.capacity = (uint64_t)v->capacity_bytes;
+        uint64_t r;
+        int got = serves(e, k, &c, &r);
+        if (got < 0)
+            goto nomem;
+        v->reproduced = got == 0;
+        if (v->short_bytes > 0) {
+            v->kind = v->outside_bytes > 0 && v->short_bytes <= v->outside_bytes ? CMT_MV_OUTSIDE : CMT_MV_CAPACITY;
+            continue;
+        }
+        v->kind = CMT_MV_FRAGMENTATION;
+        if (*n > 8)
+            continue; /* the search replays the history per setting: the first OOMs are what matters */
+        /* what the request needed under the recorded settings: a new segment (its allocation size) */
+        uint64_t need = (uint64_t)v->request_bytes <= (1u << 20) ? 2u << 20
+                        : (uint64_t)v->request_bytes < (10u << 20) ? 20u << 20
+                        : ((uint64_t)v->request_bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+        static const unsigned mss[] = {20, 64, 128, 256, 512, 1024};
+        for (int t = -1; t < (int)(sizeof mss / sizeof mss[0]); t++) {
+            struct cmt_aconf w = c;
+            char label[64];
+            if (t < 0) {
+                w.expandable = 1;
+                snprintf(label, sizeof label, "expandable_segments:True");
+            } else {
+                w.max_split_size = (uint64_t)mss[t] << 20;
+                snprintf(label, sizeof label, "max_split_size_mb:%u", mss[t]);
+            }
+            got = serves(e, k, &w, &r);
+            if (got < 0)
+                goto nomem;
+            if (got == 1 && (!v->fits_with[0] || (int64_t)r < v->fits_reserved_bytes)) {
+                snprintf(v->fits_with, sizeof v->fits_with, "%s", label);
+                v->fits_reserved_bytes = (int64_t)r;
+                v->saves_bytes = v->reserved_bytes + (int64_t)need - (int64_t)r;
+            }
+        }
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    free(e);
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    goto out;
 }
 
 static void cap_str(uint64_t c, char *buf)

@@ -388,6 +388,77 @@ print(json.dumps({"peak": s["reserved_bytes.all.peak"], "retries": s["num_alloc_
         self.assertEqual(res[2]["peak_reserved_bytes"], plain["peak"])
         self.assertNotEqual(gc["peak"], plain["peak"])
 
+    FRAG = r"""
+import json, torch
+M = 1 << 20
+x = torch.empty(50 * M, dtype=torch.uint8, device='cuda'); del x
+a = torch.empty(20 * M, dtype=torch.uint8, device='cuda')
+b = torch.empty(20 * M, dtype=torch.uint8, device='cuda')
+del a
+try:
+    c = torch.empty(40 * M, dtype=torch.uint8, device='cuda')
+    print(json.dumps({"oom": False}))
+except torch.OutOfMemoryError as e:
+    s = torch.cuda.memory_stats()
+    free, total = torch.cuda.mem_get_info()
+    print(json.dumps({"oom": True, "free": free, "reserved": s["reserved_bytes.all.current"],
+                      "allocated": s["allocated_bytes.all.current"]}))
+"""
+
+    OUTSIDE = r"""
+import ctypes, json, torch
+M = 1 << 20
+keep = torch.empty(200 * M, dtype=torch.uint8, device='cuda')
+ptr = ctypes.c_uint64(0)
+assert ctypes.CDLL("libcuda.so.1").cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(500 * M)) == 0
+try:
+    torch.empty(400 * M, dtype=torch.uint8, device='cuda')
+    print(json.dumps({"oom": False}))
+except torch.OutOfMemoryError as e:
+    s = torch.cuda.memory_stats()
+    free, total = torch.cuda.mem_get_info()
+    print(json.dumps({"oom": True, "free": free, "reserved": s["reserved_bytes.all.current"],
+                      "allocated": s["allocated_bytes.all.current"]}))
+"""
+
+    def oom_case(self, script, gpu, name):
+        prog = self.path(name)
+        with open(prog, "w") as f:
+            f.write(script)
+        db, out = self.traced([prog], gpu=gpu, want_stdout=True)
+        torch_says = json.loads(out.strip().splitlines()[-1])
+        self.assertTrue(torch_says["oom"])
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
+                                        check=True).stdout)
+        v, = rep["oom_verdicts"]
+        # the verdict's figures are torch's own at its OutOfMemoryError
+        self.assertEqual((v["live_bytes"], v["reserved_bytes"], v["capacity_bytes"]),
+                         (torch_says["allocated"], torch_says["reserved"], torch_says["reserved"] + torch_says["free"]))
+        self.assertTrue(v["model_reproduces"])
+        return prog, v, rep
+
+    def test_oom_verdicts_capacity_fragmentation_outside(self):
+        # capacity: 3 x 200 MiB live on 1 GiB: 600 + 900 exceed the 1024 MiB by 476 MiB, whatever the settings
+        _, v, _ = self.oom_case(OOM, "1GiB", "oom.py")
+        self.assertEqual((v["verdict"], v["request_bytes"], v["capacity_bytes"], v["short_bytes"], v["fits_with"],
+                          v["outside_allocator_bytes"]), ("capacity", 900 * MiB, GiB, 476 * MiB, None, 0))
+        # fragmentation: 20 MiB live + 40 requested in 80 MiB, but the 30 MiB free are in a split segment;
+        # the model names expandable_segments:True, and torch run with it on the same device serves it
+        prog, v, rep = self.oom_case(self.FRAG, "80MiB", "frag.py")
+        self.assertEqual((v["verdict"], v["live_bytes"], v["request_bytes"], v["capacity_bytes"]),
+                         ("fragmentation", 20 * MiB, 40 * MiB, 80 * MiB))
+        self.assertEqual(v["fits_with"], {"alloc_conf": "expandable_segments:True", "reserved_bytes": 80 * MiB,
+                                          "saves_bytes": 10 * MiB})
+        self.assertEqual(rep["ooms"][0]["verdict"], "fragmentation")
+        p = self.real([prog], "expandable_segments:True", memory="80MiB")
+        self.assertEqual(json.loads(p.stdout.strip().splitlines()[-1]), {"oom": False})
+        # outside the allocator: 500 MiB taken with cuMemAlloc beside torch's 200 MiB on 1 GiB; 400 MiB more
+        # would fit in the device but not beside that memory: the allocator lacks 76 MiB of the 500 held outside
+        _, v, rep = self.oom_case(self.OUTSIDE, "1GiB", "outside.py")
+        self.assertEqual((v["verdict"], v["outside_allocator_bytes"], v["short_bytes"]),
+                         ("outside_allocator", 500 * MiB, 76 * MiB))
+        self.assertIn("500.0 MiB of device memory was held outside the caching allocator", v["advice"])
+
     def test_a_smaller_gpu_runs_out_where_torch_does(self):
         prog = self.path("prog.py")
         with open(prog, "w") as f:
