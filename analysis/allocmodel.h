@@ -10,8 +10,9 @@
  * default would release segments. garbage_collection_threshold: it acts only under a per-process
  * memory limit, which the capacity then stands for.
  *
- * Not modelled (the caller refuses or ignores them): private pools of CUDA graphs, record_stream's
- * deferred frees (the replay frees at free_completed, when the block really came back).
+ * Not modelled: private pools of CUDA graphs (whatif refuses a history with such segments);
+ * record_stream's deferred frees are replayed when they were recorded (free_completed, when the block
+ * really came back), never earlier: a what-if retry's synchronize-and-free of pending events is not.
  *
  * Runs in the `cumemtrace` command. No I/O.
  */

@@ -190,6 +190,18 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         }
         free(set_copy);
     }
+    /* private pools (CUDA graphs) keep their own blocks apart from the default pools: not modelled */
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM alloc_segments WHERE snapshot_id = ? AND pool_id IS NOT NULL"
+                               " AND pool_id <> '0,0'", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, sid);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+            snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs), which the model does "
+                     "not replay", path);
+            goto out;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     /* the device with the most history */
     if (sqlite3_prepare_v2(db, "SELECT device FROM alloc_trace WHERE snapshot_id = ? GROUP BY device ORDER BY count(*) DESC",
                            -1, &st, NULL) == SQLITE_OK) {

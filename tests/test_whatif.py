@@ -14,12 +14,12 @@ E = 0x7f0000000000  # an expandable segment's base (page aligned)
 
 
 class WhatIfSyntheticTest(TraceTest):
-    def snap(self, entries, settings=None):
+    def snap(self, entries, settings=None, segments=()):
         for i, e in enumerate(entries):
             e.setdefault("stream", 0)
             e.setdefault("frames", [])
             e["time_us"] = 1_000_000 + 10 * i
-        snap = {"segments": [], "device_traces": [entries]}
+        snap = {"segments": list(segments), "device_traces": [entries]}
         if settings is not None:
             snap["allocator_settings"] = settings
         p = self.path("s.pickle")
@@ -211,6 +211,23 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual((v["verdict"], v["capacity_bytes"], v["fits_with"]),
                          ("fragmentation", 62 * MiB, {"alloc_conf": "expandable_segments:True",
                                                       "reserved_bytes": 60 * MiB, "saves_bytes": 30 * MiB}))
+
+    def test_private_pools_are_refused_with_one_line(self):
+        # a segment of a CUDA graph's private pool (segment_pool_id other than (0, 0)): its blocks never
+        # serve the default pools, which the model does not replay; the report keeps its own verdicts
+        seg = {"device": 0, "address": E, "total_size": 20 * MiB, "stream": 0, "segment_type": "large",
+               "segment_pool_id": (1, 0), "blocks": [{"address": E, "size": 20 * MiB, "requested_size": 0,
+                                                       "state": "inactive", "frames": []}]}
+        h = [{"action": "segment_alloc", "addr": E, "size": 20 * MiB}] + self.requests(("a", E, 8 * MiB), ("f", E, 8 * MiB))
+        db = self.snap(h, segments=[seg])
+        p = subprocess.run([CUMEMTRACE, "whatif", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stdout, "")
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+        self.assertIn("private memory pools (CUDA graphs)", p.stderr)
+        r = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
+                                      check=True).stdout)
+        self.assertEqual(r["oom_verdicts"], [])
 
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
