@@ -334,11 +334,10 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             break;
         }
         case 'f': {
-            int64_t *id = imap_get(&ids, (uint64_t)e[i].addr);
-            if (id && *id) {
-                cmt_amodel_free_block(m, (uint64_t)*id);
-                *id = 0;
-            }
+            /* deleted, not zeroed: the map holds the live blocks only, however many addresses the run used */
+            int64_t id;
+            if (imap_del(&ids, (uint64_t)e[i].addr, &id) && id)
+                cmt_amodel_free_block(m, (uint64_t)id);
             break;
         }
         case 'r':
@@ -385,7 +384,7 @@ static int serves(const struct entry *e, size_t k, const struct cmt_aconf *conf,
         return -1;
     for (size_t i = 0; i < k && ok == 1; i++) {
         uint64_t id;
-        int64_t *p;
+        int64_t got;
         switch (e[i].action) {
         case 'a':
             if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0)
@@ -394,10 +393,8 @@ static int serves(const struct entry *e, size_t k, const struct cmt_aconf *conf,
                 ok = -1;
             break;
         case 'f':
-            if ((p = imap_get(&ids, (uint64_t)e[i].addr)) && *p) {
-                cmt_amodel_free_block(m, (uint64_t)*p);
-                *p = 0;
-            }
+            if (imap_del(&ids, (uint64_t)e[i].addr, &got) && got)
+                cmt_amodel_free_block(m, (uint64_t)got);
             break;
         case 'e':
             cmt_amodel_empty_cache(m);
