@@ -457,7 +457,9 @@ int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char 
     sqlite3_bind_int64(st, 1, sid);
     sqlite3_bind_int64(st, 2, dev);
     size_t k = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    /* every verdict replays the history up to its OOM, the fragmentation search once more per setting:
+     * the first OOMs are the ones that matter (a program that catches them and goes on has many) */
+    while (*n < 16 && sqlite3_step(st) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         while (k < ne && e[k].id != id)
             k++;
@@ -489,8 +491,8 @@ int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char 
             continue;
         }
         v->kind = CMT_MV_FRAGMENTATION;
-        if (*n > 8)
-            continue; /* the search replays the history per setting: the first OOMs are what matters */
+        if (*n > 4)
+            continue;
         /* what the request needed under the recorded settings: a new segment (its allocation size) */
         uint64_t need = (uint64_t)v->request_bytes <= (1u << 20) ? 2u << 20
                         : (uint64_t)v->request_bytes < (10u << 20) ? 20u << 20

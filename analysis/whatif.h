@@ -6,7 +6,8 @@
  * bytes); memory held outside the allocator when they would have fitted but for device memory the
  * program held elsewhere (driver level, at the failed device allocation); fragmentation otherwise, and
  * then the history is replayed under other settings (expandable_segments:True, max_split_size_mb) with
- * that capacity to find one under which the request is served.
+ * that capacity to find one under which the request is served. The first 16 OOMs get a verdict (the
+ * first 4 fragmentation ones the search): each replays the history.
  */
 #ifndef CMT_WHATIF_H
 #define CMT_WHATIF_H
