@@ -459,29 +459,6 @@ except torch.OutOfMemoryError as e:
                          ("outside_allocator", 500 * MiB, 76 * MiB))
         self.assertIn("500.0 MiB of device memory was held outside the caching allocator", v["advice"])
 
-    def test_expandable_segments_on_a_smaller_gpu_equal_torch(self):
-        # the default run recorded, replayed under expandable_segments:True on 240 MiB: the same request fails
-        # with the same allocated and reserved bytes as torch run that way; on 300 MiB both fit, same peak
-        prog = self.path("prog.py")
-        with open(prog, "w") as f:
-            f.write(WORKLOAD)
-        db = self.traced([prog])
-        got = self.whatif(db, "--gpu", "240MiB", "--alloc-conf", "expandable_segments:True")[1]
-        self.assertTrue(got["oom"])
-        o = got["first_oom"]
-        p = self.real([prog], "expandable_segments:True", memory="240MiB")
-        self.assertNotEqual(p.returncode, 0)
-        asked = ((o["size"] + 511) // 512 * 512 + 2 * MiB - 1) // (2 * MiB) * 2 * MiB
-        self.assertIn("Tried to allocate %.2f MiB" % (asked / MiB), p.stderr)
-        self.assertIn("%.2f MiB is allocated by PyTorch" % (o["allocated_bytes"] / MiB), p.stderr)
-        self.assertIn("%.2f MiB is reserved by PyTorch but unallocated" %
-                      ((o["reserved_bytes"] - o["allocated_bytes"]) / MiB), p.stderr)
-        got = self.whatif(db, "--gpu", "300MiB", "--alloc-conf", "expandable_segments:True")[1]
-        p = self.real([prog], "expandable_segments:True", memory="300MiB")
-        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
-        self.assertFalse(got["oom"])
-        self.assertEqual(got["peak_reserved_bytes"], self.result(p)["stats"]["reserved_bytes.all.peak"])
-
     def result(self, p):
         return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -522,3 +499,21 @@ except torch.OutOfMemoryError as e:
         res = self.whatif(db, "--capacity", "320MiB")
         self.assertFalse(res[1]["oom"])
         self.assertEqual(self.real([prog], memory="320MiB").returncode, 0)
+        # the same recording replayed under expandable_segments:True on 240 MiB: the same request fails with the
+        # same allocated and reserved bytes as torch run that way; on 300 MiB both fit, with the same peak
+        got = self.whatif(db, "--gpu", "240MiB", "--alloc-conf", "expandable_segments:True")[1]
+        self.assertTrue(got["oom"])
+        o = got["first_oom"]
+        p = self.real([prog], "expandable_segments:True", memory="240MiB")
+        self.assertNotEqual(p.returncode, 0)
+        asked = ((o["size"] + 511) // 512 * 512 + 2 * MiB - 1) // (2 * MiB) * 2 * MiB
+        self.assertIn("Tried to allocate %.2f MiB" % (asked / MiB), p.stderr)
+        self.assertIn("%.2f MiB is allocated by PyTorch" % (o["allocated_bytes"] / MiB), p.stderr)
+        self.assertIn("%.2f MiB is reserved by PyTorch but unallocated" %
+                      ((o["reserved_bytes"] - o["allocated_bytes"]) / MiB), p.stderr)
+        got = self.whatif(db, "--gpu", "300MiB", "--alloc-conf", "expandable_segments:True")[1]
+        p = self.real([prog], "expandable_segments:True", memory="300MiB")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertFalse(got["oom"])
+        self.assertEqual(got["peak_reserved_bytes"], self.result(p)["stats"]["reserved_bytes.all.peak"])
+
