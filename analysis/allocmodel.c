@@ -19,16 +19,27 @@
 #define K_MIN_LARGE_ALLOC (10ull << 20)
 #define K_ROUND_LARGE (2ull << 20)
 
+/* An expandable segment: one reserved range of address space, mapped and unmapped by whole pages. */
+struct eseg {
+    uint64_t base, page;
+};
+
 struct mblock {
     uint64_t addr, size;
     int64_t stream;
     int small, allocated;
+    int unmapped;             /* expandable segments: address space with no pages behind it */
+    int64_t gc_base;          /* the pool's get_free_block count when the block became free */
+    struct eseg *es;          /* NULL: a cudaMalloc'ed segment */
     struct mblock *prev, *next;
 };
 
 struct pool {
-    struct mblock **v;
+    struct mblock **v;        /* free mapped blocks by (stream, size, address) */
     size_t n, cap;
+    struct mblock **u;        /* unmapped blocks of expandable segments by (stream, address) */
+    size_t nu, capu;
+    int64_t gets;             /* get_free_block calls while garbage collection is on */
 };
 
 struct cmt_amodel {
@@ -36,6 +47,8 @@ struct cmt_amodel {
     struct pool pools[2]; /* 0 large, 1 small */
     struct mblock **byid;
     size_t nid, capid;
+    struct eseg **segs;
+    size_t nseg, capseg;
     uint64_t next_addr;
     struct cmt_astats st;
 };
@@ -70,12 +83,23 @@ int cmt_aconf_parse(struct cmt_aconf *conf, const char *text, char *err, size_t 
             }
             conf->divisions = (unsigned)x;
         } else if (!strcmp(kv, "expandable_segments")) {
-            if (!strcmp(v, "True") || !strcmp(v, "true")) {
-                snprintf(err, errlen, "--alloc-conf expandable_segments:True is not modelled yet");
+            if (!strcmp(v, "True") || !strcmp(v, "true"))
+                conf->expandable = 1;
+            else if (!strcmp(v, "False") || !strcmp(v, "false"))
+                conf->expandable = 0;
+            else {
+                snprintf(err, errlen, "--alloc-conf expandable_segments:%s: True or False", v);
                 return -1;
             }
-        } else if (!strcmp(kv, "garbage_collection_threshold") || !strcmp(kv, "backend")) {
-            snprintf(err, errlen, "--alloc-conf %s is not modelled yet", kv);
+        } else if (!strcmp(kv, "garbage_collection_threshold")) {
+            double t = strtod(v, &end);
+            if (end == v || *end || !(t > 0.0 && t < 1.0)) {
+                snprintf(err, errlen, "--alloc-conf garbage_collection_threshold:%s: a number between 0 and 1", v);
+                return -1;
+            }
+            conf->gc_threshold = t;
+        } else if (!strcmp(kv, "backend")) {
+            snprintf(err, errlen, "--alloc-conf backend is not modelled (the native caching allocator is)");
             return -1;
         } else {
             snprintf(err, errlen, "--alloc-conf %s: not a setting of PyTorch's caching allocator", kv);
@@ -99,14 +123,20 @@ void cmt_amodel_free(struct cmt_amodel *m)
 {
     if (!m)
         return;
-    /* every block is either allocated (still in byid) or free (in a pool), never both */
+    /* every block is allocated (still in byid), free (in a pool) or unmapped (in a pool's unmapped set) */
     for (size_t i = 0; i < m->nid; i++)
         free(m->byid[i]);
     for (int p = 0; p < 2; p++) {
         for (size_t i = 0; i < m->pools[p].n; i++)
             free(m->pools[p].v[i]);
+        for (size_t i = 0; i < m->pools[p].nu; i++)
+            free(m->pools[p].u[i]);
         free(m->pools[p].v);
+        free(m->pools[p].u);
     }
+    for (size_t i = 0; i < m->nseg; i++)
+        free(m->segs[i]);
+    free(m->segs);
     free(m->byid);
     free(m);
 }
@@ -179,6 +209,7 @@ static int pool_insert(struct pool *p, struct mblock *b)
     memmove(&p->v[i + 1], &p->v[i], (p->n - i) * sizeof *p->v);
     p->v[i] = b;
     p->n++;
+    b->gc_base = p->gets;
     return 0;
 }
 
@@ -193,12 +224,30 @@ static void pool_erase(struct pool *p, struct mblock *b)
 
 /* ---- the allocator -------------------------------------------------------------------------------- */
 
+static int gc_on(const struct cmt_amodel *m)
+{
+    return m->conf.gc_threshold > 0 && m->conf.capacity != UINT64_MAX;
+}
+
+/* Total order of the expandable search: a free block at the end of the mapped part of a segment can grow
+ * into the unmapped address space after it, and best fit counts it at that size. */
+static uint64_t expandable_size(const struct mblock *b)
+{
+    return b->size + (b->next && b->next->unmapped ? b->next->size : 0);
+}
+
 static struct mblock *get_free_block(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
 {
     struct pool *p = &m->pools[small];
+    if (gc_on(m))
+        p->gets++; /* the age of cached blocks counts these calls */
     size_t i = lower_bound(p, stream, size, 0);
     if (i >= p->n || p->v[i]->stream != stream)
         return NULL;
+    if (p->v[i]->es && m->conf.expandable)
+        while (p->v[i]->es && i + 1 < p->n && p->v[i + 1]->stream == stream &&
+               expandable_size(p->v[i + 1]) < expandable_size(p->v[i]))
+            i++;
     struct mblock *b = p->v[i];
     uint64_t mss = m->conf.max_split_size;
     if (size < mss && b->size >= mss)
@@ -217,9 +266,15 @@ static void note_reserved(struct cmt_amodel *m)
     }
 }
 
+/* Whether the device (or the per-process limit) can give `bytes` more. */
+static int room_for(const struct cmt_amodel *m, uint64_t bytes)
+{
+    return m->conf.capacity == UINT64_MAX || (m->st.reserved <= m->conf.capacity && bytes <= m->conf.capacity - m->st.reserved);
+}
+
 static struct mblock *alloc_segment(struct cmt_amodel *m, int small, int64_t stream, uint64_t bytes)
 {
-    if (m->conf.capacity != UINT64_MAX && (m->st.reserved > m->conf.capacity || bytes > m->conf.capacity - m->st.reserved))
+    if (!room_for(m, bytes))
         return NULL; /* cudaMalloc: out of memory */
     struct mblock *b = calloc(1, sizeof *b);
     if (!b)
@@ -243,6 +298,238 @@ static void release_block(struct cmt_amodel *m, struct mblock *b)
     m->st.reserved -= b->size;
     free(b);
 }
+
+/* ---- expandable segments ---------------------------------------------------------------------------- */
+
+/* The unmapped set, by (stream, address); a handful of entries per segment. */
+static size_t ulower_bound(const struct pool *p, int64_t stream, uint64_t addr)
+{
+    size_t lo = 0, hi = p->nu;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const struct mblock *a = p->u[mid];
+        if (a->stream != stream ? a->stream < stream : a->addr < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int uinsert(struct pool *p, struct mblock *b)
+{
+    if (p->nu == p->capu) {
+        size_t nc = p->capu ? p->capu * 2 : 16;
+        struct mblock **g = realloc(p->u, nc * sizeof *g);
+        if (!g)
+            return -1;
+        p->u = g;
+        p->capu = nc;
+    }
+    size_t i = ulower_bound(p, b->stream, b->addr);
+    memmove(&p->u[i + 1], &p->u[i], (p->nu - i) * sizeof *p->u);
+    p->u[i] = b;
+    p->nu++;
+    return 0;
+}
+
+static void uerase(struct pool *p, struct mblock *b)
+{
+    size_t i = ulower_bound(p, b->stream, b->addr);
+    if (i < p->nu && p->u[i] == b) {
+        memmove(&p->u[i], &p->u[i + 1], (p->nu - i - 1) * sizeof *p->u);
+        p->nu--;
+    }
+}
+
+/* Merges src, a neighbour of dst in the same state (free and mapped, or unmapped), into dst. The caller
+ * has taken dst out of its set; src leaves its own. */
+static void try_merge(struct cmt_amodel *m, struct mblock *dst, struct mblock *src)
+{
+    if (!src || src->allocated || src->unmapped != dst->unmapped)
+        return;
+    struct pool *p = &m->pools[dst->small];
+    if (src->unmapped)
+        uerase(p, src);
+    else
+        pool_erase(p, src);
+    if (dst->prev == src) {
+        dst->addr = src->addr;
+        dst->prev = src->prev;
+        if (dst->prev)
+            dst->prev->next = dst;
+    } else {
+        dst->next = src->next;
+        if (dst->next)
+            dst->next->prev = dst;
+    }
+    dst->size += src->size;
+    free(src);
+}
+
+static struct mblock *new_block(struct mblock *like, uint64_t addr, uint64_t size, int unmapped)
+{
+    struct mblock *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->addr = addr;
+    b->size = size;
+    b->stream = like->stream;
+    b->small = like->small;
+    b->es = like->es;
+    b->unmapped = unmapped;
+    return b;
+}
+
+/* Links b between before and after. */
+static void splice(struct mblock *b, struct mblock *before, struct mblock *after)
+{
+    if (before)
+        before->next = b;
+    b->prev = before;
+    if (after)
+        after->prev = b;
+    b->next = after;
+}
+
+/* The lowest address, in this stream's expandable segments of the pool, with `size` bytes of free or
+ * unmapped space from it; a new segment (all of it unmapped) when none has. */
+static struct mblock *find_expandable_block(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
+{
+    struct pool *p = &m->pools[small];
+    for (size_t i = ulower_bound(p, stream, 0); i < p->nu && p->u[i]->stream == stream; i++) {
+        struct mblock *c = p->u[i];
+        if (c->prev && !c->prev->allocated)
+            c = c->prev;
+        uint64_t bytes = 0;
+        for (struct mblock *b = c; b && !b->allocated && bytes < size; b = b->next)
+            bytes += b->size;
+        if (bytes >= size)
+            return c;
+    }
+    if (m->nseg == m->capseg) {
+        size_t nc = m->capseg ? m->capseg * 2 : 8;
+        struct eseg **g = realloc(m->segs, nc * sizeof *g);
+        if (!g)
+            return NULL;
+        m->segs = g;
+        m->capseg = nc;
+    }
+    struct eseg *es = calloc(1, sizeof *es);
+    struct mblock *b = calloc(1, sizeof *b);
+    if (!es || !b) {
+        free(es);
+        free(b);
+        return NULL;
+    }
+    m->segs[m->nseg++] = es;
+    es->page = small ? K_SMALL_BUFFER : K_LARGE_BUFFER;
+    es->base = m->next_addr;
+    /* PyTorch reserves address space for 9/8 of the device's memory; any size far beyond the
+     * capacity behaves the same */
+    uint64_t span = m->conf.capacity != UINT64_MAX && m->conf.capacity < (1ull << 44) ? m->conf.capacity + m->conf.capacity / 8
+                                                                                        : 1ull << 44;
+    span = (span + es->page - 1) / es->page * es->page;
+    m->next_addr += span + K_LARGE_BUFFER;
+    b->addr = es->base;
+    b->size = span;
+    b->stream = stream;
+    b->small = small;
+    b->es = es;
+    b->unmapped = 1;
+    if (uinsert(p, b) != 0) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Maps the pages covering the first `size` bytes of the unmapped block b: all of them or none (the
+ * device out of memory). b then joins its free mapped neighbours and the free set. */
+static int map_block(struct cmt_amodel *m, struct mblock *b, uint64_t size)
+{
+    struct eseg *es = b->es;
+    uint64_t first = (b->addr - es->base) / es->page;
+    uint64_t end = (b->addr + size - es->base + es->page - 1) / es->page;
+    uint64_t bytes = (end - first) * es->page;
+    if (!bytes || !room_for(m, bytes))
+        return 0;
+    struct pool *p = &m->pools[b->small];
+    uerase(p, b);
+    b->unmapped = 0;
+    if (bytes < b->size) {
+        struct mblock *rest = new_block(b, b->addr + bytes, b->size - bytes, 1);
+        if (!rest)
+            return 0;
+        splice(rest, b, b->next);
+        b->size = bytes;
+        uinsert(p, rest);
+    }
+    try_merge(m, b, b->prev);
+    try_merge(m, b, b->next);
+    pool_insert(p, b);
+    m->st.reserved += bytes;
+    m->st.segments_allocated++;
+    m->st.last_segment_size = bytes;
+    note_reserved(m);
+    return 1;
+}
+
+static struct mblock *alloc_expandable(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
+{
+    struct mblock *c = find_expandable_block(m, small, stream, size);
+    if (!c)
+        return NULL;
+    if (c->unmapped && !map_block(m, c, c->size < size ? c->size : size))
+        return NULL;
+    while (c->size < size) {
+        /* c is free and mapped, the unmapped rest of the segment follows: map more and merge */
+        struct mblock *n = c->next;
+        uint64_t want = size - c->size;
+        if (!map_block(m, n, n->size < want ? n->size : want))
+            return NULL; /* pages mapped so far stay mapped */
+        c = n;
+    }
+    pool_erase(&m->pools[small], c);
+    return c;
+}
+
+/* Gives back the whole pages inside the free block b; the free bytes around them stay mapped. */
+static void unmap_block(struct cmt_amodel *m, struct mblock *b)
+{
+    struct eseg *es = b->es;
+    uint64_t first = (b->addr - es->base + es->page - 1) / es->page;
+    uint64_t end = (b->addr + b->size - es->base) / es->page;
+    if (first >= end)
+        return;
+    struct pool *p = &m->pools[b->small];
+    pool_erase(p, b);
+    uint64_t start = es->base + first * es->page, bytes = (end - first) * es->page;
+    uint64_t before = start - b->addr, after = b->size - before - bytes;
+    if (before) {
+        struct mblock *f = new_block(b, b->addr, before, 0);
+        if (f) {
+            splice(f, b->prev, b);
+            pool_insert(p, f);
+        }
+    }
+    if (after) {
+        struct mblock *f = new_block(b, start + bytes, after, 0);
+        if (f) {
+            splice(f, b, b->next);
+            pool_insert(p, f);
+        }
+    }
+    b->addr = start;
+    b->size = bytes;
+    b->unmapped = 1;
+    try_merge(m, b, b->prev);
+    try_merge(m, b, b->next);
+    uinsert(p, b);
+    m->st.reserved -= bytes;
+}
+
+/* ---- giving memory back ----------------------------------------------------------------------------- */
 
 static int release_available_cached_blocks(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
 {
@@ -275,11 +562,34 @@ static int release_cached_blocks(struct cmt_amodel *m)
 {
     for (int s = 0; s < 2; s++) {
         struct pool *p = &m->pools[s];
+        struct mblock **exp = NULL;
+        size_t nexp = 0, capexp = 0;
         for (size_t i = p->n; i-- > 0;) {
             struct mblock *b = p->v[i];
-            if (!b->prev && !b->next)
+            if (b->es) {
+                /* unmapping changes the free set: gather first */
+                if (nexp == capexp) {
+                    capexp = capexp ? capexp * 2 : 16;
+                    struct mblock **g = realloc(exp, capexp * sizeof *g);
+                    if (!g)
+                        break; /* defensive: out of memory, fewer pages go back */
+                    exp = g;
+                }
+                exp[nexp++] = b;
+            } else if (!b->prev && !b->next) {
                 release_block(m, b);
+            }
         }
+        for (size_t k = 0; k < nexp; k++) {
+            struct mblock *b = exp[k];
+            unmap_block(m, b);
+            if (b->unmapped && !b->prev && !b->next) {
+                /* the whole segment is unmapped: its address space goes back too */
+                uerase(p, b);
+                free(b);
+            }
+        }
+        free(exp);
     }
     return 1;
 }
@@ -289,10 +599,47 @@ void cmt_amodel_empty_cache(struct cmt_amodel *m)
     release_cached_blocks(m);
 }
 
+/* garbage_collection_threshold: above threshold * the allowed bytes, unsplit cached blocks of the large
+ * pool that waited at least the average number of get_free_block calls go back, pass after pass with a
+ * new average, until enough is freed or none is left. */
+static void garbage_collect(struct cmt_amodel *m)
+{
+    uint64_t threshold = (uint64_t)(m->conf.gc_threshold * (double)m->conf.capacity);
+    if (m->st.reserved <= threshold)
+        return;
+    uint64_t target = m->st.reserved - threshold, reclaimed = 0;
+    struct pool *p = &m->pools[0];
+    uint64_t total_age = 0;
+    int64_t count = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (!p->v[i]->prev && !p->v[i]->next) {
+            total_age += (uint64_t)(p->gets - p->v[i]->gc_base);
+            count++;
+        }
+    int freed = 1;
+    while (reclaimed < target && freed && count > 0) {
+        double age = (double)total_age / (double)count;
+        freed = 0;
+        for (size_t i = 0; i < p->n;) {
+            struct mblock *b = p->v[i];
+            uint64_t a = (uint64_t)(p->gets - b->gc_base);
+            if (!b->prev && !b->next && (double)a >= age) {
+                freed = 1;
+                reclaimed += b->size;
+                total_age -= a;
+                count--;
+                release_block(m, b);
+            } else {
+                i++;
+            }
+        }
+    }
+}
+
 static int should_split(const struct cmt_amodel *m, const struct mblock *b, uint64_t size)
 {
     uint64_t remaining = b->size - size;
-    if (b->small)
+    if (b->small || m->conf.expandable)
         return remaining >= K_MIN_BLOCK;
     return size < m->conf.max_split_size && remaining > K_SMALL_SIZE;
 }
@@ -312,29 +659,33 @@ static int remember(struct cmt_amodel *m, struct mblock *b, uint64_t *id)
     return 0;
 }
 
+/* alloc_block: a new segment, or more pages of an expandable one. */
+static struct mblock *alloc_block(struct cmt_amodel *m, int small, int64_t stream, uint64_t size, uint64_t asize)
+{
+    if (m->conf.gc_threshold > 0 && !room_for(m, asize))
+        return NULL; /* over the per-process memory fraction: no device call at all */
+    if (m->conf.expandable)
+        return alloc_expandable(m, small, stream, size);
+    return alloc_segment(m, small, stream, asize);
+}
+
 int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t orig, int64_t stream, uint64_t *id)
 {
     uint64_t size = round_size(m, orig);
     int small = size <= K_SMALL_SIZE;
     uint64_t asize = allocation_size(size);
     struct mblock *b = get_free_block(m, small, stream, size);
-    if (!b && !(b = alloc_segment(m, small, stream, asize)) &&
-        !(release_available_cached_blocks(m, small, stream, size) && (b = alloc_segment(m, small, stream, asize))) &&
-        !(release_cached_blocks(m) && (b = alloc_segment(m, small, stream, asize))))
+    if (!b && gc_on(m))
+        garbage_collect(m);
+    if (!b && !(b = alloc_block(m, small, stream, size, asize)) &&
+        !(release_available_cached_blocks(m, small, stream, size) && (b = alloc_block(m, small, stream, size, asize))) &&
+        !(release_cached_blocks(m) && (b = alloc_block(m, small, stream, size, asize))))
         return -1;
     if (should_split(m, b, size)) {
-        struct mblock *rest = calloc(1, sizeof *rest);
+        struct mblock *rest = new_block(b, b->addr + size, b->size - size, 0);
         if (!rest)
             return -1;
-        rest->addr = b->addr + size;
-        rest->size = b->size - size;
-        rest->stream = b->stream;
-        rest->small = b->small;
-        rest->prev = b;
-        rest->next = b->next;
-        if (b->next)
-            b->next->prev = rest;
-        b->next = rest;
+        splice(rest, b, b->next);
         b->size = size;
         if (pool_insert(&m->pools[rest->small], rest) != 0)
             return -1;
@@ -343,6 +694,9 @@ int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t orig, int64_t stream, uint6
     m->st.allocated += b->size;
     if (m->st.allocated > m->st.peak_allocated)
         m->st.peak_allocated = m->st.allocated;
+    /* the most allocated while reserved stands at its peak (a new segment is counted before its block) */
+    if (m->st.reserved == m->st.peak_reserved && m->st.allocated > m->st.allocated_at_peak_reserved)
+        m->st.allocated_at_peak_reserved = m->st.allocated;
     return remember(m, b, id);
 }
 
@@ -354,28 +708,10 @@ void cmt_amodel_free_block(struct cmt_amodel *m, uint64_t id)
     m->byid[id - 1] = NULL;
     m->st.allocated -= b->size;
     b->allocated = 0;
-    struct pool *p = &m->pools[b->small];
-    /* merge with free neighbours of the same segment */
-    struct mblock *n = b->next;
-    if (n && !n->allocated) {
-        pool_erase(p, n);
-        b->size += n->size;
-        b->next = n->next;
-        if (n->next)
-            n->next->prev = b;
-        free(n);
-    }
-    struct mblock *v = b->prev;
-    if (v && !v->allocated) {
-        pool_erase(p, v);
-        v->size += b->size;
-        v->next = b->next;
-        if (b->next)
-            b->next->prev = v;
-        free(b);
-        b = v;
-    }
-    pool_insert(p, b);
+    /* merge with free neighbours of the same segment (mapped ones: an unmapped neighbour stays apart) */
+    try_merge(m, b, b->next);
+    try_merge(m, b, b->prev);
+    pool_insert(&m->pools[b->small], b);
 }
 
 void cmt_amodel_stats(const struct cmt_amodel *m, struct cmt_astats *out)

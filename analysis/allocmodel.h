@@ -5,10 +5,14 @@
  * and the large pool (20 MiB segments below 10 MiB, 2 MiB rounding above); best fit by (stream, size,
  * address); split and merge; max_split_size; on a failed device allocation, releasing an oversize
  * cached block or enough of them, then every unsplit cached segment, and retrying; empty_cache.
+ * Expandable segments: one growing reservation per pool and stream, mapped by pages (2 MiB small pool,
+ * 20 MiB large), every remainder of 512 bytes or more split off, whole free pages unmapped where the
+ * default would release segments. garbage_collection_threshold: it acts only under a per-process
+ * memory limit, which the capacity then stands for.
  *
- * Not modelled (the caller refuses these configurations): expandable segments, garbage_collection_threshold
- * (it acts only with a per-process memory fraction), private pools of CUDA graphs, record_stream's
- * deferred frees (the replay frees at free_completed, when the block really came back).
+ * Not modelled: private pools of CUDA graphs (whatif refuses a history with such segments);
+ * record_stream's deferred frees are replayed when they were recorded (free_completed, when the block
+ * really came back), never earlier: a what-if retry's synchronize-and-free of pending events is not.
  *
  * Runs in the `cumemtrace` command. No I/O.
  */
@@ -22,6 +26,9 @@ struct cmt_aconf {
     uint64_t max_split_size;   /* UINT64_MAX: unlimited (the default) */
     unsigned divisions;        /* roundup_power2_divisions for every size; 0 or 1: none */
     uint64_t capacity;         /* bytes the allocator may reserve on the device; UINT64_MAX: unlimited */
+    int expandable;            /* expandable_segments:True */
+    double gc_threshold;       /* garbage_collection_threshold; 0: off. With it, capacity is the per-process
+                                * limit (set_per_process_memory_fraction times the device's memory) */
 };
 
 /* Parses PYTORCH_CUDA_ALLOC_CONF-style text ("max_split_size_mb:64,roundup_power2_divisions:4") over
@@ -43,7 +50,7 @@ void cmt_amodel_empty_cache(struct cmt_amodel *m);
 
 struct cmt_astats {
     uint64_t reserved, allocated, peak_reserved, peak_allocated;
-    uint64_t allocated_at_peak_reserved;
+    uint64_t allocated_at_peak_reserved; /* the most allocated while reserved stood at its peak */
     uint64_t segments_allocated; /* cudaMalloc calls that succeeded */
     uint64_t last_segment_size;  /* the size of the latest one */
 };

@@ -1,31 +1,43 @@
 /*
  * cmd_whatif.c: `cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]`.
  *
+ * --gpu PRESET|SIZE: the capacity of that device as the simulated driver presents it (whole 2 MiB pages of
+ * its memory, less its CUDA context's memory, as `run --sim-gpu` would have it), less the memory the
+ * trace shows held outside the caching allocator at its peak.
+ *
  * Replays the caching allocator's recorded requests (the alloc_trace of the trace's latest snapshot: a
  * run under `run --torch`, or an imported snapshot) through the allocator model (allocmodel.c): first
  * under the recorded configuration, as a check of the model against what really happened (reserved bytes
  * after every entry compared), then under each requested configuration. For each: peak reserved, peak
  * allocated, fragmentation at the reserved peak, and the first request that would run out of memory.
  *
- * Requests: every alloc and free_completed, in order. A burst of segment_free entries that is not followed
- * by a segment_alloc (a retry) is an empty_cache() call and is replayed as one; the allocator's own
+ * Requests: every alloc and free_completed, in order. A burst of segment_free (or segment_unmap) entries
+ * that is not followed by a segment_alloc or segment_map (a retry) is an empty_cache() call and is
+ * replayed as one; the allocator's own
  * releases on a failed cudaMalloc are the model's decision, under the configuration's capacity.
  */
 #include "cmt_db.h"
 #include "allocmodel.h"
 #include "commands.h"
+#include "report.h"
+#include "torch.h"
 #include "util.h"
+#include "whatif.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_CONFS 16
 
 struct entry {
     int64_t id, addr, size, stream, reserved;
-    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'x' other */
+    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 0 unknown */
+    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'r' a retry's releases, 'x' other */
 };
 
 struct outcome {
@@ -38,27 +50,111 @@ struct outcome {
     int64_t checked, mismatches, first_mismatch;
 };
 
-static void usage(FILE *out)
+/* The device a --gpu names, as the simulated driver presents it. */
+struct gpu {
+    const char *spec;
+    uint64_t total, context, outside, capacity;
+};
+
+static int query_sim(struct gpu *g, char *err, size_t errlen)
 {
-    fprintf(out, "usage: cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE] [--json]\n"
-                 "  replays PyTorch's caching allocator as recorded (run --torch, or an imported snapshot),\n"
-                 "  then under each CONF (max_split_size_mb:N, roundup_power2_divisions:N; comma-separated)\n"
-                 "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n");
+    static const char *const presets[] = {"H100", "H200", "A100-40GB", "A100-80GB", "L4", "RTX4090", "RTX3090", NULL};
+    static const char *const sim_rel[] = {"../simgpu/libcuda.so.1", "../" CMT_LIBDIR "/cumemtrace/sim/libcuda.so.1",
+                                          "../lib/cumemtrace/sim/libcuda.so.1", NULL};
+    int preset = -1;
+    uint64_t size = 0;
+    for (int k = 0; presets[k]; k++)
+        if (!strcasecmp(g->spec, presets[k]))
+            preset = k;
+    if (preset < 0 && (cmt_parse_size(g->spec, &size) != 0 || size < (2u << 20))) {
+        snprintf(err, errlen, "whatif: --gpu %s: not a GPU (H100, H200, A100-40GB, A100-80GB, L4, RTX4090, RTX3090) "
+                 "or a size of at least 2MiB", g->spec);
+        return -1;
+    }
+    char lib[PATH_MAX];
+    if (cmt_find_beside(sim_rel, NULL, lib) != 0) {
+        snprintf(err, errlen, "whatif: --gpu needs the simulated driver (libcuda.so.1), not found beside this program");
+        return -1;
+    }
+    /* the simulated driver reads its device from the environment, as under run --sim-gpu */
+    char buf[32];
+    unsetenv("SIMCUDA_DEVICES");
+    if (preset >= 0) {
+        setenv("SIMCUDA_GPU", presets[preset], 1);
+        unsetenv("SIMCUDA_MEMORY");
+    } else {
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)size);
+        setenv("SIMCUDA_MEMORY", buf, 1);
+        unsetenv("SIMCUDA_GPU");
+    }
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    int (*init)(unsigned) = h ? (int (*)(unsigned))dlsym(h, "cuInit") : NULL;
+    int (*total)(size_t *, int) = h ? (int (*)(size_t *, int))dlsym(h, "cuDeviceTotalMem_v2") : NULL;
+    unsigned long long (*context)(void) = h ? (unsigned long long (*)(void))dlsym(h, "simcuda_context_bytes") : NULL;
+    size_t t = 0;
+    int rc = -1;
+    if (init && total && context && init(0) == 0 && total(&t, 0) == 0) {
+        g->total = t;
+        g->context = context();
+        rc = 0;
+    } else {
+        snprintf(err, errlen, "whatif: --gpu %s: the simulated driver %.200s did not answer", g->spec, lib);
+    }
+    if (h)
+        dlclose(h);
+    return rc;
 }
 
-static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
-                char *err, size_t errlen)
+/* Device memory held outside the caching allocator at the trace's peak: the driver-level peak less the
+ * allocator's highest reserved (0 for an imported snapshot, which has no driver level). */
+static int outside_bytes(const char *path, uint64_t *out, char *err, size_t errlen)
 {
-    sqlite3 *db = NULL;
+    struct cmt_set s;
+    struct cmt_torch x = {0};
+    struct cmt_torch_options to = {0};
+    struct cmt_options o = {.by = CMT_BY_KIND};
+    char *paths[1] = {(char *)path};
+    *out = 0;
+    if (cmt_load(&s, paths, 1, &o, err, errlen) != 0)
+        return -1;
+    int rc = cmt_torch_build(&x, &s, &to, err, errlen);
+    const struct cmt_dev *dev = NULL;
+    for (size_t d = 0; rc == 0 && s.n && d < s.t[0]->ndevs; d++)
+        if (!dev || s.t[0]->devs[d].peak > dev->peak)
+            dev = &s.t[0]->devs[d];
+    const struct cmt_frag *f = NULL;
+    for (size_t i = 0; dev && i < x.nfrag; i++)
+        if (x.frag[i].device == dev->device && (!f || x.frag[i].max_reserved > f->max_reserved))
+            f = &x.frag[i];
+    if (dev && f && dev->peak > f->max_reserved)
+        *out = (uint64_t)(dev->peak - f->max_reserved);
+    cmt_torch_free(&x);
+    cmt_set_close(&s);
+    return rc;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: cumemtrace whatif TRACE [--alloc-conf CONF]... [--capacity SIZE | --gpu PRESET|SIZE] [--json]\n"
+                 "  replays PyTorch's caching allocator as recorded (run --torch, or an imported snapshot),\n"
+                 "  then under each CONF (max_split_size_mb:N, roundup_power2_divisions:N, expandable_segments:True,\n"
+                 "  garbage_collection_threshold:F with a capacity; comma-separated)\n"
+                 "  --capacity SIZE  bytes the allocator may reserve in the what-if runs (e.g. 20GiB)\n"
+                 "  --gpu GPU        the what-if runs on that device (H100, H200, A100-40GB, A100-80GB, L4, RTX4090,\n"
+                 "                   RTX3090, or a size): its memory less its CUDA context's and less what the trace\n"
+                 "                   held outside the caching allocator at its peak\n");
+}
+
+/* The latest snapshot's history of its busiest device from an open trace, with the recorded settings and
+ * capacity (*sid_out, *dev_out: which snapshot and device). */
+static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec,
+                   uint64_t *rec_capacity, int64_t *sid_out, int64_t *dev_out, char *err, size_t errlen)
+{
     sqlite3_stmt *st = NULL;
     int rc = -1;
     size_t cap = 0;
     *out = NULL;
     *n = 0;
-    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        goto out;
-    }
     int64_t sid = -1, dev = 0;
     const char *settings = NULL;
     char *set_copy = NULL;
@@ -75,11 +171,10 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     /* the recorded configuration, from the snapshot's allocator_settings (JSON written by the importer) */
     if (set_copy) {
         const char *k;
-        if ((k = strstr(set_copy, "\"expandable_segments\": true"))) {
-            snprintf(err, errlen, "%s: recorded with expandable_segments:True, which the model does not replay yet", path);
-            free(set_copy);
-            goto out;
-        }
+        if (strstr(set_copy, "\"expandable_segments\": true"))
+            rec->expandable = 1;
+        /* garbage_collection_threshold acts only under a per-process memory fraction, which the
+         * snapshot does not record: the recorded replay leaves it off */
         if ((k = strstr(set_copy, "\"max_split_size\": "))) {
             unsigned long long v = strtoull(k + 18, NULL, 10);
             if (v && v < (1ull << 62))
@@ -96,6 +191,18 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         }
         free(set_copy);
     }
+    /* private pools (CUDA graphs) keep their own blocks apart from the default pools: not modelled */
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM alloc_segments WHERE snapshot_id = ? AND pool_id IS NOT NULL"
+                               " AND pool_id <> '0,0'", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, sid);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+            snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs), which the model does "
+                     "not replay", path);
+            goto out;
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     /* the device with the most history */
     if (sqlite3_prepare_v2(db, "SELECT device FROM alloc_trace WHERE snapshot_id = ? GROUP BY device ORDER BY count(*) DESC",
                            -1, &st, NULL) == SQLITE_OK) {
@@ -105,8 +212,14 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes FROM alloc_trace"
-                               " WHERE snapshot_id = ? AND device = ? ORDER BY entry_id", -1, &st, NULL) != SQLITE_OK) {
+    /* who released a segment or pages: empty_cache (1), a malloc freeing cache to retry (2), unknown (0) */
+    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
+                               " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
+                               "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
+                               "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
+                               "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
+                               " END FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id",
+                           -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
         goto out;
     }
@@ -131,8 +244,11 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         e->size = sqlite3_column_int64(st, 3);
         e->stream = sqlite3_column_int64(st, 4);
         e->reserved = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+        e->by = (int)sqlite3_column_int64(st, 6);
+        /* segment_map/unmap: the expandable spellings of segment_alloc/free */
         e->action = !a ? 'x' : !strcmp(a, "alloc") ? 'a' : !strcmp(a, "free_completed") ? 'f' :
-                    !strcmp(a, "segment_free") ? 's' : !strcmp(a, "segment_alloc") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
+                    !strcmp(a, "segment_free") || !strcmp(a, "segment_unmap") ? 's' :
+                    !strcmp(a, "segment_alloc") || !strcmp(a, "segment_map") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
         if (e->size < 0 || (e->action == 'a' && e->size == 0)) {
             snprintf(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size", path,
                      (long long)e->id);
@@ -150,23 +266,44 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         snprintf(err, errlen, "%s: the allocator history is empty", path);
         goto out;
     }
-    /* segment_free bursts: a retry's releases (followed by segment_alloc) or an empty_cache() */
+    /* release bursts: an empty_cache() or a retry's releases. The stack says which when the history has
+     * frames (empty_cache's own frame, or the malloc that retries); without, a burst followed by a new
+     * segment or mapping (or an oom) is taken for a retry */
     for (size_t i = 0; i < *n; i++) {
         if ((*out)[i].action != 's')
             continue;
         size_t j = i;
         while (j < *n && ((*out)[j].action == 's' || (*out)[j].action == 'x'))
             j++;
-        char kind = j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'x' : 'e';
+        int by = (*out)[i].by;
+        char kind = by == 1 ? 'e' : by == 2 ? 'r' : j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'r' : 'e';
         for (size_t k = i; k < j; k++)
             if ((*out)[k].action == 's')
                 (*out)[k].action = 'x';
         (*out)[i].action = kind; /* one empty_cache per burst */
         i = j - 1;
     }
+    *sid_out = sid;
+    *dev_out = dev;
     rc = 0;
 out:
     sqlite3_finalize(st);
+    return rc;
+}
+
+static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
+                char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int64_t sid, dev;
+    *out = NULL;
+    *n = 0;
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    int rc = load_db(db, path, out, n, rec, rec_capacity, &sid, &dev, err, errlen);
     sqlite3_close(db);
     return rc;
 }
@@ -198,13 +335,19 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             break;
         }
         case 'f': {
-            int64_t *id = imap_get(&ids, (uint64_t)e[i].addr);
-            if (id && *id) {
-                cmt_amodel_free_block(m, (uint64_t)*id);
-                *id = 0;
-            }
+            /* deleted, not zeroed: the map holds the live blocks only, however many addresses the run used */
+            int64_t id;
+            if (imap_del(&ids, (uint64_t)e[i].addr, &id) && id)
+                cmt_amodel_free_block(m, (uint64_t)id);
             break;
         }
+        case 'r':
+            /* a retry's releases are the model's own decision where it knows the capacity; without one
+             * (no oom recorded) the recorded replay releases as the allocator did: the same release of
+             * every unsplit cached segment as empty_cache() */
+            if (!check || o->conf.capacity != UINT64_MAX)
+                break;
+            /* fall through */
         case 'e':
             cmt_amodel_empty_cache(m);
             break;
@@ -228,6 +371,169 @@ oom:
     return -1;
 }
 
+/* ---- OOM verdicts ----------------------------------------------------------------------------------- */
+
+/* Replays e[0..k) under conf, skipping earlier recorded OOMs (the program survived them: their requests
+ * never held memory), then asks for e[k]'s request. 1 when it is served with no failure before it, 0 when
+ * not, -1 out of memory; *reserved_after: reserved once it is served. */
+static int serves(const struct entry *e, size_t k, const struct cmt_aconf *conf, uint64_t *reserved_after)
+{
+    struct cmt_amodel *m = cmt_amodel_new(conf);
+    struct imap ids = {0};
+    int ok = 1;
+    if (!m)
+        return -1;
+    for (size_t i = 0; i < k && ok == 1; i++) {
+        uint64_t id;
+        int64_t got;
+        switch (e[i].action) {
+        case 'a':
+            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0)
+                ok = 0;
+            else if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
+                ok = -1;
+            break;
+        case 'f':
+            if (imap_del(&ids, (uint64_t)e[i].addr, &got) && got)
+                cmt_amodel_free_block(m, (uint64_t)got);
+            break;
+        case 'e':
+            cmt_amodel_empty_cache(m);
+            break;
+        }
+    }
+    uint64_t id;
+    if (ok == 1 && cmt_amodel_malloc(m, (uint64_t)e[k].size, e[k].stream, &id) != 0)
+        ok = 0;
+    struct cmt_astats st;
+    cmt_amodel_stats(m, &st);
+    *reserved_after = st.reserved;
+    imap_free(&ids);
+    cmt_amodel_free(m);
+    return ok;
+}
+
+/* Device memory live at the driver level outside the allocator when the allocator's last device call
+ * before this OOM failed: -1 when the trace has no such failure (an imported snapshot). */
+static int64_t outside_at(sqlite3 *db, int64_t dev, int64_t oom_ns, int64_t reserved)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t live = -1;
+    /* the failed cudaMalloc or cuMemCreate of the retry: recorded just before the oom entry, whose time
+     * is the snapshot's microsecond (hence the microsecond of slack) */
+    if (sqlite3_prepare_v2(db, "SELECT (SELECT COALESCE(SUM(a.size), 0) FROM allocations a WHERE a.kind = 'device'"
+                               " AND a.device = f.device AND a.seq < f.seq AND (a.free_seq IS NULL OR a.free_seq > f.seq))"
+                               " FROM failures f WHERE f.kind = 'device' AND f.device = ? AND f.ts_ns <= ? + 1000"
+                               " ORDER BY f.seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, dev);
+        sqlite3_bind_int64(st, 2, oom_ns);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            live = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return live < 0 ? -1 : live > reserved ? live - reserved : 0;
+}
+
+int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char *err, size_t errlen)
+{
+    struct entry *e = NULL;
+    size_t ne = 0, cap = 0;
+    struct cmt_aconf rec = {.max_split_size = UINT64_MAX, .divisions = 0, .capacity = UINT64_MAX};
+    uint64_t rec_capacity = UINT64_MAX;
+    int64_t sid, dev;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    *out = NULL;
+    *n = 0;
+    if (load_db(db, "trace", &e, &ne, &rec, &rec_capacity, &sid, &dev, err, errlen) != 0) {
+        free(e);
+        return 0; /* no usable history: no verdicts, the report goes on */
+    }
+    if (sqlite3_prepare_v2(db, "SELECT entry_id, allocated_bytes, reserved_bytes, ts_ns FROM alloc_trace"
+                               " WHERE snapshot_id = ? AND device = ? AND action = 'oom' ORDER BY entry_id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "allocator history: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, sid);
+    sqlite3_bind_int64(st, 2, dev);
+    size_t k = 0;
+    /* every verdict replays the history up to its OOM, the fragmentation search once more per setting:
+     * the first OOMs are the ones that matter (a program that catches them and goes on has many) */
+    while (*n < 16 && sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        while (k < ne && e[k].id != id)
+            k++;
+        if (k == ne)
+            break; /* defensive: the entry was read a moment ago */
+        struct cmt_mverdict *v = cmt_push(out, n, &cap, sizeof *v);
+        if (!v) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        memset(v, 0, sizeof *v);
+        v->entry_id = id;
+        v->device = dev;
+        v->live_bytes = sqlite3_column_int64(st, 1);
+        v->reserved_bytes = sqlite3_column_int64(st, 2);
+        v->request_bytes = (e[k].size + 511) / 512 * 512;
+        v->capacity_bytes = v->reserved_bytes + e[k].addr; /* an oom entry's addr: the device's free bytes */
+        v->outside_bytes = outside_at(db, dev, sqlite3_column_int64(st, 3), v->reserved_bytes);
+        v->short_bytes = v->live_bytes + v->request_bytes - v->capacity_bytes;
+        struct cmt_aconf c = rec;
+        c.capacity = (uint64_t)v->capacity_bytes;
+        uint64_t r;
+        int got = serves(e, k, &c, &r);
+        if (got < 0)
+            goto nomem;
+        v->reproduced = got == 0;
+        if (v->short_bytes > 0) {
+            v->kind = v->outside_bytes > 0 && v->short_bytes <= v->outside_bytes ? CMT_MV_OUTSIDE : CMT_MV_CAPACITY;
+            continue;
+        }
+        v->kind = CMT_MV_FRAGMENTATION;
+        if (*n > 4)
+            continue;
+        /* what the request needed under the recorded settings: a new segment (its allocation size) */
+        uint64_t need = (uint64_t)v->request_bytes <= (1u << 20) ? 2u << 20
+                        : (uint64_t)v->request_bytes < (10u << 20) ? 20u << 20
+                        : ((uint64_t)v->request_bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+        static const unsigned mss[] = {20, 64, 128, 256, 512, 1024};
+        for (int t = -1; t < (int)(sizeof mss / sizeof mss[0]); t++) {
+            struct cmt_aconf w = c;
+            char label[64];
+            if (t < 0) {
+                w.expandable = 1;
+                snprintf(label, sizeof label, "expandable_segments:True");
+            } else {
+                w.max_split_size = (uint64_t)mss[t] << 20;
+                snprintf(label, sizeof label, "max_split_size_mb:%u", mss[t]);
+            }
+            got = serves(e, k, &w, &r);
+            if (got < 0)
+                goto nomem;
+            if (got == 1 && (!v->fits_with[0] || (int64_t)r < v->fits_reserved_bytes)) {
+                snprintf(v->fits_with, sizeof v->fits_with, "%s", label);
+                v->fits_reserved_bytes = (int64_t)r;
+                v->saves_bytes = v->reserved_bytes + (int64_t)need - (int64_t)r;
+            }
+        }
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    free(e);
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    goto out;
+}
+
 static void cap_str(uint64_t c, char *buf)
 {
     if (c == UINT64_MAX)
@@ -241,6 +547,7 @@ int cmd_whatif(int argc, char **argv)
     const char *confs[MAX_CONFS], *trace = NULL;
     int nconf = 0, json = 0;
     uint64_t capacity = UINT64_MAX;
+    struct gpu gpu = {0};
     char err[1024];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -254,6 +561,8 @@ int cmd_whatif(int argc, char **argv)
                 return 2;
             }
             confs[nconf++] = argv[++i];
+        } else if (!strcmp(argv[i], "--gpu") && i + 1 < argc) {
+            gpu.spec = argv[++i];
         } else if (!strcmp(argv[i], "--capacity") && i + 1 < argc) {
             if (cmt_parse_size(argv[++i], &capacity) != 0 || !capacity) {
                 cmt_log("whatif: --capacity %s: a size in bytes (or with KiB, MiB, GiB)", argv[i]);
@@ -273,6 +582,30 @@ int cmd_whatif(int argc, char **argv)
     if (!trace) {
         usage(stderr);
         return 2;
+    }
+    if (gpu.spec && capacity != UINT64_MAX) {
+        cmt_log("whatif: --gpu and --capacity: one or the other");
+        return 2;
+    }
+    if (gpu.spec) {
+        if (query_sim(&gpu, err, sizeof err) != 0) {
+            cmt_log("%s", err);
+            return 2;
+        }
+        if (outside_bytes(trace, &gpu.outside, err, sizeof err) != 0) {
+            cmt_log("%s", err);
+            return 1;
+        }
+        /* the device hands out whole 2 MiB pages */
+        uint64_t pages = gpu.total / (2u << 20) * (2u << 20);
+        uint64_t held = gpu.context + gpu.outside;
+        gpu.capacity = pages > held ? pages - held : 0;
+        if (!gpu.capacity) {
+            cmt_log("whatif: --gpu %s: its memory (less the CUDA context's) is smaller than what the trace held "
+                    "outside the caching allocator", gpu.spec);
+            return 2;
+        }
+        capacity = gpu.capacity;
     }
     struct outcome out[MAX_CONFS + 1];
     memset(out, 0, sizeof out);
@@ -294,6 +627,12 @@ int cmd_whatif(int argc, char **argv)
         out[k + 1].conf.capacity = capacity != UINT64_MAX ? capacity : rec_capacity;
         if (cmt_aconf_parse(&out[k + 1].conf, confs[k], err, sizeof err) != 0) {
             cmt_log("whatif: %s", err);
+            free(e);
+            return 2;
+        }
+        if (out[k + 1].conf.gc_threshold > 0 && out[k + 1].conf.capacity == UINT64_MAX) {
+            cmt_log("whatif: --alloc-conf %s: garbage collection acts only under a per-process memory limit: "
+                    "give it with --capacity", confs[k]);
             free(e);
             return 2;
         }
@@ -340,9 +679,23 @@ int cmd_whatif(int argc, char **argv)
                           (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
             sb_putc(&b, '}');
         }
-        sb_puts(&b, "]}\n");
+        sb_puts(&b, "]");
+        if (gpu.spec) {
+            sb_puts(&b, ",\"gpu\":{\"spec\":");
+            sb_json_str(&b, gpu.spec);
+            sb_printf(&b, ",\"total_bytes\":%llu,\"context_bytes\":%llu,\"outside_allocator_bytes\":%llu,"
+                          "\"capacity_bytes\":%llu}",
+                      (unsigned long long)gpu.total, (unsigned long long)gpu.context, (unsigned long long)gpu.outside,
+                      (unsigned long long)gpu.capacity);
+        }
+        sb_puts(&b, "}\n");
     } else {
         char t1[32], t2[32], t3[32], t4[32];
+        if (gpu.spec)
+            sb_printf(&b, "on %s: %s of memory, less %s for the CUDA context and %s held outside the caching "
+                          "allocator: %s for it\n", gpu.spec, cmt_bytes_str((int64_t)gpu.total, t1),
+                      cmt_bytes_str((int64_t)gpu.context, t2), cmt_bytes_str((int64_t)gpu.outside, t3),
+                      cmt_bytes_str((int64_t)gpu.capacity, t4));
         sb_printf(&b, "%-32s %12s %14s %14s %9s  %s\n", "configuration", "capacity", "peak reserved", "peak allocated",
                   "frag", "out of memory");
         for (int k = 0; k <= nconf; k++) {

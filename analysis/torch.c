@@ -494,6 +494,23 @@ static int alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_
         goto dberr;
     sqlite3_finalize(st);
     st = NULL;
+    /* the allocator model's verdicts replace the heuristic where it has one */
+    {
+        struct cmt_mverdict *mv = NULL;
+        size_t nmv = 0;
+        if (cmt_whatif_verdicts(t->db, &mv, &nmv, err, errlen) != 0)
+            goto out;
+        for (size_t i = 0; i < nmv; i++)
+            for (size_t j = 0; j < x->nooms; j++) {
+                struct cmt_oom *o = &x->ooms[j];
+                if (o->source == 0 && o->trace == (int)ti && o->seq == mv[i].entry_id) {
+                    o->has_mv = 1;
+                    o->mv = mv[i];
+                    o->fragmentation = mv[i].kind == CMT_MV_FRAGMENTATION;
+                }
+            }
+        free(mv);
+    }
 
     /* components: every alloc entry, by its stack */
     if (sqlite3_prepare_v2(t->db,
@@ -792,22 +809,37 @@ static int cmp_site(const void *a, const void *b)
 
 int cmt_oom_advice(const struct cmt_oom *o, char out[4][256])
 {
-    char t1[32], t2[32];
+    char t1[32], t2[32], t3[32];
     int k = 0;
+    const struct cmt_mverdict *v = o->has_mv ? &o->mv : NULL;
+    if (v && v->kind == CMT_MV_FRAGMENTATION && v->fits_with[0])
+        snprintf(out[k++], 256, "set PYTORCH_CUDA_ALLOC_CONF=%s: this run replayed with it serves the request "
+                                "(reserved %s then, %s less than the allocator needed)", v->fits_with,
+                 cmt_bytes_str(v->fits_reserved_bytes, t1), cmt_bytes_str(v->saves_bytes, t2));
+    if (v && v->kind == CMT_MV_OUTSIDE)
+        snprintf(out[k++], 256, "%s of device memory was held outside the caching allocator (other libraries' "
+                                "cudaMalloc, workspaces) and the allocator lacked %s: free or shrink that memory",
+                 cmt_bytes_str(v->outside_bytes, t1), cmt_bytes_str(v->short_bytes, t3));
+    if (v && v->kind == CMT_MV_FRAGMENTATION && !v->fits_with[0])
+        snprintf(out[k++], 256, "no setting the model tried (expandable_segments:True, max_split_size_mb 20 to "
+                                "1024) serves this request on this device");
     if (o->fragmentation) {
-        snprintf(out[k++], 256, "set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: segments then grow in place "
-                                "instead of leaving unusable pieces between them");
-        snprintf(out[k++], 256, "or max_split_size_mb:%lld (below the %s request) so large cached blocks are not "
-                                "split for small tensors", (long long)((o->size >> 20) > 20 ? (o->size >> 20) / 2 : 20),
-                 cmt_bytes_str(o->size, t1));
-        snprintf(out[k++], 256, "garbage_collection_threshold:0.8 reclaims unused cached blocks before the "
-                                "allocator runs out");
+        if (!v || strncmp(v->fits_with, "expandable", 10))
+            snprintf(out[k++], 256, "set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: segments then grow in "
+                                    "place instead of leaving unusable pieces between them");
+        if (!v || strncmp(v->fits_with, "max_split", 9))
+            snprintf(out[k++], 256, "or max_split_size_mb:%lld (below the %s request) so large cached blocks are "
+                                    "not split for small tensors",
+                     (long long)((o->size >> 20) > 20 ? (o->size >> 20) / 2 : 20), cmt_bytes_str(o->size, t1));
+        if (k < 3)
+            snprintf(out[k++], 256, "garbage_collection_threshold:0.8 reclaims unused cached blocks before the "
+                                    "allocator runs out");
     } else {
         int64_t missing = o->size - (o->has_free ? o->free_bytes : 0) - (o->reserved - o->allocated);
         snprintf(out[k++], 256, "the device is short of about %s: reduce the batch size (or sequence length), "
                                 "use activation checkpointing or lower precision",
                  cmt_bytes_str(missing > 0 ? missing : o->size, t1));
-        if (o->reserved > o->allocated)
+        if (o->reserved > o->allocated && k < 4)
             snprintf(out[k++], 256, "%s is reserved but unallocated: garbage_collection_threshold:0.8 or "
                                     "expandable_segments:True return it sooner", cmt_bytes_str(o->reserved - o->allocated, t2));
     }
@@ -848,7 +880,24 @@ void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
         const struct cmt_oom *o = &x->ooms[i];
         sb_printf(b, "  %s of %s on device %lld at %s: %s OOM\n", o->source ? cmt_api_name(o->api) : "allocation",
                   cmt_bytes_str(o->size, t1), (long long)o->device, cmt_time_str(o->ts - s->t0, t2),
-                  o->fragmentation ? "FRAGMENTATION" : "CAPACITY");
+                  o->has_mv && o->mv.kind == CMT_MV_OUTSIDE ? "HELD-OUTSIDE-THE-ALLOCATOR"
+                  : o->fragmentation                        ? "FRAGMENTATION"
+                                                            : "CAPACITY");
+        if (o->has_mv) {
+            const struct cmt_mverdict *v = &o->mv;
+            sb_printf(b, "    model: live %s + request %s against the %s the allocator could have (reserved + "
+                         "device free)", cmt_bytes_str(v->live_bytes, t1), cmt_bytes_str(v->request_bytes, t2),
+                      cmt_bytes_str(v->capacity_bytes, t3));
+            if (v->short_bytes > 0)
+                sb_printf(b, ": short %s", cmt_bytes_str(v->short_bytes, t1));
+            if (v->outside_bytes > 0)
+                sb_printf(b, "; %s held outside the allocator", cmt_bytes_str(v->outside_bytes, t1));
+            if (v->kind == CMT_MV_FRAGMENTATION)
+                sb_printf(b, "; %s", v->fits_with[0] ? "served when replayed with " : "no setting tried serves it");
+            if (v->kind == CMT_MV_FRAGMENTATION && v->fits_with[0])
+                sb_puts(b, v->fits_with);
+            sb_printf(b, "%s\n", v->reproduced ? "" : " (the model does not reproduce this OOM: read with care)");
+        }
         if (o->has_free)
             sb_printf(b, "    device free %s; ", cmt_bytes_str(o->free_bytes, t1));
         else
@@ -940,6 +989,43 @@ void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
             sb_json_str(b, adv[k]);
         }
         sb_puts(b, "]}");
+    }
+    sb_puts(b, "],\"oom_verdicts\":[");
+    int firstv = 1;
+    for (size_t i = 0; i < x->nooms; i++) {
+        const struct cmt_oom *o = &x->ooms[i];
+        if (!o->has_mv)
+            continue;
+        const struct cmt_mverdict *v = &o->mv;
+        static const char *const kinds[] = {"", "capacity", "fragmentation", "outside_allocator"};
+        sb_printf(b, "%s{\"entry_id\":%lld,\"pid\":%lld,\"device\":%lld,\"verdict\":\"%s\",\"request_bytes\":%lld,"
+                     "\"live_bytes\":%lld,\"reserved_bytes\":%lld,\"capacity_bytes\":%lld,\"outside_allocator_bytes\":",
+                  firstv ? "" : ",", (long long)v->entry_id, (long long)s->t[o->trace]->pid, (long long)v->device,
+                  kinds[v->kind], (long long)v->request_bytes, (long long)v->live_bytes, (long long)v->reserved_bytes,
+                  (long long)v->capacity_bytes);
+        firstv = 0;
+        if (v->outside_bytes < 0)
+            sb_puts(b, "null");
+        else
+            sb_printf(b, "%lld", (long long)v->outside_bytes);
+        sb_printf(b, ",\"short_bytes\":%lld,\"model_reproduces\":%s,\"fits_with\":", (long long)v->short_bytes,
+                  v->reproduced ? "true" : "false");
+        if (v->fits_with[0]) {
+            sb_puts(b, "{\"alloc_conf\":");
+            sb_json_str(b, v->fits_with);
+            sb_printf(b, ",\"reserved_bytes\":%lld,\"saves_bytes\":%lld}", (long long)v->fits_reserved_bytes,
+                      (long long)v->saves_bytes);
+        } else {
+            sb_puts(b, "null");
+        }
+        char adv[4][256];
+        int na = cmt_oom_advice(o, adv);
+        sb_puts(b, ",\"advice\":");
+        if (na)
+            sb_json_str(b, adv[0]);
+        else
+            sb_puts(b, "null");
+        sb_putc(b, '}');
     }
     sb_printf(b, "],\"components_source\":\"%s\",\"components\":[", x->has_alloc ? "allocator" : "driver");
     struct cmt_site *sorted = NULL;

@@ -11,6 +11,7 @@
 #define CMT_TORCH_H
 
 #include "analysis.h"
+#include "whatif.h"
 
 /* Finds REL (e.g. "cmt_torch.py", "rules.txt", "bootstrap") under our data directory: $CUMEMTRACE_TORCH_DIR,
  * then the build tree (EXEDIR/torch), then an installed layout (EXEDIR/../share/cumemtrace/torch). 0 or -1. */
@@ -71,6 +72,8 @@ struct cmt_oom {
     int64_t retry_seq;                          /* driver: the retry's seq, -1 if none */
     int64_t seq;                                /* driver seq or alloc_trace entry_id */
     int api;                                    /* driver: the entry point that failed */
+    int has_mv;                                 /* allocator: the model's verdict (whatif.h) in mv */
+    struct cmt_mverdict mv;
 };
 
 struct cmt_site {

@@ -87,8 +87,10 @@ int cmt_run_verdict(char **paths, int npaths, int64_t context_bytes)
         fprintf(stderr, "cumemtrace:   OUT OF MEMORY: %s requested at %s", t1, t2);
         if (oom->has_free)
             fprintf(stderr, " with %s free on the device", t3);
-        fprintf(stderr, "; %s\n", oom->fragmentation ? "fragmentation: the free memory is there but in pieces"
-                                                     : "capacity: the device cannot hold it");
+        fprintf(stderr, "; %s\n", oom->has_mv && oom->mv.kind == CMT_MV_OUTSIDE
+                                       ? "memory held outside the caching allocator keeps it from the request"
+                                   : oom->fragmentation ? "fragmentation: the free memory is there but in pieces"
+                                                        : "capacity: the device cannot hold it");
         char adv[4][256];
         int na = cmt_oom_advice(oom, adv);
         for (int k = 0; k < na; k++)

@@ -3,17 +3,18 @@
 
 Builds a snapshot with ENTRIES trace entries (default 1,000,000) of a training-like pattern (a few long-lived
 blocks, waves of activations of many sizes freed in reverse, small temporaries), imports it, then times
-`whatif` with the recorded settings alone and with three more configurations, in the same run. Prints entries
-replayed per second (each configuration replays every entry; the SQLite read is included once per run).
+`whatif` with the recorded settings alone, with three more default-backend configurations, and with three
+expandable_segments:True ones (CPU seconds of the command, best of five runs each). Prints entries replayed per second (each
+configuration replays every entry; the SQLite read is included once per run).
 A benchmark, not a test. Results go in bench/RESULTS.md.
 """
 import os
 import pickle
 import random
+import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 
 def main(argv):
@@ -46,14 +47,23 @@ def main(argv):
         subprocess.run([cmt, "import-torch", sp, "-o", db], check=True)
         runs = []
         for args in ([], ["--alloc-conf", "max_split_size_mb:64", "--alloc-conf", "roundup_power2_divisions:4",
-                          "--alloc-conf", "max_split_size_mb:256"]):
-            t0 = time.perf_counter()
-            subprocess.run([cmt, "whatif", "--json", db] + args, check=True, stdout=subprocess.DEVNULL)
-            runs.append(time.perf_counter() - t0)
-        one, four = runs
+                          "--alloc-conf", "max_split_size_mb:256"],
+                     ["--alloc-conf", "expandable_segments:True", "--alloc-conf",
+                      "expandable_segments:True,roundup_power2_divisions:4", "--alloc-conf",
+                      "expandable_segments:True,max_split_size_mb:256"]):
+            best = None
+            for _ in range(5):  # CPU seconds of the child, the best of five: the machine is shared
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run([cmt, "whatif", "--json", db] + args, check=True, stdout=subprocess.DEVNULL)
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                dt = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+                best = dt if best is None or dt < best else best
+            runs.append(best)
+        one, four, exp = runs
         print("%d entries: recorded alone %.2f s (%.2f M entries/s with the read); four configurations %.2f s; "
-              "the three extra replays %.2f M entries/s" % (want, one, want / one / 1e6, four,
-                                                          3 * want / max(four - one, 1e-9) / 1e6))
+              "the three extra replays %.2f M entries/s; with three expandable_segments:True configurations "
+              "%.2f s: %.2f M entries/s" % (want, one, want / one / 1e6, four, 3 * want / max(four - one, 1e-9) / 1e6,
+                                            exp, 3 * want / max(exp - one, 1e-9) / 1e6))
     return 0
 
 

@@ -982,13 +982,17 @@ CUresult cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr 
     return rc;
 }
 
-/* Lock held. Checks that [dptr, dptr + n) lies in one allocation or mapping; *host is where its bytes
+/* Lock held. Checks that [dptr, dptr + n) lies in one allocation or in mapped memory; *host is where its bytes
  * really are (managed memory) or NULL (device memory: its contents are in the backing store). */
 static CUresult check_device_range(uint64_t dptr, uint64_t n, void **host)
 {
     uint64_t base, size;
     struct sim_alloc *a;
-    if (!find_range(dptr, &base, &size, &a) || n > size - (dptr - base))
+    if (!find_range(dptr, &base, &size, &a))
+        return CUDA_ERROR_INVALID_VALUE;
+    /* mappings side by side in one reserved range (an expandable segment grown page by page) are one
+     * range to a copy, as on a real device */
+    if (n > size - (dptr - base) && (a || !fully_mapped(dptr, n)))
         return CUDA_ERROR_INVALID_VALUE;
     *host = a && a->kind == K_MANAGED ? (void *)(uintptr_t)dptr : NULL;
     return CUDA_SUCCESS;

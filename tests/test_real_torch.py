@@ -293,14 +293,21 @@ class RealTorchTrainingTest(TraceTest):
 class WhatIfTest(TraceTest):
     """`cumemtrace whatif` against PyTorch's real allocator run under the other settings, same script."""
 
-    def traced(self, script_args, gpu="RTX4090"):
+    def traced(self, script_args, gpu="RTX4090", conf=None, want_stdout=False):
         out = self.path("w.db")
         env = sim_env(preload=False)
         env.pop("PYTHONPATH", None)
+        if conf:
+            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
         p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", gpu, "-o", out, "--", TORCH_PY] + script_args,
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
-        return out
+        return (out, p.stdout) if want_stdout else out
+
+    @staticmethod
+    def torch_memory(stdout):
+        line = [l for l in stdout.splitlines() if l.startswith("TORCH_MEMORY ")]
+        return json.loads(line[-1][len("TORCH_MEMORY "):])
 
     def real(self, script_args, conf=None, memory=None):
         """The same script untraced on the simulated GPU, under conf: its own accounting."""
@@ -324,7 +331,7 @@ class WhatIfTest(TraceTest):
     def test_other_settings_predict_torchs_own_peaks(self):
         gpt = [GPT, "--precision", "bf16", "--steps", "2"]
         db = self.traced(gpt)
-        confs = ["max_split_size_mb:20", "roundup_power2_divisions:4"]
+        confs = ["max_split_size_mb:20", "roundup_power2_divisions:4", "expandable_segments:True"]
         res = self.whatif(db, *sum((["--alloc-conf", c] for c in confs), []))
         # the recorded configuration first: the model replays the real run exactly, request by request
         self.assertEqual(res[0]["check"]["reserved_mismatches"], 0)
@@ -336,6 +343,124 @@ class WhatIfTest(TraceTest):
             torch_says = json.loads(line[0][len("TORCH_MEMORY "):])
             self.assertEqual((got["peak_reserved_bytes"], got["peak_allocated_bytes"]),
                              (torch_says["reserved_peak_bytes"], torch_says["allocated_peak_bytes"]), conf)
+
+    def test_recorded_expandable_run_replays_exactly(self):
+        # GPT under expandable_segments:True: 2 MiB pages for the small pool, 20 MiB for the large, blocks
+        # grown into the unmapped rest of the mapping; the model reproduces reserved after every request
+        db, out = self.traced([GPT, "--precision", "bf16", "--steps", "2"], conf="expandable_segments:True",
+                              want_stdout=True)
+        torch_says = self.torch_memory(out)
+        rec = self.whatif(db)[0]
+        self.assertEqual(rec["check"]["reserved_mismatches"], 0, rec["check"])
+        self.assertGreater(rec["check"]["entries"], 1000)
+        self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]),
+                         (torch_says["reserved_peak_bytes"], torch_says["allocated_peak_bytes"]))
+        maps = self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE action = 'segment_map'")
+        self.assertEqual(rec["segments_allocated"], maps)
+
+    GC = r"""
+import json, torch
+total = torch.cuda.get_device_properties(0).total_memory
+torch.cuda.set_per_process_memory_fraction(100 * 2**20 / total)
+a = torch.empty(30 << 20, dtype=torch.uint8, device='cuda'); del a
+b = torch.empty(40 << 20, dtype=torch.uint8, device='cuda'); del b
+c = torch.empty(60 << 20, dtype=torch.uint8, device='cuda')
+s = torch.cuda.memory_stats()
+print(json.dumps({"peak": s["reserved_bytes.all.peak"], "retries": s["num_alloc_retries"],
+                  "allowed": int(100 * 2**20 / total * total)}))
+"""
+
+    def test_garbage_collection_threshold_predicts_torch(self):
+        # under a 100 MiB per-process limit: without collection the 60 MiB request fails once, the cache
+        # goes, it is retried (peak 70 MiB); with garbage_collection_threshold:0.5 the older cached 30 MiB
+        # segment goes before the request (peak 100 MiB, no retry). Recorded without, predicted with.
+        prog = self.path("gc.py")
+        with open(prog, "w") as f:
+            f.write(self.GC)
+        db, out = self.traced([prog], want_stdout=True)
+        plain = json.loads(out.strip().splitlines()[-1])
+        gc = json.loads(self.real([prog], "garbage_collection_threshold:0.5").stdout.strip().splitlines()[-1])
+        self.assertEqual((plain["retries"], gc["retries"]), (1, 0))
+        res = self.whatif(db, "--capacity", str(plain["allowed"]), "--alloc-conf", "garbage_collection_threshold:0.5",
+                          "--alloc-conf", "expandable_segments:False")
+        self.assertEqual(res[0]["check"]["reserved_mismatches"], 0)
+        self.assertEqual(res[1]["peak_reserved_bytes"], gc["peak"])
+        self.assertEqual(res[2]["peak_reserved_bytes"], plain["peak"])
+        self.assertNotEqual(gc["peak"], plain["peak"])
+
+    FRAG = r"""
+import json, torch
+M = 1 << 20
+x = torch.empty(50 * M, dtype=torch.uint8, device='cuda'); del x
+a = torch.empty(20 * M, dtype=torch.uint8, device='cuda')
+b = torch.empty(20 * M, dtype=torch.uint8, device='cuda')
+del a
+try:
+    c = torch.empty(40 * M, dtype=torch.uint8, device='cuda')
+    print(json.dumps({"oom": False}))
+except torch.OutOfMemoryError as e:
+    s = torch.cuda.memory_stats()
+    free, total = torch.cuda.mem_get_info()
+    print(json.dumps({"oom": True, "free": free, "reserved": s["reserved_bytes.all.current"],
+                      "allocated": s["allocated_bytes.all.current"]}))
+"""
+
+    OUTSIDE = r"""
+import ctypes, json, torch
+M = 1 << 20
+keep = torch.empty(200 * M, dtype=torch.uint8, device='cuda')
+ptr = ctypes.c_uint64(0)
+assert ctypes.CDLL("libcuda.so.1").cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(500 * M)) == 0
+try:
+    torch.empty(400 * M, dtype=torch.uint8, device='cuda')
+    print(json.dumps({"oom": False}))
+except torch.OutOfMemoryError as e:
+    s = torch.cuda.memory_stats()
+    free, total = torch.cuda.mem_get_info()
+    print(json.dumps({"oom": True, "free": free, "reserved": s["reserved_bytes.all.current"],
+                      "allocated": s["allocated_bytes.all.current"]}))
+"""
+
+    def oom_case(self, script, gpu, name):
+        prog = self.path(name)
+        with open(prog, "w") as f:
+            f.write(script)
+        db, out = self.traced([prog], gpu=gpu, want_stdout=True)
+        torch_says = json.loads(out.strip().splitlines()[-1])
+        self.assertTrue(torch_says["oom"])
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
+                                        check=True).stdout)
+        v, = rep["oom_verdicts"]
+        # the verdict's figures are torch's own at its OutOfMemoryError
+        self.assertEqual((v["live_bytes"], v["reserved_bytes"], v["capacity_bytes"]),
+                         (torch_says["allocated"], torch_says["reserved"], torch_says["reserved"] + torch_says["free"]))
+        self.assertTrue(v["model_reproduces"])
+        return prog, v, rep
+
+    def test_oom_verdicts_capacity_fragmentation_outside(self):
+        # capacity: 3 x 200 MiB live on 1 GiB: 600 + 900 exceed the 1024 MiB by 476 MiB, whatever the settings
+        _, v, _ = self.oom_case(OOM, "1GiB", "oom.py")
+        self.assertEqual((v["verdict"], v["request_bytes"], v["capacity_bytes"], v["short_bytes"], v["fits_with"],
+                          v["outside_allocator_bytes"]), ("capacity", 900 * MiB, GiB, 476 * MiB, None, 0))
+        # fragmentation: 20 MiB live + 40 requested in 80 MiB, but the 30 MiB free are in a split segment;
+        # the model names expandable_segments:True, and torch run with it on the same device serves it
+        prog, v, rep = self.oom_case(self.FRAG, "80MiB", "frag.py")
+        self.assertEqual((v["verdict"], v["live_bytes"], v["request_bytes"], v["capacity_bytes"]),
+                         ("fragmentation", 20 * MiB, 40 * MiB, 80 * MiB))
+        self.assertEqual(v["fits_with"], {"alloc_conf": "expandable_segments:True", "reserved_bytes": 80 * MiB,
+                                          "saves_bytes": 10 * MiB})
+        self.assertEqual(rep["ooms"][0]["verdict"], "fragmentation")
+        p = self.real([prog], "expandable_segments:True", memory="80MiB")
+        self.assertEqual(json.loads(p.stdout.strip().splitlines()[-1]), {"oom": False})
+        # outside the allocator: 500 MiB taken with cuMemAlloc beside torch's 200 MiB on 1 GiB; 400 MiB more
+        # would fit in the device but not beside that memory: the allocator lacks 76 MiB of the 500 held outside
+        _, v, rep = self.oom_case(self.OUTSIDE, "1GiB", "outside.py")
+        self.assertEqual((v["verdict"], v["outside_allocator_bytes"], v["short_bytes"]),
+                         ("outside_allocator", 500 * MiB, 76 * MiB))
+        self.assertIn("500.0 MiB of device memory was held outside the caching allocator", v["advice"])
+
+    def result(self, p):
+        return json.loads(p.stdout.strip().splitlines()[-1])
 
     def test_a_smaller_gpu_runs_out_where_torch_does(self):
         prog = self.path("prog.py")
@@ -355,7 +480,40 @@ class WhatIfTest(TraceTest):
         self.assertIn("%.2f MiB is allocated by PyTorch" % (o["allocated_bytes"] / MiB), p.stderr)
         self.assertIn("%.2f MiB is reserved by PyTorch but unallocated" %
                       ((o["reserved_bytes"] - o["allocated_bytes"]) / MiB), p.stderr)
+        # --gpu SIZE is that device as the simulated driver presents it: the same capacity here (nothing
+        # held outside the allocator, no context on a sized device), the same first OOM
+        p = subprocess.run([CUMEMTRACE, "whatif", "--json", db, "--gpu", "300MiB"], stdout=subprocess.PIPE, text=True)
+        r = json.loads(p.stdout)
+        self.assertEqual(r["gpu"]["capacity_bytes"], 300 * MiB)
+        self.assertEqual(r["configs"][1]["first_oom"], o)
+        # and a preset: its whole pages less its context less what the trace held outside the allocator
+        rep = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
+                                        check=True).stdout)
+        outside = rep["peak_bytes"] - rep["fragmentation"][0]["peak_reserved_bytes"]
+        r = json.loads(subprocess.run([CUMEMTRACE, "whatif", "--json", db, "--gpu", "RTX4090"], stdout=subprocess.PIPE,
+                                      text=True).stdout)
+        self.assertEqual(r["gpu"]["outside_allocator_bytes"], outside)
+        self.assertEqual(r["configs"][1]["capacity_bytes"],
+                         RTX4090_TOTAL // PAGE * PAGE - RTX4090_CONTEXT - outside)
         # and with room for the recorded peak it fits, as torch does
         res = self.whatif(db, "--capacity", "320MiB")
         self.assertFalse(res[1]["oom"])
         self.assertEqual(self.real([prog], memory="320MiB").returncode, 0)
+        # the same recording replayed under expandable_segments:True on 240 MiB: the same request fails with the
+        # same allocated and reserved bytes as torch run that way; on 300 MiB both fit, with the same peak
+        got = self.whatif(db, "--gpu", "240MiB", "--alloc-conf", "expandable_segments:True")[1]
+        self.assertTrue(got["oom"])
+        o = got["first_oom"]
+        p = self.real([prog], "expandable_segments:True", memory="240MiB")
+        self.assertNotEqual(p.returncode, 0)
+        asked = ((o["size"] + 511) // 512 * 512 + 2 * MiB - 1) // (2 * MiB) * 2 * MiB
+        self.assertIn("Tried to allocate %.2f MiB" % (asked / MiB), p.stderr)
+        self.assertIn("%.2f MiB is allocated by PyTorch" % (o["allocated_bytes"] / MiB), p.stderr)
+        self.assertIn("%.2f MiB is reserved by PyTorch but unallocated" %
+                      ((o["reserved_bytes"] - o["allocated_bytes"]) / MiB), p.stderr)
+        got = self.whatif(db, "--gpu", "300MiB", "--alloc-conf", "expandable_segments:True")[1]
+        p = self.real([prog], "expandable_segments:True", memory="300MiB")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertFalse(got["oom"])
+        self.assertEqual(got["peak_reserved_bytes"], self.result(p)["stats"]["reserved_bytes.all.peak"])
+

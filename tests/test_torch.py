@@ -495,7 +495,7 @@ class SnapshotDefectsTest(TraceTest):
         self.assertEqual(small["first_oom"]["size"], 6 * MiB)
         self.assertEqual(small["peak_reserved_bytes"], 14 * MiB)
         self.assertEqual(small["capacity_bytes"], 16 * MiB)
-        for args, words in (([out, "--alloc-conf", "expandable_segments:True"], "not modelled yet"),
+        for args, words in (([out, "--alloc-conf", "backend:cudaMallocAsync"], "not modelled"),
                             ([out, "--alloc-conf", "nonsense:1"], "not a setting"),
                             ([out, "--alloc-conf", "max_split_size_mb:3"], "at least 20"),
                             ([out, "--capacity", "lots"], "--capacity lots"),

@@ -195,7 +195,7 @@ def complete_history(entries, segs):
         elif a in ("segment_alloc", "segment_map"):
             live_s[addr] = size
         elif a in ("segment_free", "segment_unmap"):
-            if a == "segment_unmap" and addr not in live_s and size > 0 and \
+            if a == "segment_unmap" and live_s.get(addr) != size and size > 0 and \
                     any(p < addr + size and addr < p + n for p, n in live_s.items()):
                 # pages of a mapping the history made (expandable segments unmap by ranges): cut them out
                 lo, hi = addr, addr + size
