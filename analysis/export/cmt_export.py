@@ -1,0 +1,381 @@
+"""cmt_export.py: `cumemtrace export --parquet OUT TRACE...`'s writer: traces (already validated by
+analysis/cmd_export.c, which expands job directories exactly as `report` does) into one Parquet dataset
+partitioned by rank, for DuckDB, Spark, pandas/pyarrow and the like. schema/README.md ("Parquet export")
+documents the layout; this file is where it is made.
+
+    OUT/_cumemtrace_export.json                 marker: written by us (what was exported, from where)
+    OUT/allocations/rank=R/part-N.parquet       the schema's `allocations` view    + pid, host
+    OUT/events/rank=R/part-N.parquet            the `events` table, with api/op/kind names + pid, host
+    OUT/stacks/rank=R/part-N.parquet            the `stack_frames` view            + pid, host
+    OUT/frames/rank=R/part-N.parquet            `frames` joined to `modules`       + pid, host
+    OUT/processes/rank=R/part-N.parquet         one row per trace: the `process` row, env, source path
+
+Every integer column is int64 (sizes and addresses exact, times in ns of the trace's CLOCK_MONOTONIC, as
+in the trace); text is UTF-8 (invalid bytes replaced). rank is the hive partition (the directory name),
+never a column inside the files (engines take it from the path); each file's key-value metadata says its
+rank, table, source trace and the trace's schema version. rank = the trace's env RANK when it is an
+integer, else -1 (pid and host tell such processes apart). Several traces with one rank (a job exported
+twice, forked workers) share the partition: part numbers go on across them.
+
+Streams: each table is read with an SQLite cursor (fetchmany) and written a row group at a time through
+pyarrow's ParquetWriter; a part file is closed after --part-rows rows. Memory is a few row groups,
+whatever the trace's size.
+
+OUT: created if absent; an empty directory is used; a directory holding our marker is replaced (only
+our own files: rank=R/part-N.parquet under the table directories, and the marker); anything else is
+refused before anything is touched. The new export is written into OUT/.cumemtrace-export-tmp first and
+moved into place only once complete, so a failure leaves the previous export (or nothing) behind.
+
+Runs in a child of the `cumemtrace` command, with the python of $CUMEMTRACE_PYTHON, else python3, which
+this file replaces by the pinned analysis venv (scripts/py-env) when it has no pyarrow. Reads traces only
+(SQLite read-only). Errors: one line on stderr ("cumemtrace: ..."), exit status 1.
+"""
+import json
+import os
+import re
+import shutil
+import sqlite3
+import sys
+
+LAYOUT_VERSION = 1  # of this Parquet layout; bump on any incompatible change (and in schema/README.md)
+MARKER = "_cumemtrace_export.json"
+STAGING = ".cumemtrace-export-tmp"
+TABLES = ("allocations", "events", "stacks", "frames", "processes")
+VENV_NAME = "venv-analysis-1"  # scripts/py-env's ENV_VERSION; change both together
+ROW_GROUP = 65536
+PART_FILE = re.compile(r"^part-\d+\.parquet$")
+RANK_DIR = re.compile(r"^rank=-?\d+$")
+
+
+class ExportError(Exception):
+    pass
+
+
+def die(msg):
+    sys.stderr.write("cumemtrace: %s\n" % msg)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The output directory: ours, empty, or refused (checked before anything is written)
+
+def check_out(out):
+    """Returns the old files of ours to remove once the new export is complete. Raises ExportError if
+    OUT is not ours to write."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ExportError("%s: exists and is not a directory; give a new or empty directory" % out)
+    if not os.path.isdir(out):
+        return []
+    names = os.listdir(out)
+    if not names:
+        return []
+    if MARKER not in names:
+        raise ExportError("%s: directory is not empty and was not written by cumemtrace export (no %s);"
+                          " give a new or empty directory" % (out, MARKER))
+    ours = []
+    for t in TABLES:
+        top = os.path.join(out, t)
+        if not os.path.lexists(top):
+            continue
+        if os.path.islink(top) or not os.path.isdir(top):
+            raise ExportError("%s: not written by cumemtrace export; move it away first" % top)
+        for rd in os.listdir(top):
+            rpath = os.path.join(top, rd)
+            if not RANK_DIR.match(rd) or os.path.islink(rpath) or not os.path.isdir(rpath):
+                raise ExportError("%s: not written by cumemtrace export; move it away first" % rpath)
+            for f in os.listdir(rpath):
+                fpath = os.path.join(rpath, f)
+                if not PART_FILE.match(f) or os.path.islink(fpath) or not os.path.isfile(fpath):
+                    raise ExportError("%s: not written by cumemtrace export; move it away first" % fpath)
+                ours.append(fpath)
+    stale = os.path.join(out, STAGING)
+    if os.path.lexists(stale) and (os.path.islink(stale) or not os.path.isdir(stale)):
+        raise ExportError("%s: not written by cumemtrace export; move it away first" % stale)
+    return ours
+
+
+def remove_old(out, files):
+    for f in files:
+        os.unlink(f)
+    for t in TABLES:
+        top = os.path.join(out, t)
+        if not os.path.isdir(top):
+            continue
+        for rd in os.listdir(top):
+            try:
+                os.rmdir(os.path.join(top, rd))
+            except OSError:
+                pass
+        try:
+            os.rmdir(top)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# pyarrow, from the pinned venv if this python lacks it
+
+def import_pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+        return
+    except ImportError:
+        pass
+    venv = os.environ.get("CUMEMTRACE_ANALYSIS_VENV") or os.path.join(
+        os.path.expanduser("~"), ".cache", "cumemtrace", VENV_NAME)
+    py = os.path.join(venv, "bin", "python")
+    if (not os.environ.get("CUMEMTRACE_PYTHON") and os.access(py, os.X_OK)
+            and os.path.realpath(sys.prefix) != os.path.realpath(venv)):
+        os.execv(py, [py, "-I", os.path.abspath(__file__)] + sys.argv[1:])
+    die("export --parquet needs pyarrow, which %s lacks: run scripts/py-env (the pinned analysis venv,"
+        " found in %s) or set CUMEMTRACE_PYTHON to a python that has pyarrow" % (sys.executable, venv))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables: (name, SQL, columns as (name, type)) ; the SQL's columns are in this order
+
+I, S = "int64", "string"
+PROC_COLS = [("pid", I), ("host", S)]
+
+ALLOC_COLS = [("seq", I), ("address", I), ("size", I), ("kind", S), ("api", S), ("alloc_ns", I),
+              ("free_ns", I), ("stack_id", I), ("device", I), ("tid", I), ("stream", I), ("handle", I),
+              ("aux", I), ("free_seq", I), ("free_api", S)]
+ALLOC_SQL = ("SELECT seq, address, size, kind, api, alloc_ns, free_ns, stack_id, device, tid, stream, handle,"
+             " aux, free_seq, free_api FROM allocations")
+
+EVENT_COLS = [("seq", I), ("ts_ns", I), ("tid", I), ("api", I), ("op", I), ("kind", I), ("device", I),
+              ("context", I), ("address", I), ("size", I), ("stream", I), ("handle", I), ("aux", I),
+              ("result", I), ("duration_ns", I), ("stack_id", I), ("free_bytes", I), ("total_bytes", I)]
+EVENT_SQL = ("SELECT seq, ts_ns, tid, api, op, kind, device, context, address, size, stream, handle, aux,"
+             " result, duration_ns, stack_id, free_bytes, total_bytes FROM events ORDER BY seq")
+EVENT_NAMES = [("api_name", S), ("op_name", S), ("kind_name", S)]  # from the trace's lookup tables
+
+STACK_COLS = [("stack_id", I), ("depth", I), ("function", S), ("module", S), ("ip", I), ("offset", I),
+              ("build_id", S), ("symbol_offset", I)]
+STACK_SQL = ("SELECT stack_id, depth, function, module, ip, offset, build_id, symbol_offset FROM stack_frames"
+             " ORDER BY stack_id, depth")
+
+FRAME_COLS = [("frame_id", I), ("ip", I), ("module_id", I), ("function", S), ("symbol_offset", I),
+              ("module", S), ("module_base", I), ("build_id", S)]
+FRAME_SQL = ("SELECT f.frame_id, f.ip, f.module_id, f.function, f.symbol_offset, m.path, m.base, m.build_id"
+             " FROM frames f LEFT JOIN modules m ON m.module_id = f.module_id ORDER BY f.frame_id")
+
+PROCESS_COLS = [("ppid", I), ("exe", S), ("argv", S), ("start_unix_ns", I), ("start_ns", I), ("end_ns", I),
+                ("finalized", I), ("events_written", I), ("events_lost", I), ("stack_depth", I),
+                ("local_rank", I), ("world_size", I), ("env", S), ("schema_version", I), ("path", S)]
+
+
+def text(v):
+    """SQLite may hold any bytes in TEXT; Parquet strings are UTF-8."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def as_int(v, what, path):
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    raise ExportError("%s: corrupt trace: %s holds %r where an integer belongs" % (path, what, v))
+
+
+def parse_int(s):
+    try:
+        return int(str(s).strip(), 10)
+    except (TypeError, ValueError):
+        return None
+
+
+class Exporter:
+    def __init__(self, staging, part_rows, tool_version):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        self.pa, self.pq = pa, pq
+        self.staging = staging
+        self.part_rows = part_rows
+        self.tool_version = tool_version
+        self.next_part = {}  # (table, rank) -> next part number
+        self.files = 0
+
+    def schema(self, cols, meta):
+        pa = self.pa
+        types = {I: pa.int64(), S: pa.string()}
+        return pa.schema([pa.field(n, types[t]) for n, t in cols], metadata=meta)
+
+    def write_table(self, table, rank, meta, cols, batches, path):
+        """batches yields lists of row tuples in cols' order. Returns the number of rows written."""
+        pa, pq = self.pa, self.pq
+        schema = self.schema(cols, meta)
+        rdir = os.path.join(self.staging, table, "rank=%d" % rank)
+        os.makedirs(rdir, exist_ok=True)
+        writer, in_part, total = None, 0, 0
+
+        def open_part():
+            key = (table, rank)
+            n = self.next_part.get(key, 0)
+            self.next_part[key] = n + 1
+            self.files += 1
+            return pq.ParquetWriter(os.path.join(rdir, "part-%d.parquet" % n), schema, compression="zstd",
+                                    write_statistics=True)
+
+        try:
+            for rows in batches:
+                if not rows:
+                    continue
+                cols_data = list(zip(*rows))
+                off = 0
+                while off < len(rows):
+                    if writer is None:
+                        writer, in_part = open_part(), 0
+                    take = min(len(rows) - off, self.part_rows - in_part)
+                    arrays = []
+                    for (name, t), data in zip(cols, cols_data):
+                        chunk = data[off:off + take]
+                        if t == I:
+                            try:
+                                arrays.append(pa.array(chunk, type=pa.int64(), from_pandas=False))
+                            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                                bad = next((v for v in chunk if v is not None and type(v) is not int), "?")
+                                raise ExportError("%s: corrupt trace: %s.%s holds %r where an integer belongs"
+                                                  % (path, table, name, bad))
+                        else:
+                            arrays.append(pa.array([text(v) for v in chunk], type=pa.string()))
+                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
+                    off += take
+                    in_part += take
+                    total += take
+                    if in_part >= self.part_rows:
+                        writer.close()
+                        writer = None
+            if writer is None and (table, rank) not in self.next_part:
+                # every exported rank has every table, empty or not: a query never meets a missing path
+                writer = open_part()
+        finally:
+            if writer is not None:
+                writer.close()
+        return total
+
+    def export_trace(self, path):
+        """Writes every table of one trace. Returns its entry for the marker."""
+        uri = "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
+        db = sqlite3.connect(uri, uri=True)
+        db.text_factory = bytes
+        try:
+            return self._export(db, path)
+        except sqlite3.Error as e:
+            raise ExportError("%s: cannot read trace: %s" % (path, e))
+        finally:
+            db.close()
+
+    def _export(self, db, path):
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        proc = db.execute("SELECT pid, ppid, host, exe, argv, start_unix_ns, start_ns, end_ns, finalized,"
+                          " events_written, events_lost, stack_depth FROM process").fetchone()
+        if proc is None:
+            raise ExportError("%s: incomplete trace: no process row" % path)
+        pid, host = as_int(proc[0], "process.pid", path), text(proc[2])
+        env = {text(k): text(v) for k, v in db.execute("SELECT name, value FROM env")}
+        rank = parse_int(env.get("RANK"))
+        if rank is None:
+            rank = -1
+        meta = {b"cumemtrace.schema_version": str(version).encode(),
+                b"cumemtrace.layout_version": str(LAYOUT_VERSION).encode(),
+                b"cumemtrace.tool_version": self.tool_version.encode(),
+                b"cumemtrace.rank": str(rank).encode(),
+                b"cumemtrace.source": path.encode("utf-8", "replace")}
+        extra = (pid, host)
+        counts = {}
+
+        def stream(sql, post=None):
+            cur = db.execute(sql)
+            while True:
+                rows = cur.fetchmany(ROW_GROUP)
+                if not rows:
+                    return
+                yield [r + extra for r in rows] if post is None else post(rows)
+
+        def table(name, cols, sql, post=None):
+            m = dict(meta)
+            m[b"cumemtrace.table"] = name.encode()
+            counts[name] = self.write_table(name, rank, m, cols + PROC_COLS, stream(sql, post), path)
+
+        table("allocations", ALLOC_COLS, ALLOC_SQL)
+        names = [{k: text(v) for k, v in db.execute("SELECT %s, name FROM %s" % (c, t))}
+                 for c, t in (("api", "apis"), ("op", "ops"), ("kind", "kinds"))]
+        apis, ops, kinds = names
+
+        def name_events(rows):
+            return [r + (apis.get(r[3]), ops.get(r[4]), kinds.get(r[5])) + extra for r in rows]
+
+        table("events", EVENT_COLS + EVENT_NAMES, EVENT_SQL, name_events)
+        table("stacks", STACK_COLS, STACK_SQL)
+        table("frames", FRAME_COLS, FRAME_SQL)
+        prow = (as_int(proc[1], "process.ppid", path), text(proc[3]), text(proc[4])) + tuple(proc[5:12]) + (
+            parse_int(env.get("LOCAL_RANK")), parse_int(env.get("WORLD_SIZE")),
+            json.dumps(env, sort_keys=True), version, path)
+        m = dict(meta)
+        m[b"cumemtrace.table"] = b"processes"
+        counts["processes"] = self.write_table("processes", rank, m, PROCESS_COLS + PROC_COLS,
+                                               iter([[prow + extra]]), path)
+        return {"path": path, "rank": rank, "pid": pid, "host": host, "schema_version": version, "rows": counts}
+
+
+def main(argv):
+    import argparse
+    ap = argparse.ArgumentParser(prog="cmt_export.py")
+    ap.add_argument("format", choices=["parquet"])
+    ap.add_argument("out")
+    ap.add_argument("--part-rows", type=int, default=4 * 1024 * 1024)
+    ap.add_argument("--tool-version", default="unknown")
+    ap.add_argument("traces", nargs="+")
+    a = ap.parse_args(argv)
+    if a.part_rows < 1:
+        die("--part-rows must be at least 1")
+    out = a.out
+    try:
+        old = check_out(out)
+    except ExportError as e:
+        die(str(e))
+    import_pyarrow()
+    created = not os.path.isdir(out)
+    staging = os.path.join(out, STAGING)
+    try:
+        os.makedirs(out, exist_ok=True)
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)  # ours: the remains of an export that was killed
+        os.mkdir(staging)
+        ex = Exporter(staging, a.part_rows, a.tool_version)
+        traces = [ex.export_trace(p) for p in a.traces]
+        marker = {"format": "cumemtrace-parquet", "layout_version": LAYOUT_VERSION, "tool_version": a.tool_version,
+                  "tables": list(TABLES), "part_rows": a.part_rows, "traces": traces}
+        # the new export is complete: replace the old one (our files only), then move it into place
+        remove_old(out, old)
+        for t in TABLES:
+            os.rename(os.path.join(staging, t), os.path.join(out, t))
+        os.rmdir(staging)
+        tmp = os.path.join(out, MARKER + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(marker, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, os.path.join(out, MARKER))
+    except (ExportError, OSError, Exception) as e:  # one line, and nothing of ours left half-written
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, ExportError):
+            die(str(e))
+        if isinstance(e, OSError):
+            die("%s: %s" % (e.filename or out, e.strerror or e))
+        die("export failed: %s: %s" % (type(e).__name__, e))
+    ranks = sorted({t["rank"] for t in traces})
+    total = {t: sum(x["rows"][t] for x in traces) for t in TABLES}
+    print("exported %d trace%s (%d rank%s) to %s: %d allocations, %d events, %d stack frames, %d frames in %d files"
+          % (len(traces), "" if len(traces) == 1 else "s", len(ranks), "" if len(ranks) == 1 else "s", out,
+             total["allocations"], total["events"], total["stacks"], total["frames"], ex.files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
