@@ -188,6 +188,36 @@ def parse_int(s):
         return None
 
 
+def env_of(db):
+    return {text(k): text(v) for k, v in db.execute("SELECT CAST(name AS BLOB), CAST(value AS BLOB) FROM env")}
+
+
+def rank_of(env):
+    """The trace's rank: its RANK (as torchrun sets it) when that is an integer, else -1."""
+    rank = parse_int(env.get("RANK"))
+    return -1 if rank is None else rank
+
+
+def read_rank(path):
+    uri = "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            return rank_of(env_of(db))
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise ExportError("%s: cannot read trace: %s" % (path, e))
+
+
+def export_group(job):
+    """Exports the traces of one rank, in order (their part numbers follow each other). Runs in a worker
+    process when there are several ranks."""
+    staging, part_rows, tool_version, paths = job
+    ex = Exporter(staging, part_rows, tool_version)
+    return [ex.export_trace(p) for p in paths], ex.files
+
+
 class Exporter:
     def __init__(self, staging, part_rows, tool_version):
         import pyarrow as pa
@@ -204,8 +234,9 @@ class Exporter:
         types = {I: pa.int64(), S: pa.string()}
         return pa.schema([pa.field(n, types[t]) for n, t in cols], metadata=meta)
 
-    def write_table(self, table, rank, meta, cols, batches, path):
-        """batches yields lists of row tuples in cols' order. Returns the number of rows written."""
+    def write_table(self, table, rank, meta, cols, batches, path, derive):
+        """batches yields lists of row tuples (the SQL's columns, the first ones of cols); derive(arrays, n)
+        returns the arrays of the remaining columns. Returns the number of rows written."""
         pa, pq = self.pa, self.pq
         schema = self.schema(cols, meta)
         rdir = os.path.join(self.staging, table, "rank=%d" % rank)
@@ -222,8 +253,6 @@ class Exporter:
 
         try:
             for rows in batches:
-                if not rows:
-                    continue
                 cols_data = list(zip(*rows))
                 off = 0
                 while off < len(rows):
@@ -232,16 +261,16 @@ class Exporter:
                     take = min(len(rows) - off, self.part_rows - in_part)
                     arrays = []
                     for (name, t), data in zip(cols, cols_data):
-                        chunk = data[off:off + take]
-                        if t == I:
-                            try:
-                                arrays.append(pa.array(chunk, type=pa.int64(), from_pandas=False))
-                            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-                                bad = next((v for v in chunk if v is not None and type(v) is not int), "?")
-                                raise ExportError("%s: corrupt trace: %s.%s holds %r where an integer belongs"
-                                                  % (path, table, name, bad))
-                        else:
-                            arrays.append(pa.array([text(v) for v in chunk], type=pa.string()))
+                        chunk = data if off == 0 and take == len(data) else data[off:off + take]
+                        try:
+                            arrays.append(pa.array(chunk, type=pa.int64() if t == I else pa.string(),
+                                                   from_pandas=False))
+                        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                            want = str if t == S else int
+                            bad = next((v for v in chunk if v is not None and type(v) is not want), "?")
+                            raise ExportError("%s: corrupt trace: %s.%s holds %r where %s belongs"
+                                              % (path, table, name, bad, "text" if t == S else "an integer"))
+                    arrays += derive(arrays, take)
                     writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
                     off += take
                     in_part += take
@@ -261,7 +290,6 @@ class Exporter:
         """Writes every table of one trace. Returns its entry for the marker."""
         uri = "file:%s?mode=ro" % path.replace("?", "%3f").replace("#", "%23")
         db = sqlite3.connect(uri, uri=True)
-        db.text_factory = bytes
         try:
             return self._export(db, path)
         except sqlite3.Error as e:
@@ -270,44 +298,75 @@ class Exporter:
             db.close()
 
     def _export(self, db, path):
+        pa = self.pa
+        db.text_factory = bytes  # the few rows read whole here: decoded (invalid bytes replaced) by text()
         version = db.execute("PRAGMA user_version").fetchone()[0]
         proc = db.execute("SELECT pid, ppid, host, exe, argv, start_unix_ns, start_ns, end_ns, finalized,"
                           " events_written, events_lost, stack_depth FROM process").fetchone()
         if proc is None:
             raise ExportError("%s: incomplete trace: no process row" % path)
         pid, host = as_int(proc[0], "process.pid", path), text(proc[2])
-        env = {text(k): text(v) for k, v in db.execute("SELECT name, value FROM env")}
-        rank = parse_int(env.get("RANK"))
-        if rank is None:
-            rank = -1
+        env = env_of(db)
+        names = [{k: text(v) for k, v in db.execute("SELECT %s, name FROM %s" % (c, t))}
+                 for c, t in (("api", "apis"), ("op", "ops"), ("kind", "kinds"))]
+        db.text_factory = str
+        rank = rank_of(env)
         meta = {b"cumemtrace.schema_version": str(version).encode(),
                 b"cumemtrace.layout_version": str(LAYOUT_VERSION).encode(),
                 b"cumemtrace.tool_version": self.tool_version.encode(),
                 b"cumemtrace.rank": str(rank).encode(),
                 b"cumemtrace.source": path.encode("utf-8", "replace")}
-        extra = (pid, host)
         counts = {}
+        pid_v, host_v = pa.scalar(pid, pa.int64()), pa.scalar(host, pa.string())
 
-        def stream(sql, post=None):
+        def constants(arrays, n):
+            return [pa.repeat(pid_v, n), pa.repeat(host_v, n)]
+
+        def stream(sql):
+            """Row batches of sql. Text is read as str (fast); a value that is not UTF-8 switches the
+            connection to replacing invalid bytes, and the query resumes where it stopped."""
+            done = 0
             cur = db.execute(sql)
             while True:
-                rows = cur.fetchmany(ROW_GROUP)
+                try:
+                    rows = cur.fetchmany(ROW_GROUP)
+                except sqlite3.OperationalError as e:
+                    if db.text_factory is not str or "decode" not in str(e).lower():
+                        raise
+                    db.text_factory = lambda b: b.decode("utf-8", "replace")
+                    cur = db.execute(sql)
+                    skip = done
+                    while skip > 0:
+                        got = len(cur.fetchmany(min(skip, ROW_GROUP)))
+                        if not got:
+                            break
+                        skip -= got
+                    continue
                 if not rows:
                     return
-                yield [r + extra for r in rows] if post is None else post(rows)
+                done += len(rows)
+                yield rows
 
-        def table(name, cols, sql, post=None):
+        def table(name, cols, sql, derive=constants, batches=None):
             m = dict(meta)
             m[b"cumemtrace.table"] = name.encode()
-            counts[name] = self.write_table(name, rank, m, cols + PROC_COLS, stream(sql, post), path)
+            counts[name] = self.write_table(name, rank, m, cols + PROC_COLS, batches or stream(sql), path, derive)
 
         table("allocations", ALLOC_COLS, ALLOC_SQL)
-        names = [{k: text(v) for k, v in db.execute("SELECT %s, name FROM %s" % (c, t))}
-                 for c, t in (("api", "apis"), ("op", "ops"), ("kind", "kinds"))]
-        apis, ops, kinds = names
 
-        def name_events(rows):
-            return [r + (apis.get(r[3]), ops.get(r[4]), kinds.get(r[5])) + extra for r in rows]
+        # events: api, op and kind named by the trace's own lookup tables (ids outside them: null)
+        lookups = []
+        for d in names:
+            top = max([k for k in d if isinstance(k, int) and 0 <= k < 4096] or [0])
+            lookups.append(pa.array([d.get(i) for i in range(top + 1)], type=pa.string()))
+
+        def name_events(arrays, n):
+            import pyarrow.compute as pc
+            out = []
+            for ids, lookup in zip(arrays[3:6], lookups):
+                ok = pc.and_(pc.greater_equal(ids, 0), pc.less(ids, len(lookup)))
+                out.append(pc.take(lookup, pc.if_else(ok, ids, pa.scalar(None, pa.int64()))))
+            return out + constants(arrays, n)
 
         table("events", EVENT_COLS + EVENT_NAMES, EVENT_SQL, name_events)
         table("stacks", STACK_COLS, STACK_SQL)
@@ -315,10 +374,7 @@ class Exporter:
         prow = (as_int(proc[1], "process.ppid", path), text(proc[3]), text(proc[4])) + tuple(proc[5:12]) + (
             parse_int(env.get("LOCAL_RANK")), parse_int(env.get("WORLD_SIZE")),
             json.dumps(env, sort_keys=True), version, path)
-        m = dict(meta)
-        m[b"cumemtrace.table"] = b"processes"
-        counts["processes"] = self.write_table("processes", rank, m, PROCESS_COLS + PROC_COLS,
-                                               iter([[prow + extra]]), path)
+        table("processes", PROCESS_COLS, None, batches=iter([[prow]]))
         return {"path": path, "rank": rank, "pid": pid, "host": host, "schema_version": version, "rows": counts}
 
 
@@ -329,6 +385,7 @@ def main(argv):
     ap.add_argument("out")
     ap.add_argument("--part-rows", type=int, default=4 * 1024 * 1024)
     ap.add_argument("--tool-version", default="unknown")
+    ap.add_argument("--jobs", type=int, default=0, help="worker processes (default: the CPUs, at most 8)")
     ap.add_argument("traces", nargs="+")
     a = ap.parse_args(argv)
     if a.part_rows < 1:
@@ -346,8 +403,26 @@ def main(argv):
         if os.path.isdir(staging):
             shutil.rmtree(staging)  # ours: the remains of an export that was killed
         os.mkdir(staging)
-        ex = Exporter(staging, a.part_rows, a.tool_version)
-        traces = [ex.export_trace(p) for p in a.traces]
+        # One group per rank, exported in parallel: ranks never share a directory, so workers never
+        # share a file; the traces of one rank stay in one worker, in input order.
+        groups = {}
+        for p in a.traces:
+            groups.setdefault(read_rank(p), []).append(p)
+        jobs = [(staging, a.part_rows, a.tool_version, paths) for paths in groups.values()]
+        workers = min(a.jobs or min(os.cpu_count() or 1, 8), len(jobs))
+        if workers <= 1:
+            results = [export_group(j) for j in jobs]
+        else:
+            import multiprocessing
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                results = pool.map(export_group, jobs, chunksize=1)
+        by_path = {}
+        nfiles = 0
+        for entries, files in results:
+            nfiles += files
+            for e in entries:
+                by_path.setdefault(e["path"], []).append(e)
+        traces = [by_path[p].pop(0) for p in a.traces]
         marker = {"format": "cumemtrace-parquet", "layout_version": LAYOUT_VERSION, "tool_version": a.tool_version,
                   "tables": list(TABLES), "part_rows": a.part_rows, "traces": traces}
         # the new export is complete: replace the old one (our files only), then move it into place
@@ -373,7 +448,7 @@ def main(argv):
     total = {t: sum(x["rows"][t] for x in traces) for t in TABLES}
     print("exported %d trace%s (%d rank%s) to %s: %d allocations, %d events, %d stack frames, %d frames in %d files"
           % (len(traces), "" if len(traces) == 1 else "s", len(ranks), "" if len(ranks) == 1 else "s", out,
-             total["allocations"], total["events"], total["stacks"], total["frames"], ex.files))
+             total["allocations"], total["events"], total["stacks"], total["frames"], nfiles))
     return 0
 
 
