@@ -51,7 +51,7 @@ def readme_sql():
     return blocks
 
 
-def build_rank(path, rank, with_rank_env=True):
+def build_rank(path, rank, with_rank_env=True, finalized=True):
     """One rank's trace. Every rank: weights (a stack of its own size), a few iterations of activations
     (allocated and freed), stream-ordered and VMM memory, and memory that does not count as device memory
     (pinned host, managed, a VA reservation and its mapping), one failure. Sizes are odd byte counts that
@@ -81,6 +81,13 @@ def build_rank(path, rank, with_rank_env=True):
     t.alloc_managed(16 * MiB, stack=other)             # managed: not device memory
     va = t.reserve(1 << 30, stack=opt)                  # address space, not memory
     t.map(va, 8 * MiB, state, stack=opt)
+    state2 = t.create(4 * MiB, stack=opt)
+    t.map(va + 8 * MiB, 4 * MiB, state2, stack=opt)
+    t.unmap(va + 8 * MiB, 4 * MiB)                   # unmapped at its own address
+    t.map(va + 8 * MiB, 4 * MiB, state2, stack=opt)
+    t.map(va + 12 * MiB, 4 * MiB, state2, stack=opt)
+    t.unmap(va + 8 * MiB, 8 * MiB)                   # one unmap ending two mappings: the second by its range
+    t.release(state2)
     for it in range(3):
         acts = [alloc(3 * MiB + 1001 * rank + 7 * it + j, act) for j in range(2 + it % 2)]
         ws = alloc(5 * MiB + 77 * rank, tmp, t.alloc_async)
@@ -102,7 +109,7 @@ def build_rank(path, rank, with_rank_env=True):
     if rank % 4 == 0:
         extra = t.alloc(peak - sum(dev.values()), stack=tie)
         t.free(extra)
-    t.close()
+    t.close(finalized=finalized)
 
 
 def query_duckdb(py, out, sql, queries):
@@ -119,6 +126,9 @@ res["types"] = {t: [(r[0], r[1]) for r in c.execute("DESCRIBE " + t).fetchall()]
 for t in ("events", "allocations", "stacks", "frames", "processes"):
     res["count_" + t] = c.execute("SELECT rank, count(*) FROM read_parquet('%s/%s/*/*.parquet', hive_partitioning = true)"
                                   " GROUP BY rank ORDER BY rank" % (out, t)).fetchall()
+res["allocs"] = c.execute("SELECT * EXCLUDE (host) FROM read_parquet('%s/allocations/*/*.parquet', hive_partitioning = true)"
+                          % out).fetchall()
+res["alloc_cols"] = [d[0] for d in c.description]
 print(json.dumps(res))
 """
     p = run([py, "-c", prog, out, sql["duckdb-setup"], json.dumps(queries)], env=dict(os.environ), timeout=300)
@@ -216,7 +226,9 @@ class ParquetJobTest(unittest.TestCase):
 
     def expected_top(self):
         """report TRACE's top_at_peak for every trace: {rank: sorted [(bytes, count, frames)]}."""
-        out = {}
+        if getattr(ParquetJobTest, "_top", None):
+            return ParquetJobTest._top
+        out = ParquetJobTest._top = {}
         for t in self.report["traces"]:
             rep = json.loads(run([CUMEMTRACE, "report", "--json", "--top", "10", t["path"]], env=self.env).stdout)
             out[t["pid"] - 20000] = sorted((g["bytes"], g["count"], tuple(g["stack"])) for g in rep["top_at_peak"])
@@ -260,6 +272,7 @@ class ParquetJobTest(unittest.TestCase):
         self.assertEqual(sorted(got), list(range(NRANKS)))
         for rank in range(NRANKS):
             self.assertEqual(got[rank], want[rank], "rank %d" % rank)
+            self.assertGreaterEqual(len(got[rank]), 3, "rank %d" % rank)
         # the tie: ranks 0, 4, 8... reach their peak twice; the first moment is the one counted
         for rank in range(0, NRANKS, 4):
             self.assertNotIn("late_tie", [f[0] for _, _, f in got[rank]])
@@ -287,11 +300,29 @@ class ParquetJobTest(unittest.TestCase):
         p = run([PY, "-c", prog, os.path.join(self.out, "events", "rank=5", "part-0.parquet")], env=self.env)
         self.assertEqual(p.stdout.split(), ["1", "5", "events", "int64"])
 
+    def test_allocations_equal_the_view(self):
+        cols = self.duck["alloc_cols"]
+        self.assertEqual(cols[:15], ["seq", "address", "size", "kind", "api", "alloc_ns", "free_ns", "stack_id",
+                                     "device", "tid", "stream", "handle", "aux", "free_seq", "free_api"])
+        got = {}
+        for row in self.duck["allocs"]:
+            got.setdefault(row[cols.index("rank")], []).append(tuple(row[:15]))
+        for t in self.report["traces"]:
+            db = sqlite3.connect(t["path"])
+            want = db.execute("SELECT %s FROM allocations" % ", ".join(cols[:15])).fetchall()
+            db.close()
+            rank = t["pid"] - 20000
+            self.assertEqual(sorted(got[rank], key=repr), sorted(want, key=repr), "rank %d" % rank)
+        # the mappings: one unmapped at its address, one by a range starting below it; one live
+        maps = [r for r in got[5] if r[3] == "vmm_mapping"]
+        self.assertEqual(sorted(r[14] for r in maps if r[14]), ["cuMemUnmap"] * 3)
+        self.assertEqual(sum(1 for r in maps if r[13] is None), 1)
+
     def test_parts_rank_and_reexport(self):
         out = os.path.join(self.tmp, "parts")
         one = os.path.join(self.job, "train.20003.db")
         norank = os.path.join(self.tmp, "solo.db")
-        build_rank(norank, 99, with_rank_env=False)
+        build_rank(norank, 99, with_rank_env=False, finalized=False)  # no indexes: pairing must not need them
         run([CUMEMTRACE, "export", "--parquet", out, "--part-rows", "7", one, norank], env=self.env)
         nevents = sqlite3.connect(one).execute("SELECT count(*) FROM events").fetchone()[0]
         parts = sorted(os.listdir(os.path.join(out, "events", "rank=3")))

@@ -4,7 +4,7 @@ partitioned by rank, for DuckDB, Spark, pandas/pyarrow and the like. schema/READ
 documents the layout; this file is where it is made.
 
     OUT/_cumemtrace_export.json                 marker: written by us (what was exported, from where)
-    OUT/allocations/rank=R/part-N.parquet       the schema's `allocations` view    + pid, host
+    OUT/allocations/rank=R/part-N.parquet       the rows of the `allocations` view + pid, host
     OUT/events/rank=R/part-N.parquet            the `events` table, with api/op/kind names + pid, host
     OUT/stacks/rank=R/part-N.parquet            the `stack_frames` view            + pid, host
     OUT/frames/rank=R/part-N.parquet            `frames` joined to `modules`       + pid, host
@@ -18,8 +18,10 @@ integer, else -1 (pid and host tell such processes apart). Several traces with o
 twice, forked workers) share the partition: part numbers go on across them.
 
 Streams: each table is read with an SQLite cursor (fetchmany) and written a row group at a time through
-pyarrow's ParquetWriter; a part file is closed after --part-rows rows. Memory is a few row groups,
-whatever the trace's size.
+pyarrow's ParquetWriter; a part file is closed after --part-rows rows. The allocations are paired in the
+same pass over the events (Pairer: the view's rules without its correlated subqueries, which are
+quadratic in a trace without the finalize-time indexes). Memory is a few row groups and the allocations
+still live, whatever the trace's size. One worker process per rank (at most the CPUs, 8).
 
 OUT: created if absent; an empty directory is used; a directory holding our marker is replaced (only
 our own files: rank=R/part-N.parquet under the table directories, and the marker); anything else is
@@ -141,9 +143,6 @@ PROC_COLS = [("pid", I), ("host", S)]
 ALLOC_COLS = [("seq", I), ("address", I), ("size", I), ("kind", S), ("api", S), ("alloc_ns", I),
               ("free_ns", I), ("stack_id", I), ("device", I), ("tid", I), ("stream", I), ("handle", I),
               ("aux", I), ("free_seq", I), ("free_api", S)]
-ALLOC_SQL = ("SELECT seq, address, size, kind, api, alloc_ns, free_ns, stack_id, device, tid, stream, handle,"
-             " aux, free_seq, free_api FROM allocations")
-
 EVENT_COLS = [("seq", I), ("ts_ns", I), ("tid", I), ("api", I), ("op", I), ("kind", I), ("device", I),
               ("context", I), ("address", I), ("size", I), ("stream", I), ("handle", I), ("aux", I),
               ("result", I), ("duration_ns", I), ("stack_id", I), ("free_bytes", I), ("total_bytes", I)]
@@ -188,6 +187,92 @@ def parse_int(s):
         return None
 
 
+class Pairer:
+    """The `allocations` view of schema/cumemtrace.sql, computed in the one pass over the events (the view
+    itself pairs with correlated subqueries: fine with the indexes a finalized trace has, quadratic in a
+    trace whose writer was killed before building them). Same rows, same pairing rules:
+      - an acquire is a successful event of op 1, 3, 5, 7 or 9 whose kind and api are in the lookup tables;
+      - alloc/reserve/ipc_open (1, 3, 9): the first later successful release of op + 1 at the same address
+        (several acquires of one address before it all pair with it, as the view's min() does);
+      - create (5): the first later successful release (6) of the same handle;
+      - map (7): the first later successful unmap (8) at the same address, else the first later one whose
+        range covers the address.
+    Rows come out when their release is seen (live ones at the end), not in seq order. Holds only what is
+    live. Events columns: see EVENT_COLS."""
+
+    def __init__(self, apis, kinds):
+        self.apis, self.kinds = apis, kinds
+        self.by_addr = {}     # (op, address) -> [acquire rows]
+        self.by_handle = {}   # handle -> [create rows]
+        self.maps = {}        # address -> [[map row, first covering unmap or None]]
+        self.uncovered = {}   # address -> the same entries, while they have no covering unmap yet
+        self.out = []
+
+    def emit(self, a, f):
+        kind, api = self.kinds.get(a[5]), self.apis.get(a[3])
+        if kind is None or api is None:
+            return  # the view joins kinds and apis: an id they lack drops the row
+        self.out.append((a[0], a[8], a[9], kind, api, a[1], f[1] if f else None, a[15], a[6], a[2], a[10], a[11],
+                         a[12], f[0] if f else None, self.apis.get(f[3]) if f else None))
+
+    def feed(self, rows):
+        by_addr, by_handle, maps, uncovered = self.by_addr, self.by_handle, self.maps, self.uncovered
+        apis_get, kinds_get, out_append = self.apis.get, self.kinds.get, self.out.append
+        for r in rows:
+            if r[13] != 0:
+                continue
+            op = r[4]
+            if op == 1 or op == 3 or op == 9:
+                by_addr.setdefault((op, r[8]), []).append(r)
+            elif op == 2 or op == 4 or op == 10:
+                pending = by_addr.pop((op - 1, r[8]), None)
+                if pending is None:
+                    continue
+                free_api = apis_get(r[3])
+                for a in pending:  # emit(), inline: this is most of the rows
+                    kind, api = kinds_get(a[5]), apis_get(a[3])
+                    if kind is not None and api is not None:
+                        out_append((a[0], a[8], a[9], kind, api, a[1], r[1], a[15], a[6], a[2], a[10], a[11], a[12],
+                                    r[0], free_api))
+            elif op == 5:
+                by_handle.setdefault(r[11], []).append(r)
+            elif op == 6:
+                for a in by_handle.pop(r[11], ()):
+                    self.emit(a, r)
+            elif op == 7:
+                e = [r, None]
+                maps.setdefault(r[8], []).append(e)
+                uncovered.setdefault(r[8], []).append(e)
+            elif op == 8:
+                for e in maps.pop(r[8], ()):
+                    self.emit(e[0], r)  # an unmap at the address itself wins over a covering one
+                uncovered.pop(r[8], None)
+                lo, size = r[8], r[9]
+                if lo is not None and size is not None and uncovered:
+                    for addr in [x for x in uncovered if x is not None and lo <= x < lo + size]:
+                        for e in uncovered.pop(addr):
+                            e[1] = r
+
+    def take(self):
+        out = self.out[:]
+        del self.out[:]  # the same list: feed() holds its append
+        return out
+
+    def finish(self):
+        """The acquires never released (a map may still have a covering unmap)."""
+        for lst in self.by_addr.values():
+            for a in lst:
+                self.emit(a, None)
+        for lst in self.by_handle.values():
+            for a in lst:
+                self.emit(a, None)
+        for lst in self.maps.values():
+            for a, cover in lst:
+                self.emit(a, cover)
+        self.by_addr, self.by_handle, self.maps, self.uncovered = {}, {}, {}, {}
+        return self.take()
+
+
 def env_of(db):
     return {text(k): text(v) for k, v in db.execute("SELECT CAST(name AS BLOB), CAST(value AS BLOB) FROM env")}
 
@@ -218,6 +303,65 @@ def export_group(job):
     return [ex.export_trace(p) for p in paths], ex.files
 
 
+class Sink:
+    """One table of one rank: rows in, part files out (part-N, N going on across the traces of the rank),
+    at most part_rows rows each; at least one file, empty or not, so that every rank has every table."""
+
+    def __init__(self, ex, table, rank, meta, cols, path, derive):
+        pa = ex.pa
+        self.ex, self.table, self.rank, self.cols, self.path, self.derive = ex, table, rank, cols, path, derive
+        self.schema = ex.schema(cols, meta)
+        self.dir = os.path.join(ex.staging, table, "rank=%d" % rank)
+        os.makedirs(self.dir, exist_ok=True)
+        self.writer, self.in_part, self.total = None, 0, 0
+        self.types = [pa.int64() if t == I else pa.string() for _, t in cols]
+
+    def open_part(self):
+        key = (self.table, self.rank)
+        n = self.ex.next_part.get(key, 0)
+        self.ex.next_part[key] = n + 1
+        self.ex.files += 1
+        self.writer = self.ex.pq.ParquetWriter(os.path.join(self.dir, "part-%d.parquet" % n), self.schema,
+                                               compression="zstd", write_statistics=True)
+        self.in_part = 0
+
+    def add(self, rows):
+        """rows: tuples of the SQL's columns (the first ones of cols); derive() makes the rest."""
+        pa = self.ex.pa
+        cols_data = list(zip(*rows))
+        off = 0
+        while off < len(rows):
+            if self.writer is None:
+                self.open_part()
+            take = min(len(rows) - off, self.ex.part_rows - self.in_part)
+            arrays = []
+            for (name, t), typ, data in zip(self.cols, self.types, cols_data):
+                chunk = data if off == 0 and take == len(data) else data[off:off + take]
+                try:
+                    arrays.append(pa.array(chunk, type=typ, from_pandas=False))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                    want = str if t == S else int
+                    bad = next((v for v in chunk if v is not None and type(v) is not want), "?")
+                    raise ExportError("%s: corrupt trace: %s.%s holds %r where %s belongs"
+                                      % (self.path, self.table, name, bad, "text" if t == S else "an integer"))
+            arrays += self.derive(arrays, take)
+            self.writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema), row_group_size=ROW_GROUP)
+            off += take
+            self.in_part += take
+            self.total += take
+            if self.in_part >= self.ex.part_rows:
+                self.writer.close()
+                self.writer = None
+
+    def close(self):
+        if self.writer is None and (self.table, self.rank) not in self.ex.next_part:
+            self.open_part()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        return self.total
+
+
 class Exporter:
     def __init__(self, staging, part_rows, tool_version):
         import pyarrow as pa
@@ -234,56 +378,16 @@ class Exporter:
         types = {I: pa.int64(), S: pa.string()}
         return pa.schema([pa.field(n, types[t]) for n, t in cols], metadata=meta)
 
+    def sink(self, table, rank, meta, cols, path, derive):
+        return Sink(self, table, rank, meta, cols, path, derive)
+
     def write_table(self, table, rank, meta, cols, batches, path, derive):
-        """batches yields lists of row tuples (the SQL's columns, the first ones of cols); derive(arrays, n)
-        returns the arrays of the remaining columns. Returns the number of rows written."""
-        pa, pq = self.pa, self.pq
-        schema = self.schema(cols, meta)
-        rdir = os.path.join(self.staging, table, "rank=%d" % rank)
-        os.makedirs(rdir, exist_ok=True)
-        writer, in_part, total = None, 0, 0
-
-        def open_part():
-            key = (table, rank)
-            n = self.next_part.get(key, 0)
-            self.next_part[key] = n + 1
-            self.files += 1
-            return pq.ParquetWriter(os.path.join(rdir, "part-%d.parquet" % n), schema, compression="zstd",
-                                    write_statistics=True)
-
+        sink = self.sink(table, rank, meta, cols, path, derive)
         try:
             for rows in batches:
-                cols_data = list(zip(*rows))
-                off = 0
-                while off < len(rows):
-                    if writer is None:
-                        writer, in_part = open_part(), 0
-                    take = min(len(rows) - off, self.part_rows - in_part)
-                    arrays = []
-                    for (name, t), data in zip(cols, cols_data):
-                        chunk = data if off == 0 and take == len(data) else data[off:off + take]
-                        try:
-                            arrays.append(pa.array(chunk, type=pa.int64() if t == I else pa.string(),
-                                                   from_pandas=False))
-                        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-                            want = str if t == S else int
-                            bad = next((v for v in chunk if v is not None and type(v) is not want), "?")
-                            raise ExportError("%s: corrupt trace: %s.%s holds %r where %s belongs"
-                                              % (path, table, name, bad, "text" if t == S else "an integer"))
-                    arrays += derive(arrays, take)
-                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
-                    off += take
-                    in_part += take
-                    total += take
-                    if in_part >= self.part_rows:
-                        writer.close()
-                        writer = None
-            if writer is None and (table, rank) not in self.next_part:
-                # every exported rank has every table, empty or not: a query never meets a missing path
-                writer = open_part()
+                sink.add(rows)
         finally:
-            if writer is not None:
-                writer.close()
+            total = sink.close()
         return total
 
     def export_trace(self, path):
@@ -352,8 +456,6 @@ class Exporter:
             m[b"cumemtrace.table"] = name.encode()
             counts[name] = self.write_table(name, rank, m, cols + PROC_COLS, batches or stream(sql), path, derive)
 
-        table("allocations", ALLOC_COLS, ALLOC_SQL)
-
         # events: api, op and kind named by the trace's own lookup tables (ids outside them: null)
         lookups = []
         for d in names:
@@ -368,7 +470,25 @@ class Exporter:
                 out.append(pc.take(lookup, pc.if_else(ok, ids, pa.scalar(None, pa.int64()))))
             return out + constants(arrays, n)
 
-        table("events", EVENT_COLS + EVENT_NAMES, EVENT_SQL, name_events)
+        # One pass over the events writes them and, paired on the way, the allocations.
+        def sink(name, cols, derive):
+            m = dict(meta)
+            m[b"cumemtrace.table"] = name.encode()
+            return self.sink(name, rank, m, cols + PROC_COLS, path, derive)
+
+        pairer = Pairer(names[0], names[2])
+        sinks = [sink("allocations", ALLOC_COLS, constants), sink("events", EVENT_COLS + EVENT_NAMES, name_events)]
+        try:
+            for rows in stream(EVENT_SQL):
+                sinks[1].add(rows)
+                pairer.feed(rows)
+                if len(pairer.out) >= ROW_GROUP:
+                    sinks[0].add(pairer.take())
+            done = pairer.finish()
+            if done:
+                sinks[0].add(done)
+        finally:
+            counts["allocations"], counts["events"] = sinks[0].close(), sinks[1].close()
         table("stacks", STACK_COLS, STACK_SQL)
         table("frames", FRAME_COLS, FRAME_SQL)
         prow = (as_int(proc[1], "process.ppid", path), text(proc[3]), text(proc[4])) + tuple(proc[5:12]) + (
