@@ -130,8 +130,8 @@ def import_pyarrow():
     if (not os.environ.get("CUMEMTRACE_PYTHON") and os.access(py, os.X_OK)
             and os.path.realpath(sys.prefix) != os.path.realpath(venv)):
         os.execv(py, [py, "-I", os.path.abspath(__file__)] + sys.argv[1:])
-    die("export --parquet needs pyarrow, which %s lacks: run scripts/py-env (the pinned analysis venv,"
-        " found in %s) or set CUMEMTRACE_PYTHON to a python that has pyarrow" % (sys.executable, venv))
+    die("export --parquet needs pyarrow, which %s lacks: run scripts/py-env (it makes the pinned analysis venv"
+        " looked for in %s) or set CUMEMTRACE_PYTHON to a python that has pyarrow" % (sys.executable, venv))
 
 
 # ---------------------------------------------------------------------------------------------------
