@@ -533,9 +533,12 @@ def main(argv):
         if workers <= 1:
             results = [export_group(j) for j in jobs]
         else:
+            # concurrent.futures, not multiprocessing.Pool: a worker that dies (killed, out of memory)
+            # fails the export instead of hanging it
+            import concurrent.futures
             import multiprocessing
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.map(export_group, jobs, chunksize=1)
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                results = list(pool.map(export_group, jobs))
         by_path = {}
         nfiles = 0
         for entries, files in results:
