@@ -3,8 +3,9 @@ every rank's peak and top stacks differ) exported, then queried with the queries
 written there, in DuckDB and in Spark (local mode); each answer must equal `cumemtrace report --json`'s,
 exact integers. Also: row counts equal the traces', integer columns are int64, the schema version is in the
 files' metadata, part files split at --part-rows, a rank from RANK (or -1 without one), a re-export
-replaces our files only, and bad inputs (missing file, non-trace, OUT a regular file, OUT holding someone
-else's files) are refused with one line with nothing touched.
+replaces our files only, exported allocations are the `allocations` view's rows exactly, text that is not
+UTF-8 is exported with U+FFFD, and bad inputs (missing file, non-trace, OUT a regular file, OUT holding
+someone else's files, text in an integer column) are refused with one line with nothing touched.
 
 pyarrow, DuckDB and pyspark come from the pinned venv of scripts/py-env: $CMT_ANALYSIS_PYTHON (scripts/test
 sets it), else that venv's default place. Without it the tests that need it skip, saying so; the refusals
@@ -346,6 +347,30 @@ class ParquetJobTest(unittest.TestCase):
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
         self.assertIn("notes.txt: not written by cumemtrace export", p.stderr)
         self.assertEqual(sorted((r, sorted(d), sorted(f)) for r, d, f in os.walk(out)), before)
+
+    def test_text_that_is_not_utf8_and_damage(self):
+        odd = os.path.join(self.tmp, "odd.db")
+        build_rank(odd, 7)
+        db = sqlite3.connect(odd)
+        db.execute("UPDATE frames SET function = CAST(x'666fff6f' AS TEXT) WHERE function = 'main'")
+        db.commit()
+        out = os.path.join(self.tmp, "odd-out")
+        run([CUMEMTRACE, "export", "--parquet", out, odd], env=self.env)
+        prog = ("import pyarrow.parquet as pq, sys; t = pq.read_table(sys.argv[1]);"
+                "print(*[v.encode('unicode_escape').decode() for v in set(t.column('function').to_pylist())"
+                " if v and chr(0xfffd) in v])")
+        p = run([PY, "-c", prog, os.path.join(out, "frames", "rank=7", "part-0.parquet")], env=self.env)
+        self.assertEqual(p.stdout.strip(), "fo\\ufffdo")
+        # text where an integer belongs (report refuses it too): one line, and no half-written export
+        db.execute("UPDATE events SET size = 'big' WHERE seq = 3")
+        db.commit()
+        db.close()
+        out2 = os.path.join(self.tmp, "damaged-out")
+        p = run([CUMEMTRACE, "export", "--parquet", out2, odd], env=self.env, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("odd.db: corrupt trace: events.size holds 'big'", p.stderr)
+        self.assertFalse(os.path.exists(out2))
 
     def test_spark_equals_report(self):
         if not shutil.which("java"):
