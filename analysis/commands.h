@@ -14,5 +14,6 @@ int cmd_diff(int argc, char **argv);     /* cmd_diff.c */
 int cmd_import_torch(int argc, char **argv); /* cmd_import_torch.c */
 int cmd_export_torch(int argc, char **argv); /* cmd_import_torch.c */
 int cmd_whatif(int argc, char **argv);   /* cmd_whatif.c */
+int cmd_export(int argc, char **argv);   /* cmd_export.c */
 
 #endif

@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"diff", cmd_diff, "compare two runs: cumemtrace diff [--json] [-o FILE.svg|.html] A B"},
     {"import-torch", cmd_import_torch, "add a PyTorch memory snapshot: cumemtrace import-torch SNAPSHOT.pickle -o TRACE"},
     {"whatif", cmd_whatif, "the caching allocator replayed under other settings: cumemtrace whatif TRACE [--alloc-conf CONF]..."},
+    {"export", cmd_export, "traces as a Parquet dataset by rank: cumemtrace export --parquet OUT TRACE|DIR..."},
     {"export-torch", cmd_export_torch, "a trace as a snapshot for memory_viz: cumemtrace export-torch TRACE -o OUT.pickle"},
 };
 
