@@ -1,0 +1,680 @@
+/*
+ * viewer.js: the interactive page of `report --html`, `timeline -o X.html` and `diff -o X.html`.
+ *
+ * Reads the JSON object in <script id="cmt-data"> (its shape is documented in analysis/html.h) and draws:
+ * memory over time with each allocation as a band (stacked oldest at the bottom, like PyTorch's memory_viz
+ * active-memory timeline; the allocations below the detail threshold as one "other" band), an overview
+ * strip with a brush, a panel with the hovered or pinned allocation, the flame graph of the stacks held at
+ * the peak, the allocator's segments, the diff overlay and growth, and the report's tables.
+ *
+ * Plain JavaScript, canvas and DOM only; fetches nothing, writes text through textContent only (strings
+ * come from traces and are never parsed as HTML). Embedded into the cumemtrace executable at build time.
+ */
+(function () {
+  'use strict';
+  var D = JSON.parse(document.getElementById('cmt-data').textContent);
+  var app = document.getElementById('cmt-app');
+  app.textContent = '';
+
+  /* ---- small helpers ---- */
+  function el(tag, attrs, kids) {
+    var e = document.createElement(tag);
+    if (attrs) for (var k in attrs) {
+      if (k === 'text') e.textContent = attrs[k];
+      else if (k === 'cls') e.className = attrs[k];
+      else e.setAttribute(k, attrs[k]);
+    }
+    (kids || []).forEach(function (c) { if (c != null) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    return e;
+  }
+  function add(parent, tag, attrs, kids) { var e = el(tag, attrs, kids); parent.appendChild(e); return e; }
+  function exact(n) { return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ','); }
+  function human(n) {
+    var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'], i = 0, v = Math.abs(n);
+    while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+    var s = i === 0 ? String(v) : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0);
+    return (n < 0 ? '-' : '') + s + ' ' + u[i];
+  }
+  function bytesText(n) { return exact(n) + ' bytes (' + human(n) + ')'; }
+  function timeText(ns) {
+    var a = Math.abs(ns);
+    if (a >= 1e9) return (ns / 1e9).toFixed(3) + ' s';
+    if (a >= 1e6) return (ns / 1e6).toFixed(3) + ' ms';
+    if (a >= 1e3) return (ns / 1e3).toFixed(1) + ' us';
+    return Math.round(ns) + ' ns';
+  }
+  function signed(n) { return (n > 0 ? '+' : n < 0 ? '-' : '') + human(Math.abs(n)); }
+  var S = D.strings || [], STK = D.stacks || [], COMPS = D.components || [], APIS = D.apis || [], KINDS = D.kinds || [];
+  function frames(ix) { return ix >= 0 && STK[ix] ? STK[ix].f.map(function (f) { return S[f]; }) : ['[no stack]']; }
+  var PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#e15759',
+    '#86bcb6', '#bab0ac', '#d37295', '#8cd17d', '#b6992d', '#499894', '#a0cbe8'];
+  function hash(s) { var h = 2166136261; for (var i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return h >>> 0; }
+  function hue(i, l) { return 'hsl(' + (hash(String(i)) % 360) + ',55%,' + (l || 62) + '%)'; }
+  function table(head, rows) {
+    var t = el('table', {cls: 't'}), tr = add(t, 'tr');
+    head.forEach(function (h) { add(tr, 'th', {text: h}); });
+    rows.forEach(function (r) {
+      var row = add(t, 'tr');
+      r.forEach(function (c) {
+        if (c && typeof c === 'object' && 'cell' in c) add(row, 'td', {cls: c.cls || '', text: c.cell});
+        else add(row, 'td', {cls: typeof c === 'number' ? 'n' : '', text: c == null ? '' : String(c)});
+      });
+    });
+    return t;
+  }
+  function stackCell(fr, max) {
+    if (!fr || !fr.length) return {cell: '[no stack]', cls: 'stack'};
+    var f = fr.slice(0, max || 12);
+    if (fr.length > f.length) f.push('... ' + (fr.length - f.length) + ' more frames');
+    return {cell: f.join('\n'), cls: 'stack'};
+  }
+  function dpr() { return window.devicePixelRatio || 1; }
+  function fitCanvas(c) {
+    var w = c.clientWidth || 800, h = c.clientHeight || 100, r = dpr();
+    if (c.width !== Math.round(w * r) || c.height !== Math.round(h * r)) { c.width = Math.round(w * r); c.height = Math.round(h * r); }
+    var g = c.getContext('2d');
+    g.setTransform(r, 0, 0, r, 0, 0);
+    return {g: g, w: w, h: h};
+  }
+  function niceStep(range, n) {
+    var raw = range / n, p = Math.pow(10, Math.floor(Math.log10(raw))), m = raw / p;
+    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+  }
+  function niceBytesStep(range, n) {
+    var raw = range / n, p = Math.pow(2, Math.floor(Math.log2(Math.max(raw, 1))));
+    return raw / p > 2.5 ? p * 4 : raw / p > 1.2 ? p * 2 : p;
+  }
+
+  /* ---- header ---- */
+  add(app, 'h1', {text: D.title || 'cumemtrace'});
+  var runs = D.runs || [];
+  var sum = add(app, 'table', {cls: 'summary', id: 'cmt-summary'});
+  runs.forEach(function (r, i) {
+    var tr = add(sum, 'tr');
+    add(tr, 'th', {text: runs.length > 1 ? 'run ' + 'AB'[i] : 'run'});
+    add(tr, 'td', {text: r.label + '  (' + r.paths.join(', ') + ')'});
+    tr = add(sum, 'tr');
+    add(tr, 'th', {text: 'peak device memory'});
+    add(tr, 'td', {text: bytesText(r.peak_bytes) + ' at ' + timeText(r.peak_ns) + ' of ' + timeText(r.duration_ns) +
+      (r.failures.length ? ';  ' + r.failures.length + ' failed allocations' : '')});
+  });
+  if (D.report) {
+    var tr0 = add(sum, 'tr');
+    add(tr0, 'th', {text: 'live at exit'});
+    add(tr0, 'td', {text: bytesText(D.report.leaked_bytes) + ' in ' + exact(D.report.leaked_count) + ' allocations'});
+    tr0 = add(sum, 'tr');
+    add(tr0, 'th', {text: 'events'});
+    add(tr0, 'td', {text: exact(D.report.events)});
+  }
+
+  /* ======================================================================================================
+   * Bands over time */
+
+  /* One level of one run, prepared for drawing: events in time order with each band's position in it. */
+  function prepare(run, lv) {
+    var n = lv.start.length, ev = new Array(2 * n);
+    for (var i = 0; i < n; i++) { ev[2 * i] = i; ev[2 * i + 1] = -(i + 1); }
+    var st = lv.start, en = lv.end;
+    ev.sort(function (a, b) {
+      var ta = a >= 0 ? st[a] : en[-a - 1], tb = b >= 0 ? st[b] : en[-b - 1];
+      if (ta !== tb) return ta - tb;
+      var fa = a < 0 ? 0 : 1, fb = b < 0 ? 0 : 1; /* at one instant: frees first, except a band's own */
+      if (fa !== fb) {
+        var ia = a >= 0 ? a : -a - 1, ib = b >= 0 ? b : -b - 1;
+        if (ia === ib) return a >= 0 ? -1 : 1;
+        return fa - fb;
+      }
+      return (a >= 0 ? a : -a - 1) - (b >= 0 ? b : -b - 1);
+    });
+    var evT = new Float64Array(2 * n), evB = new Int32Array(2 * n), aIx = new Int32Array(n), fIx = new Int32Array(n),
+      cum = new Float64Array(2 * n), tot = 0;
+    for (var k = 0; k < 2 * n; k++) {
+      var b = ev[k];
+      evB[k] = b;
+      if (b >= 0) { evT[k] = st[b]; aIx[b] = k; tot += lv.size[b]; } else { evT[k] = en[-b - 1]; fIx[-b - 1] = k; tot -= lv.size[-b - 1]; }
+      cum[k] = tot;
+    }
+    var ymax = 1;
+    lv.total.forEach(function (p) { if (p[1] > ymax) ymax = p[1]; });
+    return {run: run, lv: lv, n: n, evT: evT, evB: evB, aIx: aIx, fIx: fIx, cum: cum, ymax: ymax,
+      dur: Math.max(run.duration_ns, 1)};
+  }
+  function otherAt(P, t) {
+    var lv = P.lv;
+    if (!lv.other_bytes || !lv.other_bytes.length) return {bytes: 0, count: 0, k: -1};
+    var k = Math.floor(t / lv.bucket_ns);
+    if (k < 0) k = 0;
+    if (k >= lv.other_bytes.length) k = lv.other_bytes.length - 1;
+    return {bytes: lv.other_bytes[k], count: lv.other_count[k], k: k};
+  }
+  function lowerBound(a, v) { var lo = 0, hi = a.length; while (lo < hi) { var m = (lo + hi) >> 1; if (a[m] < v) lo = m + 1; else hi = m; } return lo; }
+
+  var TL = null; /* the timeline's state */
+
+  function buildTimeline() {
+    var sec = add(app, 'section', {id: 'cmt-timeline'});
+    add(sec, 'h2', {text: 'Memory over time: every allocation a band'});
+    var ctl = add(sec, 'div', {cls: 'controls'});
+    var runSel = null;
+    if (runs.length > 1) {
+      runSel = add(ctl, 'label', {text: 'run '});
+      var rs = add(runSel, 'select', {id: 'cmt-run'});
+      runs.forEach(function (r, i) { add(rs, 'option', {value: i, text: 'AB'[i] + ': ' + r.label}); });
+      runSel = rs;
+    }
+    var lvLab = add(ctl, 'label', {text: 'level '}), lvSel = add(lvLab, 'select', {id: 'cmt-level'});
+    var colLab = add(ctl, 'label', {text: 'colour by '}), colSel = add(colLab, 'select', {id: 'cmt-colour'});
+    ['component', 'stack', 'module'].forEach(function (c) { add(colSel, 'option', {value: c, text: c}); });
+    var reset = add(ctl, 'button', {id: 'cmt-reset', text: 'whole run'});
+    var range = add(ctl, 'span', {id: 'cmt-range', cls: 'dim'});
+    var info = add(ctl, 'span', {id: 'cmt-levelinfo', cls: 'dim'});
+    var row = add(sec, 'div', {cls: 'tl'}), plots = add(row, 'div', {cls: 'tl-plots'});
+    var main = add(plots, 'canvas', {id: 'cmt-bands'}), over = add(plots, 'canvas', {id: 'cmt-overview'});
+    var legend = add(plots, 'div', {cls: 'legend', id: 'cmt-legend'});
+    add(plots, 'div', {cls: 'dim', text: 'wheel: zoom; drag: pan; drag over the strip below: choose a range; ' +
+      'double-click: whole run; hover a band for its stack, click to pin it.'});
+    var detail = add(row, 'div', {cls: 'detail', id: 'cmt-detail'});
+    add(detail, 'div', {cls: 'dim', text: 'Hover over a band to see its allocation.'});
+
+    TL = {main: main, over: over, detail: detail, range: range, legend: legend, info: info, colour: 'component',
+      run: 0, level: 'driver', v0: 0, v1: 1, P: null, hover: -2, pinned: -2, samples: null, margin: 64};
+    var first = true;
+    if (D.level) TL.level = D.level;
+    function levels() {
+      lvSel.textContent = '';
+      var lvs = runs[TL.run].levels;
+      Object.keys(lvs).forEach(function (k) {
+        add(lvSel, 'option', {value: k, text: k === 'driver' ? 'driver allocations (device memory)' : 'allocator blocks (PyTorch)'});
+      });
+      if (!lvs[TL.level]) TL.level = 'driver';
+      lvSel.value = TL.level;
+    }
+    function load() {
+      var run = runs[TL.run], lv = run.levels[TL.level];
+      TL.P = prepare(run, lv);
+      /* by component when the rules tell components apart, else by stack */
+      var comps = {};
+      for (var i = 0; i < lv.stack.length; i++) comps[lv.stack[i] >= 0 ? STK[lv.stack[i]].c : -1] = 1;
+      TL.colour = colSel.value = D.colour && first ? D.colour : Object.keys(comps).length > 1 ? 'component' : 'stack';
+      first = false;
+      TL.v0 = 0; TL.v1 = TL.P.dur; TL.hover = -2; TL.pinned = -2;
+      info.textContent = exact(lv.allocs) + ' allocations: ' + exact(lv.allocs - lv.merged_allocs) + ' drawn one by one' +
+        (lv.merged_allocs ? ', ' + exact(lv.merged_allocs) + ' below ' + human(lv.threshold_bytes) + ' merged into "other"' : '');
+      showDetail(-2);
+      draw();
+    }
+    levels();
+    load();
+    if (runSel) runSel.addEventListener('change', function () { TL.run = +runSel.value; levels(); load(); });
+    lvSel.addEventListener('change', function () { TL.level = lvSel.value; load(); });
+    colSel.addEventListener('change', function () { TL.colour = colSel.value; draw(); });
+    reset.addEventListener('click', function () { setView(0, TL.P.dur); });
+
+    /* zoom, pan, brush */
+    function tOfX(x, w) { return TL.v0 + (x - TL.margin) / (w - TL.margin - 8) * (TL.v1 - TL.v0); }
+    main.addEventListener('wheel', function (e) {
+      e.preventDefault();
+      var w = main.clientWidth, t = tOfX(e.offsetX, w), f = Math.exp(e.deltaY * 0.0015);
+      var span = Math.min(Math.max((TL.v1 - TL.v0) * f, 1000), TL.P.dur);
+      var a = (t - TL.v0) / (TL.v1 - TL.v0);
+      setView(t - a * span, t - a * span + span);
+    }, {passive: false});
+    var drag = null;
+    main.addEventListener('mousedown', function (e) { drag = {x: e.offsetX, v0: TL.v0, v1: TL.v1, moved: false}; });
+    window.addEventListener('mouseup', function (e) {
+      if (drag && !drag.moved && e.target === main) {
+        var h = hit(e.offsetX, e.offsetY);
+        TL.pinned = TL.pinned === h || h === -2 ? -2 : h;
+        showDetail(TL.pinned !== -2 ? TL.pinned : h);
+        draw();
+      }
+      drag = null;
+    });
+    main.addEventListener('mousemove', function (e) {
+      if (drag && Math.abs(e.offsetX - drag.x) > 3) drag.moved = true;
+      if (drag && drag.moved) {
+        var w = main.clientWidth, dt = (e.offsetX - drag.x) / (w - TL.margin - 8) * (drag.v1 - drag.v0);
+        setView(drag.v0 - dt, drag.v1 - dt);
+        return;
+      }
+      var h = hit(e.offsetX, e.offsetY);
+      if (h !== TL.hover) {
+        TL.hover = h;
+        if (TL.pinned === -2) showDetail(h);
+        draw();
+      }
+    });
+    main.addEventListener('dblclick', function () { setView(0, TL.P.dur); });
+    var brush = null;
+    function tOver(x) { var w = over.clientWidth; return (x - TL.margin) / (w - TL.margin - 8) * TL.P.dur; }
+    over.addEventListener('mousedown', function (e) { brush = {a: tOver(e.offsetX), b: tOver(e.offsetX)}; });
+    over.addEventListener('mousemove', function (e) { if (brush) { brush.b = tOver(e.offsetX); drawOverview(brush); } });
+    over.addEventListener('mouseup', function (e) {
+      if (!brush) return;
+      var a = Math.min(brush.a, brush.b), b = Math.max(brush.a, brush.b), span = TL.v1 - TL.v0;
+      brush = null;
+      if (b - a < TL.P.dur / 500) setView(a - span / 2, a + span / 2); /* a click: centre there */
+      else setView(a, b);
+    });
+    window.addEventListener('resize', function () { draw(); });
+  }
+
+  function setView(a, b) {
+    var dur = TL.P.dur, span = Math.min(Math.max(b - a, 1000), dur);
+    if (a < 0) a = 0;
+    if (a + span > dur) a = dur - span;
+    TL.v0 = a; TL.v1 = a + span;
+    draw();
+  }
+
+  function bandColour(i) {
+    var P = TL.P, lv = P.lv, s = lv.stack[i];
+    if (TL.colour === 'stack') return hue('s' + (s >= 0 ? STK[s].f.join(',') : 'none'));
+    if (TL.colour === 'module') return hue('m' + (s >= 0 ? STK[s].m : -1), 58);
+    return PALETTE[(s >= 0 ? STK[s].c : COMPS.length - 1) % PALETTE.length];
+  }
+
+  /* Draws the bands of [v0, v1]: per 2-pixel sample, the live bands at the moment of the sample's highest
+   * total (so the peak is drawn), stacked oldest first above the "other" band; runs of equal offset merge. */
+  function draw() {
+    var P = TL.P, lv = P.lv, f = fitCanvas(TL.main), g = f.g, W = f.w, H = f.h, L = TL.margin, R = 8, T = 8, B = 22;
+    var pw = W - L - R, ph = H - T - B, v0 = TL.v0, v1 = TL.v1, span = v1 - v0;
+    var ymax = Math.max(P.ymax, P.run.peak_bytes || 0, 1) * 1.04;
+    function X(t) { return L + (t - v0) / span * pw; }
+    function Y(v) { return T + ph - v / ymax * ph; }
+    g.clearRect(0, 0, W, H);
+    g.fillStyle = '#fff'; g.fillRect(L, T, pw, ph);
+    var ns = Math.max(1, Math.floor(pw / 2)), dt = span / ns;
+    var n = P.n, prev = new Int32Array(n + 1), next = new Int32Array(n + 1), HEAD = n; /* circular list, HEAD sentinel */
+    prev[HEAD] = HEAD; next[HEAD] = HEAD;
+    function ins(b) { var t = prev[HEAD]; next[t] = b; prev[b] = t; next[b] = HEAD; prev[HEAD] = b; }
+    function del(b) { next[prev[b]] = next[b]; prev[next[b]] = prev[b]; }
+    function apply(k) { var b = P.evB[k]; if (b >= 0) ins(b); else del(-b - 1); }
+    var k = 0, ne = P.evT.length, lo = lowerBound(P.evT, v0);
+    for (; k < lo; k++) apply(k);
+    var runX = new Int32Array(n).fill(-1), runOff = new Float64Array(n), lastS = new Int32Array(n).fill(-2);
+    var cur = [], hl = [], samples = new Array(ns), colours = {};
+    function colourOf(b) { var c = colours[b]; if (c === undefined) c = colours[b] = bandColour(b); return c; }
+    function flush(b) {
+      var x0 = X(v0 + runX[b] * dt), x1 = X(v0 + (lastS[b] + 1) * dt), y1 = Y(runOff[b]), y0 = Y(runOff[b] + lv.size[b]);
+      g.fillStyle = colourOf(b);
+      g.fillRect(x0, y0, Math.max(x1 - x0, 0.5), Math.max(y1 - y0, 0.5));
+      if (y1 - y0 > 4) { g.fillStyle = 'rgba(255,255,255,0.7)'; g.fillRect(x0, y0, Math.max(x1 - x0, 0.5), 1); } /* band edge */
+      if (b === TL.hover || b === TL.pinned) hl.push([x0, y0, x1 - x0, y1 - y0]);
+      runX[b] = -1;
+    }
+    for (var s = 0; s < ns; s++) {
+      var a = v0 + s * dt, bnd = a + dt, j = k;
+      while (j < ne && P.evT[j] < bnd) j++;
+      /* the sample's moment: the event after which the total is highest (or its start) */
+      var best = k > 0 ? P.cum[k - 1] : 0, m = k - 1;
+      for (var q = k; q < j; q++) if (P.cum[q] > best) { best = P.cum[q]; m = q; }
+      for (; k <= m; k++) apply(k);
+      var oth = otherAt(P, m >= 0 ? Math.max(P.evT[m], a) : a), off = oth.bytes, live = [];
+      samples[s] = {m: k - 1, base: off, other: oth};
+      if (off > 0) { g.fillStyle = '#c8c8c8'; g.fillRect(X(a), Y(off), Math.max(X(bnd) - X(a), 0.5), Y(0) - Y(off)); }
+      for (var b = next[HEAD]; b !== HEAD; b = next[b]) {
+        if (lastS[b] === s - 1 && runX[b] >= 0 && runOff[b] === off) lastS[b] = s;
+        else { if (runX[b] >= 0) flush(b); runX[b] = s; runOff[b] = off; lastS[b] = s; }
+        off += lv.size[b];
+        live.push(b);
+      }
+      for (var c = 0; c < cur.length; c++) if (lastS[cur[c]] !== s && runX[cur[c]] >= 0) flush(cur[c]);
+      cur = live;
+      for (; k < j; k++) apply(k);
+    }
+    for (var c2 = 0; c2 < cur.length; c2++) if (runX[cur[c2]] >= 0) flush(cur[c2]);
+    TL.samples = samples;
+    g.strokeStyle = '#000'; g.lineWidth = 1.5;
+    hl.forEach(function (r) { g.strokeRect(r[0], r[1], r[2], r[3]); });
+    /* the exact total: each bucket's highest and last state */
+    g.strokeStyle = '#222'; g.lineWidth = 1; g.beginPath();
+    var tp = lv.total, started = false, lastY = Y(0);
+    for (var i = 0; i < tp.length; i++) {
+      var x = X(tp[i][0]), y = Y(tp[i][1]);
+      if (tp[i][0] < v0 && i + 1 < tp.length && tp[i + 1][0] < v0) { lastY = y; continue; }
+      if (!started) { g.moveTo(L, i && tp[i][0] > v0 ? lastY : y); started = true; }
+      g.lineTo(Math.max(x, L), lastY); g.lineTo(Math.max(x, L), y); lastY = y;
+      if (tp[i][0] > v1) break;
+    }
+    g.save(); g.beginPath(); g.rect(L, 0, pw, H); g.clip(); g.stroke(); g.restore();
+    /* peak and failures */
+    if (TL.level === 'driver' && P.run.peak_bytes > 0 && P.run.peak_ns >= v0 && P.run.peak_ns <= v1) {
+      g.strokeStyle = '#c0392b'; g.setLineDash([4, 3]); g.beginPath();
+      g.moveTo(X(P.run.peak_ns), T); g.lineTo(X(P.run.peak_ns), T + ph); g.stroke(); g.setLineDash([]);
+      g.fillStyle = '#c0392b'; g.font = '11px sans-serif';
+      g.fillText('peak ' + human(P.run.peak_bytes), Math.min(X(P.run.peak_ns) + 3, W - 90), T + 11);
+    }
+    P.run.failures.forEach(function (fl) {
+      if (fl.ts_ns < v0 || fl.ts_ns > v1) return;
+      var x = X(fl.ts_ns);
+      g.fillStyle = '#c0392b'; g.beginPath(); g.moveTo(x - 5, T + ph); g.lineTo(x + 5, T + ph); g.lineTo(x, T + ph - 9); g.fill();
+    });
+    /* axes */
+    g.fillStyle = '#fff'; g.fillRect(0, 0, L, H); g.fillRect(L + pw, 0, R, H); g.fillRect(0, T + ph, W, B);
+    g.strokeStyle = '#999'; g.strokeRect(L, T, pw, ph);
+    g.fillStyle = '#444'; g.font = '11px sans-serif'; g.textAlign = 'right';
+    var ys = niceBytesStep(ymax, 5);
+    for (var yv = 0; yv <= ymax; yv += ys) { g.fillText(human(yv), L - 4, Y(yv) + 4); g.fillRect(L - 3, Y(yv), 3, 1); }
+    g.textAlign = 'center';
+    var xs = niceStep(span, 8);
+    for (var xv = Math.ceil(v0 / xs) * xs; xv <= v1; xv += xs) { g.fillText(timeText(xv), X(xv), T + ph + 15); g.fillRect(X(xv), T + ph, 1, 3); }
+    g.textAlign = 'left';
+    /* the axes, for tests and tools: plot box (left, right, top, bottom margins in CSS px) and the byte scale */
+    TL.main.setAttribute('data-plot', [L, R, T, B].join(','));
+    TL.main.setAttribute('data-ymax', String(ymax));
+    TL.range.textContent = 'showing ' + timeText(v0) + ' to ' + timeText(v1) + ' of ' + timeText(P.dur);
+    TL.range.setAttribute('data-t0', String(Math.round(v0)));
+    TL.range.setAttribute('data-t1', String(Math.round(v1)));
+    drawOverview(null);
+    drawLegend();
+  }
+
+  function drawOverview(brush) {
+    var P = TL.P, f = fitCanvas(TL.over), g = f.g, W = f.w, H = f.h, L = TL.margin, pw = W - L - 8, ph = H - 4;
+    var ymax = Math.max(P.ymax, 1) * 1.04;
+    function X(t) { return L + t / P.dur * pw; }
+    g.clearRect(0, 0, W, H);
+    g.fillStyle = '#dfe8f3'; g.strokeStyle = '#4e79a7'; g.beginPath(); g.moveTo(L, H - 2);
+    var last = H - 2;
+    P.lv.total.forEach(function (p) { var y = H - 2 - p[1] / ymax * ph; g.lineTo(X(p[0]), last); g.lineTo(X(p[0]), y); last = y; });
+    g.lineTo(L + pw, last); g.lineTo(L + pw, H - 2); g.closePath(); g.fill(); g.stroke();
+    g.fillStyle = 'rgba(0,0,0,0.12)';
+    g.fillRect(L, 0, X(TL.v0) - L, H); g.fillRect(X(TL.v1), 0, L + pw - X(TL.v1), H);
+    g.strokeStyle = '#222'; g.strokeRect(X(TL.v0), 0.5, Math.max(X(TL.v1) - X(TL.v0), 1), H - 1);
+    if (brush) { g.fillStyle = 'rgba(242,142,43,0.3)'; g.fillRect(X(Math.min(brush.a, brush.b)), 0, Math.abs(X(brush.b) - X(brush.a)), H); }
+    g.fillStyle = '#444'; g.font = '11px sans-serif'; g.fillText('overview', 4, 14);
+  }
+
+  function drawLegend() {
+    var lg = TL.legend, P = TL.P, lv = P.lv;
+    lg.textContent = '';
+    var seen = {}, order = [];
+    for (var i = 0; i < P.n; i++) {
+      var s = lv.stack[i], key = TL.colour === 'component' ? (s >= 0 ? STK[s].c : COMPS.length - 1) :
+        TL.colour === 'module' ? (s >= 0 ? STK[s].m : -1) : s;
+      if (!(key in seen)) { seen[key] = {i: i, bytes: 0}; order.push(key); }
+      seen[key].bytes += lv.size[i];
+    }
+    order.sort(function (a, b) { return seen[b].bytes - seen[a].bytes; });
+    order.slice(0, 14).forEach(function (key) {
+      var s = lv.stack[seen[key].i], name = TL.colour === 'component' ? COMPS[key] : TL.colour === 'module' ?
+        (key >= 0 ? S[key] : '[unknown]') : frames(s)[0];
+      var sp = add(lg, 'span');
+      add(sp, 'span', {cls: 'sw', style: 'background:' + bandColour(seen[key].i)});
+      sp.appendChild(document.createTextNode(name));
+    });
+    if (lv.merged_allocs) {
+      var sp = add(lg, 'span');
+      add(sp, 'span', {cls: 'sw', style: 'background:#c8c8c8'});
+      sp.appendChild(document.createTextNode('other (allocations below ' + human(lv.threshold_bytes) + ')'));
+    }
+  }
+
+  /* The band under (x, y) in the last drawing: -1 the "other" band, -2 nothing. */
+  function hit(x, y) {
+    var P = TL.P, lv = P.lv, W = TL.main.clientWidth, H = TL.main.clientHeight, L = TL.margin, pw = W - L - 8, ph = H - 8 - 22;
+    if (!TL.samples || x < L || x > L + pw || y < 8 || y > 8 + ph) return -2;
+    var s = Math.floor((x - L) / 2);
+    if (s < 0 || s >= TL.samples.length) return -2;
+    var ymax = Math.max(P.ymax, P.run.peak_bytes || 0, 1) * 1.04, v = (8 + ph - y) / ph * ymax, smp = TL.samples[s];
+    if (v < smp.base) { TL.hitOther = {t: TL.v0 + (s + 0.5) * (TL.v1 - TL.v0) / TL.samples.length, o: smp.other}; return -1; }
+    var off = smp.base, m = smp.m;
+    for (var i = 0; i < P.n; i++) {
+      if (P.aIx[i] <= m && P.fIx[i] > m) {
+        if (v < off + lv.size[i]) return i;
+        off += lv.size[i];
+      }
+    }
+    return -2;
+  }
+
+  function kv(parent, rows) {
+    var t = add(parent, 'table', {cls: 'kv'});
+    rows.forEach(function (r) { var tr = add(t, 'tr'); add(tr, 'th', {text: r[0]}); add(tr, 'td', {text: r[1], cls: r[2] || ''}); });
+  }
+  function showStack(parent, ix) {
+    var fr = add(parent, 'div', {cls: 'frames', id: 'cmt-detail-stack'});
+    frames(ix).forEach(function (f) { add(fr, 'div', {text: f}); });
+  }
+  function showDetail(i) {
+    var d = TL.detail, P = TL.P, lv = P.lv;
+    d.textContent = '';
+    if (i === -2) { add(d, 'div', {cls: 'dim', text: 'Hover over a band to see its allocation.'}); return; }
+    if (TL.pinned !== -2) add(d, 'div', {cls: 'pinned', text: 'pinned (click it again, or elsewhere, to unpin)'});
+    if (i === -1) {
+      var o = TL.hitOther;
+      add(d, 'h3', {text: 'other (' + exact(o.o.count) + ' allocations)'});
+      kv(d, [['live bytes', bytesText(o.o.bytes), 'cmt-size'], ['allocations', exact(o.o.count) + ' live, each below ' + bytesText(lv.threshold_bytes)],
+        ['when', 'at the end of ' + timeText(Math.floor(o.t / lv.bucket_ns) * lv.bucket_ns) + ' .. ' +
+          timeText((Math.floor(o.t / lv.bucket_ns) + 1) * lv.bucket_ns)],
+        ['merged in all', exact(lv.merged_allocs) + ' allocations, ' + bytesText(lv.merged_bytes)]]);
+      return;
+    }
+    var s = lv.stack[i], fr = frames(s);
+    add(d, 'h3', {text: fr[0]});
+    var life = lv.live[i] ? 'from ' + timeText(lv.start[i]) + ', never freed (live at the end)' :
+      'from ' + timeText(lv.start[i]) + ' to ' + timeText(lv.end[i]) + ' (' + timeText(lv.end[i] - lv.start[i]) + ')';
+    var rows = [['size', bytesText(lv.size[i]), 'cmt-size'], ['lifetime', life],
+      ['component', s >= 0 ? COMPS[STK[s].c] : 'other']];
+    if (TL.level === 'driver') {
+      rows.push(['api', APIS[lv.api[i]] || '?']);
+      rows.push(['kind', KINDS[lv.kind[i]] || '?']);
+      rows.push(['seq', String(lv.seq[i])]);
+    } else rows.push(['allocator entry', String(lv.seq[i])]);
+    rows.push(['device', lv.dev[i] >= 0 ? String(lv.dev[i]) : '?']);
+    if (s >= 0 && STK[s].m >= 0) rows.push(['module', S[STK[s].m]]);
+    kv(d, rows);
+    add(d, 'div', {cls: 'dim', text: TL.level === 'driver' ? 'stack (innermost first):' : 'stack (innermost first; Python and C++ frames):'});
+    showStack(d, s);
+  }
+
+  /* ======================================================================================================
+   * Flame graph of the memory held at the peak */
+
+  function buildFlame(run, sec) {
+    add(sec, 'h2', {text: 'Held at the peak, by stack (flame graph; click a frame to zoom, an ancestor to go back)'});
+    var root = {name: 'all (' + human(run.peak_bytes) + ' at the peak)', bytes: 0, count: 0, kids: {}, list: [], parent: null, depth: 0};
+    run.peak_stacks.forEach(function (p) {
+      var fr = frames(p[0]).slice().reverse(), node = root;
+      root.bytes += p[1]; root.count += p[2];
+      fr.forEach(function (f) {
+        var c = node.kids[f];
+        if (!c) { c = node.kids[f] = {name: f, bytes: 0, count: 0, kids: {}, list: [], parent: node, depth: node.depth + 1}; node.list.push(c); }
+        c.bytes += p[1]; c.count += p[2];
+        node = c;
+      });
+    });
+    (function sortAll(n) { n.list.sort(function (a, b) { return b.bytes - a.bytes; }); n.list.forEach(sortAll); })(root);
+    var ctl = add(sec, 'div', {cls: 'controls'});
+    var back = add(ctl, 'button', {id: 'cmt-flame-reset', text: 'whole peak'});
+    var info = add(sec, 'div', {id: 'cmt-flame-info', cls: 'dim', text: 'Hover a frame for its bytes.'});
+    var box = add(sec, 'div', {cls: 'flame', id: 'cmt-flame'});
+    var focus = root;
+    function render() {
+      box.textContent = '';
+      box.setAttribute('data-root', focus.name);
+      var rows = 0, chain = [];
+      for (var a = focus.parent; a; a = a.parent) chain.unshift(a);
+      chain.forEach(function (a, i) { frame(a, i, 0, 100, true); });
+      var base = chain.length;
+      (function lay(n, depth, left, width) {
+        frame(n, depth, left, width, false);
+        if (depth + 1 > rows) rows = depth + 1;
+        var x = left;
+        n.list.forEach(function (c) {
+          var w = focus.bytes ? c.bytes / focus.bytes * 100 : 0;
+          if (w >= 0.15) lay(c, depth + 1, x, w);
+          x += w;
+        });
+      })(focus, base, 0, 100);
+      box.style.height = (Math.max(rows, base + 1) * 18 + 2) + 'px';
+    }
+    function frame(n, depth, left, width, anc) {
+      var d = add(box, 'div', {cls: 'fr' + (anc ? ' anc' : ''), 'data-name': n.name,
+        style: 'left:' + left + '%;width:' + width + '%;top:' + depth * 18 + 'px;background:' +
+          (n === root ? '#d9d9d9' : 'hsl(' + (20 + hash(n.name) % 40) + ',80%,' + (62 + hash(n.name + 'l') % 14) + '%)')});
+      d.textContent = n.name + '  ' + human(n.bytes);
+      d.title = n.name;
+      d.addEventListener('mouseenter', function () {
+        info.textContent = n.name + ': ' + bytesText(n.bytes) + ' in ' + exact(n.count) + ' allocations, ' +
+          (root.bytes ? (100 * n.bytes / root.bytes).toFixed(1) : '0') + '% of the peak';
+      });
+      d.addEventListener('click', function () { focus = n; render(); });
+    }
+    back.addEventListener('click', function () { focus = root; render(); });
+    render();
+  }
+
+  /* ======================================================================================================
+   * The allocator's segments (blocks and free gaps to scale) at the peak and at each OOM */
+
+  function buildSegments(run, sec) {
+    add(sec, 'h2', {text: 'Allocator segments at the peak and at each out-of-memory'});
+    var ctl = add(sec, 'div', {cls: 'controls'}), lab = add(ctl, 'label', {text: 'moment '}), sel = add(lab, 'select', {id: 'cmt-seg-point'});
+    run.segments.forEach(function (p, i) {
+      add(sel, 'option', {value: i, text: (p.point === 'oom' ? 'out of memory (request ' + human(p.request_bytes) + ')' : 'peak') +
+        ' at ' + timeText(p.ts_ns) + ', device ' + p.device + ': allocated ' + human(p.allocated_bytes) + ' of ' +
+        human(p.reserved_bytes) + ' reserved'});
+    });
+    var info = add(sec, 'div', {id: 'cmt-seg-info', cls: 'dim', text: 'Hover a block for its stack; hatched: free inside a segment.'});
+    var box = add(sec, 'div', {cls: 'segs', id: 'cmt-segments'});
+    function render() {
+      var p = run.segments[+sel.value];
+      box.textContent = '';
+      var max = 1;
+      p.segs.forEach(function (s) { if (s.size > max) max = s.size; });
+      p.segs.slice(0, 400).forEach(function (s) {
+        var used = 0;
+        s.blocks.forEach(function (b) { used += b[1]; });
+        var row = add(box, 'div', {cls: 'seg'});
+        add(row, 'div', {cls: 'lab', text: '0x' + s.addr.toString(16) + '  ' + human(s.size) + ', ' + human(s.size - used) + ' free'});
+        var bar = add(row, 'div', {cls: 'bar', style: 'width:' + Math.max(s.size / max * 70, 1) + '%'});
+        s.blocks.forEach(function (b) {
+          var st = b[2], blk = add(bar, 'div', {cls: 'blk', style: 'left:' + (b[0] / s.size * 100) + '%;width:' +
+            Math.max(b[1] / s.size * 100, 0.2) + '%;background:' + PALETTE[(st >= 0 ? STK[st].c : 10) % PALETTE.length]});
+          blk.addEventListener('mouseenter', function () {
+            info.textContent = 'block of ' + bytesText(b[1]) + ' at offset ' + exact(b[0]) + ': ' + frames(st).slice(0, 4).join('  <  ');
+          });
+        });
+      });
+      if (p.segs.length > 400) add(box, 'div', {cls: 'dim', text: '... ' + (p.segs.length - 400) + ' more segments'});
+    }
+    sel.addEventListener('change', render);
+    render();
+  }
+
+  /* ======================================================================================================
+   * Diff: the two runs' totals over time since each one's start, and growth by stack */
+
+  function buildDiff(sec) {
+    add(sec, 'h2', {text: 'The two runs overlaid (time since each run\'s start)'});
+    var c = add(sec, 'canvas', {id: 'cmt-overlay', style: 'height:260px;border:1px solid #ccc'});
+    var lg = add(sec, 'div', {cls: 'legend'});
+    ['#4e79a7', '#f28e2b'].forEach(function (col, i) {
+      var sp = add(lg, 'span'); add(sp, 'span', {cls: 'sw', style: 'background:' + col});
+      sp.appendChild(document.createTextNode('AB'[i] + ': ' + runs[i].label + ', peak ' + human(runs[i].peak_bytes)));
+    });
+    function drawOverlay() {
+      var f = fitCanvas(c), g = f.g, W = f.w, H = f.h, L = 64, pw = W - L - 8, ph = H - 30;
+      var dur = Math.max(runs[0].duration_ns, runs[1].duration_ns, 1), ymax = 1;
+      runs.forEach(function (r) { r.levels.driver.total.forEach(function (p) { if (p[1] > ymax) ymax = p[1]; }); });
+      ymax *= 1.05;
+      g.clearRect(0, 0, W, H);
+      ['#4e79a7', '#f28e2b'].forEach(function (col, i) {
+        g.strokeStyle = col; g.lineWidth = 1.5; g.setLineDash(i ? [6, 3] : []); g.beginPath();
+        var last = 8 + ph;
+        g.moveTo(L, last);
+        runs[i].levels.driver.total.forEach(function (p) {
+          var x = L + p[0] / dur * pw, y = 8 + ph - p[1] / ymax * ph;
+          g.lineTo(x, last); g.lineTo(x, y); last = y;
+        });
+        g.stroke();
+      });
+      g.setLineDash([]);
+      g.strokeStyle = '#999'; g.lineWidth = 1; g.strokeRect(L, 8, pw, ph);
+      g.fillStyle = '#444'; g.font = '11px sans-serif'; g.textAlign = 'right';
+      var ys = niceBytesStep(ymax, 5);
+      for (var v = 0; v <= ymax; v += ys) g.fillText(human(v), L - 4, 8 + ph - v / ymax * ph + 4);
+      g.textAlign = 'center';
+      var xs = niceStep(dur, 8);
+      for (var t = 0; t <= dur; t += xs) g.fillText(timeText(t), L + t / dur * pw, 8 + ph + 15);
+      g.textAlign = 'left';
+    }
+    drawOverlay();
+    window.addEventListener('resize', drawOverlay);
+    add(sec, 'h2', {text: 'Growth by stack (live at each peak, largest growth first)'});
+    var rows = (D.growth || []).slice(0, 50).map(function (r) {
+      return [{cell: human(r.a), cls: 'n'}, {cell: human(r.b), cls: 'n'}, {cell: signed(r.b - r.a), cls: 'n'}, stackCell(frames(r.stack), 8)];
+    });
+    var t = table(['A', 'B', 'B - A', 'stack (innermost first)'], rows);
+    t.id = 'cmt-growth';
+    sec.appendChild(t);
+    if ((D.growth || []).length > 50) add(sec, 'div', {cls: 'dim', text: '... ' + (D.growth.length - 50) + ' more stacks (diff --json has all)'});
+    if (D.diff_text) { add(sec, 'h2', {text: 'The diff as text'}); add(sec, 'pre', {cls: 'text', text: D.diff_text}); }
+  }
+
+  /* ======================================================================================================
+   * The report model's tables; what-if and OOM verdicts when the report has them */
+
+  function generic(sec, title, id, rows) {
+    add(sec, 'h2', {text: title});
+    if (!Array.isArray(rows)) rows = rows && typeof rows === 'object' ? (Array.isArray(rows.rows) ? rows.rows : [rows]) : [];
+    var keys = [];
+    rows.forEach(function (r) { if (r && typeof r === 'object') Object.keys(r).forEach(function (k) { if (keys.indexOf(k) < 0) keys.push(k); }); });
+    var t = table(keys, rows.map(function (r) {
+      return keys.map(function (k) {
+        var v = r[k];
+        if (typeof v === 'number') return /bytes|size/.test(k) ? {cell: exact(v) + ' (' + human(v) + ')', cls: 'n'} : v;
+        if (Array.isArray(v) && v.every(function (x) { return typeof x === 'string'; })) return {cell: v.join('\n'), cls: 'stack'};
+        return v && typeof v === 'object' ? JSON.stringify(v) : v;
+      });
+    }));
+    t.id = id;
+    sec.appendChild(t);
+  }
+
+  function buildReport(sec) {
+    var R = D.report;
+    if (R.whatif) generic(sec, 'What if: the allocator under other settings and capacities', 'cmt-whatif', R.whatif);
+    if (R.oom_verdicts) generic(sec, 'Out-of-memory verdicts', 'cmt-oom-verdicts', R.oom_verdicts);
+    add(sec, 'h2', {text: 'Live at the peak: top stacks'});
+    sec.appendChild(table(['bytes', 'allocations', 'module', 'stack (innermost first)'], (R.top_at_peak || []).map(function (g) {
+      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack)];
+    })));
+    add(sec, 'h2', {text: 'Live at exit (leaks): ' + human(R.leaked_bytes) + ' in ' + exact(R.leaked_count) + ' allocations'});
+    if ((R.leaks || []).length) sec.appendChild(table(['bytes', 'allocations', 'module', 'stack'], R.leaks.map(function (g) {
+      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack)];
+    })));
+    add(sec, 'h2', {text: 'Failed allocations: ' + (R.failures || []).length});
+    if ((R.failures || []).length) {
+      var f = R.failures, list = f.length > 20 ? f.slice(0, 10).concat([null], f.slice(-10)) : f;
+      sec.appendChild(table(['at', 'api', 'size', 'result', 'device free / total', 'held by the process', 'stack'], list.map(function (x) {
+        if (!x) return ['...', (f.length - 20) + ' more (report --json has all)', '', '', '', '', ''];
+        return [timeText(x.ts_ns), x.api, {cell: human(x.size), cls: 'n'}, {cell: x.result_name || String(x.result), cls: 'bad'},
+          x.free_bytes == null ? '?' : human(x.free_bytes) + ' / ' + human(x.total_bytes), {cell: human(x.live_bytes), cls: 'n'}, stackCell(x.stack)];
+      })));
+    }
+    add(sec, 'h2', {text: 'Largest allocations'});
+    sec.appendChild(table(['size', 'kind', 'api', 'at', 'freed at', 'stack'], (R.largest || []).map(function (x) {
+      return [{cell: human(x.size), cls: 'n'}, x.kind, x.api, timeText(x.ts_ns), x.free_ns == null ? 'never' : timeText(x.free_ns), stackCell(x.stack, 4)];
+    })));
+    if (D.torch_text && D.torch_text.trim()) {
+      add(sec, 'h2', {text: 'Fragmentation, out-of-memory verdicts, components'});
+      add(sec, 'pre', {cls: 'text', text: D.torch_text});
+    }
+  }
+
+  /* ---- the page ---- */
+  if (runs.length) {
+    if (D.kind === 'diff' && runs.length === 2) buildDiff(add(app, 'section', {id: 'cmt-diff'}));
+    buildTimeline();
+    buildFlame(runs[0], add(app, 'section', {id: 'cmt-flame-sec'}));
+    var segRun = runs.filter(function (r) { return r.segments && r.segments.length; })[0];
+    if (segRun) buildSegments(segRun, add(app, 'section', {id: 'cmt-seg-sec'}));
+  }
+  if (D.report) buildReport(add(app, 'section', {id: 'cmt-report'}));
+  add(app, 'p', {cls: 'dim', text: 'Generated by ' + (D.generator || 'cumemtrace') + '. This page fetches nothing.'});
+  window.cmtViewer = {data: D, timeline: function () { return TL; }, setView: function (a, b) { setView(a, b); }};
+  document.body.setAttribute('data-ready', '1');
+})();
