@@ -208,7 +208,8 @@ struct ev {
     int64_t ts, seq;
     int64_t delta;
     int32_t trace;
-    int small;
+    int32_t item;
+    uint8_t small, release;
 };
 
 static int cmp_ev(const void *a, const void *b)
@@ -226,8 +227,60 @@ struct bucket {
     int touched;
 };
 
-static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, stack_fn fn, void *ctx, char *err,
-                      size_t errlen)
+/* The stacks of the items live at the level's peak (event index p of the sorted events): "peak_stacks". */
+static int peak_stacks(struct sbuf *b, const struct item *it, size_t n, const struct ev *ev, size_t p, stack_fn fn,
+                       void *ctx, char *err, size_t errlen)
+{
+    int64_t *rel = malloc((n + 1) * sizeof *rel), *bytes = NULL, *count = NULL;
+    struct imap ix = {0};
+    size_t ng = 0;
+    int rc = -1;
+    if (!rel || !(bytes = calloc(n + 1, sizeof *bytes)) || !(count = calloc(n + 1, sizeof *count))) {
+        cmt_fail(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < 2 * n; i++)
+        if (ev[i].release)
+            rel[ev[i].item] = (int64_t)i;
+    sb_puts(b, ",\"peak_stacks\":[");
+    for (size_t i = 0; n && i <= p; i++) {
+        if (ev[i].release || rel[ev[i].item] <= (int64_t)p)
+            continue; /* a release, or an allocation released by the peak */
+        int64_t k = fn(ctx, &it[ev[i].item], err, errlen);
+        if (k < -1)
+            goto out;
+        int64_t *g = imap_get(&ix, (uint64_t)(k + 1));
+        if (!g) {
+            if (imap_put(&ix, (uint64_t)(k + 1), (int64_t)ng) != 0) {
+                cmt_fail(err, errlen, "out of memory");
+                goto out;
+            }
+            g = imap_get(&ix, (uint64_t)(k + 1));
+            ng++;
+        }
+        bytes[*g] += ev[i].delta;
+        count[*g]++;
+    }
+    /* one row per stack: [stack, bytes, count] */
+    for (size_t i = 0, first = 1; i < ix.cap; i++)
+        if (ix.keys[i] != UINT64_MAX) {
+            int64_t g = ix.vals[i];
+            sb_printf(b, "%s[%lld,%lld,%lld]", first ? "" : ",", (long long)ix.keys[i] - 1, (long long)bytes[g],
+                      (long long)count[g]);
+            first = 0;
+        }
+    sb_putc(b, ']');
+    rc = 0;
+out:
+    free(rel);
+    free(bytes);
+    free(count);
+    imap_free(&ix);
+    return rc;
+}
+
+static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, stack_fn fn, void *ctx, int with_peak,
+                      char *err, size_t errlen)
 {
     int64_t thr = 0, merged = 0, merged_bytes = 0;
     struct ev *ev = NULL;
@@ -255,8 +308,8 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
     }
     for (size_t i = 0; i < n; i++) {
         int small = it[i].size < thr;
-        ev[2 * i] = (struct ev){it[i].start, it[i].sseq, it[i].size, it[i].trace, small};
-        ev[2 * i + 1] = (struct ev){it[i].end, it[i].eseq, -it[i].size, it[i].trace, small};
+        ev[2 * i] = (struct ev){it[i].start, it[i].sseq, it[i].size, it[i].trace, (int32_t)i, (uint8_t)small, 0};
+        ev[2 * i + 1] = (struct ev){it[i].end, it[i].eseq, -it[i].size, it[i].trace, (int32_t)i, (uint8_t)small, 1};
         if (small) {
             merged++;
             merged_bytes += it[i].size;
@@ -264,7 +317,8 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
     }
     if (n)
         qsort(ev, 2 * n, sizeof *ev, cmp_ev);
-    int64_t total = 0, ob = 0, oc = 0;
+    int64_t total = 0, ob = 0, oc = 0, best = -1;
+    size_t peak_at = 0;
     for (size_t i = 0; i < 2 * n; i++) {
         int64_t k = (int64_t)((__int128)ev[i].ts * CMT_VIEWER_BUCKETS / dur);
         if (k < 0)
@@ -272,6 +326,10 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
         if (k >= CMT_VIEWER_BUCKETS)
             k = CMT_VIEWER_BUCKETS - 1;
         total += ev[i].delta;
+        if (total > best) {
+            best = total;
+            peak_at = i;
+        }
         if (ev[i].small) {
             ob += ev[i].delta;
             oc += ev[i].delta > 0 ? 1 : -1;
@@ -349,8 +407,11 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
         }
         last = q->end_total;
     }
-    sb_printf(b, ",[%lld,%lld]],\"peak_bytes\":%lld,\"peak_ns\":%lld}", (long long)dur, (long long)last,
+    sb_printf(b, ",[%lld,%lld]],\"peak_bytes\":%lld,\"peak_ns\":%lld", (long long)dur, (long long)last,
               (long long)peak, (long long)peak_ts);
+    if (with_peak && peak_stacks(b, it, n, ev, peak_at, fn, ctx, err, errlen) != 0)
+        goto out;
+    sb_putc(b, '}');
     rc = b->oom ? cmt_fail(err, errlen, "out of memory") : 0;
 out:
     free(ev);
@@ -419,7 +480,7 @@ static int driver_level(struct sbuf *b, struct cmt_html_dict *d, struct cmt_set 
         m.ts = NULL;
     }
     struct drv_ctx c = {d, s};
-    rc = emit_level(b, it, n, dur, drv_stack, &c, err, errlen);
+    rc = emit_level(b, it, n, dur, drv_stack, &c, 0, err, errlen);
 out:
     free(m.ts);
     free(it);
@@ -601,7 +662,7 @@ static int allocator_level(struct sbuf *b, struct al_ctx *c, int64_t dur, int *a
         }
         *any = 1;
     }
-    rc = *any ? emit_level(b, it, n, dur, al_stack, c, err, errlen) : 0;
+    rc = *any ? emit_level(b, it, n, dur, al_stack, c, 1, err, errlen) : 0;
 out:
     free(it);
     return rc;

@@ -151,8 +151,8 @@
 
   var TL = null; /* the timeline's state */
 
-  function buildTimeline() {
-    var sec = add(app, 'section', {id: 'cmt-timeline'});
+  function buildTimeline(sec) {
+    sec.id = 'cmt-timeline';
     add(sec, 'h2', {text: 'Memory over time: every allocation a band'});
     var ctl = add(sec, 'div', {cls: 'controls'});
     var runSel = null;
@@ -179,7 +179,8 @@
     TL = {main: main, over: over, detail: detail, range: range, legend: legend, info: info, colour: 'component',
       run: 0, level: 'driver', v0: 0, v1: 1, P: null, hover: -2, pinned: -2, samples: null, margin: 64};
     var first = true;
-    if (D.level) TL.level = D.level;
+    /* PyTorch traces open on the allocator's blocks (they carry the Python frames) unless the verb said otherwise */
+    TL.level = D.level || (runs[0].levels.allocator ? 'allocator' : 'driver');
     function levels() {
       lvSel.textContent = '';
       var lvs = runs[TL.run].levels;
@@ -202,6 +203,7 @@
         (lv.merged_allocs ? ', ' + exact(lv.merged_allocs) + ' below ' + human(lv.threshold_bytes) + ' merged into "other"' : '');
       showDetail(-2);
       draw();
+      if (FLAME) buildFlame(run, lv, FLAME);
     }
     levels();
     load();
@@ -472,10 +474,14 @@
   /* ======================================================================================================
    * Flame graph of the memory held at the peak */
 
-  function buildFlame(run, sec) {
-    add(sec, 'h2', {text: 'Held at the peak, by stack (flame graph; click a frame to zoom, an ancestor to go back)'});
-    var root = {name: 'all (' + human(run.peak_bytes) + ' at the peak)', bytes: 0, count: 0, kids: {}, list: [], parent: null, depth: 0};
-    run.peak_stacks.forEach(function (p) {
+  var FLAME = null;
+  function buildFlame(run, lv, sec) {
+    sec.textContent = '';
+    var rows0 = lv && lv.peak_stacks ? lv.peak_stacks : run.peak_stacks, peak = lv && lv.peak_stacks ? lv.peak_bytes : run.peak_bytes;
+    add(sec, 'h2', {text: 'Held at the peak, by stack (flame graph of the ' + (lv && lv.peak_stacks ? 'allocator\'s blocks' : 'driver allocations') +
+      '; click a frame to zoom, an ancestor to go back)'});
+    var root = {name: 'all (' + human(peak) + ' at the peak)', bytes: 0, count: 0, kids: {}, list: [], parent: null, depth: 0};
+    rows0.forEach(function (p) {
       var fr = frames(p[0]).slice().reverse(), node = root;
       root.bytes += p[1]; root.count += p[2];
       fr.forEach(function (f) {
@@ -537,28 +543,34 @@
         ' at ' + timeText(p.ts_ns) + ', device ' + p.device + ': allocated ' + human(p.allocated_bytes) + ' of ' +
         human(p.reserved_bytes) + ' reserved'});
     });
-    var info = add(sec, 'div', {id: 'cmt-seg-info', cls: 'dim', text: 'Hover a block for its stack; hatched: free inside a segment.'});
+    var sum = add(sec, 'div', {id: 'cmt-seg-sum'});
+    var info = add(sec, 'div', {id: 'cmt-seg-info', cls: 'dim', text: 'Each bar a segment, to scale; coloured: blocks by component; hatched: free. Hover for details.'});
     var box = add(sec, 'div', {cls: 'segs', id: 'cmt-segments'});
     function render() {
-      var p = run.segments[+sel.value];
+      var p = run.segments[+sel.value], max = 1, free = 0, shown = p.segs.slice(0, 2000);
       box.textContent = '';
-      var max = 1;
-      p.segs.forEach(function (s) { if (s.size > max) max = s.size; });
-      p.segs.slice(0, 400).forEach(function (s) {
+      p.segs.forEach(function (sg) { if (sg.size > max) max = sg.size; });
+      shown.forEach(function (sg) {
         var used = 0;
-        s.blocks.forEach(function (b) { used += b[1]; });
-        var row = add(box, 'div', {cls: 'seg'});
-        add(row, 'div', {cls: 'lab', text: '0x' + s.addr.toString(16) + '  ' + human(s.size) + ', ' + human(s.size - used) + ' free'});
-        var bar = add(row, 'div', {cls: 'bar', style: 'width:' + Math.max(s.size / max * 70, 1) + '%'});
-        s.blocks.forEach(function (b) {
-          var st = b[2], blk = add(bar, 'div', {cls: 'blk', style: 'left:' + (b[0] / s.size * 100) + '%;width:' +
-            Math.max(b[1] / s.size * 100, 0.2) + '%;background:' + PALETTE[(st >= 0 ? STK[st].c : 10) % PALETTE.length]});
-          blk.addEventListener('mouseenter', function () {
-            info.textContent = 'block of ' + bytesText(b[1]) + ' at offset ' + exact(b[0]) + ': ' + frames(st).slice(0, 4).join('  <  ');
+        sg.blocks.forEach(function (b) { used += b[1]; });
+        free += sg.size - used;
+        /* to scale: the largest segment is half a row wide */
+        var bar = add(box, 'div', {cls: 'bar', style: 'width:calc(' + Math.max(sg.size / max * 49.5, 0.4) + '% - 2px)'});
+        var what = 'segment 0x' + sg.addr.toString(16) + ': ' + bytesText(sg.size) + ', ' + exact(sg.blocks.length) +
+          ' blocks, ' + bytesText(sg.size - used) + ' free';
+        bar.addEventListener('mouseenter', function () { info.textContent = what; });
+        sg.blocks.forEach(function (b) {
+          var st = b[2], blk = add(bar, 'div', {cls: 'blk', style: 'left:' + (b[0] / sg.size * 100) + '%;width:' +
+            Math.max(b[1] / sg.size * 100, 0.2) + '%;background:' + PALETTE[(st >= 0 ? STK[st].c : 10) % PALETTE.length]});
+          blk.addEventListener('mouseenter', function (e) {
+            e.stopPropagation();
+            info.textContent = 'block of ' + bytesText(b[1]) + ' at offset ' + exact(b[0]) + ' of ' + what + ';  ' +
+              (st >= 0 ? COMPS[STK[st].c] + ': ' : '') + frames(st).slice(0, 4).join('  <  ');
           });
         });
       });
-      if (p.segs.length > 400) add(box, 'div', {cls: 'dim', text: '... ' + (p.segs.length - 400) + ' more segments'});
+      sum.textContent = exact(p.segs.length) + ' segments, ' + bytesText(p.reserved_bytes) + ' reserved, ' +
+        bytesText(p.allocated_bytes) + ' allocated' + (p.segs.length > shown.length ? ' (the first ' + shown.length + ' drawn)' : '');
     }
     sel.addEventListener('change', render);
     render();
@@ -668,8 +680,9 @@
   /* ---- the page ---- */
   if (runs.length) {
     if (D.kind === 'diff' && runs.length === 2) buildDiff(add(app, 'section', {id: 'cmt-diff'}));
-    buildTimeline();
-    buildFlame(runs[0], add(app, 'section', {id: 'cmt-flame-sec'}));
+    var tsec = add(app, 'section');
+    FLAME = add(app, 'section', {id: 'cmt-flame-sec'});
+    buildTimeline(tsec);
     var segRun = runs.filter(function (r) { return r.segments && r.segments.length; })[0];
     if (segRun) buildSegments(segRun, add(app, 'section', {id: 'cmt-seg-sec'}));
   }
