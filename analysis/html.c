@@ -309,7 +309,9 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
     for (size_t i = 0; i < n; i++) {
         int small = it[i].size < thr;
         ev[2 * i] = (struct ev){it[i].start, it[i].sseq, it[i].size, it[i].trace, (int32_t)i, (uint8_t)small, 0};
-        ev[2 * i + 1] = (struct ev){it[i].end, it[i].eseq, -it[i].size, it[i].trace, (int32_t)i, (uint8_t)small, 1};
+        /* never released: its band reaches the end, but the total keeps it (sorted last, not swept) */
+        ev[2 * i + 1] = (struct ev){it[i].live ? INT64_MAX : it[i].end, it[i].eseq, -it[i].size, it[i].trace,
+                                    (int32_t)i, (uint8_t)small, 1};
         if (small) {
             merged++;
             merged_bytes += it[i].size;
@@ -319,7 +321,7 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
         qsort(ev, 2 * n, sizeof *ev, cmp_ev);
     int64_t total = 0, ob = 0, oc = 0, best = -1;
     size_t peak_at = 0;
-    for (size_t i = 0; i < 2 * n; i++) {
+    for (size_t i = 0; i < 2 * n && ev[i].ts != INT64_MAX; i++) {
         int64_t k = (int64_t)((__int128)ev[i].ts * CMT_VIEWER_BUCKETS / dur);
         if (k < 0)
             k = 0;

@@ -6,8 +6,8 @@
 // page must fetch nothing). Console messages of type error/warning and uncaught exceptions are recorded.
 // Steps (results in order): {"hover_at": [t_ns, bytes]} / {"click_at": [t_ns, bytes]} (a point of the band
 // canvas, placed by the page's own declared axes: data-plot margins, data-ymax, the range's data-t0/t1),
-// returns the detail panel's text; {"wheel_at": [t_ns, deltaY]} returns the new [t0, t1]; {"click": sel};
-// {"text": sel}; {"attr": [sel, name]}; {"screenshot": name} (OUTDIR/name.png, the full page).
+// returns the detail panel's innerText; {"wheel_at": [t_ns, deltaY]} returns the new [t0, t1]; {"click": sel};
+// {"eval": expression} (its value); {"text": sel} (its innerText); {"value": sel} (a form control's value); {"attr": [sel, name]}; {"screenshot": name} (OUTDIR/name.png, the full page).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -44,15 +44,16 @@ async function main() {
       const r = c.getBoundingClientRect();
       const [L, R, T, B] = c.getAttribute('data-plot').split(',').map(Number), ymax = +c.getAttribute('data-ymax');
       const rg = document.getElementById('cmt-range'), t0 = +rg.getAttribute('data-t0'), t1 = +rg.getAttribute('data-t1');
-      const pw = r.width - L - R, ph = r.height - T - B;
-      return [r.left + L + (t - t0) / (t1 - t0) * pw, r.top + T + ph - v / ymax * ph];
+      // the canvas's content box (inside its border) is what the page lays its axes in
+      const pw = c.clientWidth - L - R, ph = c.clientHeight - T - B, x0 = r.left + c.clientLeft, y0 = r.top + c.clientTop;
+      return [x0 + L + (t - t0) / (t1 - t0) * pw, y0 + T + ph - v / ymax * ph];
     }, [t, v]);
     for (const s of steps) {
       if (s.hover_at || s.click_at) {
         const [x, y] = await point(...(s.hover_at || s.click_at));
         await page.mouse.move(x, y);
         if (s.click_at) await page.mouse.click(x, y);
-        out.results.push(await page.textContent('#cmt-detail'));
+        out.results.push(await page.innerText('#cmt-detail'));
       } else if (s.wheel_at) {
         const [x, y] = await point(s.wheel_at[0], 0);
         await page.mouse.move(x, y - 20);
@@ -66,7 +67,11 @@ async function main() {
         await page.click(s.click);
         out.results.push(null);
       } else if (s.text) {
-        out.results.push(await page.textContent(s.text));
+        out.results.push(await page.innerText(s.text));
+      } else if (s.eval) {
+        out.results.push(await page.evaluate(s.eval));
+      } else if (s.value) {
+        out.results.push(await page.inputValue(s.value));
       } else if (s.attr) {
         out.results.push(await page.getAttribute(s.attr[0], s.attr[1]));
       } else if (s.screenshot) {
@@ -77,6 +82,7 @@ async function main() {
   } finally {
     await browser.close();
   }
+  out.requests = [...new Set(out.requests)]; // seen by the route and by the request event
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 main().catch((e) => { process.stderr.write(String(e && e.stack || e) + '\n'); process.exit(1); });
