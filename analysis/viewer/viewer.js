@@ -202,7 +202,8 @@
       info.textContent = exact(lv.allocs) + ' allocations: ' + exact(lv.allocs - lv.merged_allocs) + ' drawn one by one' +
         (lv.merged_allocs ? ', ' + exact(lv.merged_allocs) + ' below ' + human(lv.threshold_bytes) + ' merged into "other"' : '');
       showDetail(-2);
-      draw();
+      showRange();
+      drawNow();
       if (FLAME) buildFlame(run, lv, FLAME);
     }
     levels();
@@ -267,7 +268,21 @@
     if (a < 0) a = 0;
     if (a + span > dur) a = dur - span;
     TL.v0 = a; TL.v1 = a + span;
+    showRange();
     draw();
+  }
+  function showRange() {
+    TL.range.textContent = 'showing ' + timeText(TL.v0) + ' to ' + timeText(TL.v1) + ' of ' + timeText(TL.P.dur);
+    TL.range.setAttribute('data-t0', String(Math.round(TL.v0)));
+    TL.range.setAttribute('data-t1', String(Math.round(TL.v1)));
+  }
+
+  /* Redraws once per frame however many events asked for it (a large trace takes a while to draw). */
+  var drawPending = false;
+  function draw() {
+    if (drawPending) return;
+    drawPending = true;
+    requestAnimationFrame(function () { drawPending = false; drawNow(); });
   }
 
   function bandColour(i) {
@@ -279,7 +294,7 @@
 
   /* Draws the bands of [v0, v1]: per 2-pixel sample, the live bands at the moment of the sample's highest
    * total (so the peak is drawn), stacked oldest first above the "other" band; runs of equal offset merge. */
-  function draw() {
+  function drawNow() {
     var P = TL.P, lv = P.lv, f = fitCanvas(TL.main), g = f.g, W = f.w, H = f.h, L = TL.margin, R = 8, T = 8, B = 22;
     var pw = W - L - R, ph = H - T - B, v0 = TL.v0, v1 = TL.v1, span = v1 - v0;
     var ymax = Math.max(P.ymax, P.run.peak_bytes || 0, 1) * 1.04;
@@ -295,16 +310,25 @@
     function apply(k) { var b = P.evB[k]; if (b >= 0) ins(b); else del(-b - 1); }
     var k = 0, ne = P.evT.length, lo = lowerBound(P.evT, v0);
     for (; k < lo; k++) apply(k);
-    var runX = new Int32Array(n).fill(-1), runOff = new Float64Array(n), lastS = new Int32Array(n).fill(-2);
-    var cur = [], hl = [], samples = new Array(ns), colours = {};
+    /* Each sample is a column of segments [y bottom, y top, colour, one band?, highlighted?]: neighbouring bands
+     * of one colour, and bands thinner than a pixel, share a segment; equal neighbouring columns share rects. */
+    var hl = [], samples = new Array(ns), colours = {}, prevCol = null, runStart = 0;
     function colourOf(b) { var c = colours[b]; if (c === undefined) c = colours[b] = bandColour(b); return c; }
-    function flush(b) {
-      var x0 = X(v0 + runX[b] * dt), x1 = X(v0 + (lastS[b] + 1) * dt), y1 = Y(runOff[b]), y0 = Y(runOff[b] + lv.size[b]);
-      g.fillStyle = colourOf(b);
-      g.fillRect(x0, y0, Math.max(x1 - x0, 0.5), Math.max(y1 - y0, 0.5));
-      if (y1 - y0 > 4) { g.fillStyle = 'rgba(255,255,255,0.7)'; g.fillRect(x0, y0, Math.max(x1 - x0, 0.5), 1); } /* band edge */
-      if (b === TL.hover || b === TL.pinned) hl.push([x0, y0, x1 - x0, y1 - y0]);
-      runX[b] = -1;
+    function flushRun(sEnd) {
+      if (!prevCol) return;
+      var x0 = X(v0 + runStart * dt), w = Math.max(X(v0 + sEnd * dt) - x0, 0.5);
+      for (var q = 0; q < prevCol.length; q += 5) {
+        var yb = prevCol[q], yt = prevCol[q + 1], h = Math.max(yb - yt, 0.5);
+        g.fillStyle = prevCol[q + 2];
+        g.fillRect(x0, yt, w, h);
+        if (prevCol[q + 3] && h > 4) { g.fillStyle = 'rgba(255,255,255,0.7)'; g.fillRect(x0, yt, w, 1); } /* band edge */
+        if (prevCol[q + 4]) hl.push([x0, yt, w, h]);
+      }
+    }
+    function sameCol(a, b) {
+      if (!a || a.length !== b.length) return false;
+      for (var q = 0; q < a.length; q++) if (a[q] !== b[q]) return false;
+      return true;
     }
     for (var s = 0; s < ns; s++) {
       var a = v0 + s * dt, bnd = a + dt, j = k;
@@ -313,20 +337,29 @@
       var best = k > 0 ? P.cum[k - 1] : 0, m = k - 1;
       for (var q = k; q < j; q++) if (P.cum[q] > best) { best = P.cum[q]; m = q; }
       for (; k <= m; k++) apply(k);
-      var oth = otherAt(P, m >= 0 ? Math.max(P.evT[m], a) : a), off = oth.bytes, live = [];
+      var oth = otherAt(P, m >= 0 ? Math.max(P.evT[m], a) : a), off = oth.bytes, col = [];
       samples[s] = {m: k - 1, base: off, other: oth};
-      if (off > 0) { g.fillStyle = '#c8c8c8'; g.fillRect(X(a), Y(off), Math.max(X(bnd) - X(a), 0.5), Y(0) - Y(off)); }
+      if (off > 0) col.push(Y(0), Y(off), '#c8c8c8', 0, 0);
+      var segB = 0, segT = 0, segC = null, nb = 0;
       for (var b = next[HEAD]; b !== HEAD; b = next[b]) {
-        if (lastS[b] === s - 1 && runX[b] >= 0 && runOff[b] === off) lastS[b] = s;
-        else { if (runX[b] >= 0) flush(b); runX[b] = s; runOff[b] = off; lastS[b] = s; }
+        var yb = Y(off), yt = Y(off + lv.size[b]), c = colourOf(b);
         off += lv.size[b];
-        live.push(b);
+        if (b === TL.hover || b === TL.pinned) {
+          if (nb) col.push(segB, segT, segC, nb === 1 ? 1 : 0, 0);
+          col.push(yb, yt, c, 1, 1);
+          nb = 0;
+        } else if (nb && (c === segC || segB - segT < 1)) {
+          segT = yt; nb++;
+        } else {
+          if (nb) col.push(segB, segT, segC, nb === 1 ? 1 : 0, 0);
+          segB = yb; segT = yt; segC = c; nb = 1;
+        }
       }
-      for (var c = 0; c < cur.length; c++) if (lastS[cur[c]] !== s && runX[cur[c]] >= 0) flush(cur[c]);
-      cur = live;
+      if (nb) col.push(segB, segT, segC, nb === 1 ? 1 : 0, 0);
+      if (!sameCol(prevCol, col)) { flushRun(s); prevCol = col; runStart = s; }
       for (; k < j; k++) apply(k);
     }
-    for (var c2 = 0; c2 < cur.length; c2++) if (runX[cur[c2]] >= 0) flush(cur[c2]);
+    flushRun(ns);
     TL.samples = samples;
     g.strokeStyle = '#000'; g.lineWidth = 1.5;
     hl.forEach(function (r) { g.strokeRect(r[0], r[1], r[2], r[3]); });
@@ -366,9 +399,7 @@
     /* the axes, for tests and tools: plot box (left, right, top, bottom margins in CSS px) and the byte scale */
     TL.main.setAttribute('data-plot', [L, R, T, B].join(','));
     TL.main.setAttribute('data-ymax', String(ymax));
-    TL.range.textContent = 'showing ' + timeText(v0) + ' to ' + timeText(v1) + ' of ' + timeText(P.dur);
-    TL.range.setAttribute('data-t0', String(Math.round(v0)));
-    TL.range.setAttribute('data-t1', String(Math.round(v1)));
+    showRange();
     drawOverview(null);
     drawLegend();
   }
@@ -654,11 +685,11 @@
     if (R.oom_verdicts) generic(sec, 'Out-of-memory verdicts', 'cmt-oom-verdicts', R.oom_verdicts);
     add(sec, 'h2', {text: 'Live at the peak: top stacks'});
     sec.appendChild(table(['bytes', 'allocations', 'module', 'stack (innermost first)'], (R.top_at_peak || []).map(function (g) {
-      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack)];
+      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack, 8)];
     })));
     add(sec, 'h2', {text: 'Live at exit (leaks): ' + human(R.leaked_bytes) + ' in ' + exact(R.leaked_count) + ' allocations'});
     if ((R.leaks || []).length) sec.appendChild(table(['bytes', 'allocations', 'module', 'stack'], R.leaks.map(function (g) {
-      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack)];
+      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack, 8)];
     })));
     add(sec, 'h2', {text: 'Failed allocations: ' + (R.failures || []).length});
     if ((R.failures || []).length) {
@@ -666,7 +697,7 @@
       sec.appendChild(table(['at', 'api', 'size', 'result', 'device free / total', 'held by the process', 'stack'], list.map(function (x) {
         if (!x) return ['...', (f.length - 20) + ' more (report --json has all)', '', '', '', '', ''];
         return [timeText(x.ts_ns), x.api, {cell: human(x.size), cls: 'n'}, {cell: x.result_name || String(x.result), cls: 'bad'},
-          x.free_bytes == null ? '?' : human(x.free_bytes) + ' / ' + human(x.total_bytes), {cell: human(x.live_bytes), cls: 'n'}, stackCell(x.stack)];
+          x.free_bytes == null ? '?' : human(x.free_bytes) + ' / ' + human(x.total_bytes), {cell: human(x.live_bytes), cls: 'n'}, stackCell(x.stack, 6)];
       })));
     }
     add(sec, 'h2', {text: 'Largest allocations'});
@@ -691,6 +722,6 @@
   if (D.report) buildReport(add(app, 'section', {id: 'cmt-report'}));
   add(app, 'p', {cls: 'dim', text: 'Generated by ' + (D.generator || 'cumemtrace') + '. This page fetches nothing.'});
   window.cmtViewer = {data: D, timeline: function () { return TL; }, setView: function (a, b) { setView(a, b); },
-    hit: function (x, y) { return hit(x, y); }};
+    hit: function (x, y) { return hit(x, y); }, drawNow: function () { drawNow(); }};
   document.body.setAttribute('data-ready', '1');
 })();
