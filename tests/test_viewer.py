@@ -274,6 +274,36 @@ class BrowserTest(TraceTest):
         self.assertIn("width:100%", r[11].replace(" ", ""))
         self.assertEqual(r[14], "main")
 
+    def test_whatif_and_verdicts_when_the_report_has_them(self):
+        """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)
+        are drawn as tables when present; absent, the page has no such section."""
+        db = basic_trace(self.path("run.db")).close()
+        page = self.path("report.html")
+        cmt("report", "--html", page, db)
+        out = self.drive(page, [{"eval": "[!!document.getElementById('cmt-whatif'), "
+                                         "!!document.getElementById('cmt-oom-verdicts')]"}], "plain")
+        self.quiet(out)
+        self.assertEqual(out["results"], [[False, False]])
+        d = page_data(page)
+        d["report"]["whatif"] = [{"name": "recorded", "capacity_bytes": 24 * GiB, "peak_reserved_bytes": 3 * GiB},
+                                 {"name": "expandable_segments:True", "capacity_bytes": 24 * GiB,
+                                  "peak_reserved_bytes": 2 * GiB + 512 * MiB}]
+        d["report"]["oom_verdicts"] = [{"seq": 14, "size": 4 * GiB, "verdict": "capacity <b>oom</b>"}]
+        html = open(page, encoding="utf-8").read()
+        data = json.dumps(d).replace("<", "\\u003c")
+        fed = self.path("fed.html")
+        with open(fed, "w", encoding="utf-8") as f:
+            f.write(re.sub(r"(id='cmt-data'>).*?(</script>)", lambda m: m.group(1) + data + m.group(2), html,
+                           count=1, flags=re.S))
+        out = self.drive(fed, [{"text": "#cmt-whatif"}, {"text": "#cmt-oom-verdicts"}, {"screenshot": "report-whatif"}],
+                         "fed")
+        self.quiet(out)
+        whatif, verdicts = out["results"][:2]
+        self.assertIn("expandable_segments:True", whatif)
+        self.assertIn("2,684,354,560 (2.50 GiB)", whatif)
+        self.assertIn("4,294,967,296 (4.00 GiB)", verdicts)
+        self.assertIn("capacity <b>oom</b>", verdicts)  # text, never markup
+
     def test_timeline_and_detail_levels(self):
         db = many_trace(self.path("many.db"))
         page = self.path("timeline.html")
@@ -284,6 +314,10 @@ class BrowserTest(TraceTest):
             {"hover_at": [end - 30_000, 40_000_000]},  # inside the merged band (81,920,000 bytes at the end)
             {"hover_at": [end - 30_000, 20_000 * 4096 + MiB // 2]},  # the first big band above it
             {"value": "#cmt-colour"},
+            {"select": ["#cmt-colour", "stack"]},
+            {"text": "#cmt-legend"},
+            {"select": ["#cmt-colour", "component"]},
+            {"text": "#cmt-legend"},
         ], "timeline")
         self.quiet(out)
         r = out["results"]
@@ -292,6 +326,8 @@ class BrowserTest(TraceTest):
         self.assertIn("1,048,576 bytes (1.00 MiB)", r[2])
         self.assertEqual(stack_lines(r[2]), ["big_alloc", "main"])
         self.assertEqual(r[3], "module")  # --by module: the first colouring
+        self.assertEqual(r[5].split("\n")[0], "big_alloc")  # by stack: the legend names the stack's first frame
+        self.assertEqual(r[7].split("\n")[0], "other")  # by component: no rule matches big_alloc
         self.assertLess(out["load_ms"], 10_000)
 
     def test_diff_overlay_and_growth(self):

@@ -7,7 +7,7 @@
 // Steps (results in order): {"hover_at": [t_ns, bytes]} / {"click_at": [t_ns, bytes]} (a point of the band
 // canvas, placed by the page's own declared axes: data-plot margins, data-ymax, the range's data-t0/t1),
 // returns the detail panel's innerText; {"wheel_at": [t_ns, deltaY]} returns the new [t0, t1]; {"click": sel};
-// {"eval": expression} (its value); {"text": sel} (its innerText); {"value": sel} (a form control's value); {"attr": [sel, name]}; {"screenshot": name} (OUTDIR/name.png, the full page).
+// {"select": [sel, value]}; {"eval": expression} (its value); {"text": sel} (its innerText); {"value": sel} (a form control's value); {"attr": [sel, name]}; {"screenshot": name} (OUTDIR/name.png, the full page).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -68,6 +68,10 @@ async function main() {
         out.results.push(null);
       } else if (s.text) {
         out.results.push(await page.innerText(s.text));
+      } else if (s.select) {
+        await page.selectOption(s.select[0], s.select[1]);
+        await page.waitForTimeout(50);
+        out.results.push(null);
       } else if (s.eval) {
         out.results.push(await page.evaluate(s.eval));
       } else if (s.value) {
