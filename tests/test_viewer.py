@@ -273,6 +273,15 @@ class BrowserTest(TraceTest):
         self.assertEqual(r[10], "activations(int)")
         self.assertIn("width:100%", r[11].replace(" ", ""))
         self.assertEqual(r[14], "main")
+        out = self.drive(page, [{"brush": [3_000_000, 9_000_000]}, {"hover_at": [4_500_000, 1.5 * GiB]}], "brush")
+        self.quiet(out)
+        t0, t1 = out["results"][0]
+        # the brushed range, to a pixel of the overview (21 ms over about 900 px)
+        self.assertAlmostEqual(t0, 3_000_000, delta=50_000)
+        self.assertAlmostEqual(t1, 9_000_000, delta=50_000)
+        # at 4.5 ms: A [0, 1 GiB), W [1, 1.25 GiB), X1 [1.25, 1.75 GiB) (512 MiB, activations, 3 to 5 ms)
+        self.assertIn("536,870,912 bytes (512 MiB)", out["results"][1])
+        self.assertIn("from 3.000 ms to 5.000 ms (2.000 ms)", out["results"][1])
 
     def test_whatif_and_verdicts_when_the_report_has_them(self):
         """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)

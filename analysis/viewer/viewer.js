@@ -253,8 +253,9 @@
     function tOver(x) { var w = over.clientWidth; return (x - TL.margin) / (w - TL.margin - 8) * TL.P.dur; }
     over.addEventListener('mousedown', function (e) { brush = {a: tOver(e.offsetX), b: tOver(e.offsetX)}; });
     over.addEventListener('mousemove', function (e) { if (brush) { brush.b = tOver(e.offsetX); drawOverview(brush); } });
-    over.addEventListener('mouseup', function (e) {
+    window.addEventListener('mouseup', function (e) {
       if (!brush) return;
+      if (e.target !== over) { brush = null; drawOverview(null); return; }
       var a = Math.min(brush.a, brush.b), b = Math.max(brush.a, brush.b), span = TL.v1 - TL.v0;
       brush = null;
       if (b - a < TL.P.dur / 500) setView(a - span / 2, a + span / 2); /* a click: centre there */
@@ -418,6 +419,8 @@
     g.strokeStyle = '#222'; g.strokeRect(X(TL.v0), 0.5, Math.max(X(TL.v1) - X(TL.v0), 1), H - 1);
     if (brush) { g.fillStyle = 'rgba(242,142,43,0.3)'; g.fillRect(X(Math.min(brush.a, brush.b)), 0, Math.abs(X(brush.b) - X(brush.a)), H); }
     g.fillStyle = '#444'; g.font = '11px sans-serif'; g.fillText('overview', 4, 14);
+    TL.over.setAttribute('data-plot', L + ',8');  /* left and right margins; the whole run across */
+    TL.over.setAttribute('data-dur', String(P.dur));
   }
 
   function drawLegend() {

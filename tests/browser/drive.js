@@ -63,6 +63,24 @@ async function main() {
           const rg = document.getElementById('cmt-range');
           return [+rg.getAttribute('data-t0'), +rg.getAttribute('data-t1')];
         }));
+      } else if (s.brush) {
+        // a drag over the overview strip from time a to time b; returns the new [t0, t1]
+        const [xa, xb, y] = await page.evaluate(([ta, tb]) => {
+          const c = document.getElementById('cmt-overview');
+          c.scrollIntoView({ block: 'center' });
+          const r = c.getBoundingClientRect(), [L, R] = c.getAttribute('data-plot').split(',').map(Number);
+          const dur = +c.getAttribute('data-dur'), pw = c.clientWidth - L - R, x0 = r.left + c.clientLeft + L;
+          return [x0 + ta / dur * pw, x0 + tb / dur * pw, r.top + r.height / 2];
+        }, s.brush);
+        await page.mouse.move(xa, y);
+        await page.mouse.down();
+        await page.mouse.move(xb, y, { steps: 5 });
+        await page.mouse.up();
+        await page.waitForTimeout(100);
+        out.results.push(await page.evaluate(() => {
+          const rg = document.getElementById('cmt-range');
+          return [+rg.getAttribute('data-t0'), +rg.getAttribute('data-t1')];
+        }));
       } else if (s.click) {
         await page.click(s.click);
         out.results.push(null);
