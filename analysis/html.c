@@ -119,38 +119,35 @@ void cmt_html_dict_free(struct cmt_html_dict *d)
 /* ---------------------------------------------------------------------------------------------------
  * Timestamps of events by seq (the pass keeps seqs only) */
 
+/* The events' (seq, ts) pairs in seq order (the primary key's order): a lookup is a binary search, so sparse
+ * or huge seqs (a damaged trace) cost nothing more. */
 struct tsmap {
-    int64_t base;
-    int64_t *ts;
-    size_t n;
+    int64_t *seq, *ts;
+    size_t n, cap;
 };
 
 static int tsmap_load(struct tsmap *m, struct cmt_trace *t, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    int64_t lo = 0, hi = -1;
-    memset(m, 0, sizeof *m);
-    if (sqlite3_prepare_v2(t->db, "SELECT min(seq), max(seq) FROM events", -1, &st, NULL) != SQLITE_OK)
-        goto bad;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-        lo = sqlite3_column_int64(st, 0);
-        hi = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (hi < lo)
-        return 0;
-    m->base = lo;
-    m->n = (size_t)(hi - lo + 1);
-    if (!(m->ts = calloc(m->n, sizeof *m->ts)))
-        return cmt_fail(err, errlen, "out of memory");
-    if (sqlite3_prepare_v2(t->db, "SELECT seq, ts_ns FROM events", -1, &st, NULL) != SQLITE_OK)
-        goto bad;
     int rc;
+    memset(m, 0, sizeof *m);
+    if (sqlite3_prepare_v2(t->db, "SELECT seq, ts_ns FROM events ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+        goto bad;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t seq = sqlite3_column_int64(st, 0);
-        if (seq >= lo && seq <= hi)
-            m->ts[seq - lo] = sqlite3_column_int64(st, 1);
+        if (m->n == m->cap) {
+            size_t cap = m->cap ? 2 * m->cap : 4096;
+            int64_t *a = realloc(m->seq, cap * sizeof *a), *b = a ? realloc(m->ts, cap * sizeof *b) : NULL;
+            if (a)
+                m->seq = a;
+            if (!a || !b) {
+                sqlite3_finalize(st);
+                return cmt_fail(err, errlen, "out of memory");
+            }
+            m->ts = b;
+            m->cap = cap;
+        }
+        m->seq[m->n] = sqlite3_column_int64(st, 0);
+        m->ts[m->n++] = sqlite3_column_int64(st, 1);
     }
     if (rc != SQLITE_DONE)
         goto bad;
@@ -163,9 +160,22 @@ bad:
 
 static int64_t tsmap_get(const struct tsmap *m, int64_t seq, int64_t dflt)
 {
-    if (!m->ts || seq < m->base || (uint64_t)(seq - m->base) >= m->n)
-        return dflt;
-    return m->ts[seq - m->base];
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->seq[mid] < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < m->n && m->seq[lo] == seq ? m->ts[lo] : dflt;
+}
+
+static void tsmap_free(struct tsmap *m)
+{
+    free(m->seq);
+    free(m->ts);
+    memset(m, 0, sizeof *m);
 }
 
 static int64_t trace_end(const struct cmt_trace *t)
@@ -314,7 +324,8 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
                                     (int32_t)i, (uint8_t)small, 1};
         if (small) {
             merged++;
-            merged_bytes += it[i].size;
+            if (__builtin_add_overflow(merged_bytes, it[i].size, &merged_bytes))
+                goto overflow;
         }
     }
     if (n)
@@ -327,7 +338,8 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
             k = 0;
         if (k >= CMT_VIEWER_BUCKETS)
             k = CMT_VIEWER_BUCKETS - 1;
-        total += ev[i].delta;
+        if (__builtin_add_overflow(total, ev[i].delta, &total))
+            goto overflow;
         if (total > best) {
             best = total;
             peak_at = i;
@@ -415,6 +427,9 @@ static int emit_level(struct sbuf *b, struct item *it, size_t n, int64_t dur, st
         goto out;
     sb_putc(b, '}');
     rc = b->oom ? cmt_fail(err, errlen, "out of memory") : 0;
+    goto out;
+overflow: /* defensive: sizes are checked where they are read, so only a damaged trace sums past 2^63 */
+    cmt_fail(err, errlen, "corrupt trace: allocation sizes sum beyond 2^63 bytes");
 out:
     free(ev);
     free(bk);
@@ -478,13 +493,12 @@ static int driver_level(struct sbuf *b, struct cmt_html_dict *d, struct cmt_set 
             x->api = r->api;
             x->kind = r->kind;
         }
-        free(m.ts);
-        m.ts = NULL;
+        tsmap_free(&m);
     }
     struct drv_ctx c = {d, s};
     rc = emit_level(b, it, n, dur, drv_stack, &c, 0, err, errlen);
 out:
-    free(m.ts);
+    tsmap_free(&m);
     free(it);
     return rc;
 }
@@ -653,6 +667,13 @@ static int allocator_level(struct sbuf *b, struct al_ctx *c, int64_t dur, int *a
             if (x->end < x->start)
                 x->end = x->start;
             x->size = sqlite3_column_type(st, 4) == SQLITE_NULL ? sqlite3_column_int64(st, 5) : sqlite3_column_int64(st, 4);
+            /* what a device can hold (trace.c's bound for driver sizes): anything else is damage */
+            if (x->size < 0 || x->size > ((int64_t)1 << 56)) {
+                cmt_fail(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size (%lld)", t->path,
+                         (long long)x->sseq, (long long)x->size);
+                sqlite3_finalize(st);
+                goto out;
+            }
             x->has_stack = sqlite3_column_type(st, 6) != SQLITE_NULL;
             x->stack_id = sqlite3_column_int64(st, 6);
             x->trace = (int32_t)ti;
