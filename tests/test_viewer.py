@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import shutil
+import sqlite3
 import subprocess
 import unittest
 
@@ -101,6 +102,19 @@ class DataTest(TraceTest):
         self.assertEqual(html.count("</script>"), 2)  # the data element's and the viewer's, nothing else
         self.assertIn("</script><script>alert(1)</script>", page_data(page)["strings"])
 
+    def test_sparse_huge_seqs(self):
+        """Found by tests/fuzz_traces.py: the event times were kept in an array as long as the seq range."""
+        db = basic_trace(self.path("run.db")).close()
+        con = sqlite3.connect(db)
+        con.execute("UPDATE events SET seq = seq * 1000000000000")
+        con.commit()
+        con.close()
+        page = self.path("r.html")
+        cmt("report", "--html", page, db)
+        lv = page_data(page)["runs"][0]["levels"]["driver"]
+        self.assertEqual(lv["start"], [1_000_000, 2_000_000, 3_000_000, 4_000_000, 7_000_000, 9_000_000, 15_000_000])
+        self.assertEqual(lv["end"], [21_000_000, 16_000_000, 5_000_000, 6_000_000, 8_000_000, 19_000_000, 21_000_000])
+
     def test_detail_levels_keep_exact_totals(self):
         db = many_trace(self.path("many.db"))
         page = self.path("m.html")
@@ -183,6 +197,20 @@ class TorchDataTest(TraceTest):
                          [(2 * MiB, [[0, 1024], [1024, 512 * 1024]])])
         self.assertEqual([(s["size"], [b[:2] for b in s["blocks"]]) for s in oom["segs"]], [(2 * MiB, [[0, 1024]])])
         self.assertEqual((peak["allocated_bytes"], peak["reserved_bytes"]), (1024 + 512 * 1024, 2 * MiB))
+
+    def test_impossible_block_size_is_one_line(self):
+        """Found by tests/fuzz_traces.py: a damaged block size overflowed the sums."""
+        db = self.path("t.db")
+        cmt("import-torch", tiny_torch_snapshot(self.path("tiny.pickle")), "-o", db)
+        con = sqlite3.connect(db)
+        con.execute("UPDATE alloc_trace SET block_size = 4611686018427387904 WHERE action = 'alloc'")
+        con.commit()
+        con.close()
+        for argv in (["report", "--html", self.path("r.html"), db], ["timeline", "-o", self.path("t.html"), db]):
+            p = subprocess.run([CUMEMTRACE] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            self.assertIn("impossible size", p.stderr)
 
 
 @unittest.skipIf(MISSING, MISSING or "")
