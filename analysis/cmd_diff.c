@@ -285,20 +285,10 @@ int cmd_diff(int argc, char **argv)
         if (rc != 0 || sb_write(&pic, out_path, err, sizeof err) != 0)
             goto out;
     } else if (out_path) {
-        if (html)
-            sb_printf(&pic, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace diff</title>"
-                            "<style>%s</style></head><body>\n<h1>cumemtrace diff</h1>\n<pre>",
-                      cmt_html_style);
-        if (html && !json)
-            sb_xml(&pic, out.p);
-        if (html)
-            sb_puts(&pic, "</pre>\n");
         if (cmt_svg_overlay(&pic, &a, argv[optind], &bs, argv[optind + 1]) != 0) {
             snprintf(err, sizeof err, "out of memory while drawing");
             goto out;
         }
-        if (html)
-            sb_puts(&pic, "</body></html>\n");
         if (sb_write(&pic, out_path, err, sizeof err) != 0)
             goto out;
     }

@@ -228,10 +228,7 @@ static int write_allocator(struct sbuf *b, const struct cmt_set *s, const struct
         sb_puts(b, "\n]}\n");
         return b->oom ? -1 : 0;
     }
-    int html = !strcmp(format, "html");
-    if (html)
-        sb_printf(b, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace allocator"
-                     "</title><style>%s</style></head><body>\n<h1>Allocator memory over time</h1>\n", cmt_html_style);
+    /* svg (.html goes to the viewer, which has the allocator's blocks) */
     const double W = 960, H = 300, L = 70, T = 30;
     double tmax = (double)(s->tend - s->t0);
     sb_printf(b, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
@@ -289,8 +286,6 @@ static int write_allocator(struct sbuf *b, const struct cmt_set *s, const struct
                   y0 + H + 14, L + W, y0 + H + 14, cmt_time_str(s->tend - s->t0, t2));
     }
     sb_puts(b, "</svg>\n");
-    if (html)
-        sb_puts(b, "</body></html>\n");
     return b->oom ? -1 : 0;
 }
 
