@@ -26,7 +26,7 @@ static void usage(FILE *out)
                  "  A, B      a trace or a directory of per-process traces, one run each\n"
                  "  --json    machine-readable output (exact bytes)\n"
                  "  --top N   rows per table in text (default 20)\n"
-                 "  -o FILE   also write the two timelines overlaid (.svg or .html)\n");
+                 "  -o FILE   also write the two timelines overlaid (.svg), or the viewer with both runs (.html)\n");
 }
 
 struct row {

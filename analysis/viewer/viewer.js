@@ -172,7 +172,7 @@
     var main = add(plots, 'canvas', {id: 'cmt-bands'}), over = add(plots, 'canvas', {id: 'cmt-overview'});
     var legend = add(plots, 'div', {cls: 'legend', id: 'cmt-legend'});
     add(plots, 'div', {cls: 'dim', text: 'wheel: zoom; drag: pan; drag over the strip below: choose a range; ' +
-      'double-click: whole run; hover a band for its stack, click to pin it.'});
+      'double-click: whole run; hover a band for its stack, click to pin it (Escape unpins).'});
     var detail = add(row, 'div', {cls: 'detail', id: 'cmt-detail'});
     add(detail, 'div', {cls: 'dim', text: 'Hover over a band to see its allocation.'});
 
@@ -262,6 +262,9 @@
       else setView(a, b);
     });
     window.addEventListener('resize', function () { draw(); });
+    window.addEventListener('keydown', function (e) {
+      if (e.key === 'Escape' && TL.pinned !== -2) { TL.pinned = -2; showDetail(TL.hover); draw(); }
+    });
   }
 
   function setView(a, b) {
