@@ -193,10 +193,15 @@
     function load() {
       var run = runs[TL.run], lv = run.levels[TL.level];
       TL.P = prepare(run, lv);
-      /* by component when the rules tell components apart, else by stack */
-      var comps = {};
-      for (var i = 0; i < lv.stack.length; i++) comps[lv.stack[i] >= 0 ? STK[lv.stack[i]].c : -1] = 1;
-      TL.colour = colSel.value = D.colour && first ? D.colour : Object.keys(comps).length > 1 ? 'component' : 'stack';
+      /* by component when the rules tell the bytes apart (no component holds 80 % of them), else by stack */
+      var comps = {}, all = 0, most = 0;
+      for (var i = 0; i < lv.stack.length; i++) {
+        var ci = lv.stack[i] >= 0 ? STK[lv.stack[i]].c : -1;
+        comps[ci] = (comps[ci] || 0) + lv.size[i];
+        all += lv.size[i];
+        if (comps[ci] > most) most = comps[ci];
+      }
+      TL.colour = colSel.value = D.colour && first ? D.colour : most <= 0.8 * all ? 'component' : 'stack';
       first = false;
       TL.v0 = 0; TL.v1 = TL.P.dur; TL.hover = -2; TL.pinned = -2;
       info.textContent = exact(lv.allocs) + ' allocations: ' + exact(lv.allocs - lv.merged_allocs) + ' drawn one by one' +
@@ -316,7 +321,7 @@
     for (; k < lo; k++) apply(k);
     /* Each sample is a column of segments [y bottom, y top, colour, one band?, highlighted?]: neighbouring bands
      * of one colour, and bands thinner than a pixel, share a segment; equal neighbouring columns share rects. */
-    var hl = [], samples = new Array(ns), colours = {}, prevCol = null, runStart = 0;
+    var hl = [], samples = new Array(ns), colours = {}, prevCol = null, runStart = 0, OTHER = otherFill(g);
     function colourOf(b) { var c = colours[b]; if (c === undefined) c = colours[b] = bandColour(b); return c; }
     function flushRun(sEnd) {
       if (!prevCol) return;
@@ -343,7 +348,7 @@
       for (; k <= m; k++) apply(k);
       var oth = otherAt(P, m >= 0 ? Math.max(P.evT[m], a) : a), off = oth.bytes, col = [];
       samples[s] = {m: k - 1, base: off, other: oth};
-      if (off > 0) col.push(Y(0), Y(off), '#c8c8c8', 0, 0);
+      if (off > 0) col.push(Y(0), Y(off), OTHER, 0, 0);
       var segB = 0, segT = 0, segC = null, nb = 0;
       for (var b = next[HEAD]; b !== HEAD; b = next[b]) {
         var yb = Y(off), yt = Y(off + lv.size[b]), c = colourOf(b);
@@ -352,7 +357,7 @@
           if (nb) col.push(segB, segT, segC, nb === 1 ? 1 : 0, 0);
           col.push(yb, yt, c, 1, 1);
           nb = 0;
-        } else if (nb && (c === segC || segB - segT < 1)) {
+        } else if (nb && (segB - segT < 1 || (c === segC && yb - yt < 2))) { /* thin: share; else its own edge */
           segT = yt; nb++;
         } else {
           if (nb) col.push(segB, segT, segC, nb === 1 ? 1 : 0, 0);
@@ -426,6 +431,16 @@
     TL.over.setAttribute('data-dur', String(P.dur));
   }
 
+  /* The merged band: grey hatching, unlike any colour a band can have. */
+  function otherFill(g) {
+    var c = document.createElement('canvas');
+    c.width = c.height = 8;
+    var h = c.getContext('2d');
+    h.fillStyle = '#d4d4d4'; h.fillRect(0, 0, 8, 8);
+    h.strokeStyle = '#b0b0b0'; h.lineWidth = 2; h.beginPath(); h.moveTo(0, 8); h.lineTo(8, 0); h.stroke();
+    return g.createPattern(c, 'repeat');
+  }
+
   function drawLegend() {
     var lg = TL.legend, P = TL.P, lv = P.lv;
     lg.textContent = '';
@@ -446,7 +461,7 @@
     });
     if (lv.merged_allocs) {
       var sp = add(lg, 'span');
-      add(sp, 'span', {cls: 'sw', style: 'background:#c8c8c8'});
+      add(sp, 'span', {cls: 'sw', style: 'background:repeating-linear-gradient(45deg,#d4d4d4,#d4d4d4 3px,#b0b0b0 3px,#b0b0b0 4px)'});
       sp.appendChild(document.createTextNode('other (allocations below ' + human(lv.threshold_bytes) + ')'));
     }
   }
