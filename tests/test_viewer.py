@@ -19,7 +19,8 @@ import sqlite3
 import subprocess
 import unittest
 
-from cmtlib import CUMEMTRACE, TraceTest
+import cmtlib
+from cmtlib import CUMEMTRACE, TraceTest, sim_env
 from test_analyzer import basic_trace
 from tracebuilder import GiB, MiB, TraceBuilder
 
@@ -213,8 +214,9 @@ class TorchDataTest(TraceTest):
             self.assertIn("impossible size", p.stderr)
 
 
-@unittest.skipIf(MISSING, MISSING or "")
-class BrowserTest(TraceTest):
+class Driving:
+    """drive.js for a TraceTest."""
+
     def drive(self, page, steps, name):
         """Runs drive.js over page; returns its results after checking the page stayed quiet and offline."""
         shots = self.path("shots")
@@ -241,6 +243,9 @@ class BrowserTest(TraceTest):
         self.assertEqual(out["errors"], [], "uncaught exceptions")
         self.assertEqual(out["requests"], [], "requests leaving the page")
 
+
+@unittest.skipIf(MISSING, MISSING or "")
+class BrowserTest(Driving, TraceTest):
     def test_harness_sees_requests_and_errors(self):
         """drive.js must catch what the other tests assert the viewer never does."""
         page = self.path("bad.html")
@@ -402,6 +407,66 @@ class BrowserTest(TraceTest):
         self.assertIn("524,288 bytes (512 KiB)", r[0])
         self.assertEqual(stack_lines(r[0]), ["backward  (/x/model.py:9)"])
         self.assertIn("1 segments, 2,097,152 bytes (2.00 MiB) reserved, 525,312 bytes (513 KiB) allocated", r[1])
+
+
+TORCH_PY = os.environ.get("CMT_TORCH_PYTHON", "")
+TORCH_SKIP = (MISSING or ("real PyTorch runs in the plain suite only (sanitizer build)" if cmtlib.SANITIZER_PRELOAD else
+                          None if TORCH_PY and os.path.exists(TORCH_PY) else
+                          "no PyTorch environment ($CMT_TORCH_PYTHON, from scripts/torch-env)"))
+
+# Two blocks through PyTorch's caching allocator, each from its own Python function.
+TINY_TORCH = """import torch
+
+
+def make_weights():
+    return torch.empty(4 << 20, dtype=torch.uint8, device="cuda")
+
+
+def scratch():
+    t = torch.empty(12 << 20, dtype=torch.uint8, device="cuda")
+    del t
+
+
+w = make_weights()
+scratch()
+torch.cuda.synchronize()
+print("TORCH_PEAK", torch.cuda.max_memory_allocated())
+"""
+
+
+@unittest.skipIf(TORCH_SKIP, TORCH_SKIP or "")
+class RealTorchTest(Driving, TraceTest):
+    def test_allocator_blocks_carry_python_frames(self):
+        """`run --torch` on real PyTorch: the page's allocator level peaks at PyTorch's own max_memory_allocated,
+        and hovering scratch()'s block shows its exact size and its Python frame (file and line)."""
+        prog = self.path("tiny.py")
+        with open(prog, "w") as f:
+            f.write(TINY_TORCH)
+        db = self.path("t.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "H100", "-o", db, "--", TORCH_PY, prog],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        torch_peak = int([l for l in p.stdout.splitlines() if l.startswith("TORCH_PEAK ")][0].split()[1])
+        self.assertEqual(torch_peak, 16 * MiB)
+        page = self.path("torch-real.html")
+        cmt("report", "--html", page, db)
+        d = page_data(page)
+        lv = d["runs"][0]["levels"]["allocator"]
+        self.assertEqual(lv["peak_bytes"], torch_peak)
+        i = lv["size"].index(12 * MiB)
+        a, b = lv["start"][i], lv["end"][i]
+        out = self.drive(page, [
+            {"eval": "cmtViewer.setView(%d, %d)" % (a - (b - a), b + (b - a))},  # its short life, widened 3 times
+            {"hover_at": [(a + b) // 2, 4 * MiB + 6 * MiB]},  # above make_weights' 4 MiB block, which is older
+            {"screenshot": "torch-real"},
+        ], "torch-real")
+        self.quiet(out)
+        detail = out["results"][1]
+        self.assertIn("12,582,912 bytes (12.0 MiB)", detail)
+        self.assertIn("scratch  (%s:9)" % prog, stack_lines(detail))
+        self.assertIn("<module>  (%s:14)" % prog, stack_lines(detail))
 
 
 if __name__ == "__main__":
