@@ -306,7 +306,9 @@ class BrowserTest(Driving, TraceTest):
         self.assertEqual(r[10], "activations(int)")
         self.assertIn("width:100%", r[11].replace(" ", ""))
         self.assertEqual(r[14], "main")
-        out = self.drive(page, [{"brush": [3_000_000, 9_000_000]}, {"hover_at": [4_500_000, 1.5 * GiB]}], "brush")
+        out = self.drive(page, [{"brush": [3_000_000, 9_000_000]}, {"hover_at": [4_500_000, 1.5 * GiB]},
+                                {"drag_at": [6_000_000, -100]},
+                                {"eval": "document.getElementById('cmt-bands').clientWidth"}], "brush")
         self.quiet(out)
         t0, t1 = out["results"][0]
         # the brushed range, to a pixel of the overview (21 ms over about 900 px)
@@ -315,6 +317,11 @@ class BrowserTest(Driving, TraceTest):
         # at 4.5 ms: A [0, 1 GiB), W [1, 1.25 GiB), X1 [1.25, 1.75 GiB) (512 MiB, activations, 3 to 5 ms)
         self.assertIn("536,870,912 bytes (512 MiB)", out["results"][1])
         self.assertIn("from 3.000 ms to 5.000 ms (2.000 ms)", out["results"][1])
+        # dragging 100 px to the left moves the view later by 100 px of its 6 ms span (plot: width - 72 px)
+        p0, p1 = out["results"][2]
+        shift = 100 / (out["results"][3] - 72) * (t1 - t0)
+        self.assertAlmostEqual(p0, t0 + shift, delta=20_000)
+        self.assertAlmostEqual(p1 - p0, t1 - t0, delta=1)
 
     def test_whatif_and_verdicts_when_the_report_has_them(self):
         """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)

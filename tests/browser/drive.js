@@ -63,6 +63,18 @@ async function main() {
           const rg = document.getElementById('cmt-range');
           return [+rg.getAttribute('data-t0'), +rg.getAttribute('data-t1')];
         }));
+      } else if (s.drag_at) {
+        // a drag over the band canvas from time t by dx pixels (a pan); returns the new [t0, t1]
+        const [x, y] = await point(s.drag_at[0], 0);
+        await page.mouse.move(x, y - 20);
+        await page.mouse.down();
+        await page.mouse.move(x + s.drag_at[1], y - 20, { steps: 5 });
+        await page.mouse.up();
+        await page.waitForTimeout(100);
+        out.results.push(await page.evaluate(() => {
+          const rg = document.getElementById('cmt-range');
+          return [+rg.getAttribute('data-t0'), +rg.getAttribute('data-t1')];
+        }));
       } else if (s.brush) {
         // a drag over the overview strip from time a to time b; returns the new [t0, t1]
         const [xa, xb, y] = await page.evaluate(([ta, tb]) => {
