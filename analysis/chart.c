@@ -13,14 +13,6 @@ static const char *const palette[CMT_MAX_LAYERS] = {"#4e79a7", "#f28e2b", "#59a1
                                                     "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
                                                     "#e15759", "#bab0ac", "#86bcb6", "#d37295"};
 
-const char cmt_html_style[] =
-    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#222;max-width:1100px}"
-    "h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}"
-    "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px;text-align:left;vertical-align:top}"
-    "th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
-    "tr:nth-child(even) td{background:#fafafa}.stack{font-family:monospace;font-size:12px;white-space:pre}"
-    ".bad{color:#c0392b;font-weight:600}.dim{color:#777}";
-
 int cmt_panel_points(const struct cmt_set *s, const struct cmt_panel *p, struct cmt_point **out, size_t *n)
 {
     size_t cap = 2 * (size_t)s->opt.points + 2, k = 0;

@@ -1,5 +1,6 @@
 /*
- * chart.h: the timeline as data points and as SVG, shared by `timeline`, `report --html` and `diff -o`.
+ * chart.h: the timeline as data points and as SVG, for `timeline` (.svg, .csv, .json) and `diff -o X.svg`;
+ * the HTML pages are the viewer's (html.h).
  *
  * Runs in the `cumemtrace` command; works on an analyzed cmt_set (cmt_options.timeline set). Writes
  * into an sbuf only.
@@ -31,8 +32,5 @@ int cmt_svg_timeline(struct sbuf *b, const struct cmt_set *s);
 /* Two runs' total device memory over time since each one's start, one above the other's line. */
 int cmt_svg_overlay(struct sbuf *b, const struct cmt_set *a, const char *alabel, const struct cmt_set *bset,
                     const char *blabel);
-
-/* Shared look for the HTML pages. */
-extern const char cmt_html_style[];
 
 #endif

@@ -4,15 +4,17 @@
  * Two runs of one program (each a trace or a directory of per-process traces): the peak of each and the
  * difference; what was live at each peak, per stack and per module, stacks matched by their symbolized
  * frames (addresses differ between runs), the largest growth first; optionally an overlay of the two
- * timelines. Phases (NVTX ranges, analysis/ranges.c): per range name the peak inside it in A and in B and
- * which grew most; --align RANGE pairs the Nth instance of RANGE in A with the Nth in B (step N against
- * step N) and says, per instance, which phase inside it grew.
+ * timelines (.svg), or the viewer page (.html, analysis/html.c) with both runs, their totals overlaid from
+ * each run's start, and growth by stack. Phases (NVTX ranges, analysis/ranges.c): per range name the peak
+ * inside it in A and in B and which grew most; --align RANGE pairs the Nth instance of RANGE in A with the
+ * Nth in B (step N against step N) and says, per instance, which phase inside it grew.
  *
  * Runs in the `cumemtrace` command. Prints only once everything succeeded.
  */
 #include "commands.h"
 
 #include "chart.h"
+#include "html.h"
 #include "ranges.h"
 #include "report.h"
 #include "torch.h"
@@ -29,7 +31,7 @@ static void usage(FILE *out)
                  "  --top N   rows per table in text (default 20)\n"
                  "  --align RANGE  compare the Nth instance of the range named RANGE in A with the Nth in B\n"
                  "            (e.g. step N against step N) and the phases inside each\n"
-                 "  -o FILE   also write the two timelines overlaid (.svg or .html)\n");
+                 "  -o FILE   also write the two timelines overlaid (.svg), or the viewer with both runs (.html)\n");
 }
 
 struct row {
@@ -257,7 +259,11 @@ int cmd_diff(int argc, char **argv)
     struct cmt_torch xa = {0}, xb = {0};
     struct cmt_torch_options to = {0};
     struct sbuf out = {0}, pic = {0};
-    struct cmt_options o = {.timeline = out_path != NULL, .points = 1000, .by = CMT_BY_KIND};
+    struct cmt_options o = {.timeline = out_path != NULL && !html, .points = 1000, .by = CMT_BY_KIND};
+    struct cmt_rules rules = {0};
+    /* the viewer colours by component: the shipped rules when they are beside us, else all "other" */
+    int have_rules = html && cmt_rules_load(&rules, NULL, err, sizeof err) == 0;
+    err[0] = 0;
     memset(&bs, 0, sizeof bs);
     if (cmt_load(&a, argv + optind, 1, &o, err, sizeof err) != 0 ||
         cmt_load(&bs, argv + optind + 1, 1, &o, err, sizeof err) != 0)
@@ -379,21 +385,35 @@ int cmd_diff(int argc, char **argv)
         if (align && aligned_out(&out, 0, top, align, &a, &bs, err, sizeof err) != 0)
             goto out;
     }
-    if (out_path) {
-        if (html)
-            sb_printf(&pic, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace diff</title>"
-                            "<style>%s</style></head><body>\n<h1>cumemtrace diff</h1>\n<pre>",
-                      cmt_html_style);
-        if (html && !json)
-            sb_xml(&pic, out.p);
-        if (html)
-            sb_puts(&pic, "</pre>\n");
+    if (out_path && html) {
+        /* the viewer (analysis/html.c): both runs' bands, their totals overlaid, growth by stack */
+        struct cmt_html_dict d = {.rules = have_rules ? &rules : NULL};
+        struct sbuf data = {0};
+        sb_puts(&data, "{\"kind\":\"diff\",\"title\":\"cumemtrace diff\",\"generator\":\"cumemtrace " CMT_VERSION
+                       "\",\"runs\":[");
+        int rc = cmt_html_run(&data, &d, &a, argv[optind], err, sizeof err);
+        sb_putc(&data, ',');
+        if (rc == 0)
+            rc = cmt_html_run(&data, &d, &bs, argv[optind + 1], err, sizeof err);
+        sb_puts(&data, "],\"growth\":[");
+        for (size_t i = 0; rc == 0 && i < nrows; i++)
+            sb_printf(&data, "%s{\"a\":%lld,\"b\":%lld,\"stack\":%lld}", i ? "," : "", (long long)rows[i].a,
+                      (long long)rows[i].b, (long long)cmt_html_stack(&d, rows[i].stack));
+        sb_puts(&data, "],\"diff_text\":");
+        sb_json_str(&data, json ? "" : out.p);
+        cmt_html_dict_json(&data, &d);
+        sb_putc(&data, '}');
+        if (rc == 0 && cmt_html_page(&pic, "cumemtrace diff", &data) != 0)
+            rc = cmt_fail(err, sizeof err, "out of memory while writing the page");
+        sb_free(&data);
+        cmt_html_dict_free(&d);
+        if (rc != 0 || sb_write(&pic, out_path, err, sizeof err) != 0)
+            goto out;
+    } else if (out_path) {
         if (cmt_svg_overlay(&pic, &a, argv[optind], &bs, argv[optind + 1]) != 0) {
             snprintf(err, sizeof err, "out of memory while drawing");
             goto out;
         }
-        if (html)
-            sb_puts(&pic, "</body></html>\n");
         if (sb_write(&pic, out_path, err, sizeof err) != 0)
             goto out;
     }
@@ -414,6 +434,7 @@ out:
     sb_free(&pic);
     cmt_torch_free(&xa);
     cmt_torch_free(&xb);
+    cmt_rules_free(&rules);
     cmt_set_close(&a);
     cmt_set_close(&bs);
     return status;

@@ -3,13 +3,16 @@
  *
  * What a person asks first: how much device memory the program needed at most, when, and who held it;
  * what was still held at exit; which allocations failed and why. Text by default (aligned tables, human
- * units), --json with exact integers, --html one self-contained page with the timeline.
+ * units), --json with exact integers, --html one self-contained
+ * interactive page (analysis/html.c and analysis/viewer/: bands over time, flame graph of the peak, the allocator's
+ * segments).
  *
  * Runs in the `cumemtrace` command. Builds its whole output in memory and prints it only on success.
  */
 #include "commands.h"
 
 #include "chart.h"
+#include "html.h"
 #include "ranges.h"
 #include "report.h"
 #include "torch.h"
@@ -23,7 +26,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: cumemtrace report [--json] [--html FILE] [--top N] [--rules FILE] [--params N [--mixed]]"
                  " TRACE|DIR...\n"
                  "  --json       machine-readable output (exact bytes, ns since the start)\n"
-                 "  --html FILE  also write one self-contained HTML page (summary, timeline, top stacks)\n"
+                 "  --html FILE  also write the viewer: one self-contained page (every allocation a band over time,\n"
+                 "               hover for its stack, zoom; flame graph of the peak; allocator segments; tables)\n"
                  "  --top N      stacks listed per table (default 10)\n"
                  "  --rules FILE component rules instead of the shipped ones (see share/cumemtrace/torch/rules.txt)\n"
                  "  --params N   the model's parameter count: expected vs measured parameters, gradients and\n"
@@ -476,121 +480,41 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * HTML */
-
-static void html_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int top, int64_t whole)
-{
-    char t1[32], t2[32], t3[16];
-    sb_puts(b, "<table><tr><th>bytes</th><th>share</th><th>allocations</th><th>stack (innermost first)</th></tr>");
-    for (size_t i = 0; i < n && (int)i < top; i++) {
-        sb_printf(b, "<tr><td class='n'>%s</td><td class='n'>%s</td><td class='n'>%s</td><td class='stack'>",
-                  cmt_bytes_str(g[i].bytes, t1), pct(g[i].bytes, whole, t3), cmt_count_str(g[i].count, t2));
-        struct sbuf lines = {0};
-        cmt_stack_lines(&lines, g[i].stack, "", 12);
-        sb_xml(b, lines.p ? lines.p : "");
-        sb_free(&lines);
-        sb_puts(b, "</td></tr>");
-    }
-    sb_puts(b, "</table>");
-}
+ * HTML: the viewer (analysis/html.c) over this report's JSON and the run's bands */
 
 static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
-                       const struct cmt_range_report *rr, int top)
+                       const struct cmt_range_report *rr, int top, const struct cmt_rules *rules, char *err,
+                       size_t errlen)
 {
     struct cmt_set *s = r->s;
-    char t1[32], t2[32], t3[32];
-    sb_printf(b, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace report</title>"
-                 "<style>%s</style></head><body>\n<h1>cumemtrace report</h1>\n",
-              cmt_html_style);
-    sb_puts(b, "<table>");
-    for (size_t ti = 0; ti < s->n; ti++) {
-        struct cmt_trace *t = s->t[ti];
-        sb_puts(b, "<tr><th>program</th><td>");
-        struct sbuf a = {0};
-        argv_text(&a, t->argv);
-        sb_xml(b, a.p ? a.p : "?");
-        sb_free(&a);
-        sb_printf(b, " <span class='dim'>(pid %lld, ", (long long)t->pid);
-        sb_xml(b, t->path);
-        sb_printf(b, ")</span>%s</td></tr>", t->finalized ? "" : " <span class='bad'>not finalized</span>");
-    }
-    sb_printf(b, "<tr><th>duration</th><td>%s, %s events</td></tr>", cmt_time_str(r->duration_ns, t1),
-              cmt_count_str(r->events, t2));
-    sb_printf(b, "<tr><th>peak device memory</th><td><b>%s</b> at %s (seq %lld)</td></tr>", cmt_bytes_str(s->peak, t1),
-              cmt_time_str(s->peak_trace >= 0 ? s->peak_ts - s->t0 : 0, t2), (long long)s->peak_seq);
-    sb_printf(b, "<tr><th>live at exit</th><td>%s in %s allocations</td></tr>", cmt_bytes_str(r->leaked_bytes, t1),
-              cmt_count_str(r->leaked_count, t2));
-    sb_printf(b, "<tr><th>failed allocations</th><td%s>%zu</td></tr>", s->nfails ? " class='bad'" : "", s->nfails);
-    sb_printf(b, "<tr><th>managed / host pinned</th><td>peak %s / %s</td></tr></table>\n",
-              cmt_bytes_str(r->kind_peak[2], t1), cmt_bytes_str(r->kind_peak[3], t2));
-    sb_puts(b, "<h2>Device memory over time</h2>\n");
-    if (cmt_svg_timeline(b, s) != 0)
-        return -1;
-    if (rr->any) {
-        struct sbuf ph = {0};
-        sb_puts(b, "<h2>Phases (NVTX ranges)</h2>\n");
-        if (cmt_ranges_svg(b, s) != 0)
-            return -1;
-        cmt_ranges_text(&ph, rr);
-        sb_puts(b, "<pre>");
-        sb_xml(b, ph.p ? ph.p : "");
-        sb_puts(b, "</pre>\n");
-        sb_free(&ph);
-    }
-    sb_puts(b, "<h2>Live at the peak: top stacks</h2>\n");
-    html_groups(b, r->top, r->ntop, top, s->peak);
-    sb_puts(b, "<h2>Live at the peak: by module</h2>\n<table><tr><th>bytes</th><th>allocations</th><th>module</th></tr>");
-    for (size_t i = 0; i < r->nmods; i++) {
-        sb_printf(b, "<tr><td class='n'>%s</td><td class='n'>%s</td><td>", cmt_bytes_str(r->mods[i].bytes, t1),
-                  cmt_count_str(r->mods[i].count, t2));
-        sb_xml(b, r->mods[i].name);
-        sb_puts(b, "</td></tr>");
-    }
-    sb_puts(b, "</table>\n<h2>Failed allocations</h2>\n");
-    if (!s->nfails)
-        sb_puts(b, "<p>none</p>");
-    else {
-        sb_puts(b, "<table><tr><th>at</th><th>api</th><th>size</th><th>result</th><th>device free / total</th>"
-                   "<th>held by the process</th><th>stack</th></tr>");
-        for (size_t i = 0; i < s->nfails; i++) {
-            if (s->nfails > 2 * CMT_TEXT_EACH_END && i == CMT_TEXT_EACH_END) {
-                sb_printf(b, "<tr><td colspan='7' class='dim'>... %zu more (all of them in report --json)</td></tr>",
-                          s->nfails - 2 * CMT_TEXT_EACH_END);
-                i = s->nfails - CMT_TEXT_EACH_END;
-            }
-            const struct cmt_failure *f = &s->fails[i];
-            const char *rn = cmt_result_name(f->result);
-            sb_printf(b, "<tr><td class='n'>%s</td><td>%s</td><td class='n'>%s</td><td class='bad'>%s (%lld)</td>",
-                      cmt_time_str(f->ts - s->t0, t1), cmt_api_name(f->api), cmt_bytes_str(f->size, t2), rn ? rn : "error",
-                      (long long)f->result);
-            if (f->has_free)
-                sb_printf(b, "<td class='n'>%s / ", cmt_bytes_str(f->free_bytes, t1));
-            else
-                sb_puts(b, "<td class='n'>? / ");
-            sb_printf(b, "%s</td><td class='n'>%s</td><td class='stack'>", f->has_free ? cmt_bytes_str(f->total_bytes, t2) : "?",
-                      cmt_bytes_str(f->live_bytes, t3));
-            struct sbuf lines = {0};
-            cmt_stack_lines(&lines, r->fail_stacks[i], "", 12);
-            sb_xml(b, lines.p ? lines.p : "");
-            sb_free(&lines);
-            sb_puts(b, "</td></tr>");
-        }
-        sb_puts(b, "</table>");
-    }
-    sb_puts(b, "\n<h2>Live at exit (leaks)</h2>\n");
-    if (r->nleaks)
-        html_groups(b, r->leaks, r->nleaks, top, r->leaked_bytes);
-    else
-        sb_puts(b, "<p>nothing</p>");
-    /* Fragmentation, the verdict on every out-of-memory, components: the same words as the text report. */
-    struct sbuf why = {0};
+    struct cmt_html_dict d = {.rules = rules};
+    struct sbuf data = {0}, why = {0};
+    char label[256] = "run";
+    int rc = -1;
+    if (s->n == 1)
+        cmt_trace_label(s->t[0], label, sizeof label);
+    sb_puts(&data, "{\"kind\":\"report\",\"title\":\"cumemtrace report\",\"generator\":\"cumemtrace " CMT_VERSION
+                   "\",\"report\":");
+    report_json(&data, r, x, rr, top);
     cmt_torch_text(&why, x, s);
-    sb_puts(b, "\n<h2>Fragmentation, out-of-memory verdicts, components</h2>\n<pre>");
-    sb_xml(b, why.p ? why.p : "");
-    sb_puts(b, "</pre>");
+    sb_puts(&data, ",\"torch_text\":");
+    sb_json_str(&data, why.p ? why.p : "");
+    sb_puts(&data, ",\"runs\":[");
+    if (cmt_html_run(&data, &d, s, label, err, errlen) != 0)
+        goto out;
+    sb_putc(&data, ']');
+    cmt_html_dict_json(&data, &d);
+    sb_putc(&data, '}');
+    if (cmt_html_page(b, "cumemtrace report", &data) != 0) {
+        snprintf(err, errlen, "out of memory while writing the page");
+        goto out;
+    }
+    rc = 0;
+out:
+    sb_free(&data);
     sb_free(&why);
-    sb_puts(b, "\n<p class='dim'>Generated by cumemtrace " CMT_VERSION ".</p>\n</body></html>\n");
-    return 0;
+    cmt_html_dict_free(&d);
+    return rc;
 }
 
 int cmd_report(int argc, char **argv)
@@ -645,7 +569,9 @@ int cmd_report(int argc, char **argv)
     struct cmt_torch x = {0};
     struct cmt_range_report rr = {0};
     struct sbuf out = {0}, page = {0};
-    struct cmt_options o = {.timeline = html != NULL, .points = 1000, .by = CMT_BY_KIND};
+    struct cmt_options o = {.timeline = 0, .points = 1000, .by = CMT_BY_KIND};
+    struct cmt_rules rules = {0};
+    int have_rules = 0;
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
         cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0 ||
         cmt_ranges_report(&rr, &s, err, sizeof err) != 0)
@@ -654,9 +580,16 @@ int cmd_report(int argc, char **argv)
         report_json(&out, &r, &x, &rr, top);
     else
         report_text(&out, &r, &x, &rr, top);
-    if (html && report_html(&page, &r, &x, &rr, top) != 0) {
-        snprintf(err, sizeof err, "out of memory while drawing the timeline");
-        goto out;
+    if (html) {
+        /* components of the bands: the same rules as the report's (shipped, or --rules) */
+        if (cmt_rules_load(&rules, to.rules, err, sizeof err) != 0) {
+            if (to.rules)
+                goto out;
+            err[0] = 0; /* no shipped rules beside us: every band is "other" by component */
+        } else
+            have_rules = 1;
+        if (report_html(&page, &r, &x, &rr, top, have_rules ? &rules : NULL, err, sizeof err) != 0)
+            goto out;
     }
     if ((html && sb_write(&page, html, err, sizeof err) != 0) || sb_write(&out, NULL, err, sizeof err) != 0)
         goto out;
@@ -671,6 +604,7 @@ out:
     cmt_report_free(&r);
     cmt_torch_free(&x);
     cmt_ranges_report_free(&rr);
+    cmt_rules_free(&rules);
     cmt_set_close(&s);
     return status;
 }

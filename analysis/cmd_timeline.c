@@ -2,7 +2,8 @@
  * cmd_timeline.c: `cumemtrace timeline [--by kind|module|component] [--allocator] [--points N] -o FILE TRACE...`
  *
  * Device memory over time per device, stacked by kind or by module, with the peak and the failures
- * marked. The format follows FILE's extension (or --format): .svg standalone, .html self-contained,
+ * marked. The format follows FILE's extension (or --format): .svg standalone, .html the interactive viewer
+ * (analysis/html.c: every allocation a band, zoom, flame graph; --by picks its first colouring),
  * .csv one row per point, .json the Chrome trace event format (counter tracks and instant events) that
  * Perfetto and chrome://tracing open. Points are the highest and the last state of each of N time buckets,
  * so the peak is always drawn exactly.
@@ -16,6 +17,7 @@
 #include "commands.h"
 
 #include "chart.h"
+#include "html.h"
 #include "ranges.h"
 #include "report.h"
 #include "torch.h"
@@ -159,20 +161,35 @@ static int write_chrome(struct sbuf *b, const struct cmt_set *s)
     return 0;
 }
 
-static int write_html(struct sbuf *b, const struct cmt_set *s)
+/* .html: the viewer (analysis/html.c): every allocation a band, zoom, flame graph of the peak; --by and
+ * --allocator pick what it shows first. */
+static int write_html(struct sbuf *b, struct cmt_set *s, const struct cmt_rules *rules, int allocator, char *err,
+                      size_t errlen)
 {
-    sb_printf(b, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace timeline</title>"
-                 "<style>%s</style></head><body>\n<h1>Device memory over time</h1>\n<p class='dim'>",
-              cmt_html_style);
-    for (size_t i = 0; i < s->n; i++) {
-        sb_xml(b, s->t[i]->path);
-        sb_puts(b, i + 1 < s->n ? ", " : "");
+    struct cmt_html_dict d = {.rules = rules};
+    struct sbuf data = {0};
+    char label[256] = "run";
+    int rc = -1;
+    if (s->n == 1)
+        cmt_trace_label(s->t[0], label, sizeof label);
+    sb_printf(&data, "{\"kind\":\"timeline\",\"title\":\"cumemtrace timeline\",\"generator\":\"cumemtrace " CMT_VERSION
+                     "\",\"level\":\"%s\",\"colour\":\"%s\",\"runs\":[",
+              allocator ? "allocator" : "driver",
+              s->opt.by == CMT_BY_MODULE ? "module" : s->opt.by == CMT_BY_COMPONENT ? "component" : "");
+    if (cmt_html_run(&data, &d, s, label, err, errlen) != 0)
+        goto out;
+    sb_putc(&data, ']');
+    cmt_html_dict_json(&data, &d);
+    sb_putc(&data, '}');
+    if (cmt_html_page(b, "cumemtrace timeline", &data) != 0) {
+        snprintf(err, errlen, "out of memory while writing the page");
+        goto out;
     }
-    sb_puts(b, "</p>\n");
-    if (cmt_svg_timeline(b, s) != 0)
-        return -1;
-    sb_puts(b, "</body></html>\n");
-    return 0;
+    rc = 0;
+out:
+    sb_free(&data);
+    cmt_html_dict_free(&d);
+    return rc;
 }
 
 /* The allocator level: per device, allocated and reserved curves and allocated stacked by component. */
@@ -213,10 +230,7 @@ static int write_allocator(struct sbuf *b, const struct cmt_set *s, const struct
         sb_puts(b, "\n]}\n");
         return b->oom ? -1 : 0;
     }
-    int html = !strcmp(format, "html");
-    if (html)
-        sb_printf(b, "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>cumemtrace allocator"
-                     "</title><style>%s</style></head><body>\n<h1>Allocator memory over time</h1>\n", cmt_html_style);
+    /* svg (.html goes to the viewer, which has the allocator's blocks) */
     const double W = 960, H = 300, L = 70, T = 30;
     double tmax = (double)(s->tend - s->t0);
     sb_printf(b, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
@@ -274,8 +288,6 @@ static int write_allocator(struct sbuf *b, const struct cmt_set *s, const struct
                   y0 + H + 14, L + W, y0 + H + 14, cmt_time_str(s->tend - s->t0, t2));
     }
     sb_puts(b, "</svg>\n");
-    if (html)
-        sb_puts(b, "</body></html>\n");
     return b->oom ? -1 : 0;
 }
 
@@ -364,8 +376,16 @@ int cmd_timeline(int argc, char **argv)
     struct cmt_set s;
     struct sbuf b = {0};
     memset(&s, 0, sizeof s);
-    if ((o.by == CMT_BY_COMPONENT || allocator) && cmt_rules_load(&rules, rules_path, err, sizeof err) != 0)
-        goto out;
+    int html = !strcmp(format, "html"), have_rules = 0;
+    if (o.by == CMT_BY_COMPONENT || allocator || rules_path) {
+        if (cmt_rules_load(&rules, rules_path, err, sizeof err) != 0)
+            goto out;
+        have_rules = 1;
+    } else if (html) {
+        /* the viewer colours by component: the shipped rules when they are beside us, else all "other" */
+        have_rules = cmt_rules_load(&rules, NULL, err, sizeof err) == 0;
+        err[0] = 0;
+    }
     o.rules = &rules;
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0)
         goto out;
@@ -378,13 +398,20 @@ int cmd_timeline(int argc, char **argv)
                                       "run --torch)");
             goto out;
         }
-        rc = write_allocator(&b, &s, curves, ncurves, format);
+        if (html) {
+            if (write_html(&b, &s, &rules, 1, err, sizeof err) != 0)
+                goto out;
+            rc = 0;
+        } else
+            rc = write_allocator(&b, &s, curves, ncurves, format);
+    } else if (html) {
+        if (write_html(&b, &s, have_rules ? &rules : NULL, 0, err, sizeof err) != 0)
+            goto out;
+        rc = 0;
     } else if (!strcmp(format, "csv"))
         rc = write_csv(&b, &s);
     else if (!strcmp(format, "json"))
         rc = write_chrome(&b, &s);
-    else if (!strcmp(format, "html"))
-        rc = write_html(&b, &s);
     else
         rc = cmt_svg_timeline(&b, &s);
     if (rc != 0) {

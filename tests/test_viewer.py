@@ -1,0 +1,480 @@
+"""The viewer (`report --html`, `timeline -o X.html`, `diff -o X.html`) in Debian's chromium driven by
+playwright-core (tests/browser/drive.js): hovering a band shows that allocation's exact size and stack, a
+click pins it, the wheel zooms (the visible range is read from the page), a click on a flame frame zooms into
+it, the allocator's segments of a PyTorch trace, the diff's growth; and on every page no console error, no
+uncaught exception and no request leaving the page (every request is routed: anything but file: and data:
+URLs is recorded and aborted). One screenshot per view goes to $CMT_ARTIFACTS when set. The data in the page
+(detail levels, exact totals) is checked from the JSON itself.
+
+Points on the band canvas are placed from the page's declared axes (data-plot margins, data-ymax, the range's
+data-t0/t1), so a hover at (time, bytes) lands where the hand-computed stack of basic_trace has one allocation.
+Skipped, with the reason, without chromium, node or playwright-core (tests/browser/install.sh installs it)."""
+import json
+import math
+import os
+import pickle
+import re
+import shutil
+import sqlite3
+import subprocess
+import unittest
+
+import cmtlib
+from cmtlib import CUMEMTRACE, TraceTest, sim_env
+from test_analyzer import basic_trace
+from tracebuilder import GiB, MiB, TraceBuilder
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER_DIR = os.path.join(HERE, "browser")
+CHROMIUM = os.environ.get("CMT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+NODE = shutil.which("node")
+PLAYWRIGHT = os.path.isfile(os.path.join(BROWSER_DIR, "node_modules", "playwright-core", "package.json"))
+MISSING = ("chromium is not installed (apt-get install chromium)" if not CHROMIUM else
+           "node is not installed (apt-get install nodejs npm)" if not NODE else
+           "playwright-core is not installed (run tests/browser/install.sh)" if not PLAYWRIGHT else None)
+
+
+def cmt(*args):
+    p = subprocess.run([CUMEMTRACE] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=300)
+    if p.returncode != 0:
+        raise AssertionError("cumemtrace %s exited %d: %s" % (args, p.returncode, p.stderr))
+    return p
+
+
+def page_data(path):
+    """The JSON object the page carries (its '<' are written as \\u003c, which json reads back)."""
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r"<script type='application/json' id='cmt-data'>(.*?)</script>", text, re.S)
+    return json.loads(m.group(1))
+
+
+def stack_lines(detail):
+    """The frames listed in the detail panel's text (innerText: one line each, after the 'stack' heading)."""
+    lines = detail.splitlines()
+    i = next(i for i, l in enumerate(lines) if l.startswith("stack ("))
+    return lines[i + 1:]
+
+
+class DataTest(TraceTest):
+    """The page's data, without a browser."""
+
+    def test_self_contained_and_exact(self):
+        db = basic_trace(self.path("run.db")).close()
+        page = self.path("r.html")
+        text_before = cmt("report", db).stdout
+        p = cmt("report", "--html", page, db)
+        self.assertEqual(p.stdout, text_before)  # the text report is unchanged by --html
+        html = open(page, encoding="utf-8").read()
+        self.assertTrue(html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>"))
+        self.assertNotIn("src=", html)
+        self.assertNotIn("href=", html)
+        self.assertNotIn("http://", html)
+        self.assertNotIn("https://", html)
+        d = page_data(page)
+        self.assertEqual(d["kind"], "report")
+        self.assertEqual(d["report"], json.loads(cmt("report", "--json", db).stdout))  # the report model, whole
+        run = d["runs"][0]
+        lv = run["levels"]["driver"]
+        # seven device-memory allocations (basic_trace), all kept one by one, sorted by start
+        self.assertEqual(lv["size"], [GiB, 256 * MiB, 512 * MiB, 512 * MiB, 768 * MiB, 256 * MiB, GiB])
+        self.assertEqual(lv["start"], [1_000_000, 2_000_000, 3_000_000, 4_000_000, 7_000_000, 9_000_000, 15_000_000])
+        self.assertEqual(lv["end"], [21_000_000, 16_000_000, 5_000_000, 6_000_000, 8_000_000, 19_000_000, 21_000_000])
+        self.assertEqual(lv["live"], [1, 0, 0, 0, 0, 0, 1])
+        self.assertEqual((lv["merged_allocs"], lv["threshold_bytes"]), (0, 0))
+        self.assertEqual(max(v for _, v in lv["total"]), 2 * GiB + 512 * MiB)  # the peak, exact
+        self.assertEqual(lv["total"][-1], [21_000_000, 2 * GiB])  # what is live at the end stays in the total
+        self.assertEqual((run["peak_bytes"], run["peak_ns"]), (2 * GiB + 512 * MiB, 15_000_000))
+        frames = [[d["strings"][f] for f in d["stacks"][s]["f"]] for s in lv["stack"]]
+        self.assertEqual(frames[0], ["Model::load(std::string const&)", "main"])
+        self.assertEqual(frames[6], ["activations(int)", "main"])
+        peak = {tuple(d["strings"][f] for f in d["stacks"][s]["f"]): (b, n) for s, b, n in run["peak_stacks"]}
+        self.assertEqual(peak[("Model::load(std::string const&)", "main")], (GiB + 256 * MiB, 2))
+        self.assertEqual(peak[("activations(int)", "main")], (GiB, 1))
+
+    def test_script_end_in_a_frame_name_stays_data(self):
+        t = TraceBuilder(self.path("x.db"))
+        s = t.stack(["</script><script>alert(1)</script>", "main"])
+        t.alloc(MiB, stack=s)
+        db = t.close()
+        page = self.path("x.html")
+        cmt("report", "--html", page, db)
+        html = open(page, encoding="utf-8").read()
+        self.assertEqual(html.count("</script>"), 2)  # the data element's and the viewer's, nothing else
+        self.assertIn("</script><script>alert(1)</script>", page_data(page)["strings"])
+
+    def test_sparse_huge_seqs(self):
+        """Found by tests/fuzz_traces.py: the event times were kept in an array as long as the seq range."""
+        db = basic_trace(self.path("run.db")).close()
+        con = sqlite3.connect(db)
+        con.execute("UPDATE events SET seq = seq * 1000000000000")
+        con.commit()
+        con.close()
+        page = self.path("r.html")
+        cmt("report", "--html", page, db)
+        lv = page_data(page)["runs"][0]["levels"]["driver"]
+        self.assertEqual(lv["start"], [1_000_000, 2_000_000, 3_000_000, 4_000_000, 7_000_000, 9_000_000, 15_000_000])
+        self.assertEqual(lv["end"], [21_000_000, 16_000_000, 5_000_000, 6_000_000, 8_000_000, 19_000_000, 21_000_000])
+
+    def test_detail_levels_keep_exact_totals(self):
+        db = many_trace(self.path("many.db"))
+        page = self.path("m.html")
+        cmt("timeline", "-o", page, db)
+        lv = page_data(page)["runs"][0]["levels"]["driver"]
+        # 20,100 allocations, at most 20,000 drawn one by one: the 100 large ones; the 20,000 of 4 KiB merged
+        self.assertEqual(lv["allocs"], 20_100)
+        self.assertEqual(lv["threshold_bytes"], 4097)
+        self.assertEqual(len(lv["size"]), 100)
+        self.assertEqual(set(lv["size"]), {MiB})
+        self.assertEqual((lv["merged_allocs"], lv["merged_bytes"]), (20_000, 20_000 * 4096))
+        self.assertEqual((lv["other_bytes"][-1], lv["other_count"][-1]), (20_000 * 4096, 20_000))
+        # bucket k holds the state at its end: allocation i (from 0) is made at (i + 1) us of 20.1 ms
+        dur = page_data(page)["runs"][0]["duration_ns"]
+        self.assertEqual(dur, 20_101_000)
+        k = 999
+        n_live = sum(1 for i in range(20_000) if (i + 1) * 1000 * 4000 // dur <= k)
+        self.assertEqual((lv["other_count"][k], lv["other_bytes"][k]), (n_live, n_live * 4096))
+        self.assertEqual(max(v for _, v in lv["total"]), 20_000 * 4096 + 100 * MiB)
+
+
+def many_trace(path):
+    """20,000 allocations of 4 KiB (small_alloc) 1 us apart, then 100 of 1 MiB (big_alloc); all live at exit."""
+    t = TraceBuilder(path, step_ns=1000)
+    small = t.stack(["small_alloc", "main"])
+    big = t.stack(["big_alloc", "main"])
+    for i in range(20_000):
+        t.alloc(4096, stack=small, at=(i + 1) * 1000)
+    for i in range(100):
+        t.alloc(MiB, stack=big, at=20_001_000 + i * 1000)
+    return t.close()
+
+
+def tiny_torch_snapshot(path):
+    """One 2 MiB segment; forward allocates 1,000 bytes (a 1,024-byte block) at its start, backward 512 KiB right
+    after it, freed again; then a 4 MiB request fails with 1 MiB free on the device."""
+    seg = 0x7f0000000000
+    fa = [{"name": "forward", "filename": "/x/model.py", "line": 3}]
+    fb = [{"name": "backward", "filename": "/x/model.py", "line": 9}]
+    snap = {"segments": [{"device": 0, "address": seg, "total_size": 2 * MiB, "stream": 0, "segment_type": "small",
+                          "allocated_size": 1024, "active_size": 1024, "requested_size": 1000, "blocks": [
+                              {"address": seg, "size": 1024, "requested_size": 1000, "state": "active_allocated",
+                               "frames": fa},
+                              {"address": seg + 1024, "size": 2 * MiB - 1024, "requested_size": 0,
+                               "state": "inactive", "frames": []}]}],
+            "device_traces": [[
+                {"action": "segment_alloc", "addr": seg, "size": 2 * MiB, "stream": 0, "time_us": 1_000_000,
+                 "frames": []},
+                {"action": "alloc", "addr": seg, "size": 1000, "stream": 0, "time_us": 1_000_010, "frames": fa},
+                {"action": "alloc", "addr": seg + 1024, "size": 512 * 1024, "stream": 0, "time_us": 1_000_020,
+                 "frames": fb},
+                {"action": "free_requested", "addr": seg + 1024, "size": 512 * 1024, "stream": 0,
+                 "time_us": 1_000_030, "frames": fb},
+                {"action": "free_completed", "addr": seg + 1024, "size": 512 * 1024, "stream": 0,
+                 "time_us": 1_000_031, "frames": fb},
+                {"action": "oom", "addr": MiB, "size": 4 * MiB, "stream": 0, "time_us": 1_000_040, "frames": fa}]]}
+    with open(path, "wb") as f:
+        pickle.dump(snap, f)
+    return path
+
+
+class TorchDataTest(TraceTest):
+    def test_allocator_blocks_and_segments(self):
+        db = self.path("t.db")
+        cmt("import-torch", tiny_torch_snapshot(self.path("tiny.pickle")), "-o", db)
+        page = self.path("t.html")
+        cmt("report", "--html", page, db)
+        d = page_data(page)
+        run = d["runs"][0]
+        lv = run["levels"]["allocator"]
+        self.assertEqual(lv["size"], [1024, 512 * 1024])
+        self.assertEqual(lv["live"], [1, 0])
+        self.assertEqual([[d["strings"][f] for f in d["stacks"][s]["f"]] for s in lv["stack"]],
+                         [["forward  (/x/model.py:3)"], ["backward  (/x/model.py:9)"]])
+        self.assertEqual(lv["peak_bytes"], 1024 + 512 * 1024)
+        segs = {(p["point"], p["request_bytes"]): p for p in run["segments"]}
+        self.assertEqual(sorted(segs), [("oom", 4 * MiB), ("peak", 0)])
+        peak, oom = segs[("peak", 0)], segs[("oom", 4 * MiB)]
+        self.assertEqual([(s["size"], [b[:2] for b in s["blocks"]]) for s in peak["segs"]],
+                         [(2 * MiB, [[0, 1024], [1024, 512 * 1024]])])
+        self.assertEqual([(s["size"], [b[:2] for b in s["blocks"]]) for s in oom["segs"]], [(2 * MiB, [[0, 1024]])])
+        self.assertEqual((peak["allocated_bytes"], peak["reserved_bytes"]), (1024 + 512 * 1024, 2 * MiB))
+
+    def test_impossible_block_size_is_one_line(self):
+        """Found by tests/fuzz_traces.py: a damaged block size overflowed the sums."""
+        db = self.path("t.db")
+        cmt("import-torch", tiny_torch_snapshot(self.path("tiny.pickle")), "-o", db)
+        con = sqlite3.connect(db)
+        con.execute("UPDATE alloc_trace SET block_size = 4611686018427387904 WHERE action = 'alloc'")
+        con.commit()
+        con.close()
+        for argv in (["report", "--html", self.path("r.html"), db], ["timeline", "-o", self.path("t.html"), db]):
+            p = subprocess.run([CUMEMTRACE] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+            self.assertIn("impossible size", p.stderr)
+
+
+class Driving:
+    """drive.js for a TraceTest."""
+
+    def drive(self, page, steps, name):
+        """Runs drive.js over page; returns its results after checking the page stayed quiet and offline."""
+        shots = self.path("shots")
+        os.makedirs(shots, exist_ok=True)
+        spath = self.path(name + ".steps.json")
+        with open(spath, "w") as f:
+            json.dump(steps, f)
+        env = dict(os.environ, CMT_CHROMIUM=CHROMIUM)
+        p = subprocess.run([NODE, os.path.join(BROWSER_DIR, "drive.js"), page, shots, spath], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=180, env=env, cwd=BROWSER_DIR)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        art = os.environ.get("CMT_ARTIFACTS")
+        for f in os.listdir(shots):
+            with open(os.path.join(shots, f), "rb") as fh:
+                self.assertEqual(fh.read(8), b"\x89PNG\r\n\x1a\n")
+            if art:
+                os.makedirs(art, exist_ok=True)
+                shutil.copy(os.path.join(shots, f), os.path.join(art, "viewer-" + f))
+        return out
+
+    def quiet(self, out):
+        self.assertEqual(out["console"], [], "console errors or warnings")
+        self.assertEqual(out["errors"], [], "uncaught exceptions")
+        self.assertEqual(out["requests"], [], "requests leaving the page")
+
+
+@unittest.skipIf(MISSING, MISSING or "")
+class BrowserTest(Driving, TraceTest):
+    def test_harness_sees_requests_and_errors(self):
+        """drive.js must catch what the other tests assert the viewer never does."""
+        page = self.path("bad.html")
+        with open(page, "w") as f:
+            f.write("<!DOCTYPE html><html><body><img src='http://cumemtrace.invalid/x.png'>"
+                    "<script>console.error('boom'); document.body.setAttribute('data-ready', '1');"
+                    " null.x;</script></body></html>")
+        out = self.drive(page, [], "bad")
+        self.assertEqual(out["requests"], ["http://cumemtrace.invalid/x.png"])
+        self.assertEqual(out["console"][0], "error: boom")
+        self.assertIn("error: Failed to load resource: net::ERR_FAILED", out["console"])  # the aborted request
+        self.assertEqual(len(out["errors"]), 1)
+
+    def test_report_hover_pin_zoom_flame(self):
+        db = basic_trace(self.path("run.db")).close()
+        page = self.path("report.html")
+        cmt("report", "--html", page, db)
+        # at 17.5 ms (basic_trace): A 1 GiB [0, 1 GiB), H 256 MiB [1, 1.25 GiB), Z 1 GiB [1.25, 2.25 GiB)
+        out = self.drive(page, [
+            {"screenshot": "report-timeline"},
+            {"hover_at": [17_500_000, 1.75 * GiB]},
+            {"hover_at": [17_500_000, 0.5 * GiB]},
+            {"wheel_at": [10_000_000, -500]},
+            # at 10 ms: A [0, 1 GiB), W 256 MiB [1, 1.25 GiB) (cublas), H [1.25, 1.5 GiB)
+            {"hover_at": [10_000_000, 1.125 * GiB]},
+            {"click_at": [10_000_000, 1.125 * GiB]},
+            {"hover_at": [10_000_000, 0.5 * GiB]},
+            {"screenshot": "report-zoomed-pinned"},
+            {"attr": ["#cmt-flame", "data-root"]},
+            {"click": "#cmt-flame div.fr[data-name='activations(int)']"},
+            {"attr": ["#cmt-flame", "data-root"]},
+            {"attr": ["#cmt-flame div.fr[data-name='activations(int)']", "style"]},
+            {"screenshot": "report-flame-zoomed"},
+            {"click": "#cmt-flame div.fr.anc[data-name='main']"},
+            {"attr": ["#cmt-flame", "data-root"]},
+        ], "report")
+        self.quiet(out)
+        r = out["results"]
+        z = r[1]
+        self.assertIn("1,073,741,824 bytes (1.00 GiB)", z)
+        self.assertEqual(stack_lines(z), ["activations(int)", "main"])
+        self.assertIn("from 15.000 ms, never freed", z)
+        a = r[2]
+        self.assertIn("1,073,741,824 bytes (1.00 GiB)", a)
+        self.assertEqual(stack_lines(a), ["Model::load(std::string const&)", "main"])
+        t0, t1 = r[3]
+        # wheel up by 500: the span shrinks by exp(-500 * 0.0015) around the time under the mouse (10 ms)
+        self.assertAlmostEqual(t1 - t0, 21_000_000 * math.exp(-0.75), delta=21_000)
+        self.assertAlmostEqual(t0 + (t1 - t0) * 10 / 21, 10_000_000, delta=50_000)
+        w = r[4]
+        self.assertIn("268,435,456 bytes (256 MiB)", w)
+        self.assertEqual(stack_lines(w)[0], "cublasCreate_v2")
+        self.assertIn("from 2.000 ms to 16.000 ms", w)
+        self.assertTrue(r[5].startswith("pinned"), r[5])
+        self.assertIn("cublasCreate_v2", r[6])  # still the pinned one while hovering over A
+        self.assertNotIn("Model::load", r[6])
+        self.assertTrue(r[8].startswith("all (2.50 GiB"), r[8])
+        self.assertEqual(r[10], "activations(int)")
+        self.assertIn("width:100%", r[11].replace(" ", ""))
+        self.assertEqual(r[14], "main")
+        out = self.drive(page, [{"brush": [3_000_000, 9_000_000]}, {"hover_at": [4_500_000, 1.5 * GiB]},
+                                {"drag_at": [6_000_000, -100]},
+                                {"eval": "document.getElementById('cmt-bands').clientWidth"}], "brush")
+        self.quiet(out)
+        t0, t1 = out["results"][0]
+        # the brushed range, to a pixel of the overview (21 ms over about 900 px)
+        self.assertAlmostEqual(t0, 3_000_000, delta=50_000)
+        self.assertAlmostEqual(t1, 9_000_000, delta=50_000)
+        # at 4.5 ms: A [0, 1 GiB), W [1, 1.25 GiB), X1 [1.25, 1.75 GiB) (512 MiB, activations, 3 to 5 ms)
+        self.assertIn("536,870,912 bytes (512 MiB)", out["results"][1])
+        self.assertIn("from 3.000 ms to 5.000 ms (2.000 ms)", out["results"][1])
+        # dragging 100 px to the left moves the view later by 100 px of its 6 ms span (plot: width - 72 px)
+        p0, p1 = out["results"][2]
+        shift = 100 / (out["results"][3] - 72) * (t1 - t0)
+        self.assertAlmostEqual(p0, t0 + shift, delta=20_000)
+        self.assertAlmostEqual(p1 - p0, t1 - t0, delta=1)
+
+    def test_whatif_and_verdicts_when_the_report_has_them(self):
+        """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)
+        are drawn as tables when present; absent, the page has no such section."""
+        db = basic_trace(self.path("run.db")).close()
+        page = self.path("report.html")
+        cmt("report", "--html", page, db)
+        out = self.drive(page, [{"eval": "[!!document.getElementById('cmt-whatif'), "
+                                         "!!document.getElementById('cmt-oom-verdicts')]"}], "plain")
+        self.quiet(out)
+        self.assertEqual(out["results"], [[False, False]])
+        d = page_data(page)
+        d["report"]["whatif"] = [{"name": "recorded", "capacity_bytes": 24 * GiB, "peak_reserved_bytes": 3 * GiB},
+                                 {"name": "expandable_segments:True", "capacity_bytes": 24 * GiB,
+                                  "peak_reserved_bytes": 2 * GiB + 512 * MiB}]
+        d["report"]["oom_verdicts"] = [{"seq": 14, "size": 4 * GiB, "verdict": "capacity <b>oom</b>"}]
+        html = open(page, encoding="utf-8").read()
+        data = json.dumps(d).replace("<", "\\u003c")
+        fed = self.path("fed.html")
+        with open(fed, "w", encoding="utf-8") as f:
+            f.write(re.sub(r"(id='cmt-data'>).*?(</script>)", lambda m: m.group(1) + data + m.group(2), html,
+                           count=1, flags=re.S))
+        out = self.drive(fed, [{"text": "#cmt-whatif"}, {"text": "#cmt-oom-verdicts"}, {"screenshot": "report-whatif"}],
+                         "fed")
+        self.quiet(out)
+        whatif, verdicts = out["results"][:2]
+        self.assertIn("expandable_segments:True", whatif)
+        self.assertIn("2,684,354,560 (2.50 GiB)", whatif)
+        self.assertIn("4,294,967,296 (4.00 GiB)", verdicts)
+        self.assertIn("capacity <b>oom</b>", verdicts)  # text, never markup
+
+    def test_timeline_and_detail_levels(self):
+        db = many_trace(self.path("many.db"))
+        page = self.path("timeline.html")
+        cmt("timeline", "--by", "module", "-o", page, db)
+        end = 20_100_000
+        out = self.drive(page, [
+            {"screenshot": "timeline"},
+            {"hover_at": [end - 30_000, 40_000_000]},  # inside the merged band (81,920,000 bytes at the end)
+            {"hover_at": [end - 30_000, 20_000 * 4096 + MiB // 2]},  # the first big band above it
+            {"value": "#cmt-colour"},
+            {"select": ["#cmt-colour", "stack"]},
+            {"text": "#cmt-legend"},
+            {"select": ["#cmt-colour", "component"]},
+            {"text": "#cmt-legend"},
+        ], "timeline")
+        self.quiet(out)
+        r = out["results"]
+        self.assertIn("other (20,000 allocations)", r[1])
+        self.assertIn("81,920,000 bytes", r[1])
+        self.assertIn("1,048,576 bytes (1.00 MiB)", r[2])
+        self.assertEqual(stack_lines(r[2]), ["big_alloc", "main"])
+        self.assertEqual(r[3], "module")  # --by module: the first colouring
+        self.assertEqual(r[5].split("\n")[0], "big_alloc")  # by stack: the legend names the stack's first frame
+        self.assertEqual(r[7].split("\n")[0], "other")  # by component: no rule matches big_alloc
+        self.assertLess(out["load_ms"], 10_000)
+
+    def test_diff_overlay_and_growth(self):
+        a = basic_trace(self.path("a.db")).close()
+        t = TraceBuilder(self.path("b.db"))
+        s = t.stack(["grow_here", "main"])
+        t.alloc(3 * GiB, stack=s)
+        b = t.close()
+        page = self.path("diff.html")
+        cmt("diff", "-o", page, a, b)
+        out = self.drive(page, [
+            {"screenshot": "diff"},
+            {"text": "#cmt-growth tr:nth-child(2)"},
+            {"attr": ["#cmt-overlay", "id"]},
+        ], "diff")
+        self.quiet(out)
+        row = out["results"][1]
+        self.assertIn("grow_here", row)
+        self.assertIn("+3.00 GiB", row)
+        self.assertEqual(out["results"][2], "cmt-overlay")
+
+    def test_torch_segments(self):
+        db = self.path("t.db")
+        cmt("import-torch", tiny_torch_snapshot(self.path("tiny.pickle")), "-o", db)
+        page = self.path("torch.html")
+        cmt("report", "--html", page, db)
+        # the allocator level opens first: at 25 us forward's 1,024-byte block lies under backward's 512 KiB
+        out = self.drive(page, [
+            {"hover_at": [25_000, 1024 + 256 * 1024]},
+            {"text": "#cmt-seg-sum"},
+            {"screenshot": "torch"},
+        ], "torch")
+        self.quiet(out)
+        r = out["results"]
+        self.assertIn("524,288 bytes (512 KiB)", r[0])
+        self.assertEqual(stack_lines(r[0]), ["backward  (/x/model.py:9)"])
+        self.assertIn("1 segments, 2,097,152 bytes (2.00 MiB) reserved, 525,312 bytes (513 KiB) allocated", r[1])
+
+
+TORCH_PY = os.environ.get("CMT_TORCH_PYTHON", "")
+TORCH_SKIP = (MISSING or ("real PyTorch runs in the plain suite only (sanitizer build)" if cmtlib.SANITIZER_PRELOAD else
+                          None if TORCH_PY and os.path.exists(TORCH_PY) else
+                          "no PyTorch environment ($CMT_TORCH_PYTHON, from scripts/torch-env)"))
+
+# Two blocks through PyTorch's caching allocator, each from its own Python function.
+TINY_TORCH = """import torch
+
+
+def make_weights():
+    return torch.empty(4 << 20, dtype=torch.uint8, device="cuda")
+
+
+def scratch():
+    t = torch.empty(12 << 20, dtype=torch.uint8, device="cuda")
+    del t
+
+
+w = make_weights()
+scratch()
+torch.cuda.synchronize()
+print("TORCH_PEAK", torch.cuda.max_memory_allocated())
+"""
+
+
+@unittest.skipIf(TORCH_SKIP, TORCH_SKIP or "")
+class RealTorchTest(Driving, TraceTest):
+    def test_allocator_blocks_carry_python_frames(self):
+        """`run --torch` on real PyTorch: the page's allocator level peaks at PyTorch's own max_memory_allocated,
+        and hovering scratch()'s block shows its exact size and its Python frame (file and line)."""
+        prog = self.path("tiny.py")
+        with open(prog, "w") as f:
+            f.write(TINY_TORCH)
+        db = self.path("t.db")
+        env = sim_env(preload=False)
+        env.pop("PYTHONPATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "H100", "-o", db, "--", TORCH_PY, prog],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        torch_peak = int([l for l in p.stdout.splitlines() if l.startswith("TORCH_PEAK ")][0].split()[1])
+        self.assertEqual(torch_peak, 16 * MiB)
+        page = self.path("torch-real.html")
+        cmt("report", "--html", page, db)
+        d = page_data(page)
+        lv = d["runs"][0]["levels"]["allocator"]
+        self.assertEqual(lv["peak_bytes"], torch_peak)
+        i = lv["size"].index(12 * MiB)
+        a, b = lv["start"][i], lv["end"][i]
+        out = self.drive(page, [
+            {"eval": "cmtViewer.setView(%d, %d)" % (a - (b - a), b + (b - a))},  # its short life, widened 3 times
+            {"hover_at": [(a + b) // 2, 4 * MiB + 6 * MiB]},  # above make_weights' 4 MiB block, which is older
+            {"screenshot": "torch-real"},
+        ], "torch-real")
+        self.quiet(out)
+        detail = out["results"][1]
+        self.assertIn("12,582,912 bytes (12.0 MiB)", detail)
+        self.assertIn("scratch  (%s:9)" % prog, stack_lines(detail))
+        self.assertIn("<module>  (%s:14)" % prog, stack_lines(detail))
+
+
+if __name__ == "__main__":
+    unittest.main()
