@@ -60,6 +60,15 @@ struct cmt_dev {
     char *name, *uuid;
     int64_t total_bytes; /* 0 when unknown */
     int64_t live, peak, peak_ts, peak_seq;
+    int shared; /* 1 + index into the set's shared[] (one physical GPU: host and uuid); 0 before set */
+};
+
+/* One physical GPU as several processes see it (ranks sharing a device): the same host and device uuid.
+ * Its live bytes are the sum over the processes on it, in the merged time order (analysis/ranks.c). */
+struct cmt_shared_dev {
+    const char *host, *uuid; /* owned by the first trace that named it; uuid NULL: the ordinal is all we know */
+    int64_t device;
+    int64_t live, peak, peak_ts;
 };
 
 struct cmt_failure {
@@ -96,6 +105,7 @@ struct cmt_trace {
     size_t nmaps, mapcap;
     int64_t kind_live[CMT_NKINDS], kind_peak[CMT_NKINDS];
     int64_t live, peak, peak_ts, peak_seq; /* device memory of this process, all devices */
+    int peak_dev;                          /* devs[] slot of the allocation that made the peak */
     int64_t snap_seq;                      /* last seq of this trace processed at the overall peak */
     int exited;                            /* merged pass: the process has ended, its memory is returned */
     int64_t unmatched_releases, failed_releases;
@@ -137,6 +147,8 @@ struct cmt_set {
     int64_t t0, tend; /* the time axis: earliest start, latest event or end */
     int64_t live, peak, peak_ts, peak_seq;
     int peak_trace;
+    struct cmt_shared_dev *shared; /* physical GPUs by host and uuid, with their summed live bytes */
+    size_t nshared, sharedcap;
     struct cmt_failure *fails;
     size_t nfails, failcap;
     /* timeline */

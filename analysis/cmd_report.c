@@ -10,6 +10,7 @@
 #include "commands.h"
 
 #include "chart.h"
+#include "ranks.h"
 #include "report.h"
 #include "torch.h"
 
@@ -126,7 +127,8 @@ static void text_stacks(struct sbuf *b, const struct cmt_group *g, size_t n, int
         sb_printf(b, "  ... %zu more stacks\n", n - (size_t)top);
 }
 
-static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
+static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, const struct cmt_ranks *k,
+                        int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32], t4[16];
@@ -194,6 +196,7 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             sb_printf(b, "  %-28s %-8s %10s %8s %12s %12lld\n", label, "all", cmt_bytes_str(t->peak, t1), "",
                       cmt_time_str(t->peak_ts - s->t0, t2), (long long)t->peak_seq);
     }
+    cmt_ranks_text(b, k, s);
     sb_puts(b, "\nOTHER MEMORY (not counted as device memory)\n");
     sb_printf(b, "  %-34s peak %10s   live at exit %10s\n", "managed (cuMemAllocManaged)",
               cmt_bytes_str(r->kind_peak[2], t1), cmt_bytes_str(r->kind_leaked[2], t2));
@@ -334,7 +337,8 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
     sb_putc(b, ']');
 }
 
-static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, int top)
+static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, const struct cmt_ranks *k,
+                        int top)
 {
     struct cmt_set *s = r->s;
     sb_puts(b, "{\"format\":\"cumemtrace-report\",\"version\":1,\"traces\":[");
@@ -454,6 +458,7 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             first = 0;
         }
     sb_putc(b, '}');
+    cmt_ranks_json(b, k, s);
     cmt_torch_json(b, x, s);
     sb_puts(b, "}\n");
 }
@@ -614,15 +619,17 @@ int cmd_report(int argc, char **argv)
     struct cmt_set s;
     struct cmt_report r = {0};
     struct cmt_torch x = {0};
+    struct cmt_ranks k = {0};
     struct sbuf out = {0}, page = {0};
     struct cmt_options o = {.timeline = html != NULL, .points = 1000, .by = CMT_BY_KIND};
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
-        cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0)
+        cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0 ||
+        cmt_ranks_build(&k, &s, err, sizeof err) != 0)
         goto out;
     if (json)
-        report_json(&out, &r, &x, top);
+        report_json(&out, &r, &x, &k, top);
     else
-        report_text(&out, &r, &x, top);
+        report_text(&out, &r, &x, &k, top);
     if (html && report_html(&page, &r, &x, top) != 0) {
         snprintf(err, sizeof err, "out of memory while drawing the timeline");
         goto out;
@@ -639,6 +646,7 @@ out:
     sb_free(&page);
     cmt_report_free(&r);
     cmt_torch_free(&x);
+    cmt_ranks_free(&k);
     cmt_set_close(&s);
     return status;
 }

@@ -416,6 +416,7 @@ void cmt_set_close(struct cmt_set *s)
         trace_free(s->t[i]);
     free(s->t);
     free(s->fails);
+    free(s->shared);
     for (size_t i = 0; i < s->npanels; i++)
         free(s->panels[i].b);
     free(s->panels);
@@ -667,6 +668,29 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
     return ix;
 }
 
+/* The set's slot for the physical GPU behind a device of a trace: same host and uuid (or ordinal when the
+ * trace has no uuid for it). 0 on success. */
+static int shared_slot(struct cmt_set *s, struct cmt_trace *t, struct cmt_dev *dv)
+{
+    for (size_t i = 0; i < s->nshared; i++) {
+        struct cmt_shared_dev *g = &s->shared[i];
+        int same_host = (!g->host && !t->host) || (g->host && t->host && !strcmp(g->host, t->host));
+        int same_dev = g->uuid || dv->uuid ? g->uuid && dv->uuid && !strcmp(g->uuid, dv->uuid) : g->device == dv->device;
+        if (same_host && same_dev) {
+            dv->shared = (int)i + 1;
+            return 0;
+        }
+    }
+    struct cmt_shared_dev *g = cmt_push(&s->shared, &s->nshared, &s->sharedcap, sizeof *g);
+    if (!g)
+        return -1;
+    g->host = t->host;
+    g->uuid = dv->uuid;
+    g->device = dv->device;
+    dv->shared = (int)s->nshared;
+    return 0;
+}
+
 /* Applies +size or -size of an allocation to every counter and, for device memory, the peaks. */
 static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int sign, int64_t seq, int64_t ts,
                    char *err, size_t errlen)
@@ -684,11 +708,20 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
             dv->peak_ts = ts;
             dv->peak_seq = seq;
         }
+        if (!dv->shared && shared_slot(s, t, dv) != 0)
+            return cmt_fail(err, errlen, "out of memory");
+        struct cmt_shared_dev *g = &s->shared[dv->shared - 1];
+        g->live += d;
+        if (g->live > g->peak) {
+            g->peak = g->live;
+            g->peak_ts = ts;
+        }
         t->live += d;
         if (t->live > t->peak) {
             t->peak = t->live;
             t->peak_ts = ts;
             t->peak_seq = seq;
+            t->peak_dev = r->dev;
         }
         s->live += d;
         if (s->live > s->peak) {
@@ -942,6 +975,9 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
         struct cmt_trace *t = s->t[best];
         if (live[best] == EXIT) {
             s->live -= t->live;
+            for (size_t d = 0; d < t->ndevs; d++)
+                if (t->devs[d].shared)
+                    s->shared[t->devs[d].shared - 1].live -= t->devs[d].live;
             t->exited = 1;
             live[best] = DONE;
             active--;
