@@ -8,8 +8,10 @@
  * Stacks are read only when asked for (cmt_stack_get), one small indexed query each, and cached.
  *
  * Memory accounting (issue 3): device memory counts physical bytes only: kinds device, stream_ordered
- * (until cuMemFreeAsync) and vmm_physical (from cuMemCreate until cuMemRelease). VA reservations and
- * mappings are address space, not memory; managed and host-pinned memory are tracked on their own.
+ * (until cuMemFreeAsync), vmm_physical (from cuMemCreate until the last cuMemRelease of its handle:
+ * cuMemRetainAllocationHandle and an import of a live handle add references) and array. VA reservations
+ * and mappings are address space, not memory; managed, host-pinned, host-registered and imported memory
+ * and graph memory nodes' addresses are tracked on their own.
  * The peak is the first moment the live device bytes of all devices of all traces reached their
  * maximum; per-device and per-process peaks are kept beside it.
  *
@@ -26,12 +28,12 @@
 
 #define CMT_NO_STACK (-1)
 #define CMT_LIVE INT64_MAX
-#define CMT_NKINDS 9  /* kinds are 1..8 */
-#define CMT_NAPIS 28  /* apis are 1..27; slot 0 counts unknown ones */
+#define CMT_NKINDS 13 /* kinds are 1..12 (trace.c asserts it against schema/cmt_events.h) */
+#define CMT_NAPIS 46  /* apis are 1..45; slot 0 counts unknown ones (asserted likewise) */
 #define CMT_MAX_LAYERS 12
 
-/* True for the kinds that count as device memory. */
-#define CMT_KIND_IS_PHYSICAL(k) ((k) == 1 || (k) == 4 || (k) == 6)
+/* True for the kinds that count as device memory: device, stream_ordered, vmm_physical, array. */
+#define CMT_KIND_IS_PHYSICAL(k) ((k) == 1 || (k) == 4 || (k) == 6 || (k) == 10)
 
 /* One successful acquire of memory (kinds device, managed, host_pinned, stream_ordered, vmm_physical).
  * Reservations, mappings and IPC opens are tracked by size only. 32 bytes: 10 M events fit easily. */
@@ -101,6 +103,7 @@ struct cmt_trace {
     struct cmt_rec *recs;
     size_t nrecs, reccap;
     struct imap by_addr, by_reserve, by_handle, by_ipc, stack_ix;
+    struct imap handle_refs; /* handle -> references beyond the first (retains, imports of a live handle) */
     struct cmt_map *maps;
     size_t nmaps, mapcap;
     int64_t kind_live[CMT_NKINDS], kind_peak[CMT_NKINDS];

@@ -10,6 +10,7 @@
 #include "commands.h"
 
 #include "chart.h"
+#include "cmt_events.h"
 #include "ranks.h"
 #include "report.h"
 #include "torch.h"
@@ -209,6 +210,13 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
                   cmt_bytes_str(r->kind_peak[7], t1));
     if (r->kind_peak[8])
         sb_printf(b, "  %-34s peak %10s   (other processes' memory)\n", "IPC opened", cmt_bytes_str(r->kind_peak[8], t1));
+    if (r->kind_peak[CMT_KIND_HOST_REGISTERED])
+        sb_printf(b, "  %-34s peak %10s   live at exit %10s\n", "host registered (cuMemHostRegister)",
+                  cmt_bytes_str(r->kind_peak[CMT_KIND_HOST_REGISTERED], t1),
+                  cmt_bytes_str(r->kind_leaked[CMT_KIND_HOST_REGISTERED], t2));
+    if (r->kind_peak[CMT_KIND_GRAPH])
+        sb_printf(b, "  %-34s peak %10s   (addresses; the graph pool's memory is sampled)\n",
+                  "graph memory nodes", cmt_bytes_str(r->kind_peak[CMT_KIND_GRAPH], t1));
 
     int64_t at_peak_count = 0;
     for (size_t i = 0; i < r->ntop; i++)
@@ -400,6 +408,15 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
               (long long)r->kind_peak[2], (long long)r->kind_leaked[2], (long long)r->kind_peak[3],
               (long long)r->kind_leaked[3], (long long)r->kind_peak[5], (long long)r->kind_leaked[5],
               (long long)r->kind_peak[7], (long long)r->kind_peak[8]);
+    /* inside other_memory, added after the fact: the closing brace above is taken back */
+    b->len--;
+    sb_printf(b,
+              ",\"host_registered\":{\"peak_bytes\":%lld,\"live_at_exit_bytes\":%lld},"
+              "\"graph_nodes\":{\"peak_bytes\":%lld,\"live_at_exit_bytes\":%lld},"
+              "\"vmm_imported\":{\"live_at_exit_bytes\":%lld}}",
+              (long long)r->kind_peak[CMT_KIND_HOST_REGISTERED], (long long)r->kind_leaked[CMT_KIND_HOST_REGISTERED],
+              (long long)r->kind_peak[CMT_KIND_GRAPH], (long long)r->kind_leaked[CMT_KIND_GRAPH],
+              (long long)r->kind_leaked[CMT_KIND_VMM_IMPORTED]);
     sb_puts(b, ",\"top_at_peak\":");
     json_groups(b, r->top, r->ntop, top, 1);
     sb_puts(b, ",\"modules_at_peak\":");

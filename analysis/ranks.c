@@ -268,8 +268,6 @@ void cmt_ranks_json(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_
         OPT("world_size", r->world_size);
         sb_printf(b, ",\"pid\":%lld,\"host\":", (long long)t->pid);
         sb_json_str(b, t->host);
-        sb_puts(b, ",\"path\":");
-        sb_json_str(b, t->path);
         sb_printf(b, ",\"peak_bytes\":%lld,\"peak_ns\":%lld,\"peak_unix_ns\":%lld", (long long)r->peak,
                   (long long)(r->peak ? r->peak_ts - s->t0 : 0), (long long)r->peak_unix_ns);
         sb_puts(b, ",\"device\":");

@@ -38,6 +38,11 @@ static const char *const kind_names[CMT_NKINDS] = {
 #undef X
 };
 
+_Static_assert(CMT_API_COUNT_PLUS_ONE == CMT_NAPIS, "CMT_NAPIS (analysis.h) must follow schema/cmt_events.h");
+#define X(id, name, str) _Static_assert(id < CMT_NKINDS, "CMT_NKINDS (analysis.h) must follow schema/cmt_events.h");
+CMT_KIND_LIST(X)
+#undef X
+
 const char *cmt_api_name(int api) { return api > 0 && api < CMT_NAPIS ? api_names[api] : "unknown"; }
 const char *cmt_kind_name(int kind) { return kind > 0 && kind < CMT_NKINDS ? kind_names[kind] : "unknown"; }
 
@@ -286,6 +291,7 @@ static void trace_free(struct cmt_trace *t)
     imap_free(&t->by_addr);
     imap_free(&t->by_reserve);
     imap_free(&t->by_handle);
+    imap_free(&t->handle_refs);
     imap_free(&t->by_ipc);
     imap_free(&t->stack_ix);
     free(t->path);
@@ -632,7 +638,8 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
 {
     if (s->opt.by == CMT_BY_KIND) {
         switch (r->kind) {
-        case CMT_KIND_DEVICE: return 0;
+        case CMT_KIND_DEVICE:
+        case CMT_KIND_ARRAY: return 0;
         case CMT_KIND_STREAM_ORDERED: return 1;
         case CMT_KIND_VMM_PHYSICAL: return 2;
         case CMT_KIND_MANAGED: return 3;
@@ -796,7 +803,8 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
 
     if (result != 0) {
         if (!CMT_OP_IS_ACQUIRE(op)) {
-            t->failed_releases++;
+            if (CMT_OP_IS_RELEASE(op))
+                t->failed_releases++;
             return 0;
         }
         struct cmt_failure *f = cmt_push(&s->fails, &s->nfails, &s->failcap, sizeof *f);
@@ -819,10 +827,26 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     }
 
     switch (op) {
-    case CMT_OP_ALLOC:
+    case CMT_OP_RETAIN:
     case CMT_OP_CREATE: {
-        if (op == CMT_OP_CREATE)
+        /* Another reference to a handle already live here (a retain, an import of our own export): the
+         * memory stays with the first acquire until the last release. */
+        uint64_t h = (uint64_t)sqlite3_column_int64(st, C_HANDLE);
+        if (imap_get(&t->by_handle, h)) {
+            int64_t *n = imap_get(&t->handle_refs, h);
+            if (imap_put(&t->handle_refs, h, (n ? *n : 0) + 1) != 0)
+                return cmt_fail(err, errlen, "out of memory");
+            return 0;
+        }
+        if (op == CMT_OP_RETAIN) {
+            t->unmatched_releases++; /* a reference to a handle created before tracing began */
+            return 0;
+        }
+        if (kind != CMT_KIND_VMM_IMPORTED)
             kind = CMT_KIND_VMM_PHYSICAL;
+        __attribute__((fallthrough)); /* a new handle: recorded as an allocation is */
+    }
+    case CMT_OP_ALLOC: {
         int dv = dev_slot(t, has_dev, device);
         struct cmt_rec *r = cmt_push(&t->recs, &t->nrecs, &t->reccap, sizeof *r);
         if (dv < 0 || !r)
@@ -845,6 +869,12 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     case CMT_OP_RELEASE: {
         int64_t ix;
         uint64_t key = (uint64_t)(op == CMT_OP_RELEASE ? sqlite3_column_int64(st, C_HANDLE) : addr);
+        int64_t *refs = op == CMT_OP_RELEASE ? imap_get(&t->handle_refs, key) : NULL;
+        if (refs && *refs > 0) {
+            if (--*refs == 0)
+                imap_del(&t->handle_refs, key, &ix);
+            return 0; /* a retained or imported reference given back: the memory stays */
+        }
         if (!imap_del(op == CMT_OP_RELEASE ? &t->by_handle : &t->by_addr, key, &ix)) {
             t->unmatched_releases++; /* allocated before tracing began, or never allocated */
             return 0;

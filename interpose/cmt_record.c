@@ -281,6 +281,20 @@ void cmt_call_end(struct cmt_call *c, int result)
     }
 }
 
+void cmt_record_graph_mem(struct cmt_event *e)
+{
+    const struct cmt_driver *d = cmt_driver();
+    if (!(e->present & CMT_HAS_DEVICE) || !d || !d->device_get_graph_mem_attribute)
+        return;
+    cuuint64_t reserved = 0, used = 0;
+    if (d->device_get_graph_mem_attribute(e->device, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved) != CUDA_SUCCESS ||
+        d->device_get_graph_mem_attribute(e->device, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, &used) != CUDA_SUCCESS)
+        return;
+    e->size = reserved;
+    e->aux = used;
+    e->present |= CMT_HAS_SIZE | CMT_HAS_AUX;
+}
+
 uint64_t cmt_record_range_size(uint64_t address)
 {
     const struct cmt_driver *d = cmt_driver();

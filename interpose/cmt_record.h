@@ -33,6 +33,11 @@ int cmt_call_begin(struct cmt_call *c, int api, int when);
 void cmt_call_end(struct cmt_call *c, int result);
 void cmt_call_commit(struct cmt_call *c);
 
+/* For fills: the device's graph memory pool (cuDeviceGetGraphMemAttribute) into a SAMPLE event: size =
+ * reserved, aux = used, both current. Nothing when the event has no device or the driver cannot say. */
+struct cmt_event;
+void cmt_record_graph_mem(struct cmt_event *e);
+
 /* For fills: the size of the allocation containing a device address (IPC mappings), 0 if unknown. */
 uint64_t cmt_record_range_size(uint64_t address);
 

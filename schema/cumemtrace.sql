@@ -78,9 +78,13 @@ CREATE TABLE events (
     address      INTEGER,              -- pointer returned (acquire) or passed (release); NULL on failure
     size         INTEGER,              -- bytes asked for; for cuMemPoolTrimTo minBytesToKeep
     stream       INTEGER,              -- CUstream for stream-ordered calls
-    handle       INTEGER,              -- CUmemGenericAllocationHandle (create/release/map) or CUmemoryPool
+    handle       INTEGER,              -- CUmemGenericAllocationHandle (create/release/map/retain/import/
+                                       -- export), CUmemoryPool, CUgraph (memory nodes, instantiation) or
+                                       -- CUgraphExec (launch)
     aux          INTEGER,              -- per api: pitch (cuMemAllocPitch), offset (cuMemMap),
-                                       -- alignment (cuMemAddressReserve), flags (managed, host, ipc)
+                                       -- alignment (cuMemAddressReserve), flags (managed, host, ipc, host
+                                       -- register), handle type (export/import), mipmap levels;
+                                       -- op sample, kind graph: graph memory used (size: reserved)
     result       INTEGER NOT NULL,     -- CUresult the driver returned to the program
     duration_ns  INTEGER NOT NULL,     -- time inside the real driver call
     stack_id     INTEGER,              -- stacks.stack_id; NULL if stacks are off
@@ -123,13 +127,25 @@ FROM stacks s JOIN frames f ON f.frame_id = s.frame_id
 LEFT JOIN modules m ON m.module_id = f.module_id;
 
 -- For each successful acquire, the seq of the release that ended it (NULL while live). Releases pair by
--- address (frees, unreserve, IPC close), by handle (cuMemRelease), or by an unmapped range covering the
--- mapping (cuMemUnmap).
+-- address (frees, unreserve, IPC close), by an unmapped range covering the mapping (cuMemUnmap), or, for
+-- handles, by reference count: cuMemCreate, cuMemImportFromShareableHandle (op 5) and
+-- cuMemRetainAllocationHandle (op 13) each add a reference, cuMemRelease (op 6) removes one, and an acquire
+-- pairs with the first release that brings the handle's count back below what it made it (last in, first
+-- out: a create pairs with the release that frees the memory, a retain with the one that ends it).
+CREATE VIEW handle_refs AS
+SELECT seq, handle, op,
+       sum(CASE op WHEN 6 THEN -1 ELSE 1 END) OVER (PARTITION BY handle ORDER BY seq) AS refs
+FROM events WHERE result = 0 AND op IN (5, 6, 13) AND handle IS NOT NULL;
+
 CREATE VIEW pairs AS
 SELECT a.seq AS alloc_seq,
        CASE a.op
-         WHEN 5 THEN (SELECT min(f.seq) FROM events f
-                       WHERE f.op = 6 AND f.handle = a.handle AND f.result = 0 AND f.seq > a.seq)
+         WHEN 5 THEN (SELECT min(f.seq) FROM handle_refs f, handle_refs x
+                       WHERE x.seq = a.seq AND f.handle = a.handle AND f.op = 6 AND f.seq > a.seq
+                         AND f.refs = x.refs - 1)
+         WHEN 13 THEN (SELECT min(f.seq) FROM handle_refs f, handle_refs x
+                       WHERE x.seq = a.seq AND f.handle = a.handle AND f.op = 6 AND f.seq > a.seq
+                         AND f.refs = x.refs - 1)
          WHEN 7 THEN coalesce(
                       (SELECT min(f.seq) FROM events f
                         WHERE f.op = 8 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq),
@@ -140,7 +156,7 @@ SELECT a.seq AS alloc_seq,
                 WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq)
        END AS free_seq
 FROM events a
-WHERE a.result = 0 AND a.op IN (1, 3, 5, 7, 9);
+WHERE a.result = 0 AND a.op IN (1, 3, 5, 7, 9, 13);
 
 CREATE VIEW allocations AS
 SELECT a.seq, a.address, a.size, k.name AS kind, p.name AS api, a.ts_ns AS alloc_ns, f.ts_ns AS free_ns,
@@ -156,4 +172,4 @@ CREATE VIEW failures AS
 SELECT e.seq, p.name AS api, e.size, e.result, e.ts_ns, e.free_bytes, e.total_bytes, e.stack_id,
        e.device, e.tid, k.name AS kind, e.stream, e.handle
 FROM events e JOIN apis p ON p.api = e.api JOIN kinds k ON k.kind = e.kind
-WHERE e.result <> 0 AND e.op IN (1, 3, 5, 7, 9);
+WHERE e.result <> 0 AND e.op IN (1, 3, 5, 7, 9, 13);

@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -660,6 +661,7 @@ struct phys {
     int dev;
     int handle_refs;        /* cuMemCreate's reference plus cuMemRetainAllocationHandle's */
     int map_refs;           /* one per cuMemMap not yet unmapped */
+    int imported;           /* another process's memory (cuMemImportFromShareableHandle): never charged */
 };
 struct mapping {
     uint64_t addr, size;
@@ -690,7 +692,8 @@ static void phys_maybe_free(struct phys *p)
 {
     if (p->handle_refs > 0 || p->map_refs > 0)
         return;
-    uncharge(p->dev, p->pages);
+    if (!p->imported)
+        uncharge(p->dev, p->pages);
     for (int i = 0; i < nphyss; i++)
         if (physs[i] == p) {
             physs[i] = physs[--nphyss];
@@ -828,6 +831,92 @@ CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void 
     }
     sim_unlock();
     return rc;
+}
+
+/* Shareable handles, POSIX file descriptors only: the descriptor is a memfd holding one line,
+ * "simcuda PID HANDLE SIZE DEVICE". Imported in the exporting process, it is one more reference to the
+ * same handle (the handle itself is returned); in another process, a handle of SIZE bytes on DEVICE that
+ * costs this process nothing (the exporter was charged). */
+CUresult cuMemExportToShareableHandle(void *shareableHandle, CUmemGenericAllocationHandle handle,
+                                      CUmemAllocationHandleType handleType, unsigned long long flags)
+{
+    SIM_ENTER();
+    sim_lock();
+    CUresult rc = sim_check_init();
+    struct phys *p = rc == CUDA_SUCCESS ? find_phys(handle) : NULL;
+    if (rc == CUDA_SUCCESS && (!shareableHandle || !p || flags))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS && handleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+        rc = CUDA_ERROR_NOT_SUPPORTED;
+    if (rc == CUDA_SUCCESS) {
+        char line[128];
+        int n = snprintf(line, sizeof line, "simcuda %d %llu %llu %d\n", (int)getpid(), (unsigned long long)p->id,
+                         (unsigned long long)p->size, p->dev);
+        int fd = memfd_create("simcuda-shareable", MFD_CLOEXEC);
+        if (fd < 0 || write(fd, line, (size_t)n) != n) {
+            if (fd >= 0)
+                close(fd);
+            rc = CUDA_ERROR_OPERATING_SYSTEM;
+        } else {
+            *(int *)shareableHandle = fd;
+        }
+    }
+    sim_unlock();
+    return rc;
+}
+
+CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *osHandle,
+                                        CUmemAllocationHandleType shHandleType)
+{
+    SIM_ENTER();
+    sim_lock();
+    CUresult rc = sim_check_init();
+    if (rc == CUDA_SUCCESS && !handle)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS && shHandleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+        rc = CUDA_ERROR_NOT_SUPPORTED;
+    char line[128] = "";
+    int pid = 0, dev = -1;
+    unsigned long long id = 0, size = 0;
+    if (rc == CUDA_SUCCESS) {
+        ssize_t n = pread((int)(intptr_t)osHandle, line, sizeof line - 1, 0);
+        if (n <= 0 || sscanf(line, "simcuda %d %llu %llu %d", &pid, &id, &size, &dev) != 4 || dev < 0 ||
+            dev >= sim.ndev || size == 0)
+            rc = CUDA_ERROR_INVALID_VALUE;
+    }
+    if (rc == CUDA_SUCCESS && pid == (int)getpid()) {
+        struct phys *p = find_phys(id);
+        if (!p)
+            rc = CUDA_ERROR_INVALID_VALUE;
+        else {
+            p->handle_refs++;
+            *handle = p->id;
+        }
+    } else if (rc == CUDA_SUCCESS) {
+        struct phys *p = calloc(1, sizeof *p);
+        if (!p || !GROW(physs, nphyss, capphyss)) {
+            free(p);
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        } else {
+            *p = (struct phys){.id = next_handle++, .size = size, .pages = pages_of(size), .dev = dev,
+                               .handle_refs = 1, .imported = 1};
+            physs[nphyss++] = p;
+            *handle = p->id;
+        }
+    }
+    sim_unlock();
+    return rc;
+}
+
+/* Lock held. Device capacity for the other memory sources (arrays, graph memory: simcuda_graph.c). */
+CUresult sim_charge_pages(int dev, uint64_t pages)
+{
+    return charge(dev, pages);
+}
+
+void sim_uncharge_pages(int dev, uint64_t pages)
+{
+    uncharge(dev, pages);
 }
 
 CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handle)
