@@ -29,7 +29,7 @@
 #define CMT_NO_STACK (-1)
 #define CMT_LIVE INT64_MAX
 #define CMT_NKINDS 13 /* kinds are 1..12 (trace.c asserts it against schema/cmt_events.h) */
-#define CMT_NAPIS 46  /* apis are 1..45; slot 0 counts unknown ones (asserted likewise) */
+#define CMT_NAPIS 48  /* apis are 1..47; slot 0 counts unknown ones (asserted likewise) */
 #define CMT_MAX_LAYERS 12
 
 /* True for the kinds that count as device memory: device, stream_ordered, vmm_physical, array. */

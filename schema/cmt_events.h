@@ -93,7 +93,13 @@
     X(42, cuMipmappedArrayDestroy, cuMipmappedArrayDestroy, FREE, ARRAY)                                \
     X(43, cuMemHostRegister, cuMemHostRegister, ALLOC, HOST_REGISTERED)                                 \
     X(44, cuMemHostRegister_v2, cuMemHostRegister, ALLOC, HOST_REGISTERED)                              \
-    X(45, cuMemHostUnregister, cuMemHostUnregister, FREE, HOST_REGISTERED)
+    X(45, cuMemHostUnregister, cuMemHostUnregister, FREE, HOST_REGISTERED)                              \
+    /* Samples taken by the interposer itself on a recorded call (CUMEMTRACE_SAMPLE_MS), not the program's \
+     * calls: device memory free/total (free_bytes, total_bytes) with, where NVML answers, the bytes    \
+     * other processes hold on the device (size) and this process holds (aux); and a stream-ordered     \
+     * pool's reserved (size) and used (aux) bytes (handle = the pool). */                              \
+    X(46, cuMemGetInfo_v2, cuMemGetInfo, SAMPLE, DEVICE)                                                \
+    X(47, cuMemPoolGetAttribute, cuMemPoolGetAttribute, SAMPLE, STREAM_ORDERED)
 
 enum cmt_op {
 #define X(id, name, str) CMT_OP_##name = id,

@@ -164,6 +164,8 @@ CUresult sim_charge_context(int dev);
  * fit. */
 CUresult sim_charge_pages(int dev, uint64_t pages);
 void sim_uncharge_pages(int dev, uint64_t pages);
+/* "24GiB", "512MiB", "4096" into bytes; 0 if not understood (simcuda.c). */
+uint64_t sim_parse_size(const char *s);
 /* The device's streaming multiprocessor count (its preset's). */
 int sim_device_sm_count(int dev);
 

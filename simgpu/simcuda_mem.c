@@ -19,6 +19,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "simcuda_probe.h"
@@ -334,8 +335,65 @@ static void reg_remove(struct sim_alloc *a)
 
 /* ---- capacity --------------------------------------------------------------------------------- */
 
+/* SIMCUDA_OTHER_PROCESS (see simcuda.c): another process's memory, charged on every device once its time
+ * has come. Lock held. */
+static int other_parsed;
+static uint64_t other_pages, other_after_ns, other_first_ns;
+static int other_arrived;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void other_process_check(void)
+{
+    if (!other_parsed) {
+        other_parsed = 1;
+        const char *v = getenv("SIMCUDA_OTHER_PROCESS");
+        if (v && *v) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", v);
+            char *at = strchr(buf, '@');
+            if (at)
+                *at++ = 0;
+            uint64_t bytes = sim_parse_size(buf);
+            char *end = NULL;
+            unsigned long long ms = at ? strtoull(at, &end, 10) : 0;
+            if (!bytes || (at && (!*at || *end)))
+                fprintf(stderr, "simcuda: SIMCUDA_OTHER_PROCESS=%s not understood (SIZE or SIZE@MS); ignored\n", v);
+            else {
+                other_pages = (bytes + SIM_PAGE - 1) / SIM_PAGE;
+                other_after_ns = ms * 1000000ull;
+            }
+        }
+        other_first_ns = mono_ns();
+    }
+    if (other_arrived || !other_pages || mono_ns() - other_first_ns < other_after_ns)
+        return;
+    other_arrived = 1;
+    for (int d = 0; d < sim.ndev; d++) {
+        uint64_t room = sim.dev[d].capacity_pages - sim.dev[d].used_pages;
+        sim.dev[d].used_pages += other_pages < room ? other_pages : room; /* it took what there was */
+    }
+}
+
+/* The other process's bytes on DEVICE now (for NVML). */
+__attribute__((visibility("default"))) size_t simcuda_other_process_bytes(int device)
+{
+    sim_lock();
+    if (sim.initialized)
+        other_process_check();
+    size_t v = other_arrived && device >= 0 && device < sim.ndev ? other_pages * SIM_PAGE : 0;
+    sim_unlock();
+    return v;
+}
+
 static CUresult charge(int dev, uint64_t pages)
 {
+    other_process_check();
     struct sim_device *d = &sim.dev[dev];
     if (pages > d->capacity_pages - d->used_pages)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -613,6 +671,7 @@ static CUresult mem_get_info(uint64_t *free_b, uint64_t *total_b)
     CUcontext ctx = NULL;
     CUresult rc = sim_current_ctx(&ctx);
     if (rc == CUDA_SUCCESS) {
+        other_process_check();
         struct sim_device *d = &sim.dev[ctx->dev];
         *free_b = (d->capacity_pages - d->used_pages) * SIM_PAGE;
         *total_b = d->total_bytes;
@@ -2067,6 +2126,14 @@ size_t simcuda_used_bytes(int device)
     size_t v = device >= 0 && device < sim.ndev ? sim.dev[device].used_pages * SIM_PAGE : 0;
     sim_unlock();
     return v;
+}
+
+/* What this process holds on DEVICE: its used pages without the other process's (NVML's per-process view). */
+__attribute__((visibility("default"))) size_t simcuda_process_bytes(int device)
+{
+    size_t other = simcuda_other_process_bytes(device);
+    size_t used = simcuda_used_bytes(device);
+    return used - other;
 }
 
 size_t simcuda_capacity(int device)
