@@ -11,6 +11,7 @@
 
 #include "chart.h"
 #include "cmt_events.h"
+#include "ledger.h"
 #include "ranks.h"
 #include "report.h"
 #include "torch.h"
@@ -129,7 +130,7 @@ static void text_stacks(struct sbuf *b, const struct cmt_group *g, size_t n, int
 }
 
 static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, const struct cmt_ranks *k,
-                        int top)
+                        const struct cmt_ledger *l, int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32], t4[16];
@@ -198,6 +199,7 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
                       cmt_time_str(t->peak_ts - s->t0, t2), (long long)t->peak_seq);
     }
     cmt_ranks_text(b, k, s);
+    cmt_ledger_text(b, l, s);
     sb_puts(b, "\nOTHER MEMORY (not counted as device memory)\n");
     sb_printf(b, "  %-34s peak %10s   live at exit %10s\n", "managed (cuMemAllocManaged)",
               cmt_bytes_str(r->kind_peak[2], t1), cmt_bytes_str(r->kind_leaked[2], t2));
@@ -346,7 +348,7 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
 }
 
 static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x, const struct cmt_ranks *k,
-                        int top)
+                        const struct cmt_ledger *l, int top)
 {
     struct cmt_set *s = r->s;
     sb_puts(b, "{\"format\":\"cumemtrace-report\",\"version\":1,\"traces\":[");
@@ -476,6 +478,7 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
         }
     sb_putc(b, '}');
     cmt_ranks_json(b, k, s);
+    cmt_ledger_json(b, l, s);
     cmt_torch_json(b, x, s);
     sb_puts(b, "}\n");
 }
@@ -637,16 +640,17 @@ int cmd_report(int argc, char **argv)
     struct cmt_report r = {0};
     struct cmt_torch x = {0};
     struct cmt_ranks k = {0};
+    struct cmt_ledger l = {0};
     struct sbuf out = {0}, page = {0};
     struct cmt_options o = {.timeline = html != NULL, .points = 1000, .by = CMT_BY_KIND};
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
         cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0 ||
-        cmt_ranks_build(&k, &s, err, sizeof err) != 0)
+        cmt_ranks_build(&k, &s, err, sizeof err) != 0 || cmt_ledger_build(&l, &s, err, sizeof err) != 0)
         goto out;
     if (json)
-        report_json(&out, &r, &x, &k, top);
+        report_json(&out, &r, &x, &k, &l, top);
     else
-        report_text(&out, &r, &x, &k, top);
+        report_text(&out, &r, &x, &k, &l, top);
     if (html && report_html(&page, &r, &x, top) != 0) {
         snprintf(err, sizeof err, "out of memory while drawing the timeline");
         goto out;
@@ -664,6 +668,7 @@ out:
     cmt_report_free(&r);
     cmt_torch_free(&x);
     cmt_ranks_free(&k);
+    cmt_ledger_free(&l);
     cmt_set_close(&s);
     return status;
 }
