@@ -85,6 +85,13 @@ struct cmt_map {
     int64_t address, size;
 };
 
+/* A sample event (op sample), as recorded: see schema/cmt_events.h for what each api's fields hold. */
+enum { CMT_SAMPLE_SIZE = 1, CMT_SAMPLE_AUX = 2, CMT_SAMPLE_HANDLE = 4, CMT_SAMPLE_FREE = 8, CMT_SAMPLE_TOTAL = 16 };
+struct cmt_sample {
+    int64_t seq, ts, device, size, aux, handle, free_bytes, total_bytes;
+    int api, kind, present;
+};
+
 struct cmt_trace {
     char *path;
     sqlite3 *db;
@@ -106,6 +113,8 @@ struct cmt_trace {
     struct imap handle_refs; /* handle -> references beyond the first (retains, imports of a live handle) */
     struct cmt_map *maps;
     size_t nmaps, mapcap;
+    struct cmt_sample *samples; /* op sample events, in seq order */
+    size_t nsamples, samplecap;
     int64_t kind_live[CMT_NKINDS], kind_peak[CMT_NKINDS];
     int64_t live, peak, peak_ts, peak_seq; /* device memory of this process, all devices */
     int peak_dev;                          /* devs[] slot of the allocation that made the peak */

@@ -8,7 +8,7 @@
  * and launch) keep the reserves current. A failed acquire that noted cuMemGetInfo is a point too (without
  * NVML, and never the one the context is measured at).
  *
- * Runs in the `cumemtrace` command. Reads sample events and the modules of stacks; never writes.
+ * Runs in the `cumemtrace` command. Reads the samples the pass kept and the modules of stacks; never writes.
  */
 #include "ledger.h"
 
@@ -28,48 +28,78 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
-/* The owner of a stack, and for user code its module (the innermost outside CUDA's own libraries). */
-static int classify(struct cmt_trace *t, int32_t stack_id, char *module, size_t mlen, char *err, size_t errlen)
+/* The owner of each stack of a trace and, for user code, its module (the innermost outside CUDA's own
+ * libraries): classified once per stack. */
+struct owner_cache {
+    struct cmt_trace *t;
+    sqlite3_stmt *q;
+    struct imap ix; /* stack_id + 1 -> index into e */
+    struct {
+        int owner;
+        char *module;
+    } *e;
+    size_t n, cap;
+};
+
+static void cache_free(struct owner_cache *c)
 {
-    snprintf(module, mlen, "%s", stack_id == CMT_NO_STACK ? "[no stack]" : "[unknown]");
-    if (stack_id == CMT_NO_STACK)
-        return CMT_OWN_USER;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(t->db,
-                           "SELECT m.path FROM stacks s JOIN frames f ON f.frame_id = s.frame_id"
-                           " LEFT JOIN modules m ON m.module_id = f.module_id WHERE s.stack_id = ? ORDER BY s.depth",
-                           -1, &st, NULL) != SQLITE_OK)
-        return cmt_fail(err, errlen, "%s: cannot read stacks: %s", t->path, sqlite3_errmsg(t->db)) - 1;
-    sqlite3_bind_int64(st, 1, stack_id);
-    int owner = CMT_OWN_USER, have_user = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *b = base_name((const char *)sqlite3_column_text(st, 0));
-        if (!b)
-            continue;
-        if (!strncmp(b, "libcumemtrace", 13) || !strncmp(b, "libcuda.", 8) || !strncmp(b, "libcudart", 9))
-            continue;
-        if (!strncmp(b, "libc10_cuda", 11))
-            owner = CMT_OWN_TORCH;
-        else if (!strncmp(b, "libcublasLt", 11))
-            owner = CMT_OWN_CUBLASLT;
-        else if (!strncmp(b, "libcublas", 9))
-            owner = CMT_OWN_CUBLAS;
-        else if (!strncmp(b, "libcudnn", 8))
-            owner = CMT_OWN_CUDNN;
-        else if (!strncmp(b, "libnccl", 7))
-            owner = CMT_OWN_NCCL;
-        if (owner != CMT_OWN_USER) {
-            snprintf(module, mlen, "%s", b);
-            break;
-        }
-        if (!have_user) {
-            snprintf(module, mlen, "%s", b);
-            have_user = 1;
-        }
+    sqlite3_finalize(c->q);
+    imap_free(&c->ix);
+    for (size_t i = 0; i < c->n; i++)
+        free(c->e[i].module);
+    free(c->e);
+}
+
+static int classify(struct owner_cache *c, int32_t stack_id, const char **module, char *err, size_t errlen)
+{
+    int64_t *ix = imap_get(&c->ix, (uint64_t)((int64_t)stack_id + 1));
+    if (ix) {
+        *module = c->e[*ix].module;
+        return c->e[*ix].owner;
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return cmt_fail(err, errlen, "%s: cannot read stacks", t->path) - 1;
+    struct cmt_trace *t = c->t;
+    char mod[256];
+    snprintf(mod, sizeof mod, "%s", stack_id == CMT_NO_STACK ? "[no stack]" : "[unknown]");
+    int owner = CMT_OWN_USER, have_user = 0, rc = SQLITE_DONE;
+    if (stack_id != CMT_NO_STACK) {
+        if (!c->q && sqlite3_prepare_v2(t->db,
+                                        "SELECT m.path FROM stacks s JOIN frames f ON f.frame_id = s.frame_id"
+                                        " LEFT JOIN modules m ON m.module_id = f.module_id"
+                                        " WHERE s.stack_id = ? ORDER BY s.depth",
+                                        -1, &c->q, NULL) != SQLITE_OK)
+            return cmt_fail(err, errlen, "%s: cannot read stacks: %s", t->path, sqlite3_errmsg(t->db));
+        sqlite3_reset(c->q);
+        sqlite3_bind_int64(c->q, 1, stack_id);
+        while ((rc = sqlite3_step(c->q)) == SQLITE_ROW) {
+            const char *b = base_name((const char *)sqlite3_column_text(c->q, 0));
+            if (!b || !strncmp(b, "libcumemtrace", 13) || !strncmp(b, "libcuda.", 8) || !strncmp(b, "libcudart", 9))
+                continue;
+            if (!strncmp(b, "libc10_cuda", 11))
+                owner = CMT_OWN_TORCH;
+            else if (!strncmp(b, "libcublasLt", 11))
+                owner = CMT_OWN_CUBLASLT;
+            else if (!strncmp(b, "libcublas", 9))
+                owner = CMT_OWN_CUBLAS;
+            else if (!strncmp(b, "libcudnn", 8))
+                owner = CMT_OWN_CUDNN;
+            else if (!strncmp(b, "libnccl", 7))
+                owner = CMT_OWN_NCCL;
+            if (owner != CMT_OWN_USER || !have_user) {
+                snprintf(mod, sizeof mod, "%s", b);
+                have_user = 1;
+            }
+            if (owner != CMT_OWN_USER)
+                break;
+        }
+        sqlite3_reset(c->q);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return cmt_fail(err, errlen, "%s: cannot read stacks: %s", t->path, sqlite3_errmsg(t->db));
+    }
+    if (!cmt_push(&c->e, &c->n, &c->cap, sizeof *c->e) || !(c->e[c->n - 1].module = strdup(mod)) ||
+        imap_put(&c->ix, (uint64_t)((int64_t)stack_id + 1), (int64_t)c->n - 1) != 0)
+        return cmt_fail(err, errlen, "out of memory");
+    c->e[c->n - 1].owner = owner;
+    *module = c->e[c->n - 1].module;
     return owner;
 }
 
@@ -112,14 +142,6 @@ struct pool {
     int64_t handle, reserved, used;
 };
 
-enum { P_SEQ, P_TS, P_API, P_KIND, P_DEV, P_FREE, P_TOTAL, P_SIZE, P_AUX, P_HANDLE };
-
-static int64_t col(sqlite3_stmt *st, int c, int *present)
-{
-    *present = sqlite3_column_type(st, c) == SQLITE_INTEGER;
-    return sqlite3_column_int64(st, c);
-}
-
 /* The pool reserves of DEV into a point. */
 static void reserves(struct cmt_ledger_point *p, int dev, const struct pool *pools, int npools, const int64_t *graph)
 {
@@ -130,34 +152,24 @@ static void reserves(struct cmt_ledger_point *p, int dev, const struct pool *poo
     p->graph_pool = graph[dev];
 }
 
-static int trace_ledger(struct cmt_ledger *l, struct cmt_set *s, size_t ti, char *err, size_t errlen)
+static int trace_ledger(struct cmt_ledger *l, struct cmt_set *s, size_t ti, struct owner_cache *oc, char *err,
+                        size_t errlen)
 {
     struct cmt_trace *t = s->t[ti];
     struct delta *dl = NULL;
     size_t nd = 0, cap = 0;
-    struct imap owners = {0}; /* stack_id + 1 -> owner */
     int64_t *cur = NULL, *graph = NULL;
     struct pool pools[MAX_POOLS];
     int npools = 0, rc = -1;
-    sqlite3_stmt *st = NULL;
-    char module[256];
+    const char *module;
 
     for (size_t i = 0; i < t->nrecs; i++) {
         const struct cmt_rec *r = &t->recs[i];
         if (!CMT_KIND_IS_PHYSICAL(r->kind))
             continue;
-        int64_t *o = imap_get(&owners, (uint64_t)((int64_t)r->stack_id + 1));
-        int owner;
-        if (o) {
-            owner = (int)*o;
-        } else {
-            owner = classify(t, r->stack_id, module, sizeof module, err, errlen);
-            if (owner < 0 || imap_put(&owners, (uint64_t)((int64_t)r->stack_id + 1), owner) != 0) {
-                if (owner >= 0)
-                    cmt_fail(err, errlen, "out of memory");
-                goto out;
-            }
-        }
+        int owner = classify(oc, r->stack_id, &module, err, errlen);
+        if (owner < 0)
+            goto out;
         for (int k = 0; k < (r->free_seq == CMT_LIVE ? 1 : 2); k++) {
             struct delta *d = cmt_push(&dl, &nd, &cap, sizeof *d);
             if (!d) {
@@ -176,48 +188,53 @@ static int trace_ledger(struct cmt_ledger *l, struct cmt_set *s, size_t ti, char
         cmt_fail(err, errlen, "out of memory");
         goto out;
     }
-    /* Samples, and the failures that noted cuMemGetInfo, in seq order. */
-    if (sqlite3_prepare_v2(t->db,
-                           "SELECT seq, ts_ns, api, kind, device, free_bytes, total_bytes, size, aux, handle FROM events"
-                           " WHERE result = 0 AND op = 12"
-                           " UNION ALL SELECT seq, ts_ns, 0, kind, device, free_bytes, total_bytes, NULL, NULL, NULL"
-                           " FROM events WHERE result <> 0 AND free_bytes IS NOT NULL ORDER BY 1",
-                           -1, &st, NULL) != SQLITE_OK) {
-        cmt_fail(err, errlen, "%s: cannot read samples: %s", t->path, sqlite3_errmsg(t->db));
-        goto out;
-    }
-    size_t di = 0;
+    /* The samples and this trace's failures that noted cuMemGetInfo, merged in seq order. */
+    size_t di = 0, si = 0, fi = 0;
     struct cmt_ledger_dev *open = NULL; /* the point just opened takes the pool samples that follow it */
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        int has_dev, has_free, has_total, has_size, has_aux, has_handle;
-        int64_t seq = sqlite3_column_int64(st, P_SEQ), ts = sqlite3_column_int64(st, P_TS);
-        int api = sqlite3_column_int(st, P_API), kind = sqlite3_column_int(st, P_KIND);
-        int64_t device = col(st, P_DEV, &has_dev), fr = col(st, P_FREE, &has_free), total = col(st, P_TOTAL, &has_total);
-        int64_t size = col(st, P_SIZE, &has_size), aux = col(st, P_AUX, &has_aux), handle = col(st, P_HANDLE, &has_handle);
-        for (; di < nd && dl[di].seq <= seq; di++)
+    for (;;) {
+        while (fi < s->nfails && (s->fails[fi].trace != (int)ti || !s->fails[fi].has_free))
+            fi++;
+        int from_fail;
+        if (si < t->nsamples && fi < s->nfails)
+            from_fail = s->fails[fi].seq < t->samples[si].seq;
+        else if (si < t->nsamples || fi < s->nfails)
+            from_fail = fi < s->nfails;
+        else
+            break;
+        struct cmt_sample x = {0};
+        if (from_fail) {
+            const struct cmt_failure *f = &s->fails[fi++];
+            x = (struct cmt_sample){.seq = f->seq, .ts = f->ts, .device = f->device, .free_bytes = f->free_bytes,
+                                    .total_bytes = f->total_bytes, .api = 0,
+                                    .present = CMT_SAMPLE_FREE | CMT_SAMPLE_TOTAL};
+        } else {
+            x = t->samples[si++];
+        }
+        for (; di < nd && dl[di].seq <= x.seq; di++)
             cur[(size_t)dl[di].dev * CMT_NOWNERS + (size_t)dl[di].owner] += dl[di].size;
-        int slot = has_dev ? slot_of(t, device) : -1;
+        int slot = x.device >= 0 ? slot_of(t, x.device) : -1;
         if (slot < 0)
             continue;
-        if (api == CMT_API_cuMemPoolGetAttribute && has_size && has_aux && has_handle) {
+        int has_size = x.present & CMT_SAMPLE_SIZE, has_aux = x.present & CMT_SAMPLE_AUX;
+        if (x.api == CMT_API_cuMemPoolGetAttribute && has_size && has_aux && (x.present & CMT_SAMPLE_HANDLE)) {
             int k = 0;
-            while (k < npools && !(pools[k].handle == handle && pools[k].dev == slot))
+            while (k < npools && !(pools[k].handle == x.handle && pools[k].dev == slot))
                 k++;
             if (k == npools && npools < MAX_POOLS)
                 npools++;
             if (k < npools)
-                pools[k] = (struct pool){slot, handle, size, aux};
+                pools[k] = (struct pool){slot, x.handle, x.size, x.aux};
             if (open && open->np && open->dev == slot)
                 reserves(&open->p[open->np - 1], slot, pools, npools, graph);
             continue;
         }
         open = NULL;
-        if (kind == CMT_KIND_GRAPH && has_size) {
-            graph[slot] = size;
+        if (x.kind == CMT_KIND_GRAPH && has_size) {
+            graph[slot] = x.size;
             continue;
         }
-        if (!has_free || !has_total || (api != CMT_API_cuMemGetInfo_v2 && api != 0))
+        if (!(x.present & CMT_SAMPLE_FREE) || !(x.present & CMT_SAMPLE_TOTAL) ||
+            (x.api != CMT_API_cuMemGetInfo_v2 && x.api != 0))
             continue;
         struct cmt_ledger_dev *ld = ledger_dev(l, (int)ti, slot);
         struct cmt_ledger_point *p = ld ? cmt_push(&ld->p, &ld->np, &ld->pcap, sizeof *p) : NULL;
@@ -225,29 +242,23 @@ static int trace_ledger(struct cmt_ledger *l, struct cmt_set *s, size_t ti, char
             cmt_fail(err, errlen, "out of memory");
             goto out;
         }
-        p->seq = seq;
-        p->ts = ts;
-        p->total = total;
-        p->used = total - fr;
-        p->is_sample = api != 0;
-        p->has_nvml = api != 0 && has_size;
-        p->other = p->has_nvml ? size : 0;
+        p->seq = x.seq;
+        p->ts = x.ts;
+        p->total = x.total_bytes;
+        p->used = x.total_bytes - x.free_bytes;
+        p->is_sample = x.api != 0;
+        p->has_nvml = x.api != 0 && has_size;
+        p->other = p->has_nvml ? x.size : 0;
         memcpy(p->owners, &cur[(size_t)slot * CMT_NOWNERS], sizeof p->owners);
         reserves(p, slot, pools, npools, graph);
-        if (api != 0)
+        if (x.api != 0)
             open = ld;
-    }
-    if (r != SQLITE_DONE) {
-        cmt_fail(err, errlen, "%s: cannot read samples: %s", t->path, sqlite3_errmsg(t->db));
-        goto out;
     }
     rc = 0;
 out:
-    sqlite3_finalize(st);
     free(dl);
     free(cur);
     free(graph);
-    imap_free(&owners);
     return rc;
 }
 
@@ -268,18 +279,19 @@ static int cmp_mod(const void *a, const void *b)
 }
 
 /* User code at the peak, by module: what was live at the peak point's seq. */
-static int user_modules(struct cmt_ledger_dev *ld, struct cmt_set *s, char *err, size_t errlen)
+static int user_modules(struct cmt_ledger_dev *ld, struct cmt_set *s, struct owner_cache *oc, char *err,
+                        size_t errlen)
 {
     struct cmt_trace *t = s->t[ld->trace];
     int64_t at = ld->p[ld->peak].seq;
     struct smap ix = {0};
     size_t cap = 0;
-    char module[256];
+    const char *module;
     for (size_t i = 0; i < t->nrecs; i++) {
         const struct cmt_rec *r = &t->recs[i];
         if (!CMT_KIND_IS_PHYSICAL(r->kind) || r->dev != ld->dev || r->seq > at || r->free_seq <= at)
             continue;
-        int owner = classify(t, r->stack_id, module, sizeof module, err, errlen);
+        int owner = classify(oc, r->stack_id, &module, err, errlen);
         if (owner < 0)
             goto fail;
         if (owner != CMT_OWN_USER)
@@ -307,9 +319,15 @@ fail:
 int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
-    for (size_t ti = 0; ti < s->n; ti++)
-        if (trace_ledger(l, s, ti, err, errlen) != 0)
-            return -1;
+    int rc = -1;
+    struct owner_cache *oc = calloc(s->n ? s->n : 1, sizeof *oc);
+    if (!oc)
+        return cmt_fail(err, errlen, "out of memory");
+    for (size_t ti = 0; ti < s->n; ti++) {
+        oc[ti].t = s->t[ti];
+        if (trace_ledger(l, s, ti, &oc[ti], err, errlen) != 0)
+            goto out;
+    }
     for (size_t i = 0; i < l->nd; i++) {
         struct cmt_ledger_dev *ld = &l->d[i];
         /* The context: the least of used - ours - other processes over the samples (NVML's when it
@@ -333,10 +351,15 @@ int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t 
             if (ld->peak < 0 || p->used > ld->p[ld->peak].used)
                 ld->peak = (int)k;
         }
-        if (ld->peak >= 0 && user_modules(ld, s, err, errlen) != 0)
-            return -1;
+        if (ld->peak >= 0 && user_modules(ld, s, &oc[ld->trace], err, errlen) != 0)
+            goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    for (size_t ti = 0; ti < s->n; ti++)
+        cache_free(&oc[ti]);
+    free(oc);
+    return rc;
 }
 
 void cmt_ledger_free(struct cmt_ledger *l)

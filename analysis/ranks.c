@@ -141,10 +141,10 @@ static void rank_name(char *buf, size_t len, const struct cmt_rank *r, const str
 }
 
 /* The physical GPUs in a stable order for people: by host, then ordinal. */
-static const struct cmt_set *order_set;
-static int cmp_shared(const void *a, const void *b)
+static int cmp_shared(const void *a, const void *b, void *arg)
 {
-    const struct cmt_shared_dev *x = &order_set->shared[*(const size_t *)a], *y = &order_set->shared[*(const size_t *)b];
+    const struct cmt_set *s = arg;
+    const struct cmt_shared_dev *x = &s->shared[*(const size_t *)a], *y = &s->shared[*(const size_t *)b];
     int h = strcmp(x->host ? x->host : "", y->host ? y->host : "");
     if (h)
         return h;
@@ -209,8 +209,7 @@ void cmt_ranks_text(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_
     }
     for (size_t g = 0; g < s->nshared; g++)
         order[g] = g;
-    order_set = s;
-    qsort(order, s->nshared, sizeof *order, cmp_shared);
+    qsort_r(order, s->nshared, sizeof *order, cmp_shared, (void *)s);
     for (size_t oi = 0; oi < s->nshared; oi++) {
         size_t g = order[oi];
         const struct cmt_shared_dev *sd = &s->shared[g];

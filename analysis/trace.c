@@ -231,7 +231,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
 
     rc = sqlite3_prepare_v2(t->db,
                             "SELECT seq, ts_ns, api, op, kind, device, address, size, handle, result,"
-                            " stack_id, free_bytes, total_bytes FROM events ORDER BY seq",
+                            " stack_id, free_bytes, total_bytes, aux FROM events ORDER BY seq",
                             -1, &t->events, NULL);
     if (rc != SQLITE_OK)
         return db_fail(t, rc, err, errlen);
@@ -288,6 +288,7 @@ static void trace_free(struct cmt_trace *t)
     free(t->devs);
     free(t->recs);
     free(t->maps);
+    free(t->samples);
     imap_free(&t->by_addr);
     imap_free(&t->by_reserve);
     imap_free(&t->by_handle);
@@ -763,7 +764,7 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
     return 0;
 }
 
-enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESULT, C_STACK, C_FREE, C_TOTAL };
+enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESULT, C_STACK, C_FREE, C_TOTAL, C_AUX };
 
 static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *err, size_t errlen)
 {
@@ -827,6 +828,31 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     }
 
     switch (op) {
+    case CMT_OP_SAMPLE: {
+        /* Kept as they are for the ledger (ledger.c): a few per second at most. */
+        struct cmt_sample *x = cmt_push(&t->samples, &t->nsamples, &t->samplecap, sizeof *x);
+        if (!x)
+            return cmt_fail(err, errlen, "out of memory");
+        x->seq = seq;
+        x->ts = ts;
+        x->api = api;
+        x->kind = kind;
+        x->device = has_dev ? device : -1;
+#define OPTIONAL(field, c, bit)                                                                         \
+        do {                                                                                            \
+            if (sqlite3_column_type(st, c) != SQLITE_NULL) {                                            \
+                x->field = sqlite3_column_int64(st, c);                                                 \
+                x->present |= bit;                                                                      \
+            }                                                                                           \
+        } while (0)
+        OPTIONAL(size, C_SIZE, CMT_SAMPLE_SIZE);
+        OPTIONAL(aux, C_AUX, CMT_SAMPLE_AUX);
+        OPTIONAL(handle, C_HANDLE, CMT_SAMPLE_HANDLE);
+        OPTIONAL(free_bytes, C_FREE, CMT_SAMPLE_FREE);
+        OPTIONAL(total_bytes, C_TOTAL, CMT_SAMPLE_TOTAL);
+#undef OPTIONAL
+        return 0;
+    }
     case CMT_OP_RETAIN:
     case CMT_OP_CREATE: {
         /* Another reference to a handle already live here (a retain, an import of our own export): the
