@@ -4,7 +4,8 @@
  * Runs on application threads. Never blocks on a lock, never calls SQLite, never allocates; the only
  * driver calls are the cheap queries that place the event (current context, its device) and, after a
  * failed allocation, cuMemGetInfo. If the queue is full it waits a bounded time for the writer, then
- * counts the event as lost.
+ * counts the event as lost. With CUMEMTRACE_SAMPLE_MS (opt-in), a call may also take a sample after its
+ * event: cuMemGetInfo, pool and NVML queries (cmt_record.c says when; NVML is dlopen'ed at the first one).
  */
 #ifndef CMT_RECORD_H
 #define CMT_RECORD_H
