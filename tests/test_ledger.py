@@ -31,8 +31,8 @@ def cumemtrace(*args, env=None):
 class Ledger(TraceTest):
     def ledger_run(self):
         p, db = self.trace([client("ledger_client")], extra={
-            "SIMCUDA_GPU": "H100", "SIMCUDA_MEMORY": "", "SIMCUDA_OTHER_PROCESS": "1GiB@400",
-            "CUMEMTRACE_SAMPLE_MS": "100"})
+            "SIMCUDA_GPU": "H100", "SIMCUDA_MEMORY": "", "SIMCUDA_OTHER_PROCESS": "1GiB@450",
+            "CUMEMTRACE_SAMPLE_MS": "250"})
         said = {k: int(v) for k, v in (line.split() for line in p.stdout.splitlines())}
         return said, db
 
@@ -40,7 +40,7 @@ class Ledger(TraceTest):
         said, db = self.ledger_run()
         rows = self.query(db, "SELECT e.seq, e.free_bytes, e.total_bytes, e.size, e.aux FROM events e"
                               " JOIN apis a ON a.api = e.api WHERE a.name = 'cuMemGetInfo_v2' ORDER BY e.seq")
-        # One sample at the first recorded call, one after each pause longer than 100 ms.
+        # One sample at the first recorded call, one after each pause longer than 250 ms.
         self.assertEqual([r[1] for r in rows], [said["first"], said["second"], said["third"]])
         self.assertTrue(all(r[2] == said["total"] for r in rows))
         # NVML: other processes (size) and this one (aux): the other process arrived between the 2nd and 3rd.

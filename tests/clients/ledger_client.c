@@ -1,10 +1,10 @@
 /*
  * ledger_client.c: a program whose device memory the ledger must account for exactly (tests/test_ledger.py),
- * run with CUMEMTRACE_SAMPLE_MS=100 on a simulated H100 (its context's memory known) while a simulated
- * other process arrives (SIMCUDA_OTHER_PROCESS=1GiB@400).
+ * run with CUMEMTRACE_SAMPLE_MS=250 on a simulated H100 (its context's memory known) while a simulated
+ * other process arrives (SIMCUDA_OTHER_PROCESS=1GiB@450).
  *
  * Its own memory: 64 MiB, then a 32 MiB workspace allocated inside the cuBLAS stand-in, 6 MiB
- * stream-ordered; 150 ms later 2 MiB (sampled: no other process yet); 450 ms later 2 MiB more (sampled:
+ * stream-ordered; 300 ms later 2 MiB (sampled: no other process yet); 600 ms later 2 MiB more (sampled:
  * the other process has arrived). After each sampled call it prints "NAME FREE_BYTES" as cuMemGetInfo
  * says, and at the end the default pool's reserved and used bytes.
  */
@@ -56,10 +56,10 @@ int main(void)
     if (ledger_cublas_workspace(&ws, 32 * MiB) != 0)
         return 1;
     CHECK(cuMemAllocAsync(&s, 6 * MiB, 0));
-    nap(150);
+    nap(300);
     CHECK(cuMemAlloc_v2(&b, 2 * MiB));
     say_free("second");
-    nap(450);
+    nap(600);
     CHECK(cuMemAlloc_v2(&c, 2 * MiB));
     say_free("third");
     CUmemoryPool pool;
