@@ -316,6 +316,45 @@ fail:
     return -1;
 }
 
+/* The ledger at the peak of the process's own memory on the device (the pass's figure): what was ours is
+ * exact, the rest is carried from the last sample before it (the first one if none came before). */
+static int own_peak(struct cmt_ledger_dev *ld, struct cmt_set *s, struct owner_cache *oc, char *err, size_t errlen)
+{
+    struct cmt_trace *t = s->t[ld->trace];
+    const struct cmt_dev *dv = &t->devs[ld->dev];
+    if (!dv->peak || !ld->has_samples)
+        return 0; /* nothing sampled: no context, no others to carry */
+    struct cmt_ledger_point *p = &ld->own_peak;
+    const struct cmt_ledger_point *last = NULL;
+    for (size_t k = 0; k < ld->np; k++)
+        if (ld->p[k].is_sample && (!last || ld->p[k].seq <= dv->peak_seq))
+            last = &ld->p[k];
+        else if (last && ld->p[k].seq > dv->peak_seq)
+            break;
+    memset(p, 0, sizeof *p);
+    p->seq = dv->peak_seq;
+    p->ts = dv->peak_ts;
+    p->total = last->total;
+    const char *module;
+    for (size_t i = 0; i < t->nrecs; i++) {
+        const struct cmt_rec *r = &t->recs[i];
+        if (!CMT_KIND_IS_PHYSICAL(r->kind) || r->dev != ld->dev || r->seq > p->seq || r->free_seq <= p->seq)
+            continue;
+        int owner = classify(oc, r->stack_id, &module, err, errlen);
+        if (owner < 0)
+            return -1;
+        p->owners[owner] += r->size;
+    }
+    p->pool_reserve = last->pool_reserve;
+    p->graph_pool = last->graph_pool;
+    p->context = last->context;
+    p->has_nvml = last->has_nvml;
+    p->other = last->other;
+    p->used = known(p) + p->context + p->other;
+    ld->has_own_peak = 1;
+    return 0;
+}
+
 int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
@@ -352,6 +391,8 @@ int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t 
                 ld->peak = (int)k;
         }
         if (ld->peak >= 0 && user_modules(ld, s, &oc[ld->trace], err, errlen) != 0)
+            goto out;
+        if (own_peak(ld, s, &oc[ld->trace], err, errlen) != 0)
             goto out;
     }
     rc = 0;
@@ -425,6 +466,19 @@ void cmt_ledger_text(struct sbuf *b, const struct cmt_ledger *l, const struct cm
                   (long long)dv->device, dv->name ? dv->name : "?", cmt_time_str(pk->ts - s->t0, t1),
                   (long long)pk->seq);
         text_point(b, ld, pk);
+        if (ld->has_own_peak) {
+            const struct cmt_ledger_point *op = &ld->own_peak;
+            int64_t ours = 0;
+            for (int o = 0; o < CMT_NOWNERS; o++)
+                ours += op->owners[o];
+            sb_printf(b, "    at its own peak, %s (seq %lld): ours %s", cmt_time_str(op->ts - s->t0, t1),
+                      (long long)op->seq, cmt_bytes_str(ours, t2));
+            for (int o = 0, n = 0; o < CMT_NOWNERS; o++)
+                if (op->owners[o])
+                    sb_printf(b, "%s%s %s", n++ ? ", " : " (", cmt_owner_names[o], cmt_bytes_str(op->owners[o], t3));
+            sb_printf(b, "%s; with reserves, context and others as last sampled the device held about %s\n",
+                      ours ? ")" : "", cmt_bytes_str(op->used, t4));
+        }
         sb_printf(b, "    over time (%zu samples%s)\n", ld->np, ld->np > LEDGER_TEXT_ROWS ? "; all of them in --json" : "");
         sb_printf(b, "      %12s %12s %12s %12s %12s %12s\n", "at", "used", "ours", "context", "others", "unattributed");
         for (size_t k = 0; k < ld->np; k++) {
@@ -476,6 +530,11 @@ void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cm
             sb_puts(b, "null");
         sb_puts(b, ",\"at_peak\":");
         json_point(b, &ld->p[ld->peak], s);
+        sb_puts(b, ",\"at_own_peak\":");
+        if (ld->has_own_peak)
+            json_point(b, &ld->own_peak, s);
+        else
+            sb_puts(b, "null");
         sb_puts(b, ",\"user_modules_at_peak\":[");
         for (size_t k = 0; k < ld->nmods; k++) {
             sb_puts(b, k ? ",{\"module\":" : "{\"module\":");

@@ -47,6 +47,10 @@ struct cmt_ledger_dev {
     int peak;                     /* index of the point with the most used; -1 if none */
     int64_t context;
     int has_samples;              /* some point is a sample: the context is measured (else 0, unknown) */
+    struct cmt_ledger_point own_peak; /* at the peak of this process's own device memory here (seq = the
+                                       * pass's device peak): ours exact; reserves, context and other
+                                       * processes as last sampled; used = their sum (not measured) */
+    int has_own_peak;
     struct cmt_ledger_module *user_modules; /* user code at the peak, by module, largest first */
     size_t nmods;
 };

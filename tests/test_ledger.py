@@ -78,6 +78,13 @@ class Ledger(TraceTest):
         self.assertEqual(pk["other_processes"], 1 << 30)
         self.assertEqual(pk["caching_allocator"], 0)
         self.assertEqual(dev["user_modules_at_peak"], [{"module": "ledger_client", "bytes": 74 * MiB}])
+        # At the process's own peak (the last 2 MiB, just before the third sample): ours exactly, the rest as
+        # last sampled (the second sample: no other process yet), used their sum.
+        own = dev["at_own_peak"]
+        self.assertEqual(own["seq"], rep["traces"][0]["devices"][0]["peak_seq"])
+        self.assertEqual((own["cublas"], own["user_code"]), (32 * MiB, 74 * MiB))
+        self.assertEqual((own["other_processes"], own["context"]), (0, dev["context_bytes"]))
+        self.assertEqual(own["used_bytes"], sum(own[k] or 0 for k in PARTS))
         before = dev["samples"][1]  # before the other process came
         self.assertEqual((before["other_processes"], before["cublas"], before["user_code"]), (0, 32 * MiB, 72 * MiB))
         text = cumemtrace("report", db)
@@ -150,6 +157,7 @@ class LedgerRealTorch(TraceTest):
         dev, = json.loads(cumemtrace("report", "--json", out))["ledger"]
         pk = dev["at_peak"]
         self.assertEqual(pk["caching_allocator"], torch_said["reserved"])
+        self.assertEqual(dev["at_own_peak"]["caching_allocator"], torch_said["reserved"])
         self.assertEqual(torch_said["reserved"], 320 * MiB)
         self.assertEqual(pk["used_bytes"], torch_said["total"] - torch_said["free"])
         self.assertEqual(sum(pk[k] or 0 for k in PARTS), pk["used_bytes"])
