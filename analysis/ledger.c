@@ -355,6 +355,83 @@ static int own_peak(struct cmt_ledger_dev *ld, struct cmt_set *s, struct owner_c
     return 0;
 }
 
+/* PyTorch's own reserved bytes at each point, from an imported allocator history (schema version 2: the
+ * newest snapshot's alloc_trace, on the trace's time axis), as they stood once the allocator had written
+ * down the driver call the point follows (its trigger, the last driver event at or before it). The
+ * allocator writes a segment's allocation down after the driver returned it and a segment's release
+ * before it asks the driver: after a release, its count up to the release's time; after an allocation,
+ * that count plus the segments it wrote down before its next driver call. A version 1 trace, or one
+ * without history for the device, has none. */
+static int torch_reserved(struct cmt_ledger_dev *ld, struct cmt_set *s, char *err, size_t errlen)
+{
+    struct cmt_trace *t = s->t[ld->trace];
+    sqlite3_stmt *st = NULL, *prev = NULL, *next = NULL;
+    struct { int64_t ts, reserved, grow; } *h = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1, r;
+    if (sqlite3_prepare_v2(t->db,
+                           "SELECT ts_ns, reserved_bytes, CASE WHEN action IN ('segment_alloc', 'segment_map')"
+                           " THEN size ELSE 0 END FROM alloc_trace WHERE device = ? AND ts_ns IS NOT NULL"
+                           " AND snapshot_id = (SELECT max(snapshot_id) FROM alloc_snapshots) ORDER BY entry_id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0; /* no allocator tables (schema version 1) */
+    sqlite3_bind_int64(st, 1, t->devs[ld->dev].device);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!cmt_push(&h, &n, &cap, sizeof *h)) {
+            cmt_fail(err, errlen, "out of memory");
+            goto out;
+        }
+        h[n - 1].ts = sqlite3_column_int64(st, 0);
+        h[n - 1].reserved = sqlite3_column_int64(st, 1);
+        h[n - 1].grow = sqlite3_column_int64(st, 2);
+    }
+    if (r != SQLITE_DONE) {
+        cmt_fail(err, errlen, "%s: cannot read the allocator history: %s", t->path, sqlite3_errmsg(t->db));
+        goto out;
+    }
+    if (n && (sqlite3_prepare_v2(t->db, "SELECT ts_ns, op FROM events WHERE seq <= ? AND op <> 12 ORDER BY seq DESC"
+                                        " LIMIT 1", -1, &prev, NULL) != SQLITE_OK ||
+              sqlite3_prepare_v2(t->db, "SELECT ts_ns FROM events WHERE seq > ? AND op <> 12 ORDER BY seq LIMIT 1",
+                                 -1, &next, NULL) != SQLITE_OK)) {
+        cmt_fail(err, errlen, "%s: cannot read events: %s", t->path, sqlite3_errmsg(t->db));
+        goto out;
+    }
+    for (size_t k = 0; k < ld->np && n; k++) {
+        struct cmt_ledger_point *p = &ld->p[k];
+        int64_t at = p->ts, until = t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts;
+        int acquire = 0;
+        sqlite3_reset(prev);
+        sqlite3_bind_int64(prev, 1, p->seq);
+        if (sqlite3_step(prev) == SQLITE_ROW) {
+            at = sqlite3_column_int64(prev, 0);
+            acquire = CMT_OP_IS_ACQUIRE(sqlite3_column_int(prev, 1));
+        }
+        sqlite3_reset(next);
+        sqlite3_bind_int64(next, 1, p->seq);
+        if (sqlite3_step(next) == SQLITE_ROW)
+            until = sqlite3_column_int64(next, 0);
+        size_t lo = 0, hi = n; /* first entry after the trigger */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (h[mid].ts <= at)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        p->has_torch = 1;
+        p->torch_reserved = lo ? h[lo - 1].reserved : 0;
+        for (size_t e = lo; acquire && e < n && h[e].ts < until; e++)
+            p->torch_reserved += h[e].grow;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(prev);
+    sqlite3_finalize(next);
+    free(h);
+    return rc;
+}
+
 int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
@@ -390,6 +467,8 @@ int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t 
             if (ld->peak < 0 || p->used > ld->p[ld->peak].used)
                 ld->peak = (int)k;
         }
+        if (torch_reserved(ld, s, err, errlen) != 0)
+            goto out;
         if (ld->peak >= 0 && user_modules(ld, s, &oc[ld->trace], err, errlen) != 0)
             goto out;
         if (own_peak(ld, s, &oc[ld->trace], err, errlen) != 0)
@@ -426,7 +505,7 @@ static void text_point(struct sbuf *b, const struct cmt_ledger_dev *ld, const st
     sb_printf(b, "    %-34s %12s  (total %s - free)\n", "used on the device", cmt_bytes_str(p->used, t1),
               cmt_bytes_str(p->total, t2));
     for (int o = 0; o < CMT_NOWNERS; o++) {
-        if (!p->owners[o] && o != CMT_OWN_USER)
+        if (!p->owners[o] && o != CMT_OWN_USER && !(o == CMT_OWN_TORCH && p->has_torch))
             continue;
         sb_printf(b, "      %-32s %12s", cmt_owner_names[o], cmt_bytes_str(p->owners[o], t1));
         if (o == CMT_OWN_USER && p == &ld->p[ld->peak] && ld->nmods) {
@@ -436,6 +515,8 @@ static void text_point(struct sbuf *b, const struct cmt_ledger_dev *ld, const st
                           cmt_bytes_str(ld->user_modules[k].bytes, t2));
             sb_puts(b, ld->nmods > 4 ? ", ...)" : ")");
         }
+        if (o == CMT_OWN_TORCH && p->has_torch)
+            sb_printf(b, "  (PyTorch's own count: %s reserved)", cmt_bytes_str(p->torch_reserved, t2));
         sb_putc(b, '\n');
     }
     if (p->pool_reserve)
@@ -506,7 +587,11 @@ static void json_point(struct sbuf *b, const struct cmt_ledger_point *p, const s
         sb_printf(b, "%lld", (long long)p->other);
     else
         sb_puts(b, "null");
-    sb_printf(b, ",\"unattributed\":%lld}", (long long)p->unattributed);
+    sb_printf(b, ",\"unattributed\":%lld,\"torch_reserved\":", (long long)p->unattributed);
+    if (p->has_torch)
+        sb_printf(b, "%lld}", (long long)p->torch_reserved);
+    else
+        sb_puts(b, "null}");
 }
 
 void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s)

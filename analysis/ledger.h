@@ -10,7 +10,9 @@
  *                             (a moment when nothing else was on the device)
  *   other processes           what NVML says the device's other processes hold (0 when NVML cannot say)
  *   unattributed              the rest, shown as such: never folded into another part
- * so that the parts add up to used exactly.
+ * so that the parts add up to used exactly. Where an allocator history was imported (run --torch), each
+ * point also carries PyTorch's own reserved count then (torch_reserved), a cross-check of the caching
+ * allocator part.
  *
  * Runs in the `cumemtrace` command after the one pass; reads sample events and stacks' modules; never
  * writes. Builders return 0 or -1 with a one-line reason; renderers only format.
@@ -33,6 +35,9 @@ struct cmt_ledger_point {
     int64_t owners[CMT_NOWNERS];  /* our live device memory by owner */
     int64_t pool_reserve, graph_pool;
     int64_t context, unattributed; /* set once the device's context is known */
+    int has_torch;                /* an imported allocator history covers this moment */
+    int64_t torch_reserved;       /* PyTorch's own reserved bytes then (alloc_trace): a cross-check of the
+                                   * caching allocator part, not a part of its own */
 };
 
 struct cmt_ledger_module {

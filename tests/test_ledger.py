@@ -128,11 +128,16 @@ import json, time, torch
 x = torch.empty(256 << 20, dtype=torch.uint8, device='cuda')
 time.sleep(0.15)
 y = torch.empty(64 << 20, dtype=torch.uint8, device='cuda')
+time.sleep(0.15)
+small = [torch.empty(3 << 20, dtype=torch.uint8, device='cuda') for _ in range(3)]
 torch.cuda.synchronize()
 print(json.dumps({"reserved": torch.cuda.memory_reserved(), "total": torch.cuda.mem_get_info()[1],
                   "free": torch.cuda.mem_get_info()[0]}))
 time.sleep(0.15)
-del x, y
+del x
+torch.cuda.empty_cache()
+time.sleep(0.15)
+del y, small
 torch.cuda.empty_cache()
 """
 
@@ -149,16 +154,23 @@ class LedgerRealTorch(TraceTest):
             f.write(TORCH_SCRIPT)
         out = self.path("torch.db")
         env = sim_env(preload=False, extra={"CUMEMTRACE_SAMPLE_MS": "100"})
-        p = subprocess.run([CUMEMTRACE, "run", "-o", out, "--sim-gpu", "H100", "--", TORCH_PY, script], env=env,
+        p = subprocess.run([CUMEMTRACE, "run", "--torch", "-o", out, "--sim-gpu", "H100", "--", TORCH_PY, script], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
         self.assertEqual(p.returncode, 0, p.stderr)
-        torch_said = json.loads(p.stdout.strip().splitlines()[-1])
+        torch_said = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
         cmtlib.wait_traces(out)
         dev, = json.loads(cumemtrace("report", "--json", out))["ledger"]
         pk = dev["at_peak"]
         self.assertEqual(pk["caching_allocator"], torch_said["reserved"])
         self.assertEqual(dev["at_own_peak"]["caching_allocator"], torch_said["reserved"])
-        self.assertEqual(torch_said["reserved"], 320 * MiB)
+        self.assertEqual(torch_said["reserved"], (256 + 64 + 20) * MiB)  # 3 MiB tensors share a 20 MiB segment
         self.assertEqual(pk["used_bytes"], torch_said["total"] - torch_said["free"])
         self.assertEqual(sum(pk[k] or 0 for k in PARTS), pk["used_bytes"])
         self.assertEqual(pk["unattributed"], 0)
+        # run --torch imported the allocator's history: at every sample PyTorch's own reserved count (as it
+        # stood once the allocator had written down the call the sample followed) is the caching
+        # allocator part the ledger found by module.
+        self.assertGreaterEqual(len(dev["samples"]), 4)
+        for smp in dev["samples"]:
+            self.assertEqual(smp["torch_reserved"], smp["caching_allocator"], smp)
+            self.assertEqual(sum(smp[k] or 0 for k in PARTS), smp["used_bytes"])
