@@ -130,22 +130,28 @@ LEFT JOIN modules m ON m.module_id = f.module_id;
 -- address (frees, unreserve, IPC close), by an unmapped range covering the mapping (cuMemUnmap), or, for
 -- handles, by reference count: cuMemCreate, cuMemImportFromShareableHandle (op 5) and
 -- cuMemRetainAllocationHandle (op 13) each add a reference, cuMemRelease (op 6) removes one, and an acquire
--- pairs with the first release that brings the handle's count back below what it made it (last in, first
+-- pairs with the first release that takes the handle's count back below what it made it (last in, first
 -- out: a create pairs with the release that frees the memory, a retain with the one that ends it).
 CREATE VIEW handle_refs AS
 SELECT seq, handle, op,
        sum(CASE op WHEN 6 THEN -1 ELSE 1 END) OVER (PARTITION BY handle ORDER BY seq) AS refs
 FROM events WHERE result = 0 AND op IN (5, 6, 13) AND handle IS NOT NULL;
 
+-- An acquire that takes a handle's count from r - 1 to r and the release that takes it from r back to
+-- r - 1 are neighbours among the handle's events at level r (counts go up to and down from r in turn).
+CREATE VIEW handle_pairs AS
+SELECT seq AS alloc_seq, CASE next_op WHEN 6 THEN next_seq END AS free_seq
+FROM (SELECT seq, op,
+             lead(seq) OVER w AS next_seq, lead(op) OVER w AS next_op
+      FROM handle_refs
+      WINDOW w AS (PARTITION BY handle, CASE op WHEN 6 THEN refs + 1 ELSE refs END ORDER BY seq))
+WHERE op <> 6;
+
 CREATE VIEW pairs AS
+SELECT alloc_seq, free_seq FROM handle_pairs
+UNION ALL
 SELECT a.seq AS alloc_seq,
        CASE a.op
-         WHEN 5 THEN (SELECT min(f.seq) FROM handle_refs f, handle_refs x
-                       WHERE x.seq = a.seq AND f.handle = a.handle AND f.op = 6 AND f.seq > a.seq
-                         AND f.refs = x.refs - 1)
-         WHEN 13 THEN (SELECT min(f.seq) FROM handle_refs f, handle_refs x
-                       WHERE x.seq = a.seq AND f.handle = a.handle AND f.op = 6 AND f.seq > a.seq
-                         AND f.refs = x.refs - 1)
          WHEN 7 THEN coalesce(
                       (SELECT min(f.seq) FROM events f
                         WHERE f.op = 8 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq),
@@ -156,7 +162,7 @@ SELECT a.seq AS alloc_seq,
                 WHERE f.op = a.op + 1 AND f.address = a.address AND f.result = 0 AND f.seq > a.seq)
        END AS free_seq
 FROM events a
-WHERE a.result = 0 AND a.op IN (1, 3, 5, 7, 9, 13);
+WHERE a.result = 0 AND a.op IN (1, 3, 7, 9);
 
 CREATE VIEW allocations AS
 SELECT a.seq, a.address, a.size, k.name AS kind, p.name AS api, a.ts_ns AS alloc_ns, f.ts_ns AS free_ns,
