@@ -124,6 +124,19 @@ class Ledger(TraceTest):
                                      " to 3600000; the program runs on without recording"])
             self.assertFalse(os.path.exists(out))
 
+    def test_sampling_from_many_threads(self):
+        # 8 threads racing: at most one sample per period wins, the program's events are all there, seq
+        # stays dense (a sample takes its number only when it is queued), and the ledger still adds up.
+        p, db = self.trace([client("threads_client"), "8", "300"], extra={"CUMEMTRACE_SAMPLE_MS": "1"})
+        n, top = self.query(db, "SELECT count(*), max(seq) FROM events")[0]
+        self.assertEqual(n, top)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM events WHERE op <> 12"), 8 * 300 * 4)
+        self.assertGreaterEqual(self.scalar(db, "SELECT count(*) FROM events WHERE op = 12"), 1)
+        self.assertEqual(self.query(db, "SELECT DISTINCT total_bytes FROM events WHERE op = 12"), [(24 << 30,)])
+        dev, = json.loads(cumemtrace("report", "--json", db))["ledger"]
+        for s in dev["samples"]:
+            self.assertEqual(sum(s[k] or 0 for k in PARTS), s["used_bytes"])
+
     def test_sample_ms_zero_is_off(self):
         p, db = self.trace([client("ledger_client")], extra={"CUMEMTRACE_SAMPLE_MS": "0"})
         self.assertEqual(self.query(db, "SELECT count(*) FROM events WHERE op = 12"), [(0,)])
