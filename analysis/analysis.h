@@ -8,8 +8,10 @@
  * Stacks are read only when asked for (cmt_stack_get), one small indexed query each, and cached.
  *
  * Memory accounting (issue 3): device memory counts physical bytes only: kinds device, stream_ordered
- * (until cuMemFreeAsync) and vmm_physical (from cuMemCreate until cuMemRelease). VA reservations and
- * mappings are address space, not memory; managed and host-pinned memory are tracked on their own.
+ * (until cuMemFreeAsync), vmm_physical (from cuMemCreate until the last cuMemRelease of its handle:
+ * cuMemRetainAllocationHandle and an import of a live handle add references) and array. VA reservations
+ * and mappings are address space, not memory; managed, host-pinned, host-registered and imported memory
+ * and graph memory nodes' addresses are tracked on their own.
  * The peak is the first moment the live device bytes of all devices of all traces reached their
  * maximum; per-device and per-process peaks are kept beside it.
  *
@@ -59,6 +61,15 @@ struct cmt_dev {
     char *name, *uuid;
     int64_t total_bytes; /* 0 when unknown */
     int64_t live, peak, peak_ts, peak_seq;
+    int shared; /* 1 + index into the set's shared[] (one physical GPU: host and uuid); 0 before set */
+};
+
+/* One physical GPU as several processes see it (ranks sharing a device): the same host and device uuid.
+ * Its live bytes are the sum over the processes on it, in the merged time order (analysis/ranks.c). */
+struct cmt_shared_dev {
+    const char *host, *uuid; /* owned by the first trace that named it; uuid NULL: the ordinal is all we know */
+    int64_t device;
+    int64_t live, peak, peak_ts;
 };
 
 struct cmt_failure {
@@ -71,6 +82,13 @@ struct cmt_failure {
 
 struct cmt_map {
     int64_t address, size;
+};
+
+/* A sample event (op sample), as recorded: see schema/cmt_events.h for what each api's fields hold. */
+enum { CMT_SAMPLE_SIZE = 1, CMT_SAMPLE_AUX = 2, CMT_SAMPLE_HANDLE = 4, CMT_SAMPLE_FREE = 8, CMT_SAMPLE_TOTAL = 16 };
+struct cmt_sample {
+    int64_t seq, ts, device, size, aux, handle, free_bytes, total_bytes;
+    int api, kind, present;
 };
 
 struct cmt_trace {
@@ -91,10 +109,14 @@ struct cmt_trace {
     struct cmt_rec *recs;
     size_t nrecs, reccap;
     struct imap by_addr, by_reserve, by_handle, by_ipc, stack_ix;
+    struct imap handle_refs; /* handle -> references beyond the first (retains, imports of a live handle) */
     struct cmt_map *maps;
     size_t nmaps, mapcap;
+    struct cmt_sample *samples; /* op sample events, in seq order */
+    size_t nsamples, samplecap;
     int64_t kind_live[CMT_NKINDS], kind_peak[CMT_NKINDS];
     int64_t live, peak, peak_ts, peak_seq; /* device memory of this process, all devices */
+    int peak_dev;                          /* devs[] slot of the allocation that made the peak */
     int64_t snap_seq;                      /* last seq of this trace processed at the overall peak */
     int exited;                            /* merged pass: the process has ended, its memory is returned */
     int64_t unmatched_releases, failed_releases;
@@ -138,6 +160,8 @@ struct cmt_set {
     int64_t t0, tend; /* the time axis: earliest start, latest event or end */
     int64_t live, peak, peak_ts, peak_seq;
     int peak_trace;
+    struct cmt_shared_dev *shared; /* physical GPUs by host and uuid, with their summed live bytes */
+    size_t nshared, sharedcap;
     struct cmt_failure *fails;
     size_t nfails, failcap;
     /* timeline */

@@ -12,8 +12,11 @@
 #include "commands.h"
 
 #include "chart.h"
+#include "cmt_events.h"
 #include "html.h"
+#include "ledger.h"
 #include "ranges.h"
+#include "ranks.h"
 #include "report.h"
 #include "torch.h"
 
@@ -132,7 +135,8 @@ static void text_stacks(struct sbuf *b, const struct cmt_group *g, size_t n, int
 }
 
 static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
-                        const struct cmt_range_report *rr, int top)
+                        const struct cmt_range_report *rr, const struct cmt_ranks *k, const struct cmt_ledger *l,
+                        int top)
 {
     struct cmt_set *s = r->s;
     char t1[32], t2[32], t3[32], t4[16];
@@ -200,6 +204,8 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             sb_printf(b, "  %-28s %-8s %10s %8s %12s %12lld\n", label, "all", cmt_bytes_str(t->peak, t1), "",
                       cmt_time_str(t->peak_ts - s->t0, t2), (long long)t->peak_seq);
     }
+    cmt_ranks_text(b, k, s);
+    cmt_ledger_text(b, l, s);
     sb_puts(b, "\nOTHER MEMORY (not counted as device memory)\n");
     sb_printf(b, "  %-34s peak %10s   live at exit %10s\n", "managed (cuMemAllocManaged)",
               cmt_bytes_str(r->kind_peak[2], t1), cmt_bytes_str(r->kind_leaked[2], t2));
@@ -212,6 +218,13 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
                   cmt_bytes_str(r->kind_peak[7], t1));
     if (r->kind_peak[8])
         sb_printf(b, "  %-34s peak %10s   (other processes' memory)\n", "IPC opened", cmt_bytes_str(r->kind_peak[8], t1));
+    if (r->kind_peak[CMT_KIND_HOST_REGISTERED])
+        sb_printf(b, "  %-34s peak %10s   live at exit %10s\n", "host registered (cuMemHostRegister)",
+                  cmt_bytes_str(r->kind_peak[CMT_KIND_HOST_REGISTERED], t1),
+                  cmt_bytes_str(r->kind_leaked[CMT_KIND_HOST_REGISTERED], t2));
+    if (r->kind_peak[CMT_KIND_GRAPH])
+        sb_printf(b, "  %-34s peak %10s   (addresses; the graph pool's memory is sampled)\n",
+                  "graph memory nodes", cmt_bytes_str(r->kind_peak[CMT_KIND_GRAPH], t1));
 
     int64_t at_peak_count = 0;
     for (size_t i = 0; i < r->ntop; i++)
@@ -348,7 +361,8 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
 }
 
 static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
-                        const struct cmt_range_report *rr, int top)
+                        const struct cmt_range_report *rr, const struct cmt_ranks *k, const struct cmt_ledger *l,
+                        int top)
 {
     struct cmt_set *s = r->s;
     sb_puts(b, "{\"format\":\"cumemtrace-report\",\"version\":1,\"traces\":[");
@@ -410,6 +424,15 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
               (long long)r->kind_peak[2], (long long)r->kind_leaked[2], (long long)r->kind_peak[3],
               (long long)r->kind_leaked[3], (long long)r->kind_peak[5], (long long)r->kind_leaked[5],
               (long long)r->kind_peak[7], (long long)r->kind_peak[8]);
+    /* inside other_memory, added after the fact: the closing brace above is taken back */
+    b->len--;
+    sb_printf(b,
+              ",\"host_registered\":{\"peak_bytes\":%lld,\"live_at_exit_bytes\":%lld},"
+              "\"graph_nodes\":{\"peak_bytes\":%lld,\"live_at_exit_bytes\":%lld},"
+              "\"vmm_imported\":{\"live_at_exit_bytes\":%lld}}",
+              (long long)r->kind_peak[CMT_KIND_HOST_REGISTERED], (long long)r->kind_leaked[CMT_KIND_HOST_REGISTERED],
+              (long long)r->kind_peak[CMT_KIND_GRAPH], (long long)r->kind_leaked[CMT_KIND_GRAPH],
+              (long long)r->kind_leaked[CMT_KIND_VMM_IMPORTED]);
     sb_puts(b, ",\"top_at_peak\":");
     json_groups(b, r->top, r->ntop, top, 1);
     sb_puts(b, ",\"modules_at_peak\":");
@@ -475,6 +498,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
     sb_putc(b, '}');
     cmt_ranges_json(b, rr);
     cmt_heaps_json(b, s, rr->heaps, rr->nheaps);
+    cmt_ranks_json(b, k, s);
+    cmt_ledger_json(b, l, s);
     cmt_torch_json(b, x, s);
     sb_puts(b, "}\n");
 }
@@ -483,8 +508,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
  * HTML: the viewer (analysis/html.c) over this report's JSON and the run's bands */
 
 static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_torch *x,
-                       const struct cmt_range_report *rr, int top, const struct cmt_rules *rules, char *err,
-                       size_t errlen)
+                       const struct cmt_range_report *rr, const struct cmt_ranks *k, const struct cmt_ledger *l,
+                       int top, const struct cmt_rules *rules, char *err, size_t errlen)
 {
     struct cmt_set *s = r->s;
     struct cmt_html_dict d = {.rules = rules};
@@ -495,7 +520,7 @@ static int report_html(struct sbuf *b, struct cmt_report *r, const struct cmt_to
         cmt_trace_label(s->t[0], label, sizeof label);
     sb_puts(&data, "{\"kind\":\"report\",\"title\":\"cumemtrace report\",\"generator\":\"cumemtrace " CMT_VERSION
                    "\",\"report\":");
-    report_json(&data, r, x, rr, top);
+    report_json(&data, r, x, rr, k, l, top);
     cmt_torch_text(&why, x, s);
     sb_puts(&data, ",\"torch_text\":");
     sb_json_str(&data, why.p ? why.p : "");
@@ -568,18 +593,21 @@ int cmd_report(int argc, char **argv)
     struct cmt_report r = {0};
     struct cmt_torch x = {0};
     struct cmt_range_report rr = {0};
+    struct cmt_ranks k = {0};
+    struct cmt_ledger l = {0};
     struct sbuf out = {0}, page = {0};
     struct cmt_options o = {.timeline = 0, .points = 1000, .by = CMT_BY_KIND};
     struct cmt_rules rules = {0};
     int have_rules = 0;
     if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
         cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0 ||
-        cmt_ranges_report(&rr, &s, err, sizeof err) != 0)
+        cmt_ranges_report(&rr, &s, err, sizeof err) != 0 || cmt_ranks_build(&k, &s, err, sizeof err) != 0 ||
+        cmt_ledger_build(&l, &s, err, sizeof err) != 0)
         goto out;
     if (json)
-        report_json(&out, &r, &x, &rr, top);
+        report_json(&out, &r, &x, &rr, &k, &l, top);
     else
-        report_text(&out, &r, &x, &rr, top);
+        report_text(&out, &r, &x, &rr, &k, &l, top);
     if (html) {
         /* components of the bands: the same rules as the report's (shipped, or --rules) */
         if (cmt_rules_load(&rules, to.rules, err, sizeof err) != 0) {
@@ -588,7 +616,7 @@ int cmd_report(int argc, char **argv)
             err[0] = 0; /* no shipped rules beside us: every band is "other" by component */
         } else
             have_rules = 1;
-        if (report_html(&page, &r, &x, &rr, top, have_rules ? &rules : NULL, err, sizeof err) != 0)
+        if (report_html(&page, &r, &x, &rr, &k, &l, top, have_rules ? &rules : NULL, err, sizeof err) != 0)
             goto out;
     }
     if ((html && sb_write(&page, html, err, sizeof err) != 0) || sb_write(&out, NULL, err, sizeof err) != 0)
@@ -605,6 +633,8 @@ out:
     cmt_torch_free(&x);
     cmt_ranges_report_free(&rr);
     cmt_rules_free(&rules);
+    cmt_ranks_free(&k);
+    cmt_ledger_free(&l);
     cmt_set_close(&s);
     return status;
 }

@@ -39,6 +39,11 @@ static const char *const kind_names[CMT_NKINDS] = {
 #undef X
 };
 
+_Static_assert(CMT_API_COUNT_PLUS_ONE == CMT_NAPIS, "CMT_NAPIS (analysis.h) must follow schema/cmt_events.h");
+#define X(id, name, str) _Static_assert(id < CMT_NKINDS, "CMT_NKINDS (analysis.h) must follow schema/cmt_events.h");
+CMT_KIND_LIST(X)
+#undef X
+
 const char *cmt_api_name(int api) { return api > 0 && api < CMT_NAPIS ? api_names[api] : "unknown"; }
 const char *cmt_kind_name(int kind) { return kind > 0 && kind < CMT_NKINDS ? kind_names[kind] : "unknown"; }
 
@@ -245,7 +250,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
 
     rc = sqlite3_prepare_v2(t->db,
                             "SELECT seq, ts_ns, api, op, kind, device, address, size, handle, result,"
-                            " stack_id, free_bytes, total_bytes FROM events ORDER BY seq",
+                            " stack_id, free_bytes, total_bytes, aux FROM events ORDER BY seq",
                             -1, &t->events, NULL);
     if (rc != SQLITE_OK)
         return db_fail(t, rc, err, errlen);
@@ -303,9 +308,11 @@ static void trace_free(struct cmt_trace *t)
     free(t->devs);
     free(t->recs);
     free(t->maps);
+    free(t->samples);
     imap_free(&t->by_addr);
     imap_free(&t->by_reserve);
     imap_free(&t->by_handle);
+    imap_free(&t->handle_refs);
     imap_free(&t->by_ipc);
     imap_free(&t->stack_ix);
     free(t->path);
@@ -436,6 +443,7 @@ void cmt_set_close(struct cmt_set *s)
         trace_free(s->t[i]);
     free(s->t);
     free(s->fails);
+    free(s->shared);
     for (size_t i = 0; i < s->npanels; i++)
         free(s->panels[i].b);
     free(s->panels);
@@ -653,7 +661,8 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
 {
     if (s->opt.by == CMT_BY_KIND) {
         switch (r->kind) {
-        case CMT_KIND_DEVICE: return 0;
+        case CMT_KIND_DEVICE:
+        case CMT_KIND_ARRAY: return 0;
         case CMT_KIND_STREAM_ORDERED: return 1;
         case CMT_KIND_VMM_PHYSICAL: return 2;
         case CMT_KIND_MANAGED: return 3;
@@ -689,6 +698,29 @@ static int layer_of(struct cmt_set *s, struct cmt_trace *t, const struct cmt_rec
     return ix;
 }
 
+/* The set's slot for the physical GPU behind a device of a trace: same host and uuid (or ordinal when the
+ * trace has no uuid for it). 0 on success. */
+static int shared_slot(struct cmt_set *s, struct cmt_trace *t, struct cmt_dev *dv)
+{
+    for (size_t i = 0; i < s->nshared; i++) {
+        struct cmt_shared_dev *g = &s->shared[i];
+        int same_host = (!g->host && !t->host) || (g->host && t->host && !strcmp(g->host, t->host));
+        int same_dev = g->uuid || dv->uuid ? g->uuid && dv->uuid && !strcmp(g->uuid, dv->uuid) : g->device == dv->device;
+        if (same_host && same_dev) {
+            dv->shared = (int)i + 1;
+            return 0;
+        }
+    }
+    struct cmt_shared_dev *g = cmt_push(&s->shared, &s->nshared, &s->sharedcap, sizeof *g);
+    if (!g)
+        return -1;
+    g->host = t->host;
+    g->uuid = dv->uuid;
+    g->device = dv->device;
+    dv->shared = (int)s->nshared;
+    return 0;
+}
+
 /* Applies +size or -size of an allocation to every counter and, for device memory, the peaks. */
 static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int sign, int64_t seq, int64_t ts,
                    char *err, size_t errlen)
@@ -706,12 +738,21 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
             dv->peak_ts = ts;
             dv->peak_seq = seq;
         }
+        if (!dv->shared && shared_slot(s, t, dv) != 0)
+            return cmt_fail(err, errlen, "out of memory");
+        struct cmt_shared_dev *g = &s->shared[dv->shared - 1];
+        g->live += d;
+        if (g->live > g->peak) {
+            g->peak = g->live;
+            g->peak_ts = ts;
+        }
         t->live += d;
         cmt_ranges_observe(t, seq, t->live - d, t->live);
         if (t->live > t->peak) {
             t->peak = t->live;
             t->peak_ts = ts;
             t->peak_seq = seq;
+            t->peak_dev = r->dev;
         }
         s->live += d;
         if (s->live > s->peak) {
@@ -746,7 +787,7 @@ static int account(struct cmt_set *s, size_t ti, const struct cmt_rec *r, int si
     return 0;
 }
 
-enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESULT, C_STACK, C_FREE, C_TOTAL };
+enum { C_SEQ, C_TS, C_API, C_OP, C_KIND, C_DEV, C_ADDR, C_SIZE, C_HANDLE, C_RESULT, C_STACK, C_FREE, C_TOTAL, C_AUX };
 
 static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *err, size_t errlen)
 {
@@ -778,7 +819,8 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
 
     if (result != 0) {
         if (!CMT_OP_IS_ACQUIRE(op)) {
-            t->failed_releases++;
+            if (CMT_OP_IS_RELEASE(op))
+                t->failed_releases++;
             return 0;
         }
         struct cmt_failure *f = cmt_push(&s->fails, &s->nfails, &s->failcap, sizeof *f);
@@ -801,10 +843,51 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     }
 
     switch (op) {
-    case CMT_OP_ALLOC:
+    case CMT_OP_SAMPLE: {
+        /* Kept as they are for the ledger (ledger.c): a few per second at most. */
+        struct cmt_sample *x = cmt_push(&t->samples, &t->nsamples, &t->samplecap, sizeof *x);
+        if (!x)
+            return cmt_fail(err, errlen, "out of memory");
+        x->seq = seq;
+        x->ts = ts;
+        x->api = api;
+        x->kind = kind;
+        x->device = has_dev ? device : -1;
+#define OPTIONAL(field, c, bit)                                                                         \
+        do {                                                                                            \
+            if (sqlite3_column_type(st, c) != SQLITE_NULL) {                                            \
+                x->field = sqlite3_column_int64(st, c);                                                 \
+                x->present |= bit;                                                                      \
+            }                                                                                           \
+        } while (0)
+        OPTIONAL(size, C_SIZE, CMT_SAMPLE_SIZE);
+        OPTIONAL(aux, C_AUX, CMT_SAMPLE_AUX);
+        OPTIONAL(handle, C_HANDLE, CMT_SAMPLE_HANDLE);
+        OPTIONAL(free_bytes, C_FREE, CMT_SAMPLE_FREE);
+        OPTIONAL(total_bytes, C_TOTAL, CMT_SAMPLE_TOTAL);
+#undef OPTIONAL
+        return 0;
+    }
+    case CMT_OP_RETAIN:
     case CMT_OP_CREATE: {
-        if (op == CMT_OP_CREATE)
+        /* Another reference to a handle already live here (a retain, an import of our own export): the
+         * memory stays with the first acquire until the last release. */
+        uint64_t h = (uint64_t)sqlite3_column_int64(st, C_HANDLE);
+        if (imap_get(&t->by_handle, h)) {
+            int64_t *n = imap_get(&t->handle_refs, h);
+            if (imap_put(&t->handle_refs, h, (n ? *n : 0) + 1) != 0)
+                return cmt_fail(err, errlen, "out of memory");
+            return 0;
+        }
+        if (op == CMT_OP_RETAIN) {
+            t->unmatched_releases++; /* a reference to a handle created before tracing began */
+            return 0;
+        }
+        if (kind != CMT_KIND_VMM_IMPORTED)
             kind = CMT_KIND_VMM_PHYSICAL;
+        __attribute__((fallthrough)); /* a new handle: recorded as an allocation is */
+    }
+    case CMT_OP_ALLOC: {
         int dv = dev_slot(t, has_dev, device);
         struct cmt_rec *r = cmt_push(&t->recs, &t->nrecs, &t->reccap, sizeof *r);
         if (dv < 0 || !r)
@@ -827,6 +910,12 @@ static int handle_event(struct cmt_set *s, size_t ti, sqlite3_stmt *st, char *er
     case CMT_OP_RELEASE: {
         int64_t ix;
         uint64_t key = (uint64_t)(op == CMT_OP_RELEASE ? sqlite3_column_int64(st, C_HANDLE) : addr);
+        int64_t *refs = op == CMT_OP_RELEASE ? imap_get(&t->handle_refs, key) : NULL;
+        if (refs && *refs > 0) {
+            if (--*refs == 0)
+                imap_del(&t->handle_refs, key, &ix);
+            return 0; /* a retained or imported reference given back: the memory stays */
+        }
         if (!imap_del(op == CMT_OP_RELEASE ? &t->by_handle : &t->by_addr, key, &ix)) {
             t->unmatched_releases++; /* allocated before tracing began, or never allocated */
             return 0;
@@ -960,6 +1049,9 @@ int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, s
         struct cmt_trace *t = s->t[best];
         if (live[best] == EXIT) {
             s->live -= t->live;
+            for (size_t d = 0; d < t->ndevs; d++)
+                if (t->devs[d].shared)
+                    s->shared[t->devs[d].shared - 1].live -= t->devs[d].live;
             t->exited = 1;
             live[best] = DONE;
             active--;

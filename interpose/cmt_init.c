@@ -148,6 +148,15 @@ static void do_init(void)
         }
         cmt_config.queue = (unsigned)d;
     }
+    cmt_config.sample_ns = 0;
+    v = getenv("CUMEMTRACE_SAMPLE_MS");
+    if (v && *v) {
+        if (parse_long(v, 0, 3600000, &d) != 0) {
+            cmt_runtime_disable("CUMEMTRACE_SAMPLE_MS must be a number of milliseconds from 0 (off) to 3600000");
+            return;
+        }
+        cmt_config.sample_ns = (uint64_t)d * 1000000u;
+    }
     v = getenv("CUMEMTRACE_DEBUG_WRITER_DELAY_MS");
     if (v && *v)
         cmt_config.debug_writer_delay_ms = (unsigned)strtoul(v, NULL, 10);

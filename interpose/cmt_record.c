@@ -282,6 +282,20 @@ void cmt_call_end(struct cmt_call *c, int result)
     }
 }
 
+void cmt_record_graph_mem(struct cmt_event *e)
+{
+    const struct cmt_driver *d = cmt_driver();
+    if (!(e->present & CMT_HAS_DEVICE) || !d || !d->device_get_graph_mem_attribute)
+        return;
+    cuuint64_t reserved = 0, used = 0;
+    if (d->device_get_graph_mem_attribute(e->device, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved) != CUDA_SUCCESS ||
+        d->device_get_graph_mem_attribute(e->device, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, &used) != CUDA_SUCCESS)
+        return;
+    e->size = reserved;
+    e->aux = used;
+    e->present |= CMT_HAS_SIZE | CMT_HAS_AUX;
+}
+
 uint64_t cmt_record_range_size(uint64_t address)
 {
     const struct cmt_driver *d = cmt_driver();
@@ -292,19 +306,10 @@ uint64_t cmt_record_range_size(uint64_t address)
     return size;
 }
 
-void cmt_call_commit(struct cmt_call *c)
+/* Queues one event: waits for room rather than lose it, but never forever: 2 s, then counts it as lost.
+ * A writer found stuck once is not waited for again until it has taken something off the queue. */
+static void push(struct cmt_event *e)
 {
-    struct cmt_event *e = &c->u.ev;
-    if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE) {
-        if (cmt_capture_start() == 0)
-            cmt_nvtx_capture_started(); /* ranges still open from before: queued ahead of this event */
-    } else
-        cmt_capture_await();
-    cmt_capture_check();
-    if (e->present & CMT_HAS_DEVICE)
-        describe_device(e->device); /* before the event is queued: the writer finds it described */
-    /* Wait for room rather than lose the event, but never forever: 2 s, then count it as lost. A writer
-     * found stuck once is not waited for again until it has taken something off the queue. */
     uint64_t deadline = 0;
     for (;;) {
         int st = atomic_load_explicit(&cmt_state, memory_order_acquire);
@@ -330,6 +335,175 @@ void cmt_call_commit(struct cmt_call *c)
         }
         cmt_capture_wait_for_space(1000 * 1000);
     }
+}
+
+/* ---- sampling (CUMEMTRACE_SAMPLE_MS) --------------------------------------------------------------
+ * No thread of ours runs in the program: a sample is taken on the application thread that just made a
+ * recorded call, when the last sample of its device is at least sample_ns old (one thread wins the
+ * compare-and-swap; the others go on). A sample is an event of its own (op sample, no stack): cuMemGetInfo's
+ * free and total of the current context's device, and, once the program has used stream-ordered memory,
+ * the reserved and used bytes of the device's default and current pools and of the pools it passed to
+ * cuMemAllocFromPoolAsync (up to CMT_SAMPLE_POOLS per device). The driver calls are not hooked ones. */
+#define CMT_SAMPLE_POOLS 4
+static _Atomic uint64_t last_sample[CMT_SHM_MAX_DEVICES];
+static _Atomic int pools_in_use;
+static _Atomic uint64_t named_pools[CMT_SHM_MAX_DEVICES][CMT_SAMPLE_POOLS];
+
+static void sample_event(struct cmt_event *s, int api, uint64_t now)
+{
+    memset(s, 0, sizeof *s);
+    s->api = (uint16_t)api;
+    s->op = api_op[api];
+    s->kind = api_kind[api];
+    s->tid = current_tid();
+    s->device = -1;
+    s->ts_ns = now;
+    place(s);
+}
+
+/* Numbers a sample as it is queued: seq stays dense (only events that are written take one). */
+static void push_sample(struct cmt_event *s)
+{
+    s->seq = atomic_fetch_add_explicit(&cmt_seq, 1, memory_order_relaxed) + 1;
+    s->ts_ns = cmt_now_ns();
+    push(s);
+}
+
+static void sample_pool(CUmemoryPool pool, int dev, uint64_t now)
+{
+    const struct cmt_driver *d = cmt_driver();
+    cuuint64_t reserved = 0, used = 0;
+    if (!pool || d->mem_pool_get_attribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved) != CUDA_SUCCESS ||
+        d->mem_pool_get_attribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used) != CUDA_SUCCESS)
+        return;
+    struct cmt_event s;
+    sample_event(&s, CMT_API_cuMemPoolGetAttribute, now);
+    s.device = dev;
+    s.present |= CMT_HAS_DEVICE | CMT_HAS_HANDLE | CMT_HAS_SIZE | CMT_HAS_AUX;
+    s.handle = (uint64_t)(uintptr_t)pool;
+    s.size = reserved;
+    s.aux = used;
+    push_sample(&s);
+}
+
+/* NVML, for what nvidia-smi shows: the device's processes and their memory. Loaded at the first sample
+ * (dlopen, on that application thread: sampling is asked for), never if it is not installed. */
+struct nvml_proc {
+    unsigned int pid;
+    unsigned long long used;
+    unsigned int gi, ci;
+};
+static struct {
+    int (*by_uuid)(const char *, void **);
+    int (*procs)(void *, unsigned int *, struct nvml_proc *);
+} nvml;
+static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
+
+static void load_nvml(void)
+{
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    int (*init)(void) = (int (*)(void))cmt_real_dlsym(h, "nvmlInit_v2");
+    void *by_uuid = cmt_real_dlsym(h, "nvmlDeviceGetHandleByUUID");
+    void *procs = cmt_real_dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+    if (!init || !by_uuid || !procs || init() != 0)
+        return;
+    nvml.by_uuid = (int (*)(const char *, void **))by_uuid;
+    nvml.procs = (int (*)(void *, unsigned int *, struct nvml_proc *))procs;
+}
+
+/* The bytes NVML says other processes and this one hold on DEV: into size and aux of the sample. */
+static void sample_nvml(struct cmt_event *s, int dev)
+{
+    pthread_once(&nvml_once, load_nvml);
+    struct cmt_shm *h = cmt_shm_get();
+    if (!nvml.procs || !h || atomic_load(&h->devices[dev].state) != 2 || !h->devices[dev].uuid[0])
+        return;
+    void *nd = NULL;
+    struct nvml_proc p[64];
+    unsigned int n = 64;
+    if (nvml.by_uuid(h->devices[dev].uuid, &nd) != 0 || nvml.procs(nd, &n, p) != 0)
+        return;
+    unsigned long long mine = 0, others = 0;
+    unsigned int self = (unsigned int)getpid();
+    for (unsigned int i = 0; i < n && i < 64; i++) {
+        if (p[i].used == ~0ull)
+            continue; /* NVML_VALUE_NOT_AVAILABLE */
+        if (p[i].pid == self)
+            mine += p[i].used;
+        else
+            others += p[i].used;
+    }
+    s->size = others;
+    s->aux = mine;
+    s->present |= CMT_HAS_SIZE | CMT_HAS_AUX;
+}
+
+static void maybe_sample(const struct cmt_event *e)
+{
+    if (e->kind == CMT_KIND_STREAM_ORDERED && e->op != CMT_OP_SAMPLE) {
+        atomic_store_explicit(&pools_in_use, 1, memory_order_relaxed);
+        if (e->api == CMT_API_cuMemAllocFromPoolAsync || e->api == CMT_API_cuMemAllocFromPoolAsync_ptsz) {
+            int dv = (e->present & CMT_HAS_DEVICE) ? e->device : -1;
+            for (int i = 0; dv >= 0 && dv < CMT_SHM_MAX_DEVICES && i < CMT_SAMPLE_POOLS; i++) {
+                uint64_t want = 0;
+                if (atomic_load(&named_pools[dv][i]) == e->handle ||
+                    atomic_compare_exchange_strong(&named_pools[dv][i], &want, e->handle))
+                    break;
+            }
+        }
+    }
+    const struct cmt_driver *d = cmt_driver();
+    if (!d || !d->mem_get_info)
+        return;
+    uint64_t now = cmt_now_ns();
+    struct cmt_event s;
+    sample_event(&s, CMT_API_cuMemGetInfo_v2, now);
+    int dev = (s.present & CMT_HAS_DEVICE) ? s.device : -1;
+    if (dev < 0 || dev >= CMT_SHM_MAX_DEVICES)
+        return; /* no context on this thread: nothing to ask cuMemGetInfo about */
+    uint64_t last = atomic_load_explicit(&last_sample[dev], memory_order_relaxed);
+    if ((last && now - last < cmt_config.sample_ns) ||
+        !atomic_compare_exchange_strong(&last_sample[dev], &last, now))
+        return;
+    size_t fr = 0, total = 0;
+    if (d->mem_get_info(&fr, &total) != CUDA_SUCCESS)
+        return;
+    s.free_bytes = fr;
+    s.total_bytes = total;
+    s.present |= CMT_HAS_MEMINFO;
+    describe_device(dev);
+    sample_nvml(&s, dev);
+    push_sample(&s);
+    if (!atomic_load_explicit(&pools_in_use, memory_order_relaxed) || !d->mem_pool_get_attribute)
+        return;
+    CUmemoryPool def = NULL, cur = NULL;
+    if (d->device_get_default_mem_pool && d->device_get_default_mem_pool(&def, dev) == CUDA_SUCCESS)
+        sample_pool(def, dev, now);
+    if (d->device_get_mem_pool && d->device_get_mem_pool(&cur, dev) == CUDA_SUCCESS && cur != def)
+        sample_pool(cur, dev, now);
+    for (int i = 0; i < CMT_SAMPLE_POOLS; i++) {
+        CUmemoryPool p = (CUmemoryPool)(uintptr_t)atomic_load(&named_pools[dev][i]);
+        if (p && p != def && p != cur)
+            sample_pool(p, dev, now);
+    }
+}
+
+void cmt_call_commit(struct cmt_call *c)
+{
+    struct cmt_event *e = &c->u.ev;
+    if (atomic_load_explicit(&cmt_state, memory_order_acquire) == CMT_IDLE) {
+        if (cmt_capture_start() == 0)
+            cmt_nvtx_capture_started(); /* ranges still open from before: queued ahead of this event */
+    } else
+        cmt_capture_await();
+    cmt_capture_check();
+    if (e->present & CMT_HAS_DEVICE)
+        describe_device(e->device); /* before the event is queued: the writer finds it described */
+    push(e);
+    if (cmt_config.sample_ns)
+        maybe_sample(e);
     tls_depth--;
 }
 

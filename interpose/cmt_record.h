@@ -4,7 +4,8 @@
  * Runs on application threads. Never blocks on a lock, never calls SQLite, never allocates; the only
  * driver calls are the cheap queries that place the event (current context, its device) and, after a
  * failed allocation, cuMemGetInfo. If the queue is full it waits a bounded time for the writer, then
- * counts the event as lost.
+ * counts the event as lost. With CUMEMTRACE_SAMPLE_MS (opt-in), a call may also take a sample after its
+ * event: cuMemGetInfo, pool and NVML queries (cmt_record.c says when; NVML is dlopen'ed at the first one).
  */
 #ifndef CMT_RECORD_H
 #define CMT_RECORD_H
@@ -32,6 +33,11 @@ struct cmt_call {
 int cmt_call_begin(struct cmt_call *c, int api, int when);
 void cmt_call_end(struct cmt_call *c, int result);
 void cmt_call_commit(struct cmt_call *c);
+
+/* For fills: the device's graph memory pool (cuDeviceGetGraphMemAttribute) into a SAMPLE event: size =
+ * reserved, aux = used, both current. Nothing when the event has no device or the driver cannot say. */
+struct cmt_event;
+void cmt_record_graph_mem(struct cmt_event *e);
 
 /* For fills: the size of the allocation containing a device address (IPC mappings), 0 if unknown. */
 uint64_t cmt_record_range_size(uint64_t address);

@@ -149,6 +149,10 @@ static void fill_driver(void)
     GET(device_total_mem, "cuDeviceTotalMem_v2");
     GET(device_get_uuid, "cuDeviceGetUuid");
     GET(driver_get_version, "cuDriverGetVersion");
+    GET(device_get_graph_mem_attribute, "cuDeviceGetGraphMemAttribute");
+    GET(mem_pool_get_attribute, "cuMemPoolGetAttribute");
+    GET(device_get_default_mem_pool, "cuDeviceGetDefaultMemPool");
+    GET(device_get_mem_pool, "cuDeviceGetMemPool");
 #undef GET
 }
 

@@ -39,6 +39,10 @@ struct cmt_driver {
     CUresult (*device_total_mem)(size_t *, CUdevice);
     CUresult (*device_get_uuid)(CUuuid *, CUdevice);
     CUresult (*driver_get_version)(int *);
+    CUresult (*device_get_graph_mem_attribute)(CUdevice, CUgraphMem_attribute, void *);
+    CUresult (*mem_pool_get_attribute)(CUmemoryPool, CUmemPool_attribute, void *);
+    CUresult (*device_get_default_mem_pool)(CUmemoryPool *, CUdevice);
+    CUresult (*device_get_mem_pool)(CUmemoryPool *, CUdevice);
 };
 
 /* The helper functions above, resolved once the real libcuda is known; NULL before. */

@@ -26,6 +26,7 @@ struct cmt_config {
     char env[1024];        /* allow-listed environment at start: NAME=VALUE\0...\0 */
     uint64_t start_ns;     /* CLOCK_MONOTONIC at start (or at fork, in a child) */
     uint64_t start_unix_ns;
+    uint64_t sample_ns;    /* CUMEMTRACE_SAMPLE_MS in ns: device memory sampled at most this often, 0 = never */
     unsigned debug_writer_delay_ms; /* CUMEMTRACE_DEBUG_WRITER_DELAY_MS: the writer starts this late (tests, benchmarks) */
 };
 

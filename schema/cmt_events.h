@@ -21,7 +21,12 @@
     X(8, UNMAP, "unmap")                                                                                \
     X(9, IPC_OPEN, "ipc_open")     /* another process's allocation mapped here */                      \
     X(10, IPC_CLOSE, "ipc_close")                                                                       \
-    X(11, TRIM, "trim")            /* cuMemPoolTrimTo: size = minBytesToKeep */
+    X(11, TRIM, "trim")            /* cuMemPoolTrimTo: size = minBytesToKeep */                        \
+    X(12, SAMPLE, "sample")        /* a reading of the driver's counters, nothing acquired: kind graph */\
+                                   /* (size = graph memory reserved, aux = used, on the event's device) */\
+    X(13, RETAIN, "retain")        /* one more reference to a live handle; released by cuMemRelease */ \
+                                   /* (op 6: the one exception to "release = op + 1") */               \
+    X(14, EXPORT, "export")        /* cuMemExportToShareableHandle: nothing acquired */
 
 /* Which kind of memory an event concerns. */
 #define CMT_KIND_LIST(X)                                                                                \
@@ -32,7 +37,13 @@
     X(5, VA_RESERVATION, "va_reservation") /* cuMemAddressReserve: not memory */                        \
     X(6, VMM_PHYSICAL, "vmm_physical")     /* cuMemCreate: device memory behind a handle */             \
     X(7, VMM_MAPPING, "vmm_mapping")       /* cuMemMap: a view of a handle, not more memory */          \
-    X(8, IPC, "ipc")                       /* cuIpcOpenMemHandle: another process's memory */
+    X(8, IPC, "ipc")                       /* cuIpcOpenMemHandle: another process's memory */           \
+    X(9, VMM_IMPORTED, "vmm_imported")     /* cuMemImportFromShareableHandle: a handle to memory that   \
+                                              another process (usually) created: not counted here */    \
+    X(10, ARRAY, "array")                  /* CUDA arrays: device memory (size: see hooks.def) */        \
+    X(11, HOST_REGISTERED, "host_registered") /* cuMemHostRegister: the program's host memory, pinned */ \
+    X(12, GRAPH, "graph")                  /* graph memory nodes: addresses whose memory the graph's   \
+                                              pool maps at launch (not counted: samples say the pool) */
 
 /* Every recorded driver entry point, by its concrete ELF name. Columns: id, concrete name, the base name
  * cuGetProcAddress is asked for, op, kind. Frees name the kind they usually release; the analyzer takes
@@ -64,7 +75,31 @@
     X(24, cuMemUnmap, cuMemUnmap, UNMAP, VMM_MAPPING)                                                   \
     X(25, cuIpcOpenMemHandle, cuIpcOpenMemHandle, IPC_OPEN, IPC)                                        \
     X(26, cuIpcOpenMemHandle_v2, cuIpcOpenMemHandle, IPC_OPEN, IPC)                                     \
-    X(27, cuIpcCloseMemHandle, cuIpcCloseMemHandle, IPC_CLOSE, IPC)
+    X(27, cuIpcCloseMemHandle, cuIpcCloseMemHandle, IPC_CLOSE, IPC)                                    \
+    X(28, cuMemExportToShareableHandle, cuMemExportToShareableHandle, EXPORT, VMM_PHYSICAL)             \
+    X(29, cuMemImportFromShareableHandle, cuMemImportFromShareableHandle, CREATE, VMM_IMPORTED)         \
+    X(30, cuMemRetainAllocationHandle, cuMemRetainAllocationHandle, RETAIN, VMM_PHYSICAL)               \
+    X(31, cuGraphAddMemAllocNode, cuGraphAddMemAllocNode, ALLOC, GRAPH)                                 \
+    X(32, cuGraphAddMemFreeNode, cuGraphAddMemFreeNode, FREE, GRAPH)                                    \
+    X(33, cuGraphInstantiateWithFlags, cuGraphInstantiateWithFlags, SAMPLE, GRAPH)                      \
+    X(34, cuGraphLaunch, cuGraphLaunch, SAMPLE, GRAPH)                                                  \
+    X(35, cuGraphLaunch_ptsz, cuGraphLaunch, SAMPLE, GRAPH)                                             \
+    X(36, cuArrayCreate, cuArrayCreate, ALLOC, ARRAY)                                                   \
+    X(37, cuArrayCreate_v2, cuArrayCreate, ALLOC, ARRAY)                                                \
+    X(38, cuArray3DCreate, cuArray3DCreate, ALLOC, ARRAY)                                               \
+    X(39, cuArray3DCreate_v2, cuArray3DCreate, ALLOC, ARRAY)                                            \
+    X(40, cuMipmappedArrayCreate, cuMipmappedArrayCreate, ALLOC, ARRAY)                                 \
+    X(41, cuArrayDestroy, cuArrayDestroy, FREE, ARRAY)                                                  \
+    X(42, cuMipmappedArrayDestroy, cuMipmappedArrayDestroy, FREE, ARRAY)                                \
+    X(43, cuMemHostRegister, cuMemHostRegister, ALLOC, HOST_REGISTERED)                                 \
+    X(44, cuMemHostRegister_v2, cuMemHostRegister, ALLOC, HOST_REGISTERED)                              \
+    X(45, cuMemHostUnregister, cuMemHostUnregister, FREE, HOST_REGISTERED)                              \
+    /* Samples taken by the interposer itself on a recorded call (CUMEMTRACE_SAMPLE_MS), not the program's \
+     * calls: device memory free/total (free_bytes, total_bytes) with, where NVML answers, the bytes    \
+     * other processes hold on the device (size) and this process holds (aux); and a stream-ordered     \
+     * pool's reserved (size) and used (aux) bytes (handle = the pool). */                              \
+    X(46, cuMemGetInfo_v2, cuMemGetInfo, SAMPLE, DEVICE)                                                \
+    X(47, cuMemPoolGetAttribute, cuMemPoolGetAttribute, SAMPLE, STREAM_ORDERED)
 
 /* Each list's ids run 1, 2, 3... in order (checked below), so *_COUNT_PLUS_ONE sizes a table indexed by id. */
 enum cmt_op {
@@ -96,11 +131,14 @@ _Static_assert(0 CMT_API_LIST(X) == CMT_API_COUNT_PLUS_ONE - 1, "api ids must ru
 
 /* True for the kinds that are device memory of their own, counted in a device's footprint: reservations
  * (addresses only), mappings (views of a handle), IPC opens (another process's memory), managed and
- * host-pinned memory are not. */
-#define CMT_KIND_IS_PHYSICAL(k) \
-    ((k) == CMT_KIND_DEVICE || (k) == CMT_KIND_STREAM_ORDERED || (k) == CMT_KIND_VMM_PHYSICAL)
+ * host-pinned memory are not; CUDA arrays are. */
+#define CMT_KIND_IS_PHYSICAL(k)                                                                \
+    ((k) == CMT_KIND_DEVICE || (k) == CMT_KIND_STREAM_ORDERED || (k) == CMT_KIND_VMM_PHYSICAL || \
+     (k) == CMT_KIND_ARRAY)
 
-/* True for ops that hand out something (memory, addresses, a handle, a mapping). */
+/* True for ops that hand out something (memory, addresses, a handle, a mapping, a reference). */
 #define CMT_OP_IS_ACQUIRE(op) (((op) & 1) && (op) != CMT_OP_TRIM)
+/* True for ops that give something back (the releases paired with acquires). */
+#define CMT_OP_IS_RELEASE(op) ((op) >= CMT_OP_FREE && (op) <= CMT_OP_IPC_CLOSE && !((op) & 1))
 
 #endif

@@ -78,9 +78,13 @@ CREATE TABLE events (
     address      INTEGER,              -- pointer returned (acquire) or passed (release); NULL on failure
     size         INTEGER,              -- bytes asked for; for cuMemPoolTrimTo minBytesToKeep
     stream       INTEGER,              -- CUstream for stream-ordered calls
-    handle       INTEGER,              -- CUmemGenericAllocationHandle (create/release/map) or CUmemoryPool
+    handle       INTEGER,              -- CUmemGenericAllocationHandle (create/release/map/retain/import/
+                                       -- export), CUmemoryPool, CUgraph (memory nodes, instantiation) or
+                                       -- CUgraphExec (launch)
     aux          INTEGER,              -- per api: pitch (cuMemAllocPitch), offset (cuMemMap),
-                                       -- alignment (cuMemAddressReserve), flags (managed, host, ipc)
+                                       -- alignment (cuMemAddressReserve), flags (managed, host, ipc, host
+                                       -- register), handle type (export/import), mipmap levels;
+                                       -- op sample, kind graph: graph memory used (size: reserved)
     result       INTEGER NOT NULL,     -- CUresult the driver returned to the program
     duration_ns  INTEGER NOT NULL,     -- time inside the real driver call
     stack_id     INTEGER,              -- stacks.stack_id; NULL if stacks are off
@@ -123,20 +127,39 @@ FROM stacks s JOIN frames f ON f.frame_id = s.frame_id
 LEFT JOIN modules m ON m.module_id = f.module_id;
 
 -- For each successful acquire, the seq of the release that ended it (NULL while live). Releases pair by
--- address (frees, unreserve, IPC close), by handle (cuMemRelease), or by an unmapped range covering the
--- mapping (cuMemUnmap). Ops are named, never numbered (the ops table is the vocabulary); the one rule
--- used is cmt_events.h's: an acquire's op is odd and its release's op + 1. The terms "f.result = 0 AND
--- f.op % 2 = 0" are those of the partial indexes (cumemtrace_indexes.sql) that make the lookups fast.
+-- address (frees, unreserve, IPC close), by an unmapped range covering the mapping (cuMemUnmap), or, for
+-- handles, by reference count: cuMemCreate, cuMemImportFromShareableHandle (op create) and
+-- cuMemRetainAllocationHandle (op retain) each add a reference, cuMemRelease (op release) removes one, and
+-- an acquire pairs with the first release that takes the handle's count back below what it made it (last
+-- in, first out: a create pairs with the release that frees the memory, a retain with the one that ends it).
+-- Ops are named, never numbered (the ops table is the vocabulary); the one rule used is cmt_events.h's: an
+-- address acquire's op is odd and its release's op + 1. The terms "f.result = 0 AND f.op % 2 = 0" are those
+-- of the partial index (cumemtrace_indexes.sql) that makes the lookups fast.
+CREATE VIEW handle_refs AS
+SELECT e.seq, e.handle, e.op, o.name AS op_name,
+       sum(CASE o.name WHEN 'release' THEN -1 ELSE 1 END) OVER (PARTITION BY e.handle ORDER BY e.seq) AS refs
+FROM events e JOIN ops o ON o.op = e.op
+WHERE e.result = 0 AND o.name IN ('create', 'release', 'retain') AND e.handle IS NOT NULL;
+
+-- An acquire that takes a handle's count from r - 1 to r and the release that takes it from r back to
+-- r - 1 are neighbours among the handle's events at level r (counts go up to and down from r in turn).
+CREATE VIEW handle_pairs AS
+SELECT seq AS alloc_seq, CASE next_name WHEN 'release' THEN next_seq END AS free_seq
+FROM (SELECT seq, op_name,
+             lead(seq) OVER w AS next_seq, lead(op_name) OVER w AS next_name
+      FROM handle_refs
+      WINDOW w AS (PARTITION BY handle, CASE op_name WHEN 'release' THEN refs + 1 ELSE refs END ORDER BY seq))
+WHERE op_name <> 'release';
+
 CREATE VIEW pairs AS
+SELECT alloc_seq, free_seq FROM handle_pairs
+UNION ALL
 SELECT a.seq AS alloc_seq,
        CASE (SELECT name FROM ops WHERE op = a.op)
-         WHEN 'create' THEN (SELECT min(f.seq) FROM events f
-                              WHERE f.op = a.op + 1 AND f.handle = a.handle AND f.seq > a.seq
-                                AND f.result = 0 AND f.op % 2 = 0 AND f.handle IS NOT NULL)
          WHEN 'map' THEN coalesce(
                       (SELECT min(f.seq) FROM events f
                         WHERE f.op = a.op + 1 AND f.address = a.address AND f.seq > a.seq
-                  AND f.result = 0 AND f.op % 2 = 0),
+                          AND f.result = 0 AND f.op % 2 = 0),
                       (SELECT min(f.seq) FROM events f
                         WHERE f.op = a.op + 1 AND f.address <= a.address AND f.address + f.size > a.address
                           AND f.seq > a.seq AND f.result = 0 AND f.op % 2 = 0))
@@ -145,7 +168,7 @@ SELECT a.seq AS alloc_seq,
                   AND f.result = 0 AND f.op % 2 = 0)
        END AS free_seq
 FROM events a
-WHERE a.result = 0 AND a.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'create', 'map', 'ipc_open'));
+WHERE a.result = 0 AND a.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'map', 'ipc_open'));
 
 CREATE VIEW allocations AS
 SELECT a.seq, a.address, a.size, k.name AS kind, p.name AS api, a.ts_ns AS alloc_ns, f.ts_ns AS free_ns,
@@ -161,4 +184,5 @@ CREATE VIEW failures AS
 SELECT e.seq, p.name AS api, e.size, e.result, e.ts_ns, e.free_bytes, e.total_bytes, e.stack_id,
        e.device, e.tid, k.name AS kind, e.stream, e.handle
 FROM events e JOIN apis p ON p.api = e.api JOIN kinds k ON k.kind = e.kind
-WHERE e.result <> 0 AND e.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'create', 'map', 'ipc_open'));
+WHERE e.result <> 0 AND e.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'reserve', 'create', 'map', 'ipc_open',
+                                                                   'retain'));

@@ -16,6 +16,10 @@
  *   SIMCUDA_MEMORY   capacity of each device: "24GiB" (default), "512MiB", "1G", "4096" (bytes); binary
  *                    units (K, M, G, T with optional "i" and "B"); rounded down to whole 2 MiB pages.
  *                    With SIMCUDA_GPU it overrides the preset's total.
+ *   SIMCUDA_OTHER_PROCESS  "SIZE[@MS]": another process holds SIZE bytes (whole 2 MiB pages) on every
+ *                    device, from MS milliseconds (default 0) after this process's first memory call on;
+ *                    cuMemGetInfo's free shrinks by it and NVML lists it as a process of its own
+ *                    (simcuda_mem.c, simnvml.c)
  *   SIMCUDA_FAIL     "NAME:N:RESULT[,...]": the Nth call (counting from 1) of the concrete entry point NAME
  *                    returns RESULT without doing anything; "NAME:N+:RESULT" every call from the Nth on
  */
@@ -188,7 +192,7 @@ unsigned long simcuda_call_count(const char *concrete_name)
 /* ---- initialization --------------------------------------------------------------------------- */
 
 /* "24GiB", "512MiB", "1G", "1.5G" (no), "4096": binary units; 0 on a malformed value. */
-static uint64_t parse_size(const char *s)
+uint64_t sim_parse_size(const char *s)
 {
     char *end;
     errno = 0;
@@ -286,7 +290,7 @@ static void init_devices(void)
     env = getenv("SIMCUDA_MEMORY");
     uint64_t capacity = preset ? preset->total_bytes : (uint64_t)24 << 30;
     if (env && *env) {
-        uint64_t v = parse_size(env);
+        uint64_t v = sim_parse_size(env);
         if (v == 0)
             fprintf(stderr, "simcuda: SIMCUDA_MEMORY=%s not understood; using 24GiB\n", env);
         else

@@ -160,6 +160,12 @@ void sim_cls_context_destroyed(CUcontext ctx);
 int sim_tracing(void);
 /* Lock held. Charges the device's context memory at its first live context (simcuda.c). */
 CUresult sim_charge_context(int dev);
+/* Lock held. Charges or gives back device capacity in pages (simcuda_mem.c): OUT_OF_MEMORY if it does not
+ * fit. */
+CUresult sim_charge_pages(int dev, uint64_t pages);
+void sim_uncharge_pages(int dev, uint64_t pages);
+/* "24GiB", "512MiB", "4096" into bytes; 0 if not understood (simcuda.c). */
+uint64_t sim_parse_size(const char *s);
 /* The device's streaming multiprocessor count (its preset's). */
 int sim_device_sm_count(int dev);
 

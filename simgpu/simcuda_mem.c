@@ -17,7 +17,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "simcuda_probe.h"
@@ -333,8 +335,65 @@ static void reg_remove(struct sim_alloc *a)
 
 /* ---- capacity --------------------------------------------------------------------------------- */
 
+/* SIMCUDA_OTHER_PROCESS (see simcuda.c): another process's memory, charged on every device once its time
+ * has come. Lock held. */
+static int other_parsed;
+static uint64_t other_pages, other_after_ns, other_first_ns;
+static int other_arrived;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void other_process_check(void)
+{
+    if (!other_parsed) {
+        other_parsed = 1;
+        const char *v = getenv("SIMCUDA_OTHER_PROCESS");
+        if (v && *v) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", v);
+            char *at = strchr(buf, '@');
+            if (at)
+                *at++ = 0;
+            uint64_t bytes = sim_parse_size(buf);
+            char *end = NULL;
+            unsigned long long ms = at ? strtoull(at, &end, 10) : 0;
+            if (!bytes || (at && (!*at || *end)))
+                fprintf(stderr, "simcuda: SIMCUDA_OTHER_PROCESS=%s not understood (SIZE or SIZE@MS); ignored\n", v);
+            else {
+                other_pages = (bytes + SIM_PAGE - 1) / SIM_PAGE;
+                other_after_ns = ms * 1000000ull;
+            }
+        }
+        other_first_ns = mono_ns();
+    }
+    if (other_arrived || !other_pages || mono_ns() - other_first_ns < other_after_ns)
+        return;
+    other_arrived = 1;
+    for (int d = 0; d < sim.ndev; d++) {
+        uint64_t room = sim.dev[d].capacity_pages - sim.dev[d].used_pages;
+        sim.dev[d].used_pages += other_pages < room ? other_pages : room; /* it took what there was */
+    }
+}
+
+/* The other process's bytes on DEVICE now (for NVML). */
+__attribute__((visibility("default"))) size_t simcuda_other_process_bytes(int device)
+{
+    sim_lock();
+    if (sim.initialized)
+        other_process_check();
+    size_t v = other_arrived && device >= 0 && device < sim.ndev ? other_pages * SIM_PAGE : 0;
+    sim_unlock();
+    return v;
+}
+
 static CUresult charge(int dev, uint64_t pages)
 {
+    other_process_check();
     struct sim_device *d = &sim.dev[dev];
     if (pages > d->capacity_pages - d->used_pages)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -612,6 +671,7 @@ static CUresult mem_get_info(uint64_t *free_b, uint64_t *total_b)
     CUcontext ctx = NULL;
     CUresult rc = sim_current_ctx(&ctx);
     if (rc == CUDA_SUCCESS) {
+        other_process_check();
         struct sim_device *d = &sim.dev[ctx->dev];
         *free_b = (d->capacity_pages - d->used_pages) * SIM_PAGE;
         *total_b = d->total_bytes;
@@ -660,6 +720,7 @@ struct phys {
     int dev;
     int handle_refs;        /* cuMemCreate's reference plus cuMemRetainAllocationHandle's */
     int map_refs;           /* one per cuMemMap not yet unmapped */
+    int imported;           /* another process's memory (cuMemImportFromShareableHandle): never charged */
 };
 struct mapping {
     uint64_t addr, size;
@@ -690,7 +751,8 @@ static void phys_maybe_free(struct phys *p)
 {
     if (p->handle_refs > 0 || p->map_refs > 0)
         return;
-    uncharge(p->dev, p->pages);
+    if (!p->imported)
+        uncharge(p->dev, p->pages);
     for (int i = 0; i < nphyss; i++)
         if (physs[i] == p) {
             physs[i] = physs[--nphyss];
@@ -828,6 +890,92 @@ CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void 
     }
     sim_unlock();
     return rc;
+}
+
+/* Shareable handles, POSIX file descriptors only: the descriptor is a memfd holding one line,
+ * "simcuda PID HANDLE SIZE DEVICE". Imported in the exporting process, it is one more reference to the
+ * same handle (the handle itself is returned); in another process, a handle of SIZE bytes on DEVICE that
+ * costs this process nothing (the exporter was charged). */
+CUresult cuMemExportToShareableHandle(void *shareableHandle, CUmemGenericAllocationHandle handle,
+                                      CUmemAllocationHandleType handleType, unsigned long long flags)
+{
+    SIM_ENTER();
+    sim_lock();
+    CUresult rc = sim_check_init();
+    struct phys *p = rc == CUDA_SUCCESS ? find_phys(handle) : NULL;
+    if (rc == CUDA_SUCCESS && (!shareableHandle || !p || flags))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS && handleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+        rc = CUDA_ERROR_NOT_SUPPORTED;
+    if (rc == CUDA_SUCCESS) {
+        char line[128];
+        int n = snprintf(line, sizeof line, "simcuda %d %llu %llu %d\n", (int)getpid(), (unsigned long long)p->id,
+                         (unsigned long long)p->size, p->dev);
+        int fd = memfd_create("simcuda-shareable", MFD_CLOEXEC);
+        if (fd < 0 || write(fd, line, (size_t)n) != n) {
+            if (fd >= 0)
+                close(fd);
+            rc = CUDA_ERROR_OPERATING_SYSTEM;
+        } else {
+            *(int *)shareableHandle = fd;
+        }
+    }
+    sim_unlock();
+    return rc;
+}
+
+CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *osHandle,
+                                        CUmemAllocationHandleType shHandleType)
+{
+    SIM_ENTER();
+    sim_lock();
+    CUresult rc = sim_check_init();
+    if (rc == CUDA_SUCCESS && !handle)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS && shHandleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+        rc = CUDA_ERROR_NOT_SUPPORTED;
+    char line[128] = "";
+    int pid = 0, dev = -1;
+    unsigned long long id = 0, size = 0;
+    if (rc == CUDA_SUCCESS) {
+        ssize_t n = pread((int)(intptr_t)osHandle, line, sizeof line - 1, 0);
+        if (n <= 0 || sscanf(line, "simcuda %d %llu %llu %d", &pid, &id, &size, &dev) != 4 || dev < 0 ||
+            dev >= sim.ndev || size == 0)
+            rc = CUDA_ERROR_INVALID_VALUE;
+    }
+    if (rc == CUDA_SUCCESS && pid == (int)getpid()) {
+        struct phys *p = find_phys(id);
+        if (!p)
+            rc = CUDA_ERROR_INVALID_VALUE;
+        else {
+            p->handle_refs++;
+            *handle = p->id;
+        }
+    } else if (rc == CUDA_SUCCESS) {
+        struct phys *p = calloc(1, sizeof *p);
+        if (!p || !GROW(physs, nphyss, capphyss)) {
+            free(p);
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        } else {
+            *p = (struct phys){.id = next_handle++, .size = size, .pages = pages_of(size), .dev = dev,
+                               .handle_refs = 1, .imported = 1};
+            physs[nphyss++] = p;
+            *handle = p->id;
+        }
+    }
+    sim_unlock();
+    return rc;
+}
+
+/* Lock held. Device capacity for the other memory sources (arrays, graph memory: simcuda_graph.c). */
+CUresult sim_charge_pages(int dev, uint64_t pages)
+{
+    return charge(dev, pages);
+}
+
+void sim_uncharge_pages(int dev, uint64_t pages)
+{
+    uncharge(dev, pages);
 }
 
 CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handle)
@@ -1982,6 +2130,14 @@ size_t simcuda_used_bytes(int device)
     size_t v = device >= 0 && device < sim.ndev ? sim.dev[device].used_pages * SIM_PAGE : 0;
     sim_unlock();
     return v;
+}
+
+/* What this process holds on DEVICE: its used pages without the other process's (NVML's per-process view). */
+__attribute__((visibility("default"))) size_t simcuda_process_bytes(int device)
+{
+    size_t other = simcuda_other_process_bytes(device);
+    size_t used = simcuda_used_bytes(device);
+    return used - other;
 }
 
 size_t simcuda_capacity(int device)

@@ -18,6 +18,10 @@ extern "C" {
 /* Bytes of device memory in use on DEVICE, in whole 2 MiB pages: allocations, managed memory, memory
  * reserved by stream-ordered pools (used or not) and VMM physical handles. 0 for an unknown device. */
 size_t simcuda_used_bytes(int device);
+/* SIMCUDA_OTHER_PROCESS's bytes on DEVICE once it has arrived (part of simcuda_used_bytes), and this
+ * process's own share of the used bytes (simcuda_used_bytes less the other process's). */
+size_t simcuda_other_process_bytes(int device);
+size_t simcuda_process_bytes(int device);
 
 /* The device's capacity in bytes ($SIMCUDA_MEMORY rounded down to 2 MiB pages). */
 size_t simcuda_capacity(int device);

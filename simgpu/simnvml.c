@@ -135,22 +135,44 @@ int nvmlDeviceGetMemoryInfo(nvmlDevice_t device, struct nvml_memory *memory)
     return NVML_SUCCESS;
 }
 
-/* This process, with what it holds on the device: the only process a simulated GPU has. */
+/* The processes using the device: this one, with what it holds, and the simulated other process
+ * (SIMCUDA_OTHER_PROCESS, pid SIM_OTHER_PID) once it has arrived. */
+#define SIM_OTHER_PID 999999u
 int nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned int *count, struct nvml_process *infos)
 {
     if (!device || !count)
         return NVML_ERROR_INVALID_ARGUMENT;
     unsigned long long used, total;
-    if (driver_memory(device->index, &used, &total) != 0 || used == 0) {
+    if (driver_memory(device->index, &used, &total) != 0) {
         *count = 0;
         return NVML_SUCCESS;
     }
-    if (*count < 1 || !infos) {
-        *count = 1;
+    size_t (*other_fn)(int) = (size_t (*)(int))dlsym(RTLD_DEFAULT, "simcuda_other_process_bytes");
+    unsigned long long other = other_fn ? other_fn((int)device->index) : 0, mine = used - other;
+    unsigned int n = (mine > 0) + (other > 0);
+    if (*count < n || (n && !infos)) {
+        *count = n;
         return NVML_ERROR_INSUFFICIENT_SIZE;
     }
-    *count = 1;
-    infos[0] = (struct nvml_process){(unsigned int)getpid(), used, 0xFFFFFFFFu, 0xFFFFFFFFu};
+    *count = 0;
+    if (mine)
+        infos[(*count)++] = (struct nvml_process){(unsigned int)getpid(), mine, 0xFFFFFFFFu, 0xFFFFFFFFu};
+    if (other)
+        infos[(*count)++] = (struct nvml_process){SIM_OTHER_PID, other, 0xFFFFFFFFu, 0xFFFFFFFFu};
+    return NVML_SUCCESS;
+}
+
+/* The simulated driver's UUIDs: "GPU-73696d63-7564-612d-4000-0000000000NN", NN the ordinal (simcuda.c). */
+int nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
+{
+    static const char prefix[] = "GPU-73696d63-7564-612d-4000-0000000000";
+    if (!uuid || !device)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int n = 0;
+    if (strncmp(uuid, prefix, sizeof prefix - 1) || sscanf(uuid + sizeof prefix - 1, "%2x", &n) != 1 ||
+        n >= device_count())
+        return NVML_ERROR_NOT_FOUND;
+    *device = &devices[n];
     return NVML_SUCCESS;
 }
 

@@ -1,0 +1,348 @@
+/*
+ * ranks.c: the per-rank view of a distributed job (see ranks.h).
+ *
+ * A rank is a process whose environment at start had RANK (the env table keeps RANK, LOCAL_RANK and
+ * WORLD_SIZE). Its peak is the process's device-memory peak over all its devices (the pass's figure).
+ * "Ran out of memory first" compares failures across processes, so it uses the wall clock, the one clock
+ * processes on different hosts share: start_unix_ns + (ts_ns - start_ns). Out of memory means a failed
+ * acquire whose result is CUDA_ERROR_OUT_OF_MEMORY (2).
+ *
+ * Runs in the `cumemtrace` command. Reads the env table of each trace; never writes.
+ */
+#include "ranks.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CUDA_ERROR_OUT_OF_MEMORY 2
+
+static int parse_int(const char *v, int64_t *out)
+{
+    if (!v || !*v)
+        return -1;
+    char *end = NULL;
+    long long x = strtoll(v, &end, 10);
+    if (!end || *end || x < 0)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+/* RANK, LOCAL_RANK and WORLD_SIZE of one trace; absent or not a number: left at -1. */
+static int read_env(struct cmt_trace *t, struct cmt_rank *r, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    r->rank = r->local_rank = r->world_size = -1;
+    if (sqlite3_prepare_v2(t->db, "SELECT name, value FROM env WHERE name IN ('RANK','LOCAL_RANK','WORLD_SIZE')", -1,
+                           &st, NULL) != SQLITE_OK)
+        return cmt_fail(err, errlen, "%s: cannot read the env table: %s", t->path, sqlite3_errmsg(t->db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *value = sqlite3_column_type(st, 1) == SQLITE_TEXT ? (const char *)sqlite3_column_text(st, 1) : NULL;
+        int64_t v;
+        if (!name || parse_int(value, &v) != 0)
+            continue; /* a value that is not a rank number: the process is not placed in the job */
+        if (!strcmp(name, "RANK")) {
+            r->rank = v;
+            r->has_rank = 1;
+        } else if (!strcmp(name, "LOCAL_RANK")) {
+            r->local_rank = v;
+        } else {
+            r->world_size = v;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return cmt_fail(err, errlen, "%s: cannot read the env table: %s", t->path, sqlite3_errmsg(t->db));
+    return 0;
+}
+
+static int cmp_rank(const void *a, const void *b, void *arg)
+{
+    const struct cmt_rank *x = a, *y = b;
+    const struct cmt_set *s = arg;
+    if (x->has_rank != y->has_rank)
+        return x->has_rank ? -1 : 1;
+    if (x->has_rank && x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    int64_t px = s->t[x->trace]->pid, py = s->t[y->trace]->pid;
+    return px < py ? -1 : px > py;
+}
+
+static int64_t wall(const struct cmt_trace *t, int64_t ts)
+{
+    return t->start_unix_ns + (ts - t->start_ns);
+}
+
+int cmt_ranks_build(struct cmt_ranks *k, struct cmt_set *s, char *err, size_t errlen)
+{
+    memset(k, 0, sizeof *k);
+    k->first_oom = -1;
+    k->r = calloc(s->n ? s->n : 1, sizeof *k->r);
+    if (!k->r)
+        return cmt_fail(err, errlen, "out of memory");
+    k->n = s->n;
+    for (size_t i = 0; i < s->n; i++) {
+        struct cmt_trace *t = s->t[i];
+        struct cmt_rank *r = &k->r[i];
+        r->trace = (int)i;
+        if (read_env(t, r, err, errlen) != 0)
+            return -1;
+        k->any_rank |= r->has_rank;
+        r->peak = t->peak;
+        r->peak_ts = t->peak_ts;
+        r->peak_unix_ns = t->peak ? wall(t, t->peak_ts) : 0;
+        r->peak_dev = t->peak ? t->peak_dev : -1;
+    }
+    for (size_t f = 0; f < s->nfails; f++) {
+        const struct cmt_failure *x = &s->fails[f];
+        struct cmt_rank *r = &k->r[x->trace];
+        r->nfails++;
+        if (x->result != CUDA_ERROR_OUT_OF_MEMORY)
+            continue;
+        int64_t w = wall(s->t[x->trace], x->ts);
+        if (!r->nooms++ || w < r->first_oom_unix_ns) {
+            r->first_oom_unix_ns = w;
+            r->first_oom_ts = x->ts;
+            r->first_oom_size = x->size;
+            r->first_oom_device = x->device;
+        }
+    }
+    if (k->n > 1)
+        qsort_r(k->r, k->n, sizeof *k->r, cmp_rank, s);
+    for (size_t i = 0; i < k->n; i++) {
+        const struct cmt_rank *r = &k->r[i];
+        if (r->peak > k->r[k->worst].peak)
+            k->worst = (int)i;
+        if (r->peak < k->r[k->least].peak)
+            k->least = (int)i;
+        if (r->nooms && (k->first_oom < 0 || r->first_oom_unix_ns < k->r[k->first_oom].first_oom_unix_ns))
+            k->first_oom = (int)i;
+    }
+    return 0;
+}
+
+void cmt_ranks_free(struct cmt_ranks *k)
+{
+    free(k->r);
+    memset(k, 0, sizeof *k);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Rendering */
+
+static void rank_name(char *buf, size_t len, const struct cmt_rank *r, const struct cmt_set *s)
+{
+    if (r->has_rank)
+        snprintf(buf, len, "%lld", (long long)r->rank);
+    else
+        snprintf(buf, len, "- (pid %lld)", (long long)s->t[r->trace]->pid);
+}
+
+/* The physical GPUs in a stable order for people: by host, then ordinal. */
+static int cmp_shared(const void *a, const void *b, void *arg)
+{
+    const struct cmt_set *s = arg;
+    const struct cmt_shared_dev *x = &s->shared[*(const size_t *)a], *y = &s->shared[*(const size_t *)b];
+    int h = strcmp(x->host ? x->host : "", y->host ? y->host : "");
+    if (h)
+        return h;
+    return x->device < y->device ? -1 : x->device > y->device;
+}
+
+static const struct cmt_dev *peak_dev(const struct cmt_rank *r, const struct cmt_set *s)
+{
+    return r->peak_dev >= 0 ? &s->t[r->trace]->devs[r->peak_dev] : NULL;
+}
+
+void cmt_ranks_text(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_set *s)
+{
+    if (!k->any_rank)
+        return;
+    char t1[32], t2[32], t3[32], rn[48];
+    sb_printf(b, "\nRANKS (%zu processes)\n", k->n);
+    sb_printf(b, "  %-6s %-8s %-20s %10s %12s  %-8s %-40s %s\n", "rank", "pid", "host", "peak", "at", "device",
+              "uuid", "out of memory");
+    for (size_t i = 0; i < k->n; i++) {
+        const struct cmt_rank *r = &k->r[i];
+        const struct cmt_trace *t = s->t[r->trace];
+        const struct cmt_dev *dv = peak_dev(r, s);
+        char dev[32];
+        if (!dv || dv->device < 0)
+            snprintf(dev, sizeof dev, "-");
+        else
+            snprintf(dev, sizeof dev, "%lld", (long long)dv->device);
+        rank_name(rn, sizeof rn, r, s);
+        sb_printf(b, "  %-6s %-8lld %-20s %10s %12s  %-8s %-40s ", rn, (long long)t->pid, t->host ? t->host : "?",
+                  cmt_bytes_str(r->peak, t1), r->peak ? cmt_time_str(r->peak_ts - s->t0, t2) : "-", dev,
+                  dv && dv->uuid ? dv->uuid : "-");
+        if (r->nooms)
+            sb_printf(b, "%lld, first at %s (%s)%s\n", (long long)r->nooms, cmt_time_str(r->first_oom_ts - s->t0, t3),
+                      cmt_bytes_str(r->first_oom_size, t1), (int)i == k->first_oom ? "  <- first in the job" : "");
+        else
+            sb_puts(b, "-\n");
+    }
+    const struct cmt_rank *w = &k->r[k->worst], *l = &k->r[k->least];
+    rank_name(rn, sizeof rn, w, s);
+    sb_printf(b, "  worst rank %s: peak %s\n", rn, cmt_bytes_str(w->peak, t1));
+    rank_name(rn, sizeof rn, l, s);
+    sb_printf(b, "  imbalance: max - min %s (least: rank %s, %s)", cmt_bytes_str(w->peak - l->peak, t1), rn,
+              cmt_bytes_str(l->peak, t2));
+    if (l->peak > 0)
+        sb_printf(b, ", max / min %.3f", (double)w->peak / (double)l->peak);
+    sb_putc(b, '\n');
+    if (k->first_oom >= 0) {
+        const struct cmt_rank *o = &k->r[k->first_oom];
+        rank_name(rn, sizeof rn, o, s);
+        sb_printf(b, "  first out of memory: rank %s at %s (wall clock), asking for %s\n", rn,
+                  cmt_time_str(o->first_oom_ts - s->t0, t1), cmt_bytes_str(o->first_oom_size, t2));
+    } else {
+        sb_puts(b, "  no rank ran out of memory\n");
+    }
+
+    sb_puts(b, "\nDEVICES ACROSS RANKS (one physical GPU: same host and uuid)\n");
+    size_t *order = malloc((s->nshared ? s->nshared : 1) * sizeof *order);
+    if (!order) {
+        b->oom = 1;
+        return;
+    }
+    for (size_t g = 0; g < s->nshared; g++)
+        order[g] = g;
+    qsort_r(order, s->nshared, sizeof *order, cmp_shared, (void *)s);
+    for (size_t oi = 0; oi < s->nshared; oi++) {
+        size_t g = order[oi];
+        const struct cmt_shared_dev *sd = &s->shared[g];
+        struct sbuf who = {0};
+        int64_t sum = 0, total = 0;
+        int nr = 0;
+        const char *name = NULL;
+        for (size_t i = 0; i < k->n; i++) {
+            const struct cmt_trace *t = s->t[k->r[i].trace];
+            for (size_t d = 0; d < t->ndevs; d++) {
+                if (t->devs[d].shared != (int)g + 1)
+                    continue;
+                rank_name(rn, sizeof rn, &k->r[i], s);
+                sb_printf(&who, "%s%s", nr++ ? ", " : "", rn);
+                sum += t->devs[d].peak;
+                if (t->devs[d].total_bytes)
+                    total = t->devs[d].total_bytes;
+                if (t->devs[d].name)
+                    name = t->devs[d].name;
+            }
+        }
+        sb_printf(b, "  %s device %lld %s (%s)%s: rank%s %s\n", sd->host ? sd->host : "?", (long long)sd->device,
+                  sd->uuid ? sd->uuid : "(no uuid)", name ? name : "?", nr > 1 ? ", shared" : "", nr > 1 ? "s" : "",
+                  who.p ? who.p : "");
+        sb_printf(b, "    peak together %s at %s (the ranks' own peaks sum to %s)", cmt_bytes_str(sd->peak, t1),
+                  cmt_time_str(sd->peak_ts - s->t0, t2), cmt_bytes_str(sum, t3));
+        if (total)
+            sb_printf(b, " of %s", cmt_bytes_str(total, t1));
+        sb_putc(b, '\n');
+        sb_free(&who);
+    }
+    free(order);
+}
+
+void cmt_ranks_json(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_set *s)
+{
+    sb_puts(b, ",\"ranks\":[");
+    for (size_t i = 0; i < k->n; i++) {
+        const struct cmt_rank *r = &k->r[i];
+        const struct cmt_trace *t = s->t[r->trace];
+        const struct cmt_dev *dv = peak_dev(r, s);
+        sb_puts(b, i ? ",{\"rank\":" : "{\"rank\":");
+        if (r->has_rank)
+            sb_printf(b, "%lld", (long long)r->rank);
+        else
+            sb_puts(b, "null");
+#define OPT(key, v)                                                                                     \
+    do {                                                                                                \
+        if ((v) >= 0)                                                                                   \
+            sb_printf(b, ",\"" key "\":%lld", (long long)(v));                                         \
+        else                                                                                            \
+            sb_puts(b, ",\"" key "\":null");                                                           \
+    } while (0)
+        OPT("local_rank", r->local_rank);
+        OPT("world_size", r->world_size);
+        sb_printf(b, ",\"pid\":%lld,\"host\":", (long long)t->pid);
+        sb_json_str(b, t->host);
+        sb_printf(b, ",\"peak_bytes\":%lld,\"peak_ns\":%lld,\"peak_unix_ns\":%lld", (long long)r->peak,
+                  (long long)(r->peak ? r->peak_ts - s->t0 : 0), (long long)r->peak_unix_ns);
+        sb_puts(b, ",\"device\":");
+        if (dv && dv->device >= 0)
+            sb_printf(b, "%lld", (long long)dv->device);
+        else
+            sb_puts(b, "null");
+        sb_puts(b, ",\"device_uuid\":");
+        sb_json_str(b, dv ? dv->uuid : NULL);
+        sb_printf(b, ",\"failures\":%lld,\"ooms\":%lld", (long long)r->nfails, (long long)r->nooms);
+        if (r->nooms)
+            sb_printf(b, ",\"first_oom_ns\":%lld,\"first_oom_unix_ns\":%lld,\"first_oom_bytes\":%lld}",
+                      (long long)(r->first_oom_ts - s->t0), (long long)r->first_oom_unix_ns,
+                      (long long)r->first_oom_size);
+        else
+            sb_puts(b, ",\"first_oom_ns\":null,\"first_oom_unix_ns\":null,\"first_oom_bytes\":null}");
+    }
+    sb_putc(b, ']');
+    sb_puts(b, ",\"rank_summary\":");
+    if (!k->n) {
+        sb_puts(b, "null");
+    } else {
+        const struct cmt_rank *w = &k->r[k->worst], *l = &k->r[k->least];
+        sb_puts(b, "{\"worst_rank\":");
+        if (w->has_rank)
+            sb_printf(b, "%lld", (long long)w->rank);
+        else
+            sb_puts(b, "null");
+        sb_printf(b, ",\"worst_pid\":%lld,\"max_peak_bytes\":%lld,\"min_peak_bytes\":%lld,\"imbalance_bytes\":%lld",
+                  (long long)s->t[w->trace]->pid, (long long)w->peak, (long long)l->peak, (long long)(w->peak - l->peak));
+        if (l->peak > 0)
+            sb_printf(b, ",\"imbalance_ratio\":%.6f", (double)w->peak / (double)l->peak);
+        else
+            sb_puts(b, ",\"imbalance_ratio\":null");
+        sb_puts(b, ",\"first_oom_rank\":");
+        if (k->first_oom >= 0 && k->r[k->first_oom].has_rank)
+            sb_printf(b, "%lld", (long long)k->r[k->first_oom].rank);
+        else
+            sb_puts(b, "null");
+        sb_puts(b, ",\"first_oom_pid\":");
+        if (k->first_oom >= 0)
+            sb_printf(b, "%lld}", (long long)s->t[k->r[k->first_oom].trace]->pid);
+        else
+            sb_puts(b, "null}");
+    }
+    sb_puts(b, ",\"rank_devices\":[");
+    for (size_t g = 0; g < s->nshared; g++) {
+        const struct cmt_shared_dev *sd = &s->shared[g];
+        sb_puts(b, g ? ",{\"host\":" : "{\"host\":");
+        sb_json_str(b, sd->host);
+        sb_puts(b, ",\"uuid\":");
+        sb_json_str(b, sd->uuid);
+        sb_puts(b, ",\"device\":");
+        if (sd->device >= 0)
+            sb_printf(b, "%lld", (long long)sd->device);
+        else
+            sb_puts(b, "null");
+        sb_printf(b, ",\"peak_bytes\":%lld,\"peak_ns\":%lld,\"ranks\":[", (long long)sd->peak,
+                  (long long)(sd->peak ? sd->peak_ts - s->t0 : 0));
+        int nr = 0;
+        int64_t sum = 0;
+        for (size_t i = 0; i < k->n; i++) {
+            const struct cmt_trace *t = s->t[k->r[i].trace];
+            for (size_t d = 0; d < t->ndevs; d++) {
+                if (t->devs[d].shared != (int)g + 1)
+                    continue;
+                sb_printf(b, "%s{\"rank\":", nr++ ? "," : "");
+                if (k->r[i].has_rank)
+                    sb_printf(b, "%lld", (long long)k->r[i].rank);
+                else
+                    sb_puts(b, "null");
+                sb_printf(b, ",\"pid\":%lld,\"peak_bytes\":%lld}", (long long)t->pid, (long long)t->devs[d].peak);
+                sum += t->devs[d].peak;
+            }
+        }
+        sb_printf(b, "],\"sum_of_rank_peaks_bytes\":%lld,\"shared\":%s}", (long long)sum, nr > 1 ? "true" : "false");
+    }
+    sb_putc(b, ']');
+}
