@@ -39,10 +39,6 @@ static const char *const kind_names[CMT_NKINDS] = {
 #undef X
 };
 
-_Static_assert(CMT_API_COUNT_PLUS_ONE == CMT_NAPIS, "CMT_NAPIS (analysis.h) must follow schema/cmt_events.h");
-#define X(id, name, str) _Static_assert(id < CMT_NKINDS, "CMT_NKINDS (analysis.h) must follow schema/cmt_events.h");
-CMT_KIND_LIST(X)
-#undef X
 
 const char *cmt_api_name(int api) { return api > 0 && api < CMT_NAPIS ? api_names[api] : "unknown"; }
 const char *cmt_kind_name(int kind) { return kind > 0 && kind < CMT_NKINDS ? kind_names[kind] : "unknown"; }

@@ -90,6 +90,10 @@ def build_rank(path, rank, with_rank_env=True, finalized=True):
     t.map(va + 12 * MiB, 4 * MiB, state2, stack=opt)
     t.unmap(va + 8 * MiB, 8 * MiB)                   # one unmap ending two mappings: the second by its range
     t.release(state2)
+    state3 = t.create(2 * MiB, stack=opt)            # a second reference: releases pair last in, first out
+    t.event("cuMemRetainAllocationHandle", handle=state3)
+    t.release(state3)                                # ends the retain
+    t.release(state3)                                # ends the create: the memory goes
     for it in range(3):
         acts = [alloc(3 * MiB + 1001 * rank + 7 * it + j, act) for j in range(2 + it % 2)]
         ws = alloc(5 * MiB + 77 * rank, tmp, t.alloc_async)
@@ -316,6 +320,10 @@ class ParquetJobTest(unittest.TestCase):
             rank = t["pid"] - 20000
             self.assertEqual(sorted(got[rank], key=repr), sorted(want, key=repr), "rank %d" % rank)
         # the mappings: one unmapped at its address, one by a range starting below it; one live
+        creates = [r for r in got[5] if r[4] in ("cuMemCreate", "cuMemRetainAllocationHandle") and r[2] == 2 * MiB
+                   or r[4] == "cuMemRetainAllocationHandle"]
+        self.assertEqual([(r[4], r[13] - r[0]) for r in sorted(creates)],
+                         [("cuMemCreate", 3), ("cuMemRetainAllocationHandle", 1)])
         maps = [r for r in got[5] if r[3] == "vmm_mapping"]
         self.assertEqual(sorted(r[14] for r in maps if r[14]), ["cuMemUnmap"] * 3)
         self.assertEqual(sum(1 for r in maps if r[13] is None), 1)

@@ -190,20 +190,28 @@ def parse_int(s):
 class Pairer:
     """The `allocations` view of schema/cumemtrace.sql, computed in the one pass over the events (the view
     itself pairs with correlated subqueries: fine with the indexes a finalized trace has, quadratic in a
-    trace whose writer was killed before building them). Same rows, same pairing rules:
-      - an acquire is a successful event of op 1, 3, 5, 7 or 9 whose kind and api are in the lookup tables;
-      - alloc/reserve/ipc_open (1, 3, 9): the first later successful release of op + 1 at the same address
+    trace whose writer was killed before building them). Same rows, same pairing rules, ops named through
+    the trace's own ops table:
+      - an acquire is a successful alloc, reserve, create, retain, map or ipc_open whose kind and api are
+        in the lookup tables;
+      - alloc/reserve/ipc_open: the first later successful release of op + 1 at the same address
         (several acquires of one address before it all pair with it, as the view's min() does);
-      - create (5): the first later successful release (6) of the same handle;
-      - map (7): the first later successful unmap (8) at the same address, else the first later one whose
+      - create and retain (references to a handle): the handle's releases, last in first out, as the
+        view's reference levels (handle_refs) pair them;
+      - map: the first later successful unmap at the same address, else the first later one whose
         range covers the address.
     Rows come out when their release is seen (live ones at the end), not in seq order. Holds only what is
     live. Events columns: see EVENT_COLS."""
 
-    def __init__(self, apis, kinds):
+    def __init__(self, apis, kinds, ops):
         self.apis, self.kinds = apis, kinds
+        op = {name: i for i, name in ops.items()}
+        self.addr_acquire = {op[n] for n in ("alloc", "reserve", "ipc_open") if n in op}
+        self.addr_release = {a + 1 for a in self.addr_acquire}
+        self.handle_acquire = {op[n] for n in ("create", "retain") if n in op}
+        self.release, self.map, self.unmap = op.get("release"), op.get("map"), op.get("unmap")
         self.by_addr = {}     # (op, address) -> [acquire rows]
-        self.by_handle = {}   # handle -> [create rows]
+        self.by_handle = {}   # handle -> [create and retain rows], the last reference last
         self.maps = {}        # address -> [[map row, first covering unmap or None]]
         self.uncovered = {}   # address -> the same entries, while they have no covering unmap yet
         self.out = []
@@ -218,13 +226,15 @@ class Pairer:
     def feed(self, rows):
         by_addr, by_handle, maps, uncovered = self.by_addr, self.by_handle, self.maps, self.uncovered
         apis_get, kinds_get, out_append = self.apis.get, self.kinds.get, self.out.append
+        addr_acquire, addr_release, handle_acquire = self.addr_acquire, self.addr_release, self.handle_acquire
+        release, map_op, unmap = self.release, self.map, self.unmap
         for r in rows:
             if r[13] != 0:
                 continue
             op = r[4]
-            if op == 1 or op == 3 or op == 9:
+            if op in addr_acquire:
                 by_addr.setdefault((op, r[8]), []).append(r)
-            elif op == 2 or op == 4 or op == 10:
+            elif op in addr_release:
                 pending = by_addr.pop((op - 1, r[8]), None)
                 if pending is None:
                     continue
@@ -234,16 +244,20 @@ class Pairer:
                     if kind is not None and api is not None:
                         out_append((a[0], a[8], a[9], kind, api, a[1], r[1], a[15], a[6], a[2], a[10], a[11], a[12],
                                     r[0], free_api))
-            elif op == 5:
-                by_handle.setdefault(r[11], []).append(r)
-            elif op == 6:
-                for a in by_handle.pop(r[11], ()):
-                    self.emit(a, r)
-            elif op == 7:
+            elif op in handle_acquire:
+                if r[11] is not None:
+                    by_handle.setdefault(r[11], []).append(r)
+            elif op == release:
+                refs = by_handle.get(r[11])
+                if refs:
+                    self.emit(refs.pop(), r)
+                    if not refs:
+                        del by_handle[r[11]]
+            elif op == map_op:
                 e = [r, None]
                 maps.setdefault(r[8], []).append(e)
                 uncovered.setdefault(r[8], []).append(e)
-            elif op == 8:
+            elif op == unmap:
                 for e in maps.pop(r[8], ()):
                     self.emit(e[0], r)  # an unmap at the address itself wins over a covering one
                 uncovered.pop(r[8], None)
@@ -476,7 +490,7 @@ class Exporter:
             m[b"cumemtrace.table"] = name.encode()
             return self.sink(name, rank, m, cols + PROC_COLS, path, derive)
 
-        pairer = Pairer(names[0], names[2])
+        pairer = Pairer(names[0], names[2], names[1])
         sinks = [sink("allocations", ALLOC_COLS, constants), sink("events", EVENT_COLS + EVENT_NAMES, name_events)]
         try:
             for rows in stream(EVENT_SQL):
