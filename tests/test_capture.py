@@ -132,10 +132,11 @@ class ResolutionPaths(TraceTest):
 
 
 def hooked_names():
-    """Concrete names the interposer records, read from the event vocabulary (schema/cmt_events.h)."""
+    """Concrete names the interposer wraps: interpose/hooks.def, its one list of hooks (the event vocabulary
+    also names entry points that are only called, never wrapped: cuMemGetInfo_v2 for samples)."""
     from cmtlib import ROOT
-    with open(os.path.join(ROOT, "schema", "cmt_events.h")) as f:
-        return set(re.findall(r"^\s*X\(\d+, (cu\w+), cu\w+, \w+, \w+\)", f.read(), flags=re.M))
+    with open(os.path.join(ROOT, "interpose", "hooks.def")) as f:
+        return set(re.findall(r"^CMT_HOOK\((cu\w+),", f.read(), flags=re.M))
 
 
 class CudartLookups(TraceTest):
