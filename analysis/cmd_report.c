@@ -17,6 +17,7 @@
 #include "ledger.h"
 #include "ranges.h"
 #include "ranks.h"
+#include "whatif.h"
 #include "report.h"
 #include "torch.h"
 
@@ -27,14 +28,18 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: cumemtrace report [--json] [--html FILE] [--top N] [--rules FILE] [--params N [--mixed]]"
-                 " TRACE|DIR...\n"
+                 " [--whatif CONF]... [--whatif-gpu GPU] TRACE|DIR...\n"
                  "  --json       machine-readable output (exact bytes, ns since the start)\n"
                  "  --html FILE  also write the viewer: one self-contained page (every allocation a band over time,\n"
                  "               hover for its stack, zoom; flame graph of the peak; allocator segments; tables)\n"
                  "  --top N      stacks listed per table (default 10)\n"
                  "  --rules FILE component rules instead of the shipped ones (see share/cumemtrace/torch/rules.txt)\n"
                  "  --params N   the model's parameter count: expected vs measured parameters, gradients and\n"
-                 "               optimizer state (fp32 Adam: 4 + 4 + 8 bytes each; --mixed: 2 + 2 + 12)\n");
+                 "               optimizer state (fp32 Adam: 4 + 4 + 8 bytes each; --mixed: 2 + 2 + 12)\n"
+                 "  --whatif CONF  add the what-if table (as `cumemtrace whatif` prints it; in the text, the JSON's\n"
+                 "               \"whatif\" and the page): the allocator history replayed as recorded and under CONF\n"
+                 "               (repeatable; e.g. expandable_segments:True, max_split_size_mb:128)\n"
+                 "  --whatif-gpu GPU  the what-if runs on that device (a preset or a size), as whatif --gpu\n");
 }
 
 static const char *pct(int64_t part, int64_t whole, char buf[16])
@@ -336,6 +341,10 @@ static void report_text(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             sb_printf(b, "  %-30s %12s\n", cmt_api_name(a), cmt_count_str(r->api_count[a], t1));
     if (r->api_count[0])
         sb_printf(b, "  %-30s %12s\n", "(unknown api)", cmt_count_str(r->api_count[0], t1));
+    if (r->whatif_text) {
+        sb_puts(b, "\nWHAT IF (PyTorch's caching allocator replayed, analysis/allocmodel.c)\n");
+        sb_puts(b, r->whatif_text);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -501,6 +510,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
     cmt_ranks_json(b, k, s);
     cmt_ledger_json(b, l, s);
     cmt_torch_json(b, x, s);
+    if (r->whatif_json)
+        sb_puts(b, r->whatif_json);
     sb_puts(b, "}\n");
 }
 
@@ -550,10 +561,12 @@ int cmd_report(int argc, char **argv)
                                          {"rules", required_argument, NULL, 'r'},
                                          {"params", required_argument, NULL, 'p'},
                                          {"mixed", no_argument, NULL, 'm'},
+                                         {"whatif", required_argument, NULL, 'w'},
+                                         {"whatif-gpu", required_argument, NULL, 'g'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    int json = 0, top = 10, c, status = 1;
-    const char *html = NULL;
+    int json = 0, top = 10, c, status = 1, nwhatif = 0;
+    const char *html = NULL, *whatif[16], *whatif_gpu = NULL;
     char err[1024] = "";
     struct cmt_torch_options to = {0};
     opterr = 0;
@@ -579,6 +592,14 @@ int cmd_report(int argc, char **argv)
             break;
         }
         case 'm': to.mixed = 1; break;
+        case 'w':
+            if (nwhatif == (int)(sizeof whatif / sizeof whatif[0])) {
+                cmt_log("report: at most %d --whatif", nwhatif);
+                return 2;
+            }
+            whatif[nwhatif++] = optarg;
+            break;
+        case 'g': whatif_gpu = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             cmt_log("report: unknown option '%s' (see 'cumemtrace report --help')", argv[optind - 1]);
@@ -595,7 +616,7 @@ int cmd_report(int argc, char **argv)
     struct cmt_range_report rr = {0};
     struct cmt_ranks k = {0};
     struct cmt_ledger l = {0};
-    struct sbuf out = {0}, page = {0};
+    struct sbuf out = {0}, page = {0}, wjson = {0}, wtext = {0};
     struct cmt_options o = {.timeline = 0, .points = 1000, .by = CMT_BY_KIND};
     struct cmt_rules rules = {0};
     int have_rules = 0;
@@ -604,6 +625,22 @@ int cmd_report(int argc, char **argv)
         cmt_ranges_report(&rr, &s, err, sizeof err) != 0 || cmt_ranks_build(&k, &s, err, sizeof err) != 0 ||
         cmt_ledger_build(&l, &s, err, sizeof err) != 0)
         goto out;
+    if (nwhatif || whatif_gpu) {
+        /* the what-if table asked for: the allocator history of the one trace given */
+        if (s.n != 1) {
+            snprintf(err, sizeof err, "report: --whatif reads the allocator history of one trace; %zu were given",
+                     s.n);
+            goto out;
+        }
+        if (cmt_whatif_report(s.t[0]->path, whatif, nwhatif, whatif_gpu, &wjson, &wtext, err, sizeof err) != 0)
+            goto out;
+        if (wjson.oom || wtext.oom) {
+            snprintf(err, sizeof err, "out of memory");
+            goto out;
+        }
+        r.whatif_json = wjson.p;
+        r.whatif_text = wtext.p;
+    }
     if (json)
         report_json(&out, &r, &x, &rr, &k, &l, top);
     else
@@ -629,6 +666,8 @@ out:
         cmt_log("%s", err);
     sb_free(&out);
     sb_free(&page);
+    sb_free(&wjson);
+    sb_free(&wtext);
     cmt_report_free(&r);
     cmt_torch_free(&x);
     cmt_ranges_report_free(&rr);

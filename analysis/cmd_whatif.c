@@ -542,6 +542,175 @@ static void cap_str(uint64_t c, char *buf)
         cmt_bytes_str((int64_t)c, buf);
 }
 
+/* The what-if runs: the recorded configuration first, then each of confs (under the capacity a --gpu or
+ * --capacity gave, else the recorded one). *nout: how many configurations follow the recorded one. 0; -1
+ * with a one-line reason; -2 when an option's value is refused. */
+static int whatif_compute(const char *trace, const char *const *confs, int nconf, struct gpu *gpu,
+                          uint64_t capacity, struct outcome *out, int *nout, char *err, size_t errlen)
+{
+    if (gpu->spec && capacity != UINT64_MAX) {
+        snprintf(err, errlen, "whatif: --gpu and --capacity: one or the other");
+        return -2;
+    }
+    if (gpu->spec) {
+        if (query_sim(gpu, err, errlen) != 0)
+            return -2;
+        if (outside_bytes(trace, &gpu->outside, err, errlen) != 0)
+            return -1;
+        /* the device hands out whole 2 MiB pages */
+        uint64_t pages = gpu->total / (2u << 20) * (2u << 20);
+        uint64_t held = gpu->context + gpu->outside;
+        gpu->capacity = pages > held ? pages - held : 0;
+        if (!gpu->capacity) {
+            snprintf(err, errlen, "whatif: --gpu %s: its memory (less the CUDA context's) is smaller than what the "
+                                  "trace held outside the caching allocator", gpu->spec);
+            return -2;
+        }
+        capacity = gpu->capacity;
+    }
+    memset(out, 0, sizeof *out * (size_t)(nconf + 2));
+    struct cmt_aconf rec = {.max_split_size = UINT64_MAX, .divisions = 0, .capacity = UINT64_MAX};
+    uint64_t rec_capacity = UINT64_MAX;
+    struct entry *e = NULL;
+    size_t n = 0;
+    int rc = -1;
+    if (load(trace, &e, &n, &rec, &rec_capacity, err, errlen) != 0)
+        goto out;
+    rec.capacity = rec_capacity;
+    out[0].label = "recorded";
+    out[0].conf = rec;
+    for (int k = 0; k < nconf; k++) {
+        out[k + 1].label = confs[k];
+        out[k + 1].conf = rec;
+        out[k + 1].conf.capacity = capacity != UINT64_MAX ? capacity : rec_capacity;
+        char why[512];
+        if (cmt_aconf_parse(&out[k + 1].conf, confs[k], why, sizeof why) != 0) {
+            snprintf(err, errlen, "whatif: %s", why);
+            rc = -2;
+            goto out;
+        }
+        if (out[k + 1].conf.gc_threshold > 0 && out[k + 1].conf.capacity == UINT64_MAX) {
+            snprintf(err, errlen, "whatif: --alloc-conf %s: garbage collection acts only under a per-process memory "
+                                  "limit: give it with --capacity", confs[k]);
+            rc = -2;
+            goto out;
+        }
+    }
+    if (!nconf && capacity != UINT64_MAX) {
+        out[1].label = "recorded settings";
+        out[1].conf = rec;
+        out[1].conf.capacity = capacity;
+        nconf = 1;
+    }
+    for (int k = 0; k <= nconf; k++)
+        if (replay(e, n, &out[k], k == 0, err, errlen) != 0)
+            goto out;
+    *nout = nconf;
+    rc = 0;
+out:
+    free(e);
+    return rc;
+}
+
+/* The configurations as a JSON array (whatif --json's "configs", report --json's "whatif"). */
+static void configs_json(struct sbuf *b, const struct outcome *out, int nconf)
+{
+    sb_putc(b, '[');
+    for (int k = 0; k <= nconf; k++) {
+        const struct outcome *o = &out[k];
+        double frag = o->st.peak_reserved ? 1.0 - (double)o->st.allocated_at_peak_reserved / (double)o->st.peak_reserved
+                                          : 0.0;
+        sb_printf(b, "%s{\"alloc_conf\":", k ? "," : "");
+        sb_json_str(b, o->label);
+        sb_puts(b, ",\"capacity_bytes\":");
+        if (o->conf.capacity == UINT64_MAX)
+            sb_puts(b, "null");
+        else
+            sb_printf(b, "%llu", (unsigned long long)o->conf.capacity);
+        sb_printf(b, ",\"peak_reserved_bytes\":%llu,\"peak_allocated_bytes\":%llu,\"fragmentation_at_peak\":%.6f,"
+                     "\"segments_allocated\":%llu,\"oom\":%s,\"ooms\":%lld,\"first_oom\":",
+                  (unsigned long long)o->st.peak_reserved, (unsigned long long)o->st.peak_allocated, frag,
+                  (unsigned long long)o->st.segments_allocated, o->oom ? "true" : "false", (long long)o->oom);
+        if (o->oom)
+            sb_printf(b, "{\"entry_id\":%lld,\"size\":%lld,\"reserved_bytes\":%llu,\"allocated_bytes\":%llu}",
+                      (long long)o->oom_entry, (long long)o->oom_size, (unsigned long long)o->oom_reserved,
+                      (unsigned long long)o->oom_allocated);
+        else
+            sb_puts(b, "null");
+        if (k == 0)
+            sb_printf(b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld}",
+                      (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
+        sb_putc(b, '}');
+    }
+    sb_putc(b, ']');
+}
+
+static void gpu_json(struct sbuf *b, const struct gpu *gpu)
+{
+    sb_puts(b, "{\"spec\":");
+    sb_json_str(b, gpu->spec);
+    sb_printf(b, ",\"total_bytes\":%llu,\"context_bytes\":%llu,\"outside_allocator_bytes\":%llu,\"capacity_bytes\":%llu}",
+              (unsigned long long)gpu->total, (unsigned long long)gpu->context, (unsigned long long)gpu->outside,
+              (unsigned long long)gpu->capacity);
+}
+
+/* The table for people (whatif, and report's WHAT IF section). */
+static void configs_text(struct sbuf *b, const struct outcome *out, int nconf, const struct gpu *gpu)
+{
+    char t1[32], t2[32], t3[32], t4[32];
+    if (gpu->spec)
+        sb_printf(b, "on %s: %s of memory, less %s for the CUDA context and %s held outside the caching "
+                     "allocator: %s for it\n", gpu->spec, cmt_bytes_str((int64_t)gpu->total, t1),
+                  cmt_bytes_str((int64_t)gpu->context, t2), cmt_bytes_str((int64_t)gpu->outside, t3),
+                  cmt_bytes_str((int64_t)gpu->capacity, t4));
+    sb_printf(b, "%-32s %12s %14s %14s %9s  %s\n", "configuration", "capacity", "peak reserved", "peak allocated",
+              "frag", "out of memory");
+    for (int k = 0; k <= nconf; k++) {
+        const struct outcome *o = &out[k];
+        double frag = o->st.peak_reserved ? 1.0 - (double)o->st.allocated_at_peak_reserved / (double)o->st.peak_reserved
+                                          : 0.0;
+        cap_str(o->conf.capacity, t1);
+        sb_printf(b, "%-32s %12s %14s %14s %8.1f%%  ", o->label, t1,
+                  cmt_bytes_str((int64_t)o->st.peak_reserved, t2), cmt_bytes_str((int64_t)o->st.peak_allocated, t3),
+                  100 * frag);
+        if (o->oom)
+            sb_printf(b, "yes: %s requested at entry %lld (%lld requests fail)\n",
+                      cmt_bytes_str(o->oom_size, t4), (long long)o->oom_entry, (long long)o->oom);
+        else
+            sb_puts(b, "no\n");
+    }
+    const struct outcome *o = &out[0];
+    if (o->mismatches)
+        sb_printf(b, "the model departs from the recorded run at entry %lld (%lld of %lld entries differ in "
+                     "reserved bytes): read the what-if figures with that in mind\n",
+                  (long long)o->first_mismatch, (long long)o->mismatches, (long long)o->checked);
+    else
+        sb_printf(b, "the model reproduces the recorded run: reserved bytes equal after all %lld requests\n",
+                  (long long)o->checked);
+}
+
+int cmt_whatif_report(const char *trace, const char *const *confs, int nconf, const char *gpu_spec,
+                      struct sbuf *json, struct sbuf *text, char *err, size_t errlen)
+{
+    struct outcome out[MAX_CONFS + 2];
+    struct gpu gpu = {.spec = gpu_spec};
+    int n = 0;
+    if (nconf > MAX_CONFS) {
+        snprintf(err, errlen, "report: at most %d --whatif", MAX_CONFS);
+        return -1;
+    }
+    if (whatif_compute(trace, confs, nconf, &gpu, UINT64_MAX, out, &n, err, errlen) != 0)
+        return -1;
+    sb_puts(json, ",\"whatif\":");
+    configs_json(json, out, n);
+    if (gpu.spec) {
+        sb_puts(json, ",\"whatif_gpu\":");
+        gpu_json(json, &gpu);
+    }
+    configs_text(text, out, n, &gpu);
+    return 0;
+}
+
 int cmd_whatif(int argc, char **argv)
 {
     const char *confs[MAX_CONFS], *trace = NULL;
@@ -583,143 +752,23 @@ int cmd_whatif(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (gpu.spec && capacity != UINT64_MAX) {
-        cmt_log("whatif: --gpu and --capacity: one or the other");
-        return 2;
-    }
-    if (gpu.spec) {
-        if (query_sim(&gpu, err, sizeof err) != 0) {
-            cmt_log("%s", err);
-            return 2;
-        }
-        if (outside_bytes(trace, &gpu.outside, err, sizeof err) != 0) {
-            cmt_log("%s", err);
-            return 1;
-        }
-        /* the device hands out whole 2 MiB pages */
-        uint64_t pages = gpu.total / (2u << 20) * (2u << 20);
-        uint64_t held = gpu.context + gpu.outside;
-        gpu.capacity = pages > held ? pages - held : 0;
-        if (!gpu.capacity) {
-            cmt_log("whatif: --gpu %s: its memory (less the CUDA context's) is smaller than what the trace held "
-                    "outside the caching allocator", gpu.spec);
-            return 2;
-        }
-        capacity = gpu.capacity;
-    }
-    struct outcome out[MAX_CONFS + 1];
-    memset(out, 0, sizeof out);
-    struct cmt_aconf rec = {.max_split_size = UINT64_MAX, .divisions = 0, .capacity = UINT64_MAX};
-    uint64_t rec_capacity = UINT64_MAX;
-    struct entry *e = NULL;
-    size_t n = 0;
-    if (load(trace, &e, &n, &rec, &rec_capacity, err, sizeof err) != 0) {
+    struct outcome out[MAX_CONFS + 2];
+    int n = 0, rc = whatif_compute(trace, confs, nconf, &gpu, capacity, out, &n, err, sizeof err);
+    if (rc != 0) {
         cmt_log("%s", err);
-        free(e);
-        return 1;
+        return rc == -2 ? 2 : 1;
     }
-    rec.capacity = rec_capacity;
-    out[0].label = "recorded";
-    out[0].conf = rec;
-    for (int k = 0; k < nconf; k++) {
-        out[k + 1].label = confs[k];
-        out[k + 1].conf = rec;
-        out[k + 1].conf.capacity = capacity != UINT64_MAX ? capacity : rec_capacity;
-        if (cmt_aconf_parse(&out[k + 1].conf, confs[k], err, sizeof err) != 0) {
-            cmt_log("whatif: %s", err);
-            free(e);
-            return 2;
-        }
-        if (out[k + 1].conf.gc_threshold > 0 && out[k + 1].conf.capacity == UINT64_MAX) {
-            cmt_log("whatif: --alloc-conf %s: garbage collection acts only under a per-process memory limit: "
-                    "give it with --capacity", confs[k]);
-            free(e);
-            return 2;
-        }
-    }
-    if (!nconf && capacity != UINT64_MAX) {
-        out[1].label = "recorded settings";
-        out[1].conf = rec;
-        out[1].conf.capacity = capacity;
-        nconf = 1;
-    }
-    for (int k = 0; k <= nconf; k++)
-        if (replay(e, n, &out[k], k == 0, err, sizeof err) != 0) {
-            cmt_log("%s", err);
-            free(e);
-            return 1;
-        }
-    free(e);
     struct sbuf b = {0};
     if (json) {
-        sb_puts(&b, "{\"configs\":[");
-        for (int k = 0; k <= nconf; k++) {
-            const struct outcome *o = &out[k];
-            double frag = o->st.peak_reserved ? 1.0 - (double)o->st.allocated_at_peak_reserved / (double)o->st.peak_reserved
-                                              : 0.0;
-            sb_printf(&b, "%s{\"alloc_conf\":", k ? "," : "");
-            sb_json_str(&b, o->label);
-            sb_puts(&b, ",\"capacity_bytes\":");
-            if (o->conf.capacity == UINT64_MAX)
-                sb_puts(&b, "null");
-            else
-                sb_printf(&b, "%llu", (unsigned long long)o->conf.capacity);
-            sb_printf(&b, ",\"peak_reserved_bytes\":%llu,\"peak_allocated_bytes\":%llu,\"fragmentation_at_peak\":%.6f,"
-                          "\"segments_allocated\":%llu,\"oom\":%s,\"ooms\":%lld,\"first_oom\":",
-                      (unsigned long long)o->st.peak_reserved, (unsigned long long)o->st.peak_allocated, frag,
-                      (unsigned long long)o->st.segments_allocated, o->oom ? "true" : "false", (long long)o->oom);
-            if (o->oom)
-                sb_printf(&b, "{\"entry_id\":%lld,\"size\":%lld,\"reserved_bytes\":%llu,\"allocated_bytes\":%llu}",
-                          (long long)o->oom_entry, (long long)o->oom_size, (unsigned long long)o->oom_reserved,
-                          (unsigned long long)o->oom_allocated);
-            else
-                sb_puts(&b, "null");
-            if (k == 0)
-                sb_printf(&b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld}",
-                          (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
-            sb_putc(&b, '}');
-        }
-        sb_puts(&b, "]");
+        sb_puts(&b, "{\"configs\":");
+        configs_json(&b, out, n);
         if (gpu.spec) {
-            sb_puts(&b, ",\"gpu\":{\"spec\":");
-            sb_json_str(&b, gpu.spec);
-            sb_printf(&b, ",\"total_bytes\":%llu,\"context_bytes\":%llu,\"outside_allocator_bytes\":%llu,"
-                          "\"capacity_bytes\":%llu}",
-                      (unsigned long long)gpu.total, (unsigned long long)gpu.context, (unsigned long long)gpu.outside,
-                      (unsigned long long)gpu.capacity);
+            sb_puts(&b, ",\"gpu\":");
+            gpu_json(&b, &gpu);
         }
         sb_puts(&b, "}\n");
     } else {
-        char t1[32], t2[32], t3[32], t4[32];
-        if (gpu.spec)
-            sb_printf(&b, "on %s: %s of memory, less %s for the CUDA context and %s held outside the caching "
-                          "allocator: %s for it\n", gpu.spec, cmt_bytes_str((int64_t)gpu.total, t1),
-                      cmt_bytes_str((int64_t)gpu.context, t2), cmt_bytes_str((int64_t)gpu.outside, t3),
-                      cmt_bytes_str((int64_t)gpu.capacity, t4));
-        sb_printf(&b, "%-32s %12s %14s %14s %9s  %s\n", "configuration", "capacity", "peak reserved", "peak allocated",
-                  "frag", "out of memory");
-        for (int k = 0; k <= nconf; k++) {
-            const struct outcome *o = &out[k];
-            double frag = o->st.peak_reserved ? 1.0 - (double)o->st.allocated_at_peak_reserved / (double)o->st.peak_reserved
-                                              : 0.0;
-            cap_str(o->conf.capacity, t1);
-            sb_printf(&b, "%-32s %12s %14s %14s %8.1f%%  ", o->label, t1,
-                      cmt_bytes_str((int64_t)o->st.peak_reserved, t2), cmt_bytes_str((int64_t)o->st.peak_allocated, t3),
-                      100 * frag);
-            if (o->oom)
-                sb_printf(&b, "yes: %s requested at entry %lld (%lld requests fail)\n",
-                          cmt_bytes_str(o->oom_size, t4), (long long)o->oom_entry, (long long)o->oom);
-            else
-                sb_puts(&b, "no\n");
-        }
-        const struct outcome *o = &out[0];
-        if (o->mismatches)
-            sb_printf(&b, "the model departs from the recorded run at entry %lld (%lld of %lld entries differ in "
-                          "reserved bytes): read the what-if figures with that in mind\n",
-                      (long long)o->first_mismatch, (long long)o->mismatches, (long long)o->checked);
-        else
-            sb_printf(&b, "the model reproduces the recorded run: reserved bytes equal after all %lld requests\n",
-                      (long long)o->checked);
+        configs_text(&b, out, n, &gpu);
     }
     if (sb_write(&b, NULL, err, sizeof err) != 0) {
         cmt_log("%s", err);

@@ -33,6 +33,7 @@ struct cmt_report {
     int64_t api_count[CMT_NAPIS];
     int64_t kind_peak[CMT_NKINDS], kind_leaked[CMT_NKINDS]; /* summed over traces */
     int64_t events, duration_ns;
+    const char *whatif_json, *whatif_text; /* report --whatif: keys to add to the JSON, a section of text */
 };
 
 int cmt_report_build(struct cmt_report *r, struct cmt_set *s, char *err, size_t errlen);

@@ -37,4 +37,12 @@ struct cmt_mverdict {
  * a one-line reason. *out is malloc'ed. */
 int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char *err, size_t errlen);
 
+/* The what-if table for the report (report --whatif CONF... [--whatif-gpu GPU]): the trace's recorded
+ * allocator history replayed as recorded and under each configuration, as `whatif` does. Appends
+ * ',"whatif":[...]' (and ',"whatif_gpu":{...}') to json and the table for people to text. 0, or -1 with a
+ * one-line reason. */
+struct sbuf;
+int cmt_whatif_report(const char *trace, const char *const *confs, int nconf, const char *gpu_spec,
+                      struct sbuf *json, struct sbuf *text, char *err, size_t errlen);
+
 #endif

@@ -99,6 +99,38 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual((exp["peak_reserved_bytes"], exp["peak_allocated_bytes"]), (80 * MiB, 60 * MiB))
         self.assertEqual(exp["segments_allocated"], 2)  # the 60 MiB mapping, then one page
 
+    def test_report_shows_the_same_table_when_asked(self):
+        """report --whatif CONF: the what-if table in the text, in the JSON (key "whatif", equal to whatif
+        --json's configs) and in the page's data; refused in one line for several traces."""
+        h = self.requests(("a", E, 50 * MiB), ("f", E, 50 * MiB), ("a", E, 20 * MiB), ("a", E + 20 * MiB, 20 * MiB),
+                          ("f", E, 20 * MiB), ("a", E + 60 * MiB, 40 * MiB))
+        db = self.snap(h)
+        want = self.whatif(db, "--alloc-conf", "expandable_segments:True")
+        # as recorded: 50, then 40 MiB in a segment of its own (90 MiB); expandable: 80 MiB (see above)
+        self.assertEqual([c["peak_reserved_bytes"] for c in want], [90 * MiB, 80 * MiB])
+        run = lambda *a: subprocess.run([CUMEMTRACE, "report"] + list(a), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        p = run("--json", "--whatif", "expandable_segments:True", db)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["whatif"], want)
+        self.assertNotIn("whatif", json.loads(run("--json", db).stdout))  # only when asked
+        text = run("--whatif", "expandable_segments:True", db).stdout
+        section = text[text.index("WHAT IF"):]
+        self.assertRegex(section, r"\nrecorded +unlimited +90\.0 MiB +60\.0 MiB +33\.3%  no\n")
+        self.assertRegex(section, r"\nexpandable_segments:True +unlimited +80\.0 MiB +60\.0 MiB +25\.0%  no\n")
+        page = self.path("r.html")
+        self.assertEqual(run("--html", page, "--whatif", "expandable_segments:True", db).returncode, 0)
+        html = open(page, encoding="utf-8").read()
+        data = json.loads(html.split("id='cmt-data'>", 1)[1].split("</script>", 1)[0])
+        self.assertEqual(data["report"]["whatif"], want)
+        p = run("--json", "--whatif", "expandable_segments:True", db, db)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr.splitlines(), ["cumemtrace: report: --whatif reads the allocator history of one "
+                                                 "trace; 2 were given"])
+        p = run("--whatif", "expandable_segments:maybe", db)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
+
     def test_expandable_pages_and_every_remainder_split(self):
         # small pool (requests up to 1 MiB), 2 MiB pages: three 1 MiB requests fill page 0 and half of
         # page 1 (4 MiB; a 20 MiB page would show here). 19.5 MiB, large pool: by default a 20 MiB segment
