@@ -94,6 +94,8 @@ int cmt_ranks_build(struct cmt_ranks *k, struct cmt_set *s, char *err, size_t er
         r->peak_ts = t->peak_ts;
         r->peak_unix_ns = t->peak ? wall(t, t->peak_ts) : 0;
         r->peak_dev = t->peak ? t->peak_dev : -1;
+        if (t->peak && cmt_ranges_stack_at(s, (int)i, t->peak_seq, &r->at_peak, err, errlen) != 0)
+            return -1;
     }
     for (size_t f = 0; f < s->nfails; f++) {
         const struct cmt_failure *x = &s->fails[f];
@@ -125,6 +127,8 @@ int cmt_ranks_build(struct cmt_ranks *k, struct cmt_set *s, char *err, size_t er
 
 void cmt_ranks_free(struct cmt_ranks *k)
 {
+    for (size_t i = 0; k->r && i < k->n; i++)
+        free(k->r[i].at_peak.names);
     free(k->r);
     memset(k, 0, sizeof *k);
 }
@@ -163,7 +167,7 @@ void cmt_ranks_text(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_
     char t1[32], t2[32], t3[32], rn[48];
     sb_printf(b, "\nRANKS (%zu processes)\n", k->n);
     sb_printf(b, "  %-6s %-8s %-20s %10s %12s  %-8s %-40s %s\n", "rank", "pid", "host", "peak", "at", "device",
-              "uuid", "out of memory");
+              "uuid", "out of memory / phase at the peak");
     for (size_t i = 0; i < k->n; i++) {
         const struct cmt_rank *r = &k->r[i];
         const struct cmt_trace *t = s->t[r->trace];
@@ -178,10 +182,13 @@ void cmt_ranks_text(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_
                   cmt_bytes_str(r->peak, t1), r->peak ? cmt_time_str(r->peak_ts - s->t0, t2) : "-", dev,
                   dv && dv->uuid ? dv->uuid : "-");
         if (r->nooms)
-            sb_printf(b, "%lld, first at %s (%s)%s\n", (long long)r->nooms, cmt_time_str(r->first_oom_ts - s->t0, t3),
+            sb_printf(b, "%lld, first at %s (%s)%s", (long long)r->nooms, cmt_time_str(r->first_oom_ts - s->t0, t3),
                       cmt_bytes_str(r->first_oom_size, t1), (int)i == k->first_oom ? "  <- first in the job" : "");
         else
-            sb_puts(b, "-\n");
+            sb_puts(b, "-");
+        for (size_t j = 0; j < r->at_peak.n; j++)
+            sb_printf(b, "%s%s", j ? " > " : "  in ", r->at_peak.names[j]);
+        sb_putc(b, '\n');
     }
     const struct cmt_rank *w = &k->r[k->worst], *l = &k->r[k->least];
     rank_name(rn, sizeof rn, w, s);
@@ -277,6 +284,13 @@ void cmt_ranks_json(struct sbuf *b, const struct cmt_ranks *k, const struct cmt_
         sb_puts(b, ",\"device_uuid\":");
         sb_json_str(b, dv ? dv->uuid : NULL);
         sb_printf(b, ",\"failures\":%lld,\"ooms\":%lld", (long long)r->nfails, (long long)r->nooms);
+        sb_puts(b, ",\"ranges_at_peak\":[");
+        for (size_t j = 0; j < r->at_peak.n; j++) {
+            if (j)
+                sb_putc(b, ',');
+            sb_json_str(b, r->at_peak.names[j]);
+        }
+        sb_putc(b, ']');
         if (r->nooms)
             sb_printf(b, ",\"first_oom_ns\":%lld,\"first_oom_unix_ns\":%lld,\"first_oom_bytes\":%lld}",
                       (long long)(r->first_oom_ts - s->t0), (long long)r->first_oom_unix_ns,

@@ -11,6 +11,7 @@
 #define CMT_RANKS_H
 
 #include "analysis.h"
+#include "ranges.h"
 
 struct cmt_rank {
     int trace;                          /* index into the set */
@@ -20,6 +21,7 @@ struct cmt_rank {
     int peak_dev;                       /* devs[] slot of the peak's allocation, -1 if nothing allocated */
     int64_t nfails, nooms;
     int64_t first_oom_ts, first_oom_unix_ns, first_oom_size, first_oom_device; /* valid when nooms > 0 */
+    struct cmt_range_stack at_peak;     /* the phases (NVTX ranges) open at the process's peak, outermost first */
 };
 
 struct cmt_ranks {

@@ -135,3 +135,23 @@ class Ranks(TraceTest):
         self.assertEqual(len(rep["ranks"]), 1)
         self.assertIsNone(rep["ranks"][0]["rank"])
         self.assertEqual(rep["ranks"][0]["peak_bytes"], rep["peak_bytes"])
+
+
+class RanksWithPhases(TraceTest):
+    def test_phase_at_each_ranks_peak(self):
+        """The rank table says in which phase (NVTX ranges) each rank peaked: two ranks of the NVTX client
+        (tests/clients/nvtx_client.c "phases": its peak, 16 MiB, is inside step > backward)."""
+        job = self.path("job") + "/"
+        launcher = self.path("launch.py")
+        with open(launcher, "w") as f:
+            f.write(LAUNCHER)
+        env = sim_env(preload=False)
+        env.pop("NVTX_INJECTION64_PATH", None)
+        p = subprocess.run([CUMEMTRACE, "run", "-o", job, "--", sys.executable, launcher, "2", client("nvtx_client"),
+                            "phases"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        wait_traces(job)
+        rep = json.loads(cumemtrace("report", "--json", job))
+        self.assertEqual([(r["rank"], r["peak_bytes"], r["ranges_at_peak"]) for r in rep["ranks"]],
+                         [(0, 16 * MiB, ["step", "backward"]), (1, 16 * MiB, ["step", "backward"])])
+        self.assertRegex(cumemtrace("report", job), r"\n  0 .* -  in step > backward\n")
