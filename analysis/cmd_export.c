@@ -51,37 +51,7 @@ static int run_writer(char **args, size_t nargs, char *err, size_t errlen)
     char script[PATH_MAX];
     if (cmt_find_beside(bases, "cmt_export.py", script) != 0)
         return cmt_fail(err, errlen, "cmt_export.py not found beside this program (export/ or ../share/cumemtrace/export/)");
-    const char *py = getenv("CUMEMTRACE_PYTHON");
-    if (!py || !*py)
-        py = "python3";
-    char **argv = calloc(nargs + 4, sizeof *argv);
-    if (!argv)
-        return cmt_fail(err, errlen, "out of memory");
-    argv[0] = (char *)py;
-    argv[1] = "-I"; /* isolated: neither the user's site packages nor PYTHON* variables change the writer */
-    argv[2] = script;
-    memcpy(argv + 3, args, nargs * sizeof *argv);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        free(argv);
-        return cmt_fail(err, errlen, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        execvp(py, argv);
-        fprintf(stderr, "cumemtrace: cannot run %s: %s (export --parquet needs Python 3 with pyarrow)\n", py,
-                strerror(errno));
-        _exit(127);
-    }
-    free(argv);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return cmt_fail(err, errlen, "waitpid: %s", strerror(errno));
-    if (WIFSIGNALED(status))
-        return cmt_fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
-    return WEXITSTATUS(status);
+    return cmt_run_python(script, args, nargs, "export --parquet needs Python 3 with pyarrow", err, errlen);
 }
 
 int cmd_export(int argc, char **argv)

@@ -50,40 +50,10 @@ int cmt_torch_python(char *const *args, char *err, size_t errlen)
     char script[PATH_MAX];
     if (cmt_torch_find("cmt_torch.py", script, sizeof script) != 0)
         return cmt_fail(err, errlen, "cmt_torch.py not found beside this program (set CUMEMTRACE_TORCH_DIR)");
-    const char *py = getenv("CUMEMTRACE_PYTHON");
-    if (!py || !*py)
-        py = "python3";
     size_t n = 0;
     while (args[n])
         n++;
-    char **argv = calloc(n + 4, sizeof *argv);
-    if (!argv)
-        return cmt_fail(err, errlen, "out of memory");
-    argv[0] = (char *)py;
-    argv[1] = "-I"; /* isolated: neither the user's site packages nor PYTHON* variables change the reader */
-    argv[2] = script;
-    memcpy(argv + 3, args, n * sizeof *argv);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        free(argv);
-        return cmt_fail(err, errlen, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        execvp(py, argv);
-        fprintf(stderr, "cumemtrace: cannot run %s: %s (Python 3 is needed to read PyTorch snapshots)\n", py,
-                strerror(errno));
-        _exit(127);
-    }
-    free(argv);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return cmt_fail(err, errlen, "waitpid: %s", strerror(errno));
-    if (WIFSIGNALED(status))
-        return cmt_fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
-    return WEXITSTATUS(status);
+    return cmt_run_python(script, args, n, "Python 3 is needed to read PyTorch snapshots", err, errlen);
 }
 
 /* ---------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sqlite3.h>
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <sys/file.h>
@@ -654,4 +655,39 @@ int cmt_parse_size(const char *s, uint64_t *out)
         return -1;
     *out = v * mult;
     return 0;
+}
+
+int cmt_run_python(const char *script, char *const *args, size_t nargs, const char *needed_for, char *err,
+                   size_t errlen)
+{
+    const char *py = getenv("CUMEMTRACE_PYTHON");
+    if (!py || !*py)
+        py = "python3";
+    char **argv = calloc(nargs + 4, sizeof *argv);
+    if (!argv)
+        return cmt_fail(err, errlen, "out of memory");
+    argv[0] = (char *)py;
+    argv[1] = "-I";
+    argv[2] = (char *)script;
+    memcpy(argv + 3, args, nargs * sizeof *argv);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(argv);
+        return cmt_fail(err, errlen, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        execvp(py, argv);
+        fprintf(stderr, "cumemtrace: cannot run %s: %s (%s)\n", py, strerror(errno), needed_for);
+        _exit(127);
+    }
+    free(argv);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return cmt_fail(err, errlen, "waitpid: %s", strerror(errno));
+    if (WIFSIGNALED(status))
+        return cmt_fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
+    return WEXITSTATUS(status);
 }

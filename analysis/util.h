@@ -99,4 +99,11 @@ void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz);
 
 char *cmt_strdup(const char *s); /* NULL-safe */
 
+/* Runs our Python helper `script` (found by the caller) with args (nargs of them) under $CUMEMTRACE_PYTHON
+ * or python3, isolated (-I: neither the user's site packages nor PYTHON* variables change it), and waits.
+ * Returns its exit status (it says why on stderr), or -1 with a reason in err. `needed_for` completes the
+ * line printed when Python cannot be run ("... needs Python 3 to read PyTorch snapshots"). */
+int cmt_run_python(const char *script, char *const *args, size_t nargs, const char *needed_for, char *err,
+                   size_t errlen);
+
 #endif
