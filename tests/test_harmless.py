@@ -122,6 +122,9 @@ print(time.monotonic_ns(), flush=True)
                                  [(200000, 100000)])
                 os.unlink(self.path("t.db"))
             return gone - exiting
+        if SANITIZED:
+            self.skipTest("timing: the bound is the uninstrumented build's (a sanitizer's own exit work and the "
+                          "writer's instrumented drain share two cores here)")
         plain = min(delay(False) for _ in range(3))
         traced = min(delay(True) for _ in range(3))
         self.assertLess(traced - plain, 10_000_000, (traced, plain))

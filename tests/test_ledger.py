@@ -33,7 +33,7 @@ def cumemtrace(*args, env=None):
 class Ledger(TraceTest):
     def ledger_run(self):
         p, db = self.trace([client("ledger_client")], extra={
-            "SIMCUDA_GPU": "H100", "SIMCUDA_MEMORY": "", "SIMCUDA_OTHER_PROCESS": "1GiB@450",
+            "SIMCUDA_GPU": "H100", "SIMCUDA_MEMORY": "", "SIMCUDA_OTHER_PROCESS": "1GiB@1000",
             "CUMEMTRACE_SAMPLE_MS": "250"})
         said = {k: int(v) for k, v in (line.split() for line in p.stdout.splitlines())}
         return said, db

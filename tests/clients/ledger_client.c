@@ -1,10 +1,10 @@
 /*
  * ledger_client.c: a program whose device memory the ledger must account for exactly (tests/test_ledger.py),
  * run with CUMEMTRACE_SAMPLE_MS=250 on a simulated H100 (its context's memory known) while a simulated
- * other process arrives (SIMCUDA_OTHER_PROCESS=1GiB@450).
+ * other process arrives (SIMCUDA_OTHER_PROCESS=1GiB@1000).
  *
  * Its own memory: 64 MiB, then a 32 MiB workspace allocated inside the cuBLAS stand-in, 6 MiB
- * stream-ordered; 300 ms later 2 MiB (sampled: no other process yet); 600 ms later 2 MiB more (sampled:
+ * stream-ordered; 300 ms later 2 MiB (sampled: no other process yet); 1200 ms later 2 MiB more (sampled:
  * the other process has arrived). After each sampled call it prints "NAME FREE_BYTES" as cuMemGetInfo
  * says, and at the end the default pool's reserved and used bytes.
  */
@@ -59,7 +59,7 @@ int main(void)
     nap(300);
     CHECK(cuMemAlloc_v2(&b, 2 * MiB));
     say_free("second");
-    nap(600);
+    nap(1200); /* the other process arrives at 1000 ms: wide margins, for slow (sanitized, loaded) runs */
     CHECK(cuMemAlloc_v2(&c, 2 * MiB));
     say_free("third");
     CUmemoryPool pool;
