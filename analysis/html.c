@@ -38,6 +38,11 @@ static int64_t str_ix(struct cmt_html_dict *d, const char *s)
     return (int64_t)d->nstr++;
 }
 
+int64_t cmt_html_str(struct cmt_html_dict *d, const char *s)
+{
+    return str_ix(d, s);
+}
+
 int64_t cmt_html_stack_add(struct cmt_html_dict *d, const char *key, char *const *frames, int n, const char *module,
                            int comp)
 {
@@ -303,7 +308,10 @@ int cmt_html_run(struct sbuf *b, struct cmt_html_dict *d, struct cmt_set *s, con
     for (size_t i = 0; i < ng; i++)
         sb_printf(b, "%s[%lld,%lld,%lld]", i ? "," : "", (long long)cmt_html_stack(d, g[i].stack),
                   (long long)g[i].bytes, (long long)g[i].count);
-    sb_puts(b, "],\"levels\":{\"driver\":");
+    sb_putc(b, ']');
+    if (cmt_html_ranges(b, d, s, err, errlen) != 0)
+        goto out;
+    sb_puts(b, ",\"levels\":{\"driver\":");
     if (driver_level(b, d, s, dur, err, errlen) != 0)
         goto out;
     int any = 0;

@@ -46,7 +46,7 @@ int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
         return 0;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(t->db,
-                           "SELECT range_id, kind, domain, name, tid, start_seq, end_seq, start_ns, end_ns, depth"
+                           "SELECT range_id, kind, domain, name, tid, start_seq, end_seq, start_ns, end_ns, depth, parent_id"
                            " FROM ranges ORDER BY start_seq, start_ns, range_id",
                            -1, &st, NULL) != SQLITE_OK)
         return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
@@ -73,7 +73,10 @@ int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
         r->start_ns = sqlite3_column_int64(st, 7);
         r->end_ns = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
         r->depth = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : (int32_t)sqlite3_column_int64(st, 9);
-        if (!r->name) {
+        r->parent_id = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
+        const char *dom = (const char *)sqlite3_column_text(st, 2);
+        r->domain = dom ? strdup(dom) : NULL;
+        if (!r->name || (dom && !r->domain)) {
             sqlite3_finalize(st);
             return cmt_fail(err, errlen, "out of memory");
         }
@@ -124,8 +127,10 @@ void cmt_ranges_free(struct cmt_trace *t)
     struct cmt_ranges *g = t->ranges;
     if (!g)
         return;
-    for (size_t i = 0; i < g->n; i++)
+    for (size_t i = 0; i < g->n; i++) {
         free(g->r[i].name);
+        free(g->r[i].domain);
+    }
     free(g->r);
     free(g->open);
     free(g);

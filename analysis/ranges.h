@@ -32,6 +32,8 @@ struct cmt_range {
     int32_t depth;                  /* push ranges: nesting level; -1 for start/end ranges */
     int push;                       /* 1: push/pop (nested on its thread), 0: start/end */
     char *name;                     /* display name (see above) */
+    char *domain;                   /* NVTX domain; NULL for the default one */
+    int64_t parent_id;              /* push: the enclosing range's id; -1 when outermost (or not recorded) */
     int64_t peak;                   /* filled by the pass */
 };
 

@@ -137,6 +137,50 @@ class DataTest(TraceTest):
         self.assertEqual(max(v for _, v in lv["total"]), 20_000 * 4096 + 100 * MiB)
 
 
+    def test_ranges_capped_with_exact_count(self):
+        """10,003 ranges: at most 10,000 on the page, the outermost and then the longest, so every kept range's
+        parent is kept; "count" says how many there are in all (the page's note says 3 more)."""
+        db = ranged_trace(self.path("r.db"))
+        page = self.path("r.html")
+        cmt("timeline", "-o", page, db)
+        d = page_data(page)
+        rg = d["runs"][0]["ranges"]
+        self.assertEqual((rg["count"], rg["drawn"], len(rg["id"])), (10_003, 10_000, 10_000))
+        # the three steps (depth 0) and the 9,997 longest children; children 0, 1, 2 (1, 2, 3 ns) are left out
+        self.assertEqual(sorted(rg["id"]), [1, 2, 3] + list(range(7, 10_004)))
+        for i, p in enumerate(rg["parent"]):
+            if rg["depth"][i] == 1:
+                self.assertEqual(rg["id"][p], 1 + (rg["id"][i] - 4) // 3334)
+        # by start, exact: child k starts (k + 1) us after the run's start and lasts k + 1 ns
+        k = rg["id"].index(10_003)
+        self.assertEqual((rg["start_ns"][k], rg["end_ns"][k]), (10_000_000, 10_000_000 + 10_000))
+
+
+def ranged_trace(path):
+    """One 1 MiB allocation at 1 us, live to the end (about 11 ms); three steps (ranges 1..3, depth 0, one third of
+    the children each) and 10,000 children (ranges 4..10,003, depth 1): child k starts at (k + 1) us and lasts
+    k + 1 ns."""
+    t = TraceBuilder(path, step_ns=1000)
+    t.alloc(MiB, stack=t.stack(["weights", "main"]), at=1000)
+    t.alloc(MiB, stack=t.stack(["weights", "main"]), at=11_000_000)
+    db = t.close()
+    con = sqlite3.connect(db)
+    with open(os.path.join(os.path.dirname(HERE), "schema", "cumemtrace_v3.sql")) as f:
+        con.executescript(f.read())
+    t0 = t.start_ns
+    rows = []
+    for i in range(3):
+        lo, hi = i * 3334, min((i + 1) * 3334, 10_000)
+        rows.append((1 + i, "step", 4242, 2, 2, t0 + lo * 1000 + 500, t0 + hi * 1000 + 500, 0, None))
+    for k in range(10_000):
+        rows.append((4 + k, "part", 4242, 2, 2, t0 + (k + 1) * 1000, t0 + (k + 1) * 1000 + k + 1, 1, 1 + k // 3334))
+    con.executemany("INSERT INTO ranges (range_id, source, kind, name, tid, start_seq, end_seq, start_ns, end_ns,"
+                    " depth, parent_id) VALUES (?, 'nvtx', 'push', ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    return db
+
+
 def many_trace(path):
     """20,000 allocations of 4 KiB (small_alloc) 1 us apart, then 100 of 1 MiB (big_alloc); all live at exit."""
     t = TraceBuilder(path, step_ns=1000)
@@ -322,6 +366,44 @@ class BrowserTest(Driving, TraceTest):
         shift = 100 / (out["results"][3] - 72) * (t1 - t0)
         self.assertAlmostEqual(p0, t0 + shift, delta=20_000)
         self.assertAlmostEqual(p1 - p0, t1 - t0, delta=1)
+
+    def test_phase_bands_hover(self):
+        """tests/clients/nvtx_client phases (figures: tests/test_nvtx.py): zoomed on step 1, a hover over the
+        second row at the middle of its backward shows that phase, its exact peak (16 MiB, the run's peak), its
+        nesting and duration; the range stack at the peak is in the summary and beside the peak."""
+        db = self.path("nvtx.db")
+        env = sim_env(output=db, extra={"NVTX_INJECTION64_PATH": cmtlib.INTERPOSER})
+        cmtlib.run([cmtlib.client("nvtx_client"), "phases"], env)
+        page = self.path("phases.html")
+        cmt("report", "--html", page, db)
+        rg = page_data(page)["runs"][0]["ranges"]
+        names = [page_data(page)["strings"][i] for i in rg["name"]]
+        b = [i for i, n in enumerate(names) if n == "backward"][1]
+        step = rg["parent"][b]
+        mid = (rg["start_ns"][b] + rg["end_ns"][b]) // 2
+        out = self.drive(page, [
+            {"eval": "cmtViewer.setView(%d, %d)" % (rg["start_ns"][step] - 1000, rg["end_ns"][step] + 1000)},
+            {"hover_phase": [mid, 1]},
+            {"screenshot": "phases"},
+            {"text": ".cmt-peak-ranges"},
+            {"hover_phase": [rg["start_ns"][step] + 200, 0]},
+        ], "phases")
+        self.quiet(out)
+        r = out["results"]
+        self.assertTrue(r[1].startswith("phase backward\n"), r[1])
+        self.assertIn("peak inside\t16,777,216 bytes (16.0 MiB)", r[1])
+        self.assertIn("nesting\tstep > backward", r[1])
+        self.assertIn("(%s ns)" % format(rg["end_ns"][b] - rg["start_ns"][b], ","), r[1])
+        self.assertEqual(r[3], "step > backward")
+        self.assertTrue(r[4].startswith("phase step\n"), r[4])
+        self.assertIn("peak inside\t16,777,216 bytes", r[4])
+        # a page with more ranges than it draws says exactly how many more
+        db = ranged_trace(self.path("r.db"))
+        cmt("timeline", "-o", self.path("r.html"), db)
+        out = self.drive(self.path("r.html"), [{"text": "#cmt-phases-note"}], "capped")
+        self.quiet(out)
+        self.assertIn("10,000 drawn", out["results"][0])
+        self.assertIn("3 more ranges not drawn (of 10,003;", out["results"][0])
 
     def test_whatif_and_verdicts_when_the_report_has_them(self):
         """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)
