@@ -9,7 +9,10 @@
  *    "stacks": [{"f": [string ix, innermost first], "m": module ix, "c": component ix}],
  *    "components": [...], "apis": [...], "kinds": [...],
  *    "runs": [RUN, ...],                    one for report and timeline, two (A, B) for diff
- *    and per verb: "report" (exactly what `report --json` prints), "torch_text", "growth", "modules"}
+ *    and per verb: "report" (exactly what `report --json` prints), "torch_text", "growth", "modules"; diff:
+ *    "phases" (per range name: counts and peaks in A and B, as `diff --json` prints them) and, with --align
+ *    RANGE, "aligned" (the same as in `diff --json`: the instances, each with "a_start_ns"/"b_start_ns" since
+ *    its run's start, by which the page offsets B's time)}
  * RUN: {"label", "duration_ns", "peak_bytes", "peak_ns", "failures": [...], "peak_stacks": [[stack, bytes,
  *   count]...], "levels": {"driver": LEVEL, "allocator": LEVEL (traces with an imported PyTorch history)},
  *   "segments": [{"point": "peak"|"oom", "device", "ts_ns", "segs": [{"addr", "size", "blocks": [[offset,

@@ -137,6 +137,31 @@ class DataTest(TraceTest):
         self.assertEqual(max(v for _, v in lv["total"]), 20_000 * 4096 + 100 * MiB)
 
 
+    def test_diff_aligned_by_phase_data(self):
+        """diff -o X.html --align step over nvtx_client phases (A) and phases big (B: step 1's backward 2 MiB more;
+        figures: tests/test_nvtx.py): the page carries the text diff's growth by phase and the instances with
+        where each starts in its run, the same figures diff --json prints."""
+        a, b = phase_pair(self)
+        page = self.path("d.html")
+        cmt("diff", "--align", "step", "-o", page, a, b)
+        d = page_data(page)
+        j = json.loads(cmt("diff", "--json", "--align", "step", a, b).stdout)
+        self.assertEqual(d["phases"], j["phases"])
+        self.assertEqual(d["aligned"], j["aligned"])
+        self.assertEqual([(p["name"], p["a_peak_bytes"], p["b_peak_bytes"], p["delta_bytes"]) for p in d["phases"]],
+                         [("backward", 16 * MiB, 18 * MiB, 2 * MiB), ("step", 16 * MiB, 18 * MiB, 2 * MiB),
+                          ("forward", 14 * MiB, 14 * MiB, 0), ("optimizer", 11 * MiB, 11 * MiB, 0),
+                          ("init", 8 * MiB, 8 * MiB, 0)])
+        for side, key in ((0, "a_start_ns"), (1, "b_start_ns")):
+            rg = d["runs"][side]["ranges"]
+            steps = [rg["start_ns"][i] for i, n in enumerate(rg["name"]) if d["strings"][n] == "step"]
+            self.assertEqual([x[key] for x in d["aligned"]["instances"]], steps)
+        # without --align: the growth by phase, no instances
+        cmt("diff", "-o", page, a, b)
+        d = page_data(page)
+        self.assertEqual(d["phases"], j["phases"])
+        self.assertNotIn("aligned", d)
+
     def test_ranges_capped_with_exact_count(self):
         """10,003 ranges: at most 10,000 on the page, the outermost and then the longest, so every kept range's
         parent is kept; "count" says how many there are in all (the page's note says 3 more)."""
@@ -154,6 +179,16 @@ class DataTest(TraceTest):
         # by start, exact: child k starts (k + 1) us after the run's start and lasts k + 1 ns
         k = rg["id"].index(10_003)
         self.assertEqual((rg["start_ns"][k], rg["end_ns"][k]), (10_000_000, 10_000_000 + 10_000))
+
+
+def phase_pair(test):
+    """nvtx_client phases (A) and phases big (B) traced into the test's directory: (a.db, b.db)."""
+    out = []
+    for name, args in (("a.db", ["phases"]), ("b.db", ["phases", "big"])):
+        env = sim_env(output=test.path(name), extra={"NVTX_INJECTION64_PATH": cmtlib.INTERPOSER})
+        cmtlib.run([cmtlib.client("nvtx_client")] + args, env)
+        out.append(test.path(name))
+    return out
 
 
 def ranged_trace(path):
@@ -404,6 +439,32 @@ class BrowserTest(Driving, TraceTest):
         self.quiet(out)
         self.assertIn("10,000 drawn", out["results"][0])
         self.assertIn("3 more ranges not drawn (of 10,003;", out["results"][0])
+
+    def test_diff_aligned_by_phase(self):
+        """diff --align step -o X.html: B's time is offset so that the chosen step starts with A's (the page says by
+        how much, exactly); choosing step 1 shows its phases, backward 2 MiB more in B."""
+        a, b = phase_pair(self)
+        page = self.path("d.html")
+        cmt("diff", "--align", "step", "-o", page, a, b)
+        inst = page_data(page)["aligned"]["instances"]
+        out = self.drive(page, [
+            {"text": "#cmt-align-note"},
+            {"attr": ["#cmt-align-note", "data-offset-ns"]},
+            {"select": ["#cmt-align", "1"]},
+            {"attr": ["#cmt-align-note", "data-offset-ns"]},
+            {"text": "#cmt-aligned-phases tr:nth-child(2)"},
+            {"text": "#cmt-phase-growth tr:nth-child(2)"},
+            {"screenshot": "diff-aligned"},
+        ], "diff-aligned")
+        self.quiet(out)
+        r = out["results"]
+        off0, off1 = (x["a_start_ns"] - x["b_start_ns"] for x in inst)
+        self.assertIn("B is shifted by", r[0])
+        self.assertIn("(%s ns) so that step 0 starts at the same moment" % format(off0, ","), r[0])
+        self.assertEqual((int(r[1]), int(r[3])), (off0, off1))
+        self.assertEqual(r[4].split("\t"), ["backward", "1 / 1", "16,777,216 bytes (16.0 MiB)", "18,874,368 bytes (18.0 MiB)",
+                                            "+2,097,152 (+2.00 MiB)"])
+        self.assertEqual(r[5].split("\t")[0], "backward")
 
     def test_whatif_and_verdicts_when_the_report_has_them(self):
         """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)
