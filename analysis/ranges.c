@@ -475,7 +475,7 @@ out:
     return rc;
 }
 
-/* ---- bands under the HTML report's timeline ------------------------------------------------------ */
+/* ---- bands under the SVG timeline (timeline -o X.svg) -------------------------------------------- */
 
 #define BAND_ROWS 12 /* (thread, level) rows drawn at most */
 
@@ -533,6 +533,10 @@ int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s)
         const struct cmt_trace *t = s->t[row_trace[k]];
         const struct cmt_ranges *g = t->ranges;
         int64_t end = t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts;
+        /* past 1,000 bands in a row, a range narrower than a pixel where the row's last band already drew is
+         * skipped: a row holds at most a few rectangles per pixel more however many ranges there are */
+        double drawn_to = -1;
+        int nbands = 0;
         for (size_t i = 0; g && i < g->n; i++) {
             const struct cmt_range *r = &g->r[i];
             if (r->tid != row_tid[k] || (r->push ? r->depth : 1000) != row_depth[k])
@@ -540,8 +544,13 @@ int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s)
             int64_t e = r->end_ns >= 0 ? r->end_ns : end;
             double x0 = 80 + (span > 0 ? (double)(r->start_ns - s->t0) / span : 0) * 840;
             double x1 = 80 + (span > 0 ? (double)(e - s->t0) / span : 0) * 840;
-            if (x1 - x0 < 1)
+            if (x1 - x0 < 1) {
+                if (nbands >= 1000 && x0 < drawn_to)
+                    continue;
                 x1 = x0 + 1;
+            }
+            drawn_to = x1;
+            nbands++;
             char t1[32];
             sb_printf(b, "<g><title>");
             sb_xml(b, r->name);

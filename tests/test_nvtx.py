@@ -241,6 +241,33 @@ class Nvtx(TraceTest):
                           ("forward", 1)])
         self.assertEqual(rg["end_ns"][5:], [d["runs"][0]["duration_ns"]] * 2)
 
+    def test_svg_bands(self):
+        """timeline -o X.svg: the phase bands under the chart, on its time axis (x 80..920 over the run), one row per
+        thread and level, each band titled with its exact figures; a run without ranges keeps the chart alone."""
+        import xml.etree.ElementTree as ET
+        p, db = self.nvtx("phases")
+        out = self.path("t.svg")
+        cmt("timeline", "-o", out, db)
+        ns = {"s": "http://www.w3.org/2000/svg"}
+        root = ET.parse(out).getroot()
+        chart, bands = root.findall("s:svg", ns)
+        self.assertEqual(float(bands.get("y")), float(chart.get("height")))
+        self.assertEqual(float(root.get("height")), float(chart.get("height")) + float(bands.get("height")))
+        groups = bands.findall("s:g", ns)
+        self.assertEqual([g.find("s:title", ns).text for g in groups],
+                         ["init: peak 8.0 MiB", "step: peak 14.0 MiB", "step: peak 16.0 MiB",
+                          "forward: peak 12.0 MiB", "backward: peak 14.0 MiB", "optimizer: peak 11.0 MiB",
+                          "forward: peak 14.0 MiB", "backward: peak 16.0 MiB", "optimizer: peak 11.0 MiB"])
+        tid = self.scalar(db, "SELECT DISTINCT tid FROM ranges")
+        self.assertEqual([t.text for t in bands.findall("s:text", ns) if t.text.startswith("tid")], ["tid %d" % tid] * 2)
+        # the last optimizer ends 70.7 us before the trace's end at most: its band ends within a pixel of x = 920
+        last = groups[-1].find("s:rect", ns)
+        self.assertAlmostEqual(float(last.get("x")) + float(last.get("width")), 920, delta=1.5)
+        _, plain = self.nvtx("phases", name="plain.db", inject=False)
+        cmt("timeline", "-o", out, plain)
+        root = ET.parse(out).getroot()
+        self.assertEqual((root.find("s:title", ns).text, root.findall("s:svg", ns)), ("cumemtrace: device memory over time", []))
+
     def test_memory_extension_heaps_and_regions(self):
         p, db = self.nvtx("mem")
         pool, other, scratch = [r[0] for r in self.query(db, "SELECT seq FROM events WHERE op = 1 ORDER BY seq")]

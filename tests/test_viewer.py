@@ -179,6 +179,12 @@ class DataTest(TraceTest):
         # by start, exact: child k starts (k + 1) us after the run's start and lasts k + 1 ns
         k = rg["id"].index(10_003)
         self.assertEqual((rg["start_ns"][k], rg["end_ns"][k]), (10_000_000, 10_000_000 + 10_000))
+        # timeline -o X.svg (the phase bands under the chart): the 3 steps, the first 1,000 children one by one,
+        # then at most one sub-pixel child per pixel of the 840-pixel axis
+        svg = self.path("r.svg")
+        cmt("timeline", "-o", svg, db)
+        n = open(svg, encoding="utf-8").read().count("<g><title>")
+        self.assertTrue(3 + 1000 < n <= 3 + 1000 + 841, n)
 
 
 def phase_pair(test):
