@@ -542,8 +542,12 @@ int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s)
             if (r->tid != row_tid[k] || (r->push ? r->depth : 1000) != row_depth[k])
                 continue;
             int64_t e = r->end_ns >= 0 ? r->end_ns : end;
+            if (e < s->t0 || r->start_ns > s->tend)
+                continue; /* off the chart's axis (clocks of another process, a damaged trace) */
             double x0 = 80 + (span > 0 ? (double)(r->start_ns - s->t0) / span : 0) * 840;
             double x1 = 80 + (span > 0 ? (double)(e - s->t0) / span : 0) * 840;
+            if (x1 > 920)
+                x1 = 920;
             if (x1 - x0 < 1) {
                 if (nbands >= 1000 && x0 < drawn_to)
                     continue;
