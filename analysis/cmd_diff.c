@@ -7,7 +7,8 @@
  * timelines (.svg), or the viewer page (.html, analysis/html.c) with both runs, their totals overlaid from
  * each run's start, and growth by stack. Phases (NVTX ranges, analysis/ranges.c): per range name the peak
  * inside it in A and in B and which grew most; --align RANGE pairs the Nth instance of RANGE in A with the
- * Nth in B (step N against step N) and says, per instance, which phase inside it grew.
+ * Nth in B (step N against step N) and says, per instance, which phase inside it grew; the .html page has the
+ * growth by phase, and with --align offsets B's time so that the chosen instance starts with A's.
  *
  * Runs in the `cumemtrace` command. Prints only once everything succeeded.
  */

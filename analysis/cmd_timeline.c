@@ -2,8 +2,9 @@
  * cmd_timeline.c: `cumemtrace timeline [--by kind|module|component] [--allocator] [--points N] -o FILE TRACE...`
  *
  * Device memory over time per device, stacked by kind or by module, with the peak and the failures
- * marked. The format follows FILE's extension (or --format): .svg standalone, .html the interactive viewer
- * (analysis/html.c: every allocation a band, zoom, flame graph; --by picks its first colouring),
+ * marked. The format follows FILE's extension (or --format): .svg standalone (with the phase bands, NVTX
+ * ranges, under the chart when the run has any), .html the interactive viewer (analysis/html.c: every
+ * allocation a band, the phases under them, zoom, flame graph; --by picks its first colouring),
  * .csv one row per point, .json the Chrome trace event format (counter tracks and instant events) that
  * Perfetto and chrome://tracing open. Points are the highest and the last state of each of N time buckets,
  * so the peak is always drawn exactly.

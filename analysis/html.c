@@ -3,7 +3,8 @@
  *
  * Owns the page's dictionary (strings and stacks once), one RUN object (headline figures, failures, the stacks
  * held at the peak for the flame graph, the driver level's allocations with the times of their events; the
- * bands' detail levels are html_levels.c's, the allocator level html_torch.c's) and the page around the data.
+ * bands' detail levels are html_levels.c's, the allocator level html_torch.c's, the phases html_ranges.c's) and
+ * the page around the data.
  * The page's script and style are analysis/viewer/ (*.js, viewer.css), embedded at build time.
  *
  * Runs in the `cumemtrace` command. Reads the set's open traces with plain SELECTs (event timestamps);
