@@ -7,7 +7,8 @@
  * timelines (.svg), or the viewer page (.html, analysis/html.c) with both runs, their totals overlaid from
  * each run's start, and growth by stack. Phases (NVTX ranges, analysis/ranges.c): per range name the peak
  * inside it in A and in B and which grew most; --align RANGE pairs the Nth instance of RANGE in A with the
- * Nth in B (step N against step N) and says, per instance, which phase inside it grew.
+ * Nth in B (step N against step N) and says, per instance, which phase inside it grew; the .html page has the
+ * growth by phase, and with --align offsets B's time so that the chosen instance starts with A's.
  *
  * Runs in the `cumemtrace` command. Prints only once everything succeeded.
  */
@@ -183,6 +184,17 @@ static int aligned_out(struct sbuf *b, int json, int top, const char *name, cons
             sb_puts(b, ",\"b_peak_bytes\":");
             if (y)
                 sb_printf(b, "%lld", (long long)pb);
+            else
+                sb_puts(b, "null");
+            /* where each instance starts, in ns since its run's start: the viewer aligns by these */
+            sb_puts(b, ",\"a_start_ns\":");
+            if (x)
+                sb_printf(b, "%lld", (long long)(x->r->start_ns - a->t0));
+            else
+                sb_puts(b, "null");
+            sb_puts(b, ",\"b_start_ns\":");
+            if (y)
+                sb_printf(b, "%lld", (long long)(y->r->start_ns - bs->t0));
             else
                 sb_puts(b, "null");
             sb_printf(b, ",\"delta_bytes\":%lld,\"grew\":", (long long)(pb - pa));
@@ -399,7 +411,12 @@ int cmd_diff(int argc, char **argv)
         for (size_t i = 0; rc == 0 && i < nrows; i++)
             sb_printf(&data, "%s{\"a\":%lld,\"b\":%lld,\"stack\":%lld}", i ? "," : "", (long long)rows[i].a,
                       (long long)rows[i].b, (long long)cmt_html_stack(&d, rows[i].stack));
-        sb_puts(&data, "],\"diff_text\":");
+        /* by phase: the text diff's table (peak A, peak B per range name), and with --align the instances */
+        sb_puts(&data, "],\"phases\":");
+        phases_json(&data, phases, nphases);
+        if (rc == 0 && align && aligned_out(&data, 1, top, align, &a, &bs, err, sizeof err) != 0)
+            rc = -1;
+        sb_puts(&data, ",\"diff_text\":");
         sb_json_str(&data, json ? "" : out.p);
         cmt_html_dict_json(&data, &d);
         sb_putc(&data, '}');

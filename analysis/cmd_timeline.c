@@ -2,8 +2,9 @@
  * cmd_timeline.c: `cumemtrace timeline [--by kind|module|component] [--allocator] [--points N] -o FILE TRACE...`
  *
  * Device memory over time per device, stacked by kind or by module, with the peak and the failures
- * marked. The format follows FILE's extension (or --format): .svg standalone, .html the interactive viewer
- * (analysis/html.c: every allocation a band, zoom, flame graph; --by picks its first colouring),
+ * marked. The format follows FILE's extension (or --format): .svg standalone (with the phase bands, NVTX
+ * ranges, under the chart when the run has any), .html the interactive viewer (analysis/html.c: every
+ * allocation a band, the phases under them, zoom, flame graph; --by picks its first colouring),
  * .csv one row per point, .json the Chrome trace event format (counter tracks and instant events) that
  * Perfetto and chrome://tracing open. Points are the highest and the last state of each of N time buckets,
  * so the peak is always drawn exactly.
@@ -189,6 +190,41 @@ static int write_html(struct sbuf *b, struct cmt_set *s, const struct cmt_rules 
 out:
     sb_free(&data);
     cmt_html_dict_free(&d);
+    return rc;
+}
+
+/* .svg: the chart, and when the run has phases (NVTX ranges) their bands under it on the same time axis
+ * (cmt_ranges_svg draws on the chart's geometry): the two drawings stacked in one document. */
+static double svg_height(const struct sbuf *b)
+{
+    const char *h = b->p ? strstr(b->p, " height='") : NULL;
+    return h ? atof(h + 9) : 0;
+}
+
+static int svg_with_phases(struct sbuf *b, const struct cmt_set *s)
+{
+    int any = 0;
+    for (size_t i = 0; i < s->n; i++)
+        any |= s->t[i]->ranges && s->t[i]->ranges->n;
+    if (!any)
+        return cmt_svg_timeline(b, s);
+    struct sbuf chart = {0}, bands = {0};
+    int rc = -1;
+    if (cmt_svg_timeline(&chart, s) != 0 || cmt_ranges_svg(&bands, s) != 0 || chart.oom || bands.oom)
+        goto out;
+    double h1 = svg_height(&chart), h2 = svg_height(&bands);
+    sb_printf(b, "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='%.0f' viewBox='0 0 960 %.0f'>"
+                 "<title>cumemtrace: device memory over time, and the phases</title>\n",
+              h1 + h2, h1 + h2);
+    sb_put(b, chart.p, chart.len);
+    /* the bands' own <svg>, moved below the chart */
+    sb_printf(b, "<svg y='%.0f'", h1);
+    sb_put(b, bands.p + 4, bands.len - 4);
+    sb_puts(b, "</svg>\n");
+    rc = b->oom ? -1 : 0;
+out:
+    sb_free(&chart);
+    sb_free(&bands);
     return rc;
 }
 
@@ -413,7 +449,7 @@ int cmd_timeline(int argc, char **argv)
     else if (!strcmp(format, "json"))
         rc = write_chrome(&b, &s);
     else
-        rc = cmt_svg_timeline(&b, &s);
+        rc = svg_with_phases(&b, &s);
     if (rc != 0) {
         snprintf(err, sizeof err, "out of memory while writing the timeline");
         goto out;

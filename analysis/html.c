@@ -3,7 +3,8 @@
  *
  * Owns the page's dictionary (strings and stacks once), one RUN object (headline figures, failures, the stacks
  * held at the peak for the flame graph, the driver level's allocations with the times of their events; the
- * bands' detail levels are html_levels.c's, the allocator level html_torch.c's) and the page around the data.
+ * bands' detail levels are html_levels.c's, the allocator level html_torch.c's, the phases html_ranges.c's) and
+ * the page around the data.
  * The page's script and style are analysis/viewer/ (*.js, viewer.css), embedded at build time.
  *
  * Runs in the `cumemtrace` command. Reads the set's open traces with plain SELECTs (event timestamps);
@@ -36,6 +37,11 @@ static int64_t str_ix(struct cmt_html_dict *d, const char *s)
     sb_puts(&d->strs, d->nstr ? "," : "");
     sb_json_str(&d->strs, s);
     return (int64_t)d->nstr++;
+}
+
+int64_t cmt_html_str(struct cmt_html_dict *d, const char *s)
+{
+    return str_ix(d, s);
 }
 
 int64_t cmt_html_stack_add(struct cmt_html_dict *d, const char *key, char *const *frames, int n, const char *module,
@@ -303,7 +309,10 @@ int cmt_html_run(struct sbuf *b, struct cmt_html_dict *d, struct cmt_set *s, con
     for (size_t i = 0; i < ng; i++)
         sb_printf(b, "%s[%lld,%lld,%lld]", i ? "," : "", (long long)cmt_html_stack(d, g[i].stack),
                   (long long)g[i].bytes, (long long)g[i].count);
-    sb_puts(b, "],\"levels\":{\"driver\":");
+    sb_putc(b, ']');
+    if (cmt_html_ranges(b, d, s, err, errlen) != 0)
+        goto out;
+    sb_puts(b, ",\"levels\":{\"driver\":");
     if (driver_level(b, d, s, dur, err, errlen) != 0)
         goto out;
     int any = 0;

@@ -46,7 +46,7 @@ int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
         return 0;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(t->db,
-                           "SELECT range_id, kind, domain, name, tid, start_seq, end_seq, start_ns, end_ns, depth"
+                           "SELECT range_id, kind, domain, name, tid, start_seq, end_seq, start_ns, end_ns, depth, parent_id"
                            " FROM ranges ORDER BY start_seq, start_ns, range_id",
                            -1, &st, NULL) != SQLITE_OK)
         return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
@@ -73,7 +73,10 @@ int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
         r->start_ns = sqlite3_column_int64(st, 7);
         r->end_ns = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
         r->depth = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : (int32_t)sqlite3_column_int64(st, 9);
-        if (!r->name) {
+        r->parent_id = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
+        const char *dom = (const char *)sqlite3_column_text(st, 2);
+        r->domain = dom ? strdup(dom) : NULL;
+        if (!r->name || (dom && !r->domain)) {
             sqlite3_finalize(st);
             return cmt_fail(err, errlen, "out of memory");
         }
@@ -124,8 +127,10 @@ void cmt_ranges_free(struct cmt_trace *t)
     struct cmt_ranges *g = t->ranges;
     if (!g)
         return;
-    for (size_t i = 0; i < g->n; i++)
+    for (size_t i = 0; i < g->n; i++) {
         free(g->r[i].name);
+        free(g->r[i].domain);
+    }
     free(g->r);
     free(g->open);
     free(g);
@@ -470,7 +475,7 @@ out:
     return rc;
 }
 
-/* ---- bands under the HTML report's timeline ------------------------------------------------------ */
+/* ---- bands under the SVG timeline (timeline -o X.svg) -------------------------------------------- */
 
 #define BAND_ROWS 12 /* (thread, level) rows drawn at most */
 
@@ -528,15 +533,28 @@ int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s)
         const struct cmt_trace *t = s->t[row_trace[k]];
         const struct cmt_ranges *g = t->ranges;
         int64_t end = t->has_end && t->end_ns > t->last_ts ? t->end_ns : t->last_ts;
+        /* past 1,000 bands in a row, a range narrower than a pixel where the row's last band already drew is
+         * skipped: a row holds at most a few rectangles per pixel more however many ranges there are */
+        double drawn_to = -1;
+        int nbands = 0;
         for (size_t i = 0; g && i < g->n; i++) {
             const struct cmt_range *r = &g->r[i];
             if (r->tid != row_tid[k] || (r->push ? r->depth : 1000) != row_depth[k])
                 continue;
             int64_t e = r->end_ns >= 0 ? r->end_ns : end;
+            if (e < s->t0 || r->start_ns > s->tend)
+                continue; /* off the chart's axis (clocks of another process, a damaged trace) */
             double x0 = 80 + (span > 0 ? (double)(r->start_ns - s->t0) / span : 0) * 840;
             double x1 = 80 + (span > 0 ? (double)(e - s->t0) / span : 0) * 840;
-            if (x1 - x0 < 1)
+            if (x1 > 920)
+                x1 = 920;
+            if (x1 - x0 < 1) {
+                if (nbands >= 1000 && x0 < drawn_to)
+                    continue;
                 x1 = x0 + 1;
+            }
+            drawn_to = x1;
+            nbands++;
             char t1[32];
             sb_printf(b, "<g><title>");
             sb_xml(b, r->name);

@@ -15,7 +15,7 @@
  * Names: a range's name is its message ("(unnamed)" without one), prefixed "DOMAIN:" outside NVTX's
  * default domain.
  *
- * Renderers for report (text, JSON, HTML bands), timeline (Chrome trace slices) and the comparisons diff
+ * Renderers for report (text, JSON), timeline (Chrome trace slices, SVG bands) and the comparisons diff
  * makes (per range name, and --align's instance by instance) are here too, over this model only.
  *
  * Runs in the `cumemtrace` command; reads traces only.
@@ -32,6 +32,8 @@ struct cmt_range {
     int32_t depth;                  /* push ranges: nesting level; -1 for start/end ranges */
     int push;                       /* 1: push/pop (nested on its thread), 0: start/end */
     char *name;                     /* display name (see above) */
+    char *domain;                   /* NVTX domain; NULL for the default one */
+    int64_t parent_id;              /* push: the enclosing range's id; -1 when outermost (or not recorded) */
     int64_t peak;                   /* filled by the pass */
 };
 
@@ -94,7 +96,8 @@ void cmt_ranges_text_stack(struct sbuf *b, const struct cmt_range_stack *k);
 /* Chrome trace events (timeline -o X.json): a slice per range on its thread; *first: nothing written yet
  * (no comma before the first). */
 void cmt_ranges_chrome(struct sbuf *b, const struct cmt_set *s, int *first);
-/* The HTML report's bands: one SVG row per thread and nesting level, on the timeline's time axis. */
+/* timeline -o X.svg's phase bands (cmd_timeline.c stacks them under the chart): one SVG row per thread and
+ * nesting level (12 at most), on the chart's time axis; past 1,000 bands in a row, one narrower than a pixel already drawn is skipped. */
 int cmt_ranges_svg(struct sbuf *b, const struct cmt_set *s);
 
 /* diff: the instances of the ranges named name, by start (several processes merged by time). */

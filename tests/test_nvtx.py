@@ -195,18 +195,78 @@ class Nvtx(TraceTest):
         self.assertEqual(load, [("b", 1), ("e", 1)])
 
     def test_html_bands(self):
+        """The viewer page carries every range of the run with its exact peak (the figures of PHASE_PEAKS per
+        instance), its nesting and its times, and the range stack at the peak (tests/test_viewer.py hovers it)."""
         p, db = self.nvtx("phases")
         out = self.path("r.html")
         cmt("report", "--html", out, db)
-        with open(out) as f:
+        with open(out, encoding="utf-8") as f:
             page = f.read()
-        bands = page[page.index("<h2>Phases (NVTX ranges)</h2>"):]
         import re
-        titles = re.findall(r"<g><title>([^<]*)</title><rect", bands)
-        self.assertEqual(titles, ["init: peak 8.0 MiB", "step: peak 14.0 MiB", "step: peak 16.0 MiB",
-                                  "forward: peak 12.0 MiB", "backward: peak 14.0 MiB", "optimizer: peak 11.0 MiB",
-                                  "forward: peak 14.0 MiB", "backward: peak 16.0 MiB", "optimizer: peak 11.0 MiB"])
-        self.assertIn("at the peak: step &gt; backward", bands)
+        d = json.loads(re.search(r"<script type='application/json' id='cmt-data'>(.*?)</script>", page, re.S).group(1))
+        r0 = d["runs"][0]
+        rg = r0["ranges"]
+        self.assertEqual((rg["count"], rg["drawn"]), (9, 9))
+        self.assertEqual([d["strings"][i] for i in rg["name"]], [r[0] for r in PHASE_ROWS])
+        self.assertEqual(rg["depth"], [r[3] for r in PHASE_ROWS])
+        # parents are indexes in the same columns: init, step 0 (1), its three phases, step 1 (5), its three
+        self.assertEqual(rg["parent"], [-1, -1, 1, 1, 1, -1, 5, 5, 5])
+        self.assertEqual(rg["domain"], [-1] * 9)
+        self.assertEqual(rg["open"], [0] * 9)
+        # init 8; step 0: 14 (forward 12, backward 14, optimizer 11); step 1: 16 (forward 14, backward 16, optimizer 11)
+        self.assertEqual(rg["peak_bytes"], [8 * MiB, 14 * MiB, 12 * MiB, 14 * MiB, 11 * MiB,
+                                            16 * MiB, 14 * MiB, 16 * MiB, 11 * MiB])
+        rows = self.query(db, "SELECT range_id, tid, start_ns, end_ns FROM ranges ORDER BY start_seq")
+        self.assertEqual(rg["id"], [r[0] for r in rows])
+        self.assertEqual(rg["tid"], [r[1] for r in rows])
+        # exact times, on the page's axis (ns since the run's start)
+        t0 = rows[0][2] - rg["start_ns"][0]
+        self.assertEqual(rg["start_ns"], [r[2] - t0 for r in rows])
+        self.assertEqual(rg["end_ns"], [r[3] - t0 for r in rows])
+        self.assertEqual(r0["ranges_at_peak"], ["step", "backward"])
+        self.assertEqual(r0["ranges_at_peak_thread"], {"tid": rows[0][1], "allocating_thread": True})
+        self.assertTrue(rg["start_ns"][7] <= r0["peak_ns"] <= rg["end_ns"][7])  # the peak lies in step 1's backward
+        # a run still inside its ranges at exit: both drawn to the end of the run and flagged open
+        env = sim_env(output=self.path("f.db"), extra={"NVTX_INJECTION64_PATH": INTERPOSER,
+                                                        "SIMCUDA_FAIL": "cuMemAlloc_v2:5:2"})
+        run_client = run([client("nvtx_client"), "phases"], env, check=False)
+        self.assertEqual(run_client.returncode, 1)
+        cmt("timeline", "-o", self.path("f.html"), self.path("f.db"))
+        with open(self.path("f.html"), encoding="utf-8") as f:
+            page = f.read()
+        d = json.loads(re.search(r"<script type='application/json' id='cmt-data'>(.*?)</script>", page, re.S).group(1))
+        rg = d["runs"][0]["ranges"]
+        self.assertEqual([(d["strings"][n], o) for n, o in zip(rg["name"], rg["open"])],
+                         [("init", 0), ("step", 0), ("forward", 0), ("backward", 0), ("optimizer", 0), ("step", 1),
+                          ("forward", 1)])
+        self.assertEqual(rg["end_ns"][5:], [d["runs"][0]["duration_ns"]] * 2)
+
+    def test_svg_bands(self):
+        """timeline -o X.svg: the phase bands under the chart, on its time axis (x 80..920 over the run), one row per
+        thread and level, each band titled with its exact figures; a run without ranges keeps the chart alone."""
+        import xml.etree.ElementTree as ET
+        p, db = self.nvtx("phases")
+        out = self.path("t.svg")
+        cmt("timeline", "-o", out, db)
+        ns = {"s": "http://www.w3.org/2000/svg"}
+        root = ET.parse(out).getroot()
+        chart, bands = root.findall("s:svg", ns)
+        self.assertEqual(float(bands.get("y")), float(chart.get("height")))
+        self.assertEqual(float(root.get("height")), float(chart.get("height")) + float(bands.get("height")))
+        groups = bands.findall("s:g", ns)
+        self.assertEqual([g.find("s:title", ns).text for g in groups],
+                         ["init: peak 8.0 MiB", "step: peak 14.0 MiB", "step: peak 16.0 MiB",
+                          "forward: peak 12.0 MiB", "backward: peak 14.0 MiB", "optimizer: peak 11.0 MiB",
+                          "forward: peak 14.0 MiB", "backward: peak 16.0 MiB", "optimizer: peak 11.0 MiB"])
+        tid = self.scalar(db, "SELECT DISTINCT tid FROM ranges")
+        self.assertEqual([t.text for t in bands.findall("s:text", ns) if t.text.startswith("tid")], ["tid %d" % tid] * 2)
+        # the last optimizer ends 70.7 us before the trace's end at most: its band ends within a pixel of x = 920
+        last = groups[-1].find("s:rect", ns)
+        self.assertAlmostEqual(float(last.get("x")) + float(last.get("width")), 920, delta=1.5)
+        _, plain = self.nvtx("phases", name="plain.db", inject=False)
+        cmt("timeline", "-o", out, plain)
+        root = ET.parse(out).getroot()
+        self.assertEqual((root.find("s:title", ns).text, root.findall("s:svg", ns)), ("cumemtrace: device memory over time", []))
 
     def test_memory_extension_heaps_and_regions(self):
         p, db = self.nvtx("mem")

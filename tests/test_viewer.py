@@ -137,6 +137,91 @@ class DataTest(TraceTest):
         self.assertEqual(max(v for _, v in lv["total"]), 20_000 * 4096 + 100 * MiB)
 
 
+    def test_diff_aligned_by_phase_data(self):
+        """diff -o X.html --align step over nvtx_client phases (A) and phases big (B: step 1's backward 2 MiB more;
+        figures: tests/test_nvtx.py): the page carries the text diff's growth by phase and the instances with
+        where each starts in its run, the same figures diff --json prints."""
+        a, b = phase_pair(self)
+        page = self.path("d.html")
+        cmt("diff", "--align", "step", "-o", page, a, b)
+        d = page_data(page)
+        j = json.loads(cmt("diff", "--json", "--align", "step", a, b).stdout)
+        self.assertEqual(d["phases"], j["phases"])
+        self.assertEqual(d["aligned"], j["aligned"])
+        self.assertEqual([(p["name"], p["a_peak_bytes"], p["b_peak_bytes"], p["delta_bytes"]) for p in d["phases"]],
+                         [("backward", 16 * MiB, 18 * MiB, 2 * MiB), ("step", 16 * MiB, 18 * MiB, 2 * MiB),
+                          ("forward", 14 * MiB, 14 * MiB, 0), ("optimizer", 11 * MiB, 11 * MiB, 0),
+                          ("init", 8 * MiB, 8 * MiB, 0)])
+        for side, key in ((0, "a_start_ns"), (1, "b_start_ns")):
+            rg = d["runs"][side]["ranges"]
+            steps = [rg["start_ns"][i] for i, n in enumerate(rg["name"]) if d["strings"][n] == "step"]
+            self.assertEqual([x[key] for x in d["aligned"]["instances"]], steps)
+        # without --align: the growth by phase, no instances
+        cmt("diff", "-o", page, a, b)
+        d = page_data(page)
+        self.assertEqual(d["phases"], j["phases"])
+        self.assertNotIn("aligned", d)
+
+    def test_ranges_capped_with_exact_count(self):
+        """10,003 ranges: at most 10,000 on the page, the outermost and then the longest, so every kept range's
+        parent is kept; "count" says how many there are in all (the page's note says 3 more)."""
+        db = ranged_trace(self.path("r.db"))
+        page = self.path("r.html")
+        cmt("timeline", "-o", page, db)
+        d = page_data(page)
+        rg = d["runs"][0]["ranges"]
+        self.assertEqual((rg["count"], rg["drawn"], len(rg["id"])), (10_003, 10_000, 10_000))
+        # the three steps (depth 0) and the 9,997 longest children; children 0, 1, 2 (1, 2, 3 ns) are left out
+        self.assertEqual(sorted(rg["id"]), [1, 2, 3] + list(range(7, 10_004)))
+        for i, p in enumerate(rg["parent"]):
+            if rg["depth"][i] == 1:
+                self.assertEqual(rg["id"][p], 1 + (rg["id"][i] - 4) // 3334)
+        # by start, exact: child k starts (k + 1) us after the run's start and lasts k + 1 ns
+        k = rg["id"].index(10_003)
+        self.assertEqual((rg["start_ns"][k], rg["end_ns"][k]), (10_000_000, 10_000_000 + 10_000))
+        # timeline -o X.svg (the phase bands under the chart): the 3 steps, the first 1,000 children one by one,
+        # then at most one sub-pixel child per pixel of the 840-pixel axis
+        svg = self.path("r.svg")
+        cmt("timeline", "-o", svg, db)
+        n = open(svg, encoding="utf-8").read().count("<g><title>")
+        self.assertTrue(3 + 1000 < n <= 3 + 1000 + 841, n)
+
+
+def phase_pair(test):
+    """nvtx_client phases (A) and phases big (B) traced into the test's directory: (a.db, b.db)."""
+    out = []
+    for name, args in (("a.db", ["phases"]), ("b.db", ["phases", "big"])):
+        env = sim_env(output=test.path(name), extra={"NVTX_INJECTION64_PATH": cmtlib.INTERPOSER})
+        cmtlib.run([cmtlib.client("nvtx_client")] + args, env)
+        out.append(test.path(name))
+    return out
+
+
+def ranged_trace(path):
+    """One 1 MiB allocation at 1 us, live to the end (about 11 ms); three steps (ranges 1..3, depth 0, one third of
+    the children each) and 10,000 children (ranges 4..10,003, depth 1): child k starts at (k + 1) us and lasts
+    k + 1 ns."""
+    t = TraceBuilder(path, step_ns=1000)
+    t.alloc(MiB, stack=t.stack(["weights", "main"]), at=1000)
+    t.alloc(MiB, stack=t.stack(["weights", "main"]), at=11_000_000)
+    db = t.close()
+    con = sqlite3.connect(db)
+    with open(os.path.join(os.path.dirname(HERE), "schema", "cumemtrace_v3.sql")) as f:
+        con.executescript(f.read())
+    t0 = t.start_ns
+    rows = []
+    for i in range(3):
+        lo, hi = i * 3334, min((i + 1) * 3334, 10_000)
+        rows.append((1 + i, "step", 4242, 2, 2, t0 + lo * 1000 + 500, t0 + hi * 1000 + 500, 0, None))
+    for k in range(10_000):
+        rows.append((4 + k, "part", 4242, 2, 2, t0 + (k + 1) * 1000, t0 + (k + 1) * 1000 + k + 1, 1, 1 + k // 3334))
+    con.executemany("INSERT INTO ranges (range_id, source, kind, name, tid, start_seq, end_seq, start_ns, end_ns,"
+                    " depth, parent_id) VALUES (?, 'nvtx', 'push', ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    return db
+
+
 def many_trace(path):
     """20,000 allocations of 4 KiB (small_alloc) 1 us apart, then 100 of 1 MiB (big_alloc); all live at exit."""
     t = TraceBuilder(path, step_ns=1000)
@@ -322,6 +407,70 @@ class BrowserTest(Driving, TraceTest):
         shift = 100 / (out["results"][3] - 72) * (t1 - t0)
         self.assertAlmostEqual(p0, t0 + shift, delta=20_000)
         self.assertAlmostEqual(p1 - p0, t1 - t0, delta=1)
+
+    def test_phase_bands_hover(self):
+        """tests/clients/nvtx_client phases (figures: tests/test_nvtx.py): zoomed on step 1, a hover over the
+        second row at the middle of its backward shows that phase, its exact peak (16 MiB, the run's peak), its
+        nesting and duration; the range stack at the peak is in the summary and beside the peak."""
+        db = self.path("nvtx.db")
+        env = sim_env(output=db, extra={"NVTX_INJECTION64_PATH": cmtlib.INTERPOSER})
+        cmtlib.run([cmtlib.client("nvtx_client"), "phases"], env)
+        page = self.path("phases.html")
+        cmt("report", "--html", page, db)
+        rg = page_data(page)["runs"][0]["ranges"]
+        names = [page_data(page)["strings"][i] for i in rg["name"]]
+        b = [i for i, n in enumerate(names) if n == "backward"][1]
+        step = rg["parent"][b]
+        mid = (rg["start_ns"][b] + rg["end_ns"][b]) // 2
+        out = self.drive(page, [
+            {"eval": "cmtViewer.setView(%d, %d)" % (rg["start_ns"][step] - 1000, rg["end_ns"][step] + 1000)},
+            {"hover_phase": [mid, 1]},
+            {"screenshot": "phases"},
+            {"text": ".cmt-peak-ranges"},
+            {"hover_phase": [rg["start_ns"][step] + 200, 0]},
+        ], "phases")
+        self.quiet(out)
+        r = out["results"]
+        self.assertTrue(r[1].startswith("phase backward\n"), r[1])
+        self.assertIn("peak inside\t16,777,216 bytes (16.0 MiB)", r[1])
+        self.assertIn("nesting\tstep > backward", r[1])
+        self.assertIn("(%s ns)" % format(rg["end_ns"][b] - rg["start_ns"][b], ","), r[1])
+        self.assertEqual(r[3], "step > backward")
+        self.assertTrue(r[4].startswith("phase step\n"), r[4])
+        self.assertIn("peak inside\t16,777,216 bytes", r[4])
+        # a page with more ranges than it draws says exactly how many more
+        db = ranged_trace(self.path("r.db"))
+        cmt("timeline", "-o", self.path("r.html"), db)
+        out = self.drive(self.path("r.html"), [{"text": "#cmt-phases-note"}], "capped")
+        self.quiet(out)
+        self.assertIn("10,000 drawn", out["results"][0])
+        self.assertIn("3 more ranges not drawn (of 10,003;", out["results"][0])
+
+    def test_diff_aligned_by_phase(self):
+        """diff --align step -o X.html: B's time is offset so that the chosen step starts with A's (the page says by
+        how much, exactly); choosing step 1 shows its phases, backward 2 MiB more in B."""
+        a, b = phase_pair(self)
+        page = self.path("d.html")
+        cmt("diff", "--align", "step", "-o", page, a, b)
+        inst = page_data(page)["aligned"]["instances"]
+        out = self.drive(page, [
+            {"text": "#cmt-align-note"},
+            {"attr": ["#cmt-align-note", "data-offset-ns"]},
+            {"select": ["#cmt-align", "1"]},
+            {"attr": ["#cmt-align-note", "data-offset-ns"]},
+            {"text": "#cmt-aligned-phases tr:nth-child(2)"},
+            {"text": "#cmt-phase-growth tr:nth-child(2)"},
+            {"screenshot": "diff-aligned"},
+        ], "diff-aligned")
+        self.quiet(out)
+        r = out["results"]
+        off0, off1 = (x["a_start_ns"] - x["b_start_ns"] for x in inst)
+        self.assertIn("B is shifted by", r[0])
+        self.assertIn("(%s ns) so that step 0 starts at the same moment" % format(off0, ","), r[0])
+        self.assertEqual((int(r[1]), int(r[3])), (off0, off1))
+        self.assertEqual(r[4].split("\t"), ["backward", "1 / 1", "16,777,216 bytes (16.0 MiB)", "18,874,368 bytes (18.0 MiB)",
+                                            "+2,097,152 (+2.00 MiB)"])
+        self.assertEqual(r[5].split("\t")[0], "backward")
 
     def test_whatif_and_verdicts_when_the_report_has_them(self):
         """The report model's "whatif" and "oom_verdicts" (added to report --json by the allocator-model work)

@@ -1,6 +1,6 @@
 /*
  * base.js: the viewer's first part (analysis/viewer/*.js are one script, concatenated in this order by
- * embed.py inside one function: base, timeline, flame, segments, diff, report, main). The data, read once
+ * embed.py inside one function: base, timeline, phases, flame, segments, diff, report, main). The data, read once
  * from <script id="cmt-data"> (its shape: analysis/html.h), and the small helpers every part uses: DOM
  * building through textContent only (strings come from traces and are never parsed as HTML), exact and human
  * units, colours, tables, canvases.

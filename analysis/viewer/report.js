@@ -21,8 +21,10 @@
 
   function buildReport(sec) {
     var R = D.report;
-    if (R.whatif && R.whatif.length) generic(sec, 'What if: the allocator under other settings and capacities', 'cmt-whatif', R.whatif);
-    if (R.oom_verdicts && R.oom_verdicts.length) generic(sec, 'Out-of-memory verdicts', 'cmt-oom-verdicts', R.oom_verdicts);
+    /* report --json always has "oom_verdicts" (an empty list without out-of-memory failures): no empty table */
+    function some(x) { return Array.isArray(x) ? x.length > 0 : !!x; }
+    if (some(R.whatif)) generic(sec, 'What if: the allocator under other settings and capacities', 'cmt-whatif', R.whatif);
+    if (some(R.oom_verdicts)) generic(sec, 'Out-of-memory verdicts', 'cmt-oom-verdicts', R.oom_verdicts);
     add(sec, 'h2', {text: 'Live at the peak: top stacks'});
     sec.appendChild(table(['bytes', 'allocations', 'module', 'stack (innermost first)'], (R.top_at_peak || []).map(function (g) {
       return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack, 8)];

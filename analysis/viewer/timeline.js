@@ -63,6 +63,7 @@
     var info = add(ctl, 'span', {id: 'cmt-levelinfo', cls: 'dim'});
     var row = add(sec, 'div', {cls: 'tl'}), plots = add(row, 'div', {cls: 'tl-plots'});
     var main = add(plots, 'canvas', {id: 'cmt-bands'}), over = add(plots, 'canvas', {id: 'cmt-overview'});
+    var phasesAt = over;
     var legend = add(plots, 'div', {cls: 'legend', id: 'cmt-legend'});
     add(plots, 'div', {cls: 'dim', text: 'wheel: zoom; drag: pan; drag over the strip below: choose a range; ' +
       'double-click: whole run; hover a band for its stack, click to pin it (Escape unpins).'});
@@ -71,6 +72,7 @@
 
     TL = {main: main, over: over, detail: detail, range: range, legend: legend, info: info, colour: 'component',
       run: 0, level: 'driver', v0: 0, v1: 1, P: null, hover: -2, pinned: -2, samples: null, margin: 64};
+    buildPhases(plots, phasesAt);
     var first = true;
     /* PyTorch traces open on the allocator's blocks (they carry the Python frames) unless the verb said otherwise */
     TL.level = D.level || (runs[0].levels.allocator ? 'allocator' : 'driver');
@@ -281,7 +283,9 @@
       g.strokeStyle = '#c0392b'; g.setLineDash([4, 3]); g.beginPath();
       g.moveTo(X(P.run.peak_ns), T); g.lineTo(X(P.run.peak_ns), T + ph); g.stroke(); g.setLineDash([]);
       g.fillStyle = '#c0392b'; g.font = '11px sans-serif';
-      g.fillText('peak ' + human(P.run.peak_bytes), Math.min(X(P.run.peak_ns) + 3, W - 90), T + 11);
+      /* beside the peak: the phases open at it (ranges_at_peak), outermost first */
+      var inR = (P.run.ranges_at_peak || []).length ? ' in ' + P.run.ranges_at_peak.join(' > ') : '', pl = 'peak ' + human(P.run.peak_bytes) + inR;
+      g.fillText(pl, Math.max(Math.min(X(P.run.peak_ns) + 3, W - 8 - g.measureText(pl).width), L + 2), T + 11);
     }
     P.run.failures.forEach(function (fl) {
       if (fl.ts_ns < v0 || fl.ts_ns > v1) return;
@@ -304,6 +308,7 @@
     showRange();
     drawOverview(null);
     drawLegend();
+    drawPhases();
   }
 
   function drawOverview(brush) {

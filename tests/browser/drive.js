@@ -6,7 +6,8 @@
 // page must fetch nothing). Console messages of type error/warning and uncaught exceptions are recorded.
 // Steps (results in order): {"hover_at": [t_ns, bytes]} / {"click_at": [t_ns, bytes]} (a point of the band
 // canvas, placed by the page's own declared axes: data-plot margins, data-ymax, the range's data-t0/t1),
-// returns the detail panel's innerText; {"wheel_at": [t_ns, deltaY]} returns the new [t0, t1]; {"click": sel};
+// returns the detail panel's innerText; {"hover_phase": [t_ns, row]} (a point of the phase bands, the same);
+// {"wheel_at": [t_ns, deltaY]} returns the new [t0, t1]; {"click": sel};
 // {"select": [sel, value]}; {"eval": expression} (its value); {"text": sel} (its innerText); {"value": sel} (a form control's value); {"attr": [sel, name]}; {"screenshot": name} (OUTDIR/name.png, the full page).
 'use strict';
 const fs = require('fs');
@@ -53,6 +54,19 @@ async function main() {
         const [x, y] = await point(...(s.hover_at || s.click_at));
         await page.mouse.move(x, y);
         if (s.click_at) await page.mouse.click(x, y);
+        out.results.push(await page.innerText('#cmt-detail'));
+      } else if (s.hover_phase) {
+        // a point of the phase bands under the chart (time t_ns, row r; data-plot: left, right margins, top,
+        // row height), placed on the time axis the chart declares; returns the detail panel's innerText
+        const [x, y] = await page.evaluate(([t, row]) => {
+          const c = document.getElementById('cmt-phases');
+          c.scrollIntoView({ block: 'center' });
+          const r = c.getBoundingClientRect(), [L, R, T, RH] = c.getAttribute('data-plot').split(',').map(Number);
+          const rg = document.getElementById('cmt-range'), t0 = +rg.getAttribute('data-t0'), t1 = +rg.getAttribute('data-t1');
+          const pw = c.clientWidth - L - R;
+          return [r.left + c.clientLeft + L + (t - t0) / (t1 - t0) * pw, r.top + c.clientTop + T + (row + 0.5) * RH];
+        }, s.hover_phase);
+        await page.mouse.move(x, y);
         out.results.push(await page.innerText('#cmt-detail'));
       } else if (s.wheel_at) {
         const [x, y] = await point(s.wheel_at[0], 0);
