@@ -8,7 +8,6 @@
  */
 #include "html_levels.h"
 
-#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,27 +18,6 @@ struct al_ctx {
     sqlite3_stmt *q;
     int qtrace;
 };
-
-/* The rules file's matching (torch.c's order: file order, first match) applied to one allocator frame. */
-static int rule_of(const struct cmt_rules *rs, const char *pyfunc, const char *pyline, const char *native,
-                   const char *module)
-{
-    for (size_t i = 0; rs && i < rs->n; i++) {
-        const struct cmt_rule *r = &rs->r[i];
-        const char *cand[4] = {NULL, NULL, NULL, NULL};
-        switch (r->where) {
-        case 'p': cand[0] = pyfunc; break;
-        case 'l': cand[0] = pyline; break;
-        case 'n': cand[0] = native; break;
-        case 'm': cand[0] = module; break;
-        default: cand[0] = pyfunc; cand[1] = pyline; cand[2] = native; cand[3] = module; break;
-        }
-        for (int j = 0; j < 4; j++)
-            if (cand[j] && fnmatch(r->glob, cand[j], 0) == 0)
-                return r->comp;
-    }
-    return -1;
-}
 
 static int64_t al_stack_of(struct al_ctx *c, int trace, int64_t stack_id, int has, char *err, size_t errlen)
 {
@@ -80,14 +58,14 @@ static int64_t al_stack_of(struct al_ctx *c, int trace, int64_t stack_id, int ha
             snprintf(l, sizeof l, "%s:%d", file ? file : "", line);
             snprintf(shown, sizeof shown, "%s  (%s:%d)", name ? name : "?", file ? file : "?", line);
             if (comp < 0)
-                comp = rule_of(c->d->rules, a, l, NULL, NULL);
+                comp = cmt_rules_match_frame(c->d->rules, a, l, NULL, NULL);
         } else {
             if (file && *file && strcmp(file, "??"))
                 snprintf(shown, sizeof shown, "%s  (%s:%d)", name ? name : "?", file, line);
             else
                 snprintf(shown, sizeof shown, "%s", name ? name : "?");
             if (comp < 0)
-                comp = rule_of(c->d->rules, NULL, NULL, name, file);
+                comp = cmt_rules_match_frame(c->d->rules, NULL, NULL, name, file);
         }
         char **slot = cmt_push(&frames, &nf, &cap, sizeof *frames);
         char *txt = cmt_text_dup(shown);

@@ -131,10 +131,10 @@ void cmt_rules_free(struct cmt_rules *rs)
 }
 
 /* One frame against every rule, in file order: the component or -1. Fields may be NULL. */
-static int match_frame(const struct cmt_rules *rs, const char *pyfunc, const char *pyline, const char *native,
-                       const char *module)
+int cmt_rules_match_frame(const struct cmt_rules *rs, const char *pyfunc, const char *pyline, const char *native,
+                          const char *module)
 {
-    for (size_t i = 0; i < rs->n; i++) {
+    for (size_t i = 0; rs && i < rs->n; i++) {
         const struct cmt_rule *r = &rs->r[i];
         const char *cand[4] = {NULL, NULL, NULL, NULL};
         switch (r->where) {
@@ -154,12 +154,12 @@ static int match_frame(const struct cmt_rules *rs, const char *pyfunc, const cha
 int cmt_rules_match_stack(const struct cmt_rules *rs, const struct cmt_stack *k)
 {
     for (int i = 0; i < k->nframes; i++) {
-        int c = match_frame(rs, NULL, NULL, k->frames[i], i == 0 ? k->module : NULL);
+        int c = cmt_rules_match_frame(rs, NULL, NULL, k->frames[i], i == 0 ? k->module : NULL);
         if (c >= 0)
             return c;
     }
     if (k->module) {
-        int c = match_frame(rs, NULL, NULL, NULL, k->module);
+        int c = cmt_rules_match_frame(rs, NULL, NULL, NULL, k->module);
         if (c >= 0)
             return c;
     }
@@ -226,10 +226,10 @@ static int astack_get(struct actx *c, int64_t stack_id, int has, struct astack *
             if (!site[0])
                 snprintf(site, sizeof site, "%s:%d (%s)", base_name(file ? file : "?"), line, name ? name : "?");
             if (comp < 0)
-                comp = match_frame(c->rules, a, b, NULL, NULL);
+                comp = cmt_rules_match_frame(c->rules, a, b, NULL, NULL);
         } else {
             if (comp < 0) {
-                comp = match_frame(c->rules, NULL, NULL, name, file);
+                comp = cmt_rules_match_frame(c->rules, NULL, NULL, name, file);
                 if (comp >= 0 && !native_site[0])
                     snprintf(native_site, sizeof native_site, "%s", name ? name : "?");
             }
