@@ -222,7 +222,7 @@ static void trace_for(const char *out, int out_is_dir, const struct run_trace *t
 }
 
 /* Imports, per process, the snapshot at exit or else its last one at an OOM. Returns how many. */
-static int torch_import_all(const char *out, int out_is_dir, const char *prefix, time_t since,
+static int torch_import_all(const char *out, int out_is_dir, const char *prefix, const struct timespec *since,
                             struct run_trace **traces, size_t *ntraces)
 {
     char dirbuf[PATH_MAX], basebuf[PATH_MAX];
@@ -248,7 +248,9 @@ static int torch_import_all(const char *out, int out_is_dir, const char *prefix,
         char full[PATH_MAX * 2];
         struct stat st;
         snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
-        if (rank < 0 || stat(full, &st) != 0 || st.st_mtime < since)
+        /* written by this run's processes: after it started (an earlier run's snapshots may share the name) */
+        if (rank < 0 || stat(full, &st) != 0 || st.st_mtim.tv_sec < since->tv_sec ||
+            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec < since->tv_nsec))
             continue;
         int k = 0;
         while (k < nbest && best[k].pid != pid)
@@ -436,7 +438,8 @@ int cmd_run(int argc, char **argv)
     if (torch && torch_setup(out, out_is_dir, prefix, sizeof prefix) != 0)
         return 2;
 
-    time_t start = time(NULL);
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start); /* the clock file times are kept in */
     /* Like system(): the child gets the terminal's signals; we wait for it and pass its fate through. */
     struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
     sigaction(SIGINT, &ign, &old_int);
@@ -464,7 +467,7 @@ int cmd_run(int argc, char **argv)
     unlink(manifest);
     wait_writers(traces, ntraces);
     if (torch)
-        torch_import_all(out, out_is_dir, prefix, start - 1, &traces, &ntraces);
+        torch_import_all(out, out_is_dir, prefix, &start, &traces, &ntraces);
     char **listed = calloc(ntraces + 1, sizeof *listed);
     int nlisted = 0;
     for (size_t k = 0; k < ntraces; k++) {
