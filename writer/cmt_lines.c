@@ -155,6 +155,10 @@ int cmt_lines_lookup(const char *path, uintptr_t bias, uintptr_t addr, int *stat
         return n;
     }
     out[0].function = die_function_name(&scopes[i]);
+    if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) { /* not inlined: the one location */
+        free(scopes);
+        return n;
+    }
     /* dwarf_getscopes continues an inlined scope with its abstract origin's parents; the physical nesting
      * (the functions it was inlined into) comes from dwarf_getscopes_die on the innermost function. */
     Dwarf_Die fn = scopes[i];
