@@ -7,6 +7,8 @@ give are found by the LINE: markers in its source, so the expectations are exact
 """
 import json
 import os
+import shutil
+import subprocess
 import unittest
 
 from cmtlib import BUILD, ROOT, TraceTest, client, run, CUMEMTRACE, sim_env
@@ -98,6 +100,43 @@ class DwarfLines(TraceTest):
         text = run([CUMEMTRACE, "report", db], sim_env(preload=False)).stdout
         self.assertNotIn("[inlined]", text)
         self.assertNotIn("dwarf_client.c", text)
+
+    @unittest.skipUnless(shutil.which("objcopy") and shutil.which("strip"), "objcopy and strip (binutils) are absent")
+    def test_stripped_module_gets_lines_from_its_debug_file(self):
+        """A stripped program whose DWARF is in a separate file named by .gnu_debuglink (next to it, as
+        objcopy --only-keep-debug makes it) gets the same lines; removed, it gets none."""
+        exe = self.path("dwarf_client")
+        shutil.copyfile(client("dwarf_client"), exe)
+        os.chmod(exe, 0o755)
+        subprocess.run(["objcopy", "--only-keep-debug", exe, exe + ".debug"], check=True)
+        subprocess.run(["strip", "--strip-debug", exe], check=True)
+        subprocess.run(["objcopy", "--add-gnu-debuglink=" + exe + ".debug", exe], check=True, cwd=self.tmp)
+        with open(exe, "rb") as f:
+            self.assertNotIn(b".debug_info", f.read())  # really stripped
+        p, db = self.trace([exe], name="with.db")
+        rows = self.query(db, "SELECT depth, function, line FROM frame_lines WHERE frame_id = ? ORDER BY depth",
+                          (self.alloc_frame(db),))
+        self.assertEqual(rows, [(0, "grab", marker_line("alloc")), (1, "dwarf_layer", marker_line("inlined-call"))])
+        os.unlink(exe + ".debug")
+        p, db = self.trace([exe], name="without.db")
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM frame_lines WHERE frame_id = ?",
+                                     (self.alloc_frame(db),)), 0)
+
+    def test_libc_lines_by_build_id_when_its_debug_file_is_installed(self):
+        """libc is shipped stripped; Debian's libc6-dbg puts its DWARF under /usr/lib/debug/.build-id/xx/
+        yyyy.debug, which the writer finds by the build id alone."""
+        p, db = self.trace([client("dwarf_client")])
+        rows = self.query(db, "SELECT path, build_id FROM modules WHERE path LIKE '%/libc.so.6'")
+        self.assertEqual(len(rows), 1)
+        path, bid = rows[0]
+        debug = "/usr/lib/debug/.build-id/%s/%s.debug" % (bid[:2], bid[2:])
+        if not os.path.exists(debug):
+            self.skipTest("libc's debug file is not installed (%s; Debian: libc6-dbg)" % debug)
+        with open(path, "rb") as f:
+            self.assertNotIn(b".debug_info", f.read())
+        n = self.scalar(db, "SELECT count(*) FROM frame_lines l JOIN frames f USING (frame_id)"
+                            " JOIN modules m USING (module_id) WHERE m.path = ? AND l.line > 0", (path,))
+        self.assertGreaterEqual(n, 1)
 
 
 if __name__ == "__main__":
