@@ -48,9 +48,25 @@ struct cmt_rec {
 
 /* A stack, symbolized for display: demangled names, innermost first, the uninteresting innermost frames
  * (our interposer, libcuda, libcudart) folded away. */
+/* A source location of a frame (schema version 4's frame_lines). */
+struct cmt_src {
+    char *function; /* display name (demangled, clones folded); NULL when DWARF named none */
+    char *file;     /* as recorded (absolute where the writer could); NULL when unknown */
+    int line;       /* 0 when unknown */
+};
+
+/* A frame's source locations, innermost first: [0 .. n-2] the functions inlined into it, [n-1] the frame's
+ * own function at its line. n = 0: no debug information. */
+struct cmt_frame_src {
+    int n;
+    struct cmt_src *s;
+};
+
 struct cmt_stack {
     int nframes;
     char **frames;
+    struct cmt_frame_src *src; /* parallel to frames (NULL in traces before schema version 4); never in key */
+    int nsrc;                  /* entries of src filled */
     char *module; /* basename of the innermost kept frame's module, "[unknown]" if none */
     char *key;    /* frames joined by '\n': the identity of a stack across runs (addresses differ) */
     int comp1;    /* its component + 1 under the run's rules, once matched; 0 before (timeline --by component) */
@@ -94,7 +110,7 @@ struct cmt_sample {
 struct cmt_trace {
     char *path;
     sqlite3 *db;
-    sqlite3_stmt *events, *stack_q;
+    sqlite3_stmt *events, *stack_q, *lines_q; /* lines_q: NULL before schema version 4 */
     int64_t pid, ppid, start_unix_ns, start_ns, end_ns, events_written, events_lost, stack_depth;
     int has_end;
     int finalized;

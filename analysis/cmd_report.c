@@ -360,6 +360,8 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
             sb_json_str(b, g[i].stack->module);
             sb_puts(b, ",\"stack\":");
             cmt_json_stack(b, g[i].stack);
+            sb_puts(b, ",\"stack_frames\":");
+            cmt_json_stack_frames(b, g[i].stack);
         } else {
             sb_puts(b, "\"module\":");
             sb_json_str(b, g[i].name);
@@ -466,6 +468,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             sb_puts(b, ",\"free_bytes\":null,\"total_bytes\":null");
         sb_printf(b, ",\"live_bytes\":%lld,\"stack\":", (long long)f->live_bytes);
         cmt_json_stack(b, r->fail_stacks[i]);
+        sb_puts(b, ",\"stack_frames\":");
+        cmt_json_stack_frames(b, r->fail_stacks[i]);
         sb_puts(b, ",\"ranges\":");
         if (i < rr->nfail)
             cmt_ranges_json_stack(b, &rr->at_fail[i]);
@@ -485,6 +489,8 @@ static void report_json(struct sbuf *b, struct cmt_report *r, const struct cmt_t
             sb_printf(b, "%lld", (long long)(g->free_ts - s->t0));
         sb_puts(b, ",\"stack\":");
         cmt_json_stack(b, g->stack);
+        sb_puts(b, ",\"stack_frames\":");
+        cmt_json_stack_frames(b, g->stack);
         sb_putc(b, '}');
     }
     sb_puts(b, "],\"histogram\":[");

@@ -45,5 +45,8 @@ int cmt_load(struct cmt_set *s, char **paths, int npaths, const struct cmt_optio
 /* Text helpers shared by the verbs. */
 void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames);
 void cmt_json_stack(struct sbuf *b, const struct cmt_stack *k);
+/* Parallel to cmt_json_stack's array: each frame's {"file", "line", "inlined": [{"function", "file",
+ * "line"}...]} (schema version 4's frame_lines; nulls and [] where unknown). */
+void cmt_json_stack_frames(struct sbuf *b, const struct cmt_stack *k);
 
 #endif

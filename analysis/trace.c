@@ -251,13 +251,18 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     if (rc != SQLITE_OK)
         return db_fail(t, rc, err, errlen);
     rc = sqlite3_prepare_v2(t->db,
-                            "SELECT f.function, m.path, f.ip, m.base FROM stacks s"
+                            "SELECT f.function, m.path, f.ip, m.base, f.frame_id FROM stacks s"
                             " JOIN frames f ON f.frame_id = s.frame_id"
                             " LEFT JOIN modules m ON m.module_id = f.module_id"
                             " WHERE s.stack_id = ? ORDER BY s.depth",
                             -1, &t->stack_q, NULL);
     if (rc != SQLITE_OK)
         return db_fail(t, rc, err, errlen);
+    /* Schema version 4: source lines of frames. An older file has no such table and the prepare fails:
+     * stacks without lines. */
+    if (sqlite3_prepare_v2(t->db, "SELECT function, file, line FROM frame_lines WHERE frame_id = ? ORDER BY depth",
+                           -1, &t->lines_q, NULL) != SQLITE_OK)
+        t->lines_q = NULL;
 
     /* How the program ended, as its writer saw it (meta.end_reason; absent in older traces). */
     if (sqlite3_prepare_v2(t->db, "SELECT value FROM meta WHERE key = 'end_reason'", -1, &st, NULL) == SQLITE_OK) {
@@ -279,6 +284,8 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     return 0;
 }
 
+static void stack_src_free(struct cmt_stack *k);
+
 static void trace_free(struct cmt_trace *t)
 {
     if (!t)
@@ -286,6 +293,7 @@ static void trace_free(struct cmt_trace *t)
     cmt_ranges_free(t);
     sqlite3_finalize(t->events);
     sqlite3_finalize(t->stack_q);
+    sqlite3_finalize(t->lines_q);
     sqlite3_close(t->db);
     for (size_t i = 0; i < t->ndevs; i++) {
         free(t->devs[i].name);
@@ -293,6 +301,7 @@ static void trace_free(struct cmt_trace *t)
     }
     for (size_t i = 0; i < t->nstacks; i++) {
         struct cmt_stack *k = t->stacks[i];
+        stack_src_free(k);
         for (int j = 0; j < k->nframes; j++)
             free(k->frames[j]);
         free(k->frames);
@@ -502,6 +511,56 @@ static char *frame_name(const char *function, const char *module, int64_t ip, in
     return strdup(buf);
 }
 
+static void stack_src_free(struct cmt_stack *k)
+{
+    if (!k->src)
+        return;
+    for (int j = 0; j < k->nsrc; j++) {
+        for (int d = 0; d < k->src[j].n; d++) {
+            free(k->src[j].s[d].function);
+            free(k->src[j].s[d].file);
+        }
+        free(k->src[j].s);
+    }
+    free(k->src);
+    k->src = NULL;
+}
+
+/* Fills k->src[i] for frame i (frame_id fid) from frame_lines. Damaged rows (wrong types) are skipped:
+ * lines are an aid, never a reason to refuse a trace. */
+static int frame_src_load(struct cmt_trace *t, struct cmt_stack *k, int i, int64_t fid)
+{
+    if (!t->lines_q)
+        return 0;
+    struct cmt_frame_src *fs = &k->src[i];
+    size_t cap = 0, n = 0;
+    int rc;
+    sqlite3_reset(t->lines_q);
+    sqlite3_bind_int64(t->lines_q, 1, fid);
+    while ((rc = sqlite3_step(t->lines_q)) == SQLITE_ROW && n < 64) {
+        int ft = sqlite3_column_type(t->lines_q, 0), lt = sqlite3_column_type(t->lines_q, 2);
+        if ((ft != SQLITE_TEXT && ft != SQLITE_NULL) || (lt != SQLITE_INTEGER && lt != SQLITE_NULL))
+            continue;
+        struct cmt_src *slot = cmt_push(&fs->s, &n, &cap, sizeof *slot);
+        if (!slot)
+            return -1;
+        memset(slot, 0, sizeof *slot);
+        fs->n = (int)n;
+        const char *fn = (const char *)sqlite3_column_text(t->lines_q, 0);
+        if (fn && *fn) {
+            char *raw = frame_name(fn, NULL, 0, 0, 0);
+            slot->function = cmt_text_dup(raw);
+            free(raw);
+        }
+        if (sqlite3_column_type(t->lines_q, 1) == SQLITE_TEXT)
+            slot->file = cmt_text_dup((const char *)sqlite3_column_text(t->lines_q, 1));
+        int64_t line = sqlite3_column_int64(t->lines_q, 2);
+        slot->line = line > 0 && line < INT32_MAX ? (int)line : 0;
+    }
+    sqlite3_reset(t->lines_q);
+    return 0;
+}
+
 static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char *err, size_t errlen)
 {
     struct cmt_stack *k = calloc(1, sizeof *k);
@@ -536,6 +595,16 @@ static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char 
             free(raw);
             if (!*slot)
                 goto oom;
+            if (t->lines_q) {
+                struct cmt_frame_src *ns = realloc(k->src, n * sizeof *ns);
+                if (!ns)
+                    goto oom;
+                k->src = ns;
+                k->src[n - 1] = (struct cmt_frame_src){0, NULL};
+                k->nsrc = (int)n;
+                if (frame_src_load(t, k, (int)n - 1, sqlite3_column_int64(t->stack_q, 4)) != 0)
+                    goto oom;
+            }
             if (n > 1)
                 sb_putc(&key, '\n');
             sb_puts(&key, *slot);
@@ -558,6 +627,7 @@ oom:
     cmt_fail(err, errlen, "out of memory");
 error:
     if (k) {
+        stack_src_free(k);
         for (int j = 0; j < k->nframes; j++)
             free(k->frames[j]);
         free(k->frames);
@@ -583,6 +653,7 @@ int cmt_stack_get(struct cmt_trace *t, int32_t stack_id, const struct cmt_stack 
         if (slot)
             t->nstacks--;
         free(k->key);
+        stack_src_free(k);
         for (int j = 0; j < k->nframes; j++)
             free(k->frames[j]);
         free(k->frames);

@@ -149,7 +149,7 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
     if (cmt_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err, errlen) != 0 ||
         cmt_db_exec(db, "BEGIN", err, errlen) != 0 || cmt_db_exec(db, cmt_schema_sql, err, errlen) != 0 ||
         cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0 ||
-        fill_lookup_tables(db, err, errlen) != 0)
+        cmt_db_exec(db, cmt_schema_v4_sql, err, errlen) != 0 || fill_lookup_tables(db, err, errlen) != 0)
         goto error;
     snprintf(sql, sizeof sql,
              "INSERT INTO meta VALUES ('format', '%s'); INSERT INTO meta VALUES ('schema_version', %d);"
@@ -274,7 +274,8 @@ int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen)
     if (cmt_db_exec(db, "BEGIN IMMEDIATE", err, errlen) != 0)
         return -1;
     if ((from < 2 && cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0) ||
-        (from < 3 && cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
+        (from < 3 && cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0) ||
+        (from < 4 && cmt_db_exec(db, cmt_schema_v4_sql, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }

@@ -12,14 +12,15 @@
 #include <stddef.h>
 
 /* 1: the driver level (cumemtrace.sql). 2: adds the allocator level (cumemtrace_v2.sql). 3: adds phases,
- * NVTX ranges and marks (cumemtrace_v3.sql). */
-#define CMT_SCHEMA_VERSION 3
+ * NVTX ranges and marks (cumemtrace_v3.sql). 4: adds source lines of frames (cumemtrace_v4.sql). */
+#define CMT_SCHEMA_VERSION 4
 #define CMT_FORMAT_NAME "cumemtrace"
 
 extern const char cmt_schema_sql[];    /* schema/cumemtrace.sql, embedded at build time */
 extern const char cmt_schema_v2_sql[]; /* schema/cumemtrace_v2.sql: what version 2 adds */
 extern const char cmt_schema_indexes_sql[]; /* schema/cumemtrace_indexes.sql: built at finalize */
 extern const char cmt_schema_v3_sql[]; /* schema/cumemtrace_v3.sql: what version 3 adds */
+extern const char cmt_schema_v4_sql[]; /* schema/cumemtrace_v4.sql: what version 4 adds */
 
 /* The writer's range and mark statements (cumemtrace_v3.sql). */
 #define CMT_SQL_INSERT_RANGE                                                                            \
@@ -42,6 +43,8 @@ extern const char cmt_schema_v3_sql[]; /* schema/cumemtrace_v3.sql: what version
 #define CMT_SQL_INSERT_STACK "INSERT INTO stacks(stack_id, depth, frame_id) VALUES (?,?,?)"
 #define CMT_SQL_INSERT_FRAME \
     "INSERT INTO frames(frame_id, ip, module_id, function, symbol_offset) VALUES (?,?,?,?,?)"
+#define CMT_SQL_INSERT_FRAME_LINE \
+    "INSERT INTO frame_lines(frame_id, depth, function, file, line, \"column\") VALUES (?,?,?,?,?,?)"
 #define CMT_SQL_INSERT_MODULE \
     "INSERT INTO modules(module_id, path, build_id, base, size) VALUES (?,?,?,?,?)"
 
@@ -63,8 +66,8 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);
  * *version receives its schema version. */
 int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
 
-/* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1
- * or 2 file to the current version in place (cmt_db_migrate). *version receives the version it had. */
+/* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1,
+ * 2 or 3 file to the current version in place (cmt_db_migrate). *version receives the version it had. */
 int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
 
 /* Upgrades an open trace of version `from` to CMT_SCHEMA_VERSION in one transaction: adds the tables

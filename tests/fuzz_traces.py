@@ -746,7 +746,7 @@ def fixed_mutants(seeds, work):
     def newer(p):
         shutil.copyfile(good, p)
         db = sqlite3.connect(p)
-        db.execute("PRAGMA user_version=4")
+        db.execute("PRAGMA user_version=5")
         db.commit()
         db.close()
     mk("newer_schema", newer)

@@ -294,9 +294,17 @@ void cmt_symbols_lookup(uintptr_t ip, struct cmt_frame_info *out)
     out->symbol_offset = ip - (m->base + s->value);
 }
 
+int cmt_symbols_lines(uintptr_t ip, struct cmt_module *m, struct cmt_line out[CMT_LINES_MAX])
+{
+    if (!m || !ip)
+        return 0;
+    return cmt_lines_lookup(m->path, m->base, ip - 1, &m->lines_state, &m->lines, out);
+}
+
 void cmt_symbols_reset(void)
 {
     for (size_t i = 0; i < nmodules; i++) {
+        cmt_lines_close(&modules[i].lines_state, &modules[i].lines);
         free(modules[i].path);
         free(modules[i].syms);
         if (modules[i].map)

@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "cmt_lines.h"
+
 struct cmt_module {
     char *path;
     char build_id[41]; /* hex, "" if none */
@@ -22,6 +24,9 @@ struct cmt_module {
     uint64_t map_len;
     struct cmt_symbol *syms;
     uint64_t nsyms;
+    /* DWARF (cmt_lines.c), opened on first use */
+    int lines_state;
+    void *lines;
 };
 
 struct cmt_frame_info {
@@ -35,6 +40,10 @@ void cmt_symbols_set_pid(int pid);
 
 /* Describes ip (a return address: the lookup uses ip - 1, inside the call instruction). */
 void cmt_symbols_lookup(uintptr_t ip, struct cmt_frame_info *out);
+
+/* The source locations of ip (a return address, as for cmt_symbols_lookup, which found its module m),
+ * innermost first (cmt_lines_lookup); 0 when its module has no DWARF. */
+int cmt_symbols_lines(uintptr_t ip, struct cmt_module *m, struct cmt_line out[CMT_LINES_MAX]);
 
 /* Forgets all modules and symbols (after fork, in the child, before a new trace). */
 void cmt_symbols_reset(void);

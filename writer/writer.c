@@ -62,7 +62,7 @@ static uint64_t total_lost(void)
 /* ---- writer state ------------------------------------------------------------------------ */
 
 static sqlite3 *db;
-static sqlite3_stmt *st_event, *st_events_multi, *st_stack, *st_frame, *st_module;
+static sqlite3_stmt *st_event, *st_events_multi, *st_stack, *st_frame, *st_module, *st_frame_line;
 static sqlite3_stmt *st_range, *st_range_end, *st_mark; /* NVTX records (write_nvtx) */
 static sqlite3_stmt *st_heap, *st_region;               /* NVTX's memory extension (write_mem) */
 #define EVENT_COLUMNS 18 /* parameters of CMT_SQL_INSERT_EVENT */
@@ -469,6 +469,7 @@ static int open_trace(void)
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_STACK, -1, &st_stack, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_FRAME, -1, &st_frame, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &st_module, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_FRAME_LINE, -1, &st_frame_line, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_RANGE, -1, &st_range, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_END_RANGE, -1, &st_range_end, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_MARK, -1, &st_mark, NULL) != SQLITE_OK ||
@@ -523,6 +524,25 @@ static int frame_id(uintptr_t ip, uint64_t *id)
     }
     if (step_reset(st_frame) != 0)
         return -1;
+    /* Its source lines (schema v4's frame_lines), where the module has DWARF. */
+    struct cmt_line lines[CMT_LINES_MAX];
+    int nlines = cmt_symbols_lines(ip, fi.module, lines);
+    for (int d = 0; d < nlines; d++) {
+        sqlite3_bind_int64(st_frame_line, 1, (sqlite3_int64)*id);
+        sqlite3_bind_int(st_frame_line, 2, d);
+        if (lines[d].function)
+            sqlite3_bind_text(st_frame_line, 3, lines[d].function, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st_frame_line, 3);
+        if (lines[d].file)
+            sqlite3_bind_text(st_frame_line, 4, lines[d].file, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st_frame_line, 4);
+        bind_opt(st_frame_line, 5, lines[d].line > 0, (uint64_t)lines[d].line);
+        bind_opt(st_frame_line, 6, lines[d].column > 0, (uint64_t)lines[d].column);
+        if (step_reset(st_frame_line) != 0)
+            return -1;
+    }
     return map_put(&frame_ids, (uint64_t)ip, *id);
 }
 
@@ -1006,6 +1026,7 @@ static void drop_db(void)
     sqlite3_finalize(st_events_multi);
     sqlite3_finalize(st_stack);
     sqlite3_finalize(st_frame);
+    sqlite3_finalize(st_frame_line);
     sqlite3_finalize(st_module);
     sqlite3_finalize(st_range);
     sqlite3_finalize(st_range_end);
@@ -1016,7 +1037,7 @@ static void drop_db(void)
         sqlite3_finalize(st_lazy[i]);
         st_lazy[i] = NULL;
     }
-    st_event = st_events_multi = st_stack = st_frame = st_module = st_range = st_range_end = st_mark = NULL;
+    st_event = st_events_multi = st_stack = st_frame = st_module = st_frame_line = st_range = st_range_end = st_mark = NULL;
     st_heap = st_region = NULL;
     sqlite3_close(db);
     db = NULL;
