@@ -9,20 +9,12 @@
  * says, and at the end the default pool's reserved and used bytes.
  */
 #define __CUDA_API_VERSION_INTERNAL 1
-#include <cuda.h>
+#include "client.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #define MiB (1ull << 20)
-#define CHECK(call)                                                                                     \
-    do {                                                                                                \
-        CUresult r_ = (call);                                                                           \
-        if (r_ != CUDA_SUCCESS) {                                                                       \
-            fprintf(stderr, "ledger_client: %s failed: %d\n", #call, (int)r_);                          \
-            exit(1);                                                                                    \
-        }                                                                                               \
-    } while (0)
 
 int ledger_cublas_workspace(CUdeviceptr *p, size_t bytes);
 
@@ -41,12 +33,9 @@ static void say_free(const char *name)
 
 int main(void)
 {
+    client_setup_on(0);
     CUdevice dev;
-    CUcontext ctx;
-    CHECK(cuInit(0));
     CHECK(cuDeviceGet(&dev, 0));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
     size_t f, total;
     CHECK(cuMemGetInfo_v2(&f, &total));
     printf("total %llu\nbefore %llu\n", (unsigned long long)total, (unsigned long long)f);

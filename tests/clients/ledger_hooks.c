@@ -6,7 +6,7 @@
  * what the program saw. Any unexpected driver result exits 1 with a line on stderr.
  */
 #define __CUDA_API_VERSION_INTERNAL 1
-#include <cuda.h>
+#include "client.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,14 +15,6 @@
 #include <unistd.h>
 
 #define MiB (1ull << 20)
-#define CHECK(call)                                                                                     \
-    do {                                                                                                \
-        CUresult r_ = (call);                                                                           \
-        if (r_ != CUDA_SUCCESS) {                                                                       \
-            fprintf(stderr, "ledger_hooks: %s failed: %d\n", #call, (int)r_);                           \
-            exit(1);                                                                                    \
-        }                                                                                               \
-    } while (0)
 #define EXPECT(call, want)                                                                              \
     do {                                                                                                \
         CUresult r_ = (call);                                                                           \
@@ -36,11 +28,7 @@ static CUcontext ctx;
 
 static void setup(void)
 {
-    CUdevice dev;
-    CHECK(cuInit(0));
-    CHECK(cuDeviceGet(&dev, 0));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
+    ctx = client_setup_on(0);
 }
 
 static unsigned long long free_bytes(void)

@@ -22,7 +22,7 @@
  *            80 MiB) with a 16 MiB region, then reset, the heap unregistered and the 16 MiB freed. At the
  *            end the pool holds "weights" and the 6 MiB region.
  */
-#include <cuda.h>
+#include "client.h"
 #include <nvtx3/nvToolsExt.h>
 #include <nvtx3/nvToolsExtMem.h>
 
@@ -33,24 +33,12 @@
 #include <wchar.h>
 
 #define MiB (1024ull * 1024)
-#define CHECK(x)                                                                                        \
-    do {                                                                                                \
-        CUresult r_ = (x);                                                                              \
-        if (r_ != CUDA_SUCCESS) {                                                                       \
-            fprintf(stderr, "%s failed: %d\n", #x, (int)r_);                                            \
-            exit(1);                                                                                    \
-        }                                                                                               \
-    } while (0)
 
 static CUcontext ctx;
 
 static void setup(void)
 {
-    CUdevice dev;
-    CHECK(cuInit(0));
-    CHECK(cuDeviceGet(&dev, 0));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
+    ctx = client_setup_on(0);
 }
 
 static CUdeviceptr alloc(size_t n)

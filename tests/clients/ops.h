@@ -13,7 +13,7 @@
 #define CMT_TEST_OPS_H
 
 #define __CUDA_API_VERSION_INTERNAL 1
-#include <cuda.h>
+#include "client.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,27 +43,13 @@ struct ops {
     const char *suffix_async; /* "" or "_ptsz": which concrete form mem_alloc_async/free_async are */
 };
 
-#define CHECK(call)                                                                                     \
-    do {                                                                                                \
-        CUresult r_ = (call);                                                                           \
-        if (r_ != CUDA_SUCCESS) {                                                                       \
-            fprintf(stderr, "%s:%d: %s failed: %d\n", __FILE__, __LINE__, #call, (int)r_);              \
-            exit(1);                                                                                    \
-        }                                                                                               \
-    } while (0)
 
 #define MiB ((size_t)1024 * 1024)
 
 /* cuInit, device 0's primary context made current: what every client does first. */
 static inline CUcontext client_setup(void)
 {
-    CUdevice dev;
-    CUcontext ctx;
-    CHECK(cuInit(0));
-    CHECK(cuDeviceGet(&dev, 0));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
-    return ctx;
+    return client_setup_on(0);
 }
 
 /* Distinct, non-inlined functions so that stack tests can find them by name. */

@@ -14,7 +14,7 @@
  * must leave no trace. Exits 0; any unexpected driver result exits 1 with a line on stderr.
  */
 #define __CUDA_API_VERSION_INTERNAL 1
-#include <cuda.h>
+#include "client.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,14 +24,6 @@
 #include <unistd.h>
 
 #define MiB (1ull << 20)
-#define CHECK(call)                                                                                     \
-    do {                                                                                                \
-        CUresult r_ = (call);                                                                           \
-        if (r_ != CUDA_SUCCESS) {                                                                       \
-            fprintf(stderr, "rank_client: %s failed: %d\n", #call, (int)r_);                            \
-            exit(1);                                                                                    \
-        }                                                                                               \
-    } while (0)
 
 static void touch(const char *dir, const char *what, long r)
 {
@@ -87,14 +79,10 @@ int main(int argc, char **argv)
     if (rank == 0)
         fork_worker();
 
-    CUdevice dev;
-    CUcontext ctx;
     int ndev = 0;
     CHECK(cuInit(0));
     CHECK(cuDeviceGetCount(&ndev));
-    CHECK(cuDeviceGet(&dev, (int)(local % ndev)));
-    CHECK(cuDevicePrimaryCtxRetain(&ctx, dev));
-    CHECK(cuCtxSetCurrent(ctx));
+    client_setup_on((int)(local % ndev));
     CUdeviceptr big, small;
     CHECK(cuMemAlloc_v2(&big, (size_t)(peaks[rank] - 16) * MiB));
     CHECK(cuMemAlloc_v2(&small, 16 * MiB));
