@@ -464,6 +464,17 @@ static void submit_end(union rec *r)
     enqueue(&r->ev);
 }
 
+/* The name of a push, start or mark: from its attributes, or its plain ASCII or wide message. */
+static void set_message(union rec *r, const nvtxEventAttributes_t *a, const char *ascii, const wchar_t *wide)
+{
+    if (a)
+        set_attributes(r, a);
+    else if (ascii)
+        set_message_a(r, ascii);
+    else if (wide)
+        set_message_w(r, wide);
+}
+
 static int push(int dom, const nvtxEventAttributes_t *a, const char *ascii, const wchar_t *wide)
 {
     if (dom < 0)
@@ -475,12 +486,7 @@ static int push(int dom, const nvtxEventAttributes_t *a, const char *ascii, cons
     union rec r;
     rec_begin(&r, CMT_NVTX_PUSH, dom);
     r.ev.result = level;
-    if (a)
-        set_attributes(&r, a);
-    else if (ascii)
-        set_message_a(&r, ascii);
-    else if (wide)
-        set_message_w(&r, wide);
+    set_message(&r, a, ascii, wide);
     submit_open(&r);
     return level;
 }
@@ -509,12 +515,7 @@ static nvtxRangeId_t start(int dom, const nvtxEventAttributes_t *a, const char *
     union rec r;
     rec_begin(&r, CMT_NVTX_START, dom);
     r.ev.address = id;
-    if (a)
-        set_attributes(&r, a);
-    else if (ascii)
-        set_message_a(&r, ascii);
-    else if (wide)
-        set_message_w(&r, wide);
+    set_message(&r, a, ascii, wide);
     submit_open(&r);
     return id;
 }
@@ -536,12 +537,7 @@ static void mark(int dom, const nvtxEventAttributes_t *a, const char *ascii, con
         return;
     union rec r;
     rec_begin(&r, CMT_NVTX_MARK, dom);
-    if (a)
-        set_attributes(&r, a);
-    else if (ascii)
-        set_message_a(&r, ascii);
-    else if (wide)
-        set_message_w(&r, wide);
+    set_message(&r, a, ascii, wide);
     enqueue(&r.ev);
 }
 
