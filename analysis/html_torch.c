@@ -98,18 +98,6 @@ static int64_t al_stack(void *ctx, const struct cmt_html_item *it, char *err, si
     return al_stack_of(ctx, it->trace, it->stack_id, it->has_stack, err, errlen);
 }
 
-static int64_t newest_snapshot(struct cmt_trace *t)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t sid = -1;
-    /* a version 1 file has no such table: prepare fails, and that means no allocator data */
-    if (sqlite3_prepare_v2(t->db, "SELECT max(snapshot_id) FROM alloc_snapshots", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        sid = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return sid;
-}
-
 static int allocator_level(struct sbuf *b, struct al_ctx *c, int64_t dur, int *any, char *err, size_t errlen)
 {
     struct cmt_set *s = c->s;
@@ -119,7 +107,7 @@ static int allocator_level(struct sbuf *b, struct al_ctx *c, int64_t dur, int *a
     *any = 0;
     for (size_t ti = 0; ti < s->n; ti++) {
         struct cmt_trace *t = s->t[ti];
-        int64_t sid = newest_snapshot(t);
+        int64_t sid = cmt_torch_newest_snapshot(t);
         if (sid < 0)
             continue;
         sqlite3_stmt *st = NULL;
@@ -240,7 +228,7 @@ static int segments(struct sbuf *b, struct al_ctx *c, char *err, size_t errlen)
     sb_puts(b, ",\"segments\":[");
     for (size_t ti = 0; ti < s->n; ti++) {
         struct cmt_trace *t = s->t[ti];
-        int64_t sid = newest_snapshot(t);
+        int64_t sid = cmt_torch_newest_snapshot(t);
         if (sid < 0)
             continue;
         sqlite3_stmt *st = NULL;

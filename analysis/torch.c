@@ -21,7 +21,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 const char *const cmt_comp_names[CMT_NCOMP] = {"parameters", "gradients",   "optimizer_state", "activations",
@@ -260,7 +259,7 @@ static void actx_free(struct actx *c)
 /* ---------------------------------------------------------------------------------------------------
  * Reading one trace's allocator tables */
 
-static int64_t newest_snapshot(struct cmt_trace *t)
+int64_t cmt_torch_newest_snapshot(struct cmt_trace *t)
 {
     sqlite3_stmt *st = NULL;
     int64_t sid = -1;
@@ -739,7 +738,7 @@ int cmt_torch_build(struct cmt_torch *x, struct cmt_set *s, const struct cmt_tor
         return -1;
     int rc = 0;
     for (size_t ti = 0; ti < s->n && rc == 0; ti++) {
-        int64_t sid = newest_snapshot(s->t[ti]);
+        int64_t sid = cmt_torch_newest_snapshot(s->t[ti]);
         if (sid >= 0) {
             x->has_alloc = 1;
             rc = alloc_level(x, s, ti, sid, &rules, &siteix, err, errlen);
@@ -1184,7 +1183,7 @@ int cmt_torch_curves(struct cmt_set *s, const struct cmt_rules *rules, int point
     *out = NULL;
     *n = 0;
     for (size_t ti = 0; ti < s->n; ti++) {
-        int64_t sid = newest_snapshot(s->t[ti]);
+        int64_t sid = cmt_torch_newest_snapshot(s->t[ti]);
         if (sid >= 0 && curves_of(s, ti, sid, rules, points, out, n, &cap, err, errlen) != 0)
             return -1;
     }

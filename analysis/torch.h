@@ -20,6 +20,9 @@ int cmt_torch_find(const char *rel, char *out, size_t len);
 /* Runs `python3 cmt_torch.py ARGS...` and waits; its stderr is the user's. Returns its exit status, or
  * -1 with a reason in err when it could not be started. */
 int cmt_torch_python(char *const *args, char *err, size_t errlen);
+/* The newest imported allocator history of a trace (alloc_snapshots), or -1 when it has none (or is a
+ * version 1 file, without the table). */
+int64_t cmt_torch_newest_snapshot(struct cmt_trace *t);
 
 /* Imports one snapshot into trace (created, or upgraded to version 2, first; a trace created here is removed
  * again on failure). 0, or -1 with a reason in err (empty when the helper already said it on stderr). */
