@@ -28,11 +28,13 @@
 #include <stdint.h>
 
 #define CMT_NO_STACK (-1)
+/* What a driver can hand out and when: beyond these a size or time is damage (and would overflow sums). */
+#define CMT_MAX_SIZE ((int64_t)1 << 56) /* 64 PiB: far beyond any device, far below overflow */
+#define CMT_MAX_TS ((int64_t)1 << 62)   /* ~146 years of CLOCK_MONOTONIC */
 #define CMT_LIVE INT64_MAX
 /* Tables indexed by kind or api id (schema/cmt_events.h); slot 0 counts unknown ones. */
 #define CMT_NKINDS CMT_KIND_COUNT_PLUS_ONE
 #define CMT_NAPIS CMT_API_COUNT_PLUS_ONE
-#define CMT_MAX_LAYERS 12
 
 /* One successful acquire of memory (kinds device, managed, host_pinned, stream_ordered, vmm_physical).
  * Reservations, mappings and IPC opens are tracked by size only. 32 bytes: 10 M events fit easily. */
@@ -69,7 +71,6 @@ struct cmt_stack {
     int nsrc;                  /* entries of src filled */
     char *module; /* basename of the innermost kept frame's module, "[unknown]" if none */
     char *key;    /* frames joined by '\n': the identity of a stack across runs (addresses differ) */
-    int comp1;    /* its component + 1 under the run's rules, once matched; 0 before (timeline --by component) */
 };
 
 struct cmt_dev {
@@ -144,35 +145,26 @@ struct cmt_trace {
     size_t nstacks, stackcap;
 };
 
-/* Timeline: per panel (one device of one trace, or the sum of everything), time buckets keeping the
- * layer values at the bucket's highest total and at its end. */
-struct cmt_bucket {
-    int64_t max_ts, end_ts, max_total;
-    int touched;
-    int64_t maxv[CMT_MAX_LAYERS], endv[CMT_MAX_LAYERS];
-};
-struct cmt_panel {
-    int trace;   /* -1: the sum of all traces and devices (layer 0 only) */
-    int dev;
-    int64_t vals[CMT_MAX_LAYERS];
-    struct cmt_bucket *b;
-};
+struct cmt_set;
 
-enum cmt_layering { CMT_BY_KIND, CMT_BY_MODULE, CMT_BY_COMPONENT };
-
-struct cmt_rules; /* torch.h */
-
-struct cmt_options {
-    int timeline;        /* keep time buckets */
-    int points;          /* number of buckets (default 2000) */
-    enum cmt_layering by;
-    const struct cmt_rules *rules; /* CMT_BY_COMPONENT: the component rules (by stack, no lifetimes) */
+/* An observer of the pass: told of every change of accounted memory in the merged order, after the
+ * model's own counters moved (t->live, s->live and the peaks already include it). Phases (ranges.c) and
+ * the timeline's panels (timeline.c) are observers; the pass knows none of them by name. Any callback may
+ * be NULL; each returns 0, or -1 with a reason in err, which stops the pass. */
+struct cmt_observer {
+    void *ctx;
+    int (*begin)(void *ctx, struct cmt_set *s, char *err, size_t errlen);
+    /* allocation r of trace ti gained (sign +1) or gave back (-1) its r->size bytes at (seq, ts) */
+    int (*change)(void *ctx, struct cmt_set *s, size_t ti, const struct cmt_rec *r, int sign, int64_t seq,
+                  int64_t ts, char *err, size_t errlen);
+    /* merged passes: trace ti's process ended at ts; what it held has left s->live */
+    int (*exit)(void *ctx, struct cmt_set *s, size_t ti, int64_t ts, char *err, size_t errlen);
+    int (*end)(void *ctx, struct cmt_set *s, char *err, size_t errlen);
 };
 
 struct cmt_set {
     struct cmt_trace **t;
     size_t n;
-    struct cmt_options opt;
     int64_t t0, tend; /* the time axis: earliest start, latest event or end */
     int64_t live, peak, peak_ts, peak_seq;
     int peak_trace;
@@ -180,21 +172,22 @@ struct cmt_set {
     size_t nshared, sharedcap;
     struct cmt_failure *fails;
     size_t nfails, failcap;
-    /* timeline */
-    struct cmt_panel *panels;
-    size_t npanels, panelcap;
-    int nlayers;
-    char *layer_names[CMT_MAX_LAYERS];
-    int layer_physical[CMT_MAX_LAYERS];
-    struct smap module_layer;
 };
 
 /* Opens every path (a trace file, or a directory of per-process *.db traces), validates each (format,
  * version, not being written, not empty) and warns once on stderr about unfinalized or lossy ones. */
 int cmt_set_open(struct cmt_set *s, char **paths, int npaths, char *err, size_t errlen);
-/* The one pass over the events of all traces. */
-int cmt_set_analyze(struct cmt_set *s, const struct cmt_options *o, char *err, size_t errlen);
+/* The one pass over the events of all traces (pass.c), telling each observer, in order. */
+int cmt_set_analyze(struct cmt_set *s, const struct cmt_observer *obs, size_t nobs, char *err, size_t errlen);
 void cmt_set_close(struct cmt_set *s);
+
+/* What every verb does first (load.c): opens paths, then the pass with the model's own observers (phases)
+ * and the caller's (obs, nobs: e.g. the timeline's). On failure prints nothing and fills err. */
+int cmt_load(struct cmt_set *s, char **paths, int npaths, const struct cmt_observer *obs, size_t nobs, char *err,
+             size_t errlen);
+
+/* Frees the trace's stack cache (stacks.c). */
+void cmt_stacks_free(struct cmt_trace *t);
 
 /* The symbolized stack (cached); *out is never NULL on success (an empty stack for CMT_NO_STACK). */
 int cmt_stack_get(struct cmt_trace *t, int32_t stack_id, const struct cmt_stack **out, char *err,
@@ -221,8 +214,10 @@ int cmt_group_by_module(struct cmt_set *s, enum cmt_select sel, struct cmt_group
 /* Process label "exe[pid]" basename, for several traces. */
 void cmt_trace_label(const struct cmt_trace *t, char *buf, size_t len);
 
+/* rows.c: the vocabulary's names, and one line for an SQLite error met while reading a trace. */
 const char *cmt_api_name(int api);
 const char *cmt_kind_name(int kind);
+int cmt_db_read_fail(const struct cmt_trace *t, int rc, char *err, size_t errlen);
 
 /* Checks the types of a row just stepped against spec, one letter per column: 'i' an integer, 'I' an
  * integer or NULL, 't' text, 'T' text or NULL, '-' anything. A value of another type is damage that SQLite

@@ -13,14 +13,14 @@ static const char *const palette[CMT_MAX_LAYERS] = {"#4e79a7", "#f28e2b", "#59a1
                                                     "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
                                                     "#e15759", "#bab0ac", "#86bcb6", "#d37295"};
 
-int cmt_panel_points(const struct cmt_set *s, const struct cmt_panel *p, struct cmt_point **out, size_t *n)
+int cmt_panel_points(const struct cmt_set *s, const struct cmt_timeline *tl, const struct cmt_panel *p, struct cmt_point **out, size_t *n)
 {
-    size_t cap = 2 * (size_t)s->opt.points + 2, k = 0;
+    size_t cap = 2 * (size_t)tl->points + 2, k = 0;
     struct cmt_point *pt = calloc(cap, sizeof *pt);
     if (!pt)
         return -1;
     pt[k++].ts = s->t0;
-    for (int i = 0; i < s->opt.points; i++) {
+    for (int i = 0; i < tl->points; i++) {
         const struct cmt_bucket *b = &p->b[i];
         if (!b->touched)
             continue;
@@ -41,17 +41,17 @@ int cmt_panel_points(const struct cmt_set *s, const struct cmt_panel *p, struct 
     return 0;
 }
 
-size_t cmt_panel_order(const struct cmt_set *s, size_t *ix)
+size_t cmt_panel_order(const struct cmt_set *s, const struct cmt_timeline *tl, size_t *ix)
 {
     size_t k = 0;
     if (s->n > 1)
-        for (size_t i = 0; i < s->npanels; i++)
-            if (s->panels[i].trace < 0)
+        for (size_t i = 0; i < tl->npanels; i++)
+            if (tl->panels[i].trace < 0)
                 ix[k++] = i;
     for (size_t t = 0; t < s->n; t++)
         for (size_t d = 0; d < s->t[t]->ndevs; d++)
-            for (size_t i = 0; i < s->npanels; i++)
-                if (s->panels[i].trace == (int)t && s->panels[i].dev == (int)d)
+            for (size_t i = 0; i < tl->npanels; i++)
+                if (tl->panels[i].trace == (int)t && tl->panels[i].dev == (int)d)
                     ix[k++] = i;
     return k;
 }
@@ -142,19 +142,20 @@ static int dev_index(const struct cmt_trace *t, int64_t device)
     return -1;
 }
 
-static int draw_panel(struct sbuf *b, const struct cmt_set *s, const struct cmt_panel *p, double top)
+static int draw_panel(struct sbuf *b, const struct cmt_set *s, const struct cmt_timeline *tl, const struct cmt_panel *p,
+                      double top)
 {
     struct cmt_point *pt;
     size_t n;
     char t1[32], t2[32], title[400];
-    if (cmt_panel_points(s, p, &pt, &n) != 0)
+    if (cmt_panel_points(s, tl, p, &pt, &n) != 0)
         return -1;
-    int nl = p->trace < 0 ? 1 : s->nlayers;
+    int nl = p->trace < 0 ? 1 : tl->nlayers;
     struct frame f = {80, top + 24, 840, 190, (double)(s->tend - s->t0) / 1e9, 0};
     for (size_t i = 0; i < n; i++) {
         double tot = 0;
         for (int l = 0; l < nl; l++)
-            if (p->trace < 0 || s->layer_physical[l])
+            if (p->trace < 0 || tl->layer_physical[l])
                 tot += (double)pt[i].v[l];
         if (tot > f.ymax)
             f.ymax = tot;
@@ -173,7 +174,7 @@ static int draw_panel(struct sbuf *b, const struct cmt_set *s, const struct cmt_
         return -1;
     }
     for (int l = 0; l < nl; l++) {
-        if (p->trace >= 0 && !s->layer_physical[l])
+        if (p->trace >= 0 && !tl->layer_physical[l])
             continue;
         int any = 0;
         for (size_t i = 0; i < n; i++)
@@ -190,7 +191,7 @@ static int draw_panel(struct sbuf *b, const struct cmt_set *s, const struct cmt_
         for (size_t i = n - 1; i > 0; i--)
             sb_printf(b, "V%.1fH%.1f", Y(&f, cum[i - 1]), X(&f, (double)(pt[i - 1].ts - s->t0) / 1e9));
         sb_puts(b, "Z'><title>");
-        sb_xml(b, p->trace < 0 ? "device memory" : s->layer_names[l]);
+        sb_xml(b, p->trace < 0 ? "device memory" : tl->layer_names[l]);
         sb_puts(b, "</title></path>");
         for (size_t i = 0; i < n; i++)
             cum[i] += (double)pt[i].v[l];
@@ -230,13 +231,13 @@ static int draw_panel(struct sbuf *b, const struct cmt_set *s, const struct cmt_
     double lx = f.x0 + 420;
     if (p->trace >= 0)
         for (int l = 0; l < nl; l++) {
-            if (!s->layer_physical[l])
+            if (!tl->layer_physical[l])
                 continue;
             sb_printf(b, "<rect x='%.1f' y='%.1f' width='10' height='10' fill='%s'/>", lx, top + 5, palette[l]);
             sb_printf(b, "<text x='%.1f' y='%.1f' font-size='11'>", lx + 14, top + 14);
-            sb_xml(b, s->layer_names[l]);
+            sb_xml(b, tl->layer_names[l]);
             sb_puts(b, "</text>");
-            lx += 24 + 7.0 * (double)strlen(s->layer_names[l]);
+            lx += 24 + 7.0 * (double)strlen(tl->layer_names[l]);
         }
     sb_puts(b, "</g>");
     free(pt);
@@ -253,18 +254,18 @@ static void svg_open(struct sbuf *b, double h, const char *title)
     sb_puts(b, "</title><rect width='100%' height='100%' fill='white'/>");
 }
 
-int cmt_svg_timeline(struct sbuf *b, const struct cmt_set *s)
+int cmt_svg_timeline(struct sbuf *b, const struct cmt_set *s, const struct cmt_timeline *tl)
 {
-    size_t *ix = calloc(s->npanels + 1, sizeof *ix);
+    size_t *ix = calloc(tl->npanels + 1, sizeof *ix);
     if (!ix)
         return -1;
-    size_t k = cmt_panel_order(s, ix);
+    size_t k = cmt_panel_order(s, tl, ix);
     double ph = 250;
     svg_open(b, k ? ph * (double)k + 10 : 60, "cumemtrace: device memory over time");
     if (!k)
         sb_puts(b, "<text x='20' y='30' font-size='13'>no device memory was allocated</text>");
     for (size_t i = 0; i < k; i++)
-        if (draw_panel(b, s, &s->panels[ix[i]], 10 + ph * (double)i) != 0) {
+        if (draw_panel(b, s, tl, &tl->panels[ix[i]], 10 + ph * (double)i) != 0) {
             free(ix);
             return -1;
         }
@@ -273,18 +274,19 @@ int cmt_svg_timeline(struct sbuf *b, const struct cmt_set *s)
     return 0;
 }
 
-static const struct cmt_panel *sum_panel(const struct cmt_set *s)
+static const struct cmt_panel *sum_panel(const struct cmt_timeline *tl)
 {
-    for (size_t i = 0; i < s->npanels; i++)
-        if (s->panels[i].trace < 0)
-            return &s->panels[i];
+    for (size_t i = 0; i < tl->npanels; i++)
+        if (tl->panels[i].trace < 0)
+            return &tl->panels[i];
     return NULL;
 }
 
-int cmt_svg_overlay(struct sbuf *b, const struct cmt_set *a, const char *alabel, const struct cmt_set *c,
-                    const char *blabel)
+int cmt_svg_overlay(struct sbuf *b, const struct cmt_set *a, const struct cmt_timeline *ta, const char *alabel,
+                    const struct cmt_set *c, const struct cmt_timeline *tc, const char *blabel)
 {
     const struct cmt_set *sets[2] = {a, c};
+    const struct cmt_timeline *tls[2] = {ta, tc};
     const char *labels[2] = {alabel, blabel};
     const char *colors[2] = {"#4e79a7", "#e15759"};
     struct cmt_point *pt[2] = {NULL, NULL};
@@ -293,13 +295,13 @@ int cmt_svg_overlay(struct sbuf *b, const struct cmt_set *a, const char *alabel,
     char t1[32], t2[32];
     int rc = -1;
     for (int i = 0; i < 2; i++) {
-        const struct cmt_panel *p = sum_panel(sets[i]);
+        const struct cmt_panel *p = sum_panel(tls[i]);
         double span = (double)(sets[i]->tend - sets[i]->t0) / 1e9;
         if (span > f.tmax)
             f.tmax = span;
         if ((double)sets[i]->peak > f.ymax)
             f.ymax = (double)sets[i]->peak;
-        if (p && cmt_panel_points(sets[i], p, &pt[i], &n[i]) != 0)
+        if (p && cmt_panel_points(sets[i], tls[i], p, &pt[i], &n[i]) != 0)
             goto out;
     }
     if (f.ymax <= 0)

@@ -271,14 +271,16 @@ int cmd_diff(int argc, char **argv)
     struct cmt_torch xa = {0}, xb = {0};
     struct cmt_torch_options to = {0};
     struct sbuf out = {0}, pic = {0};
-    struct cmt_options o = {.timeline = out_path != NULL && !html, .points = 1000, .by = CMT_BY_KIND};
+    struct cmt_timeline ta = {.points = 1000, .by = CMT_BY_KIND}, tb = ta;
+    struct cmt_observer oa = cmt_timeline_observer(&ta), ob = cmt_timeline_observer(&tb);
+    size_t want_tl = out_path != NULL && !html; /* the SVG overlay */
     struct cmt_rules rules = {0};
     /* the viewer colours by component: the shipped rules when they are beside us, else all "other" */
     int have_rules = html && cmt_rules_load(&rules, NULL, err, sizeof err) == 0;
     err[0] = 0;
     memset(&bs, 0, sizeof bs);
-    if (cmt_load(&a, argv + optind, 1, &o, err, sizeof err) != 0 ||
-        cmt_load(&bs, argv + optind + 1, 1, &o, err, sizeof err) != 0)
+    if (cmt_load(&a, argv + optind, 1, &oa, want_tl, err, sizeof err) != 0 ||
+        cmt_load(&bs, argv + optind + 1, 1, &ob, want_tl, err, sizeof err) != 0)
         goto out;
     if (cmt_group_by_stack(&a, CMT_AT_PEAK, &sa, &nsa, err, sizeof err) != 0 ||
         cmt_group_by_stack(&bs, CMT_AT_PEAK, &sb, &nsb, err, sizeof err) != 0 ||
@@ -427,7 +429,7 @@ int cmd_diff(int argc, char **argv)
         if (rc != 0 || sb_write(&pic, out_path, err, sizeof err) != 0)
             goto out;
     } else if (out_path) {
-        if (cmt_svg_overlay(&pic, &a, argv[optind], &bs, argv[optind + 1]) != 0) {
+        if (cmt_svg_overlay(&pic, &a, &ta, argv[optind], &bs, &tb, argv[optind + 1]) != 0) {
             snprintf(err, sizeof err, "out of memory while drawing");
             goto out;
         }
@@ -452,6 +454,8 @@ out:
     cmt_torch_free(&xa);
     cmt_torch_free(&xb);
     cmt_rules_free(&rules);
+    cmt_timeline_free(&ta);
+    cmt_timeline_free(&tb);
     cmt_set_close(&a);
     cmt_set_close(&bs);
     return status;

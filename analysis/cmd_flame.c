@@ -69,11 +69,10 @@ int cmd_flame(int argc, char **argv)
         return 2;
     }
     struct cmt_set s;
-    struct cmt_options o = {0};
     struct sbuf b = {0};
     struct line *lines = NULL;
     size_t nl = 0, cl = 0;
-    if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0)
+    if (cmt_load(&s, argv + optind, argc - optind, NULL, 0, err, sizeof err) != 0)
         goto out;
     /* Per trace, so that several processes keep their own root frame. */
     struct cmt_set one = s;

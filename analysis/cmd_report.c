@@ -623,10 +623,9 @@ int cmd_report(int argc, char **argv)
     struct cmt_ranks k = {0};
     struct cmt_ledger l = {0};
     struct sbuf out = {0}, page = {0}, wjson = {0}, wtext = {0};
-    struct cmt_options o = {.timeline = 0, .points = 1000, .by = CMT_BY_KIND};
     struct cmt_rules rules = {0};
     int have_rules = 0;
-    if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0 ||
+    if (cmt_load(&s, argv + optind, argc - optind, NULL, 0, err, sizeof err) != 0 ||
         cmt_report_build(&r, &s, err, sizeof err) != 0 || cmt_torch_build(&x, &s, &to, err, sizeof err) != 0 ||
         cmt_ranges_report(&rr, &s, err, sizeof err) != 0 || cmt_ranks_build(&k, &s, err, sizeof err) != 0 ||
         cmt_ledger_build(&l, &s, err, sizeof err) != 0)

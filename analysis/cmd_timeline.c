@@ -40,21 +40,21 @@ static void usage(FILE *out)
                  "  --points N    time buckets (default 2000)\n");
 }
 
-static int write_csv(struct sbuf *b, const struct cmt_set *s)
+static int write_csv(struct sbuf *b, const struct cmt_set *s, const struct cmt_timeline *tl)
 {
-    size_t *ix = calloc(s->npanels + 1, sizeof *ix);
+    size_t *ix = calloc(tl->npanels + 1, sizeof *ix);
     if (!ix)
         return -1;
-    size_t k = cmt_panel_order(s, ix);
+    size_t k = cmt_panel_order(s, tl, ix);
     sb_puts(b, "time_ns,pid,device");
-    for (int l = 0; l < s->nlayers; l++)
-        sb_printf(b, ",%s_bytes", s->layer_names[l]);
+    for (int l = 0; l < tl->nlayers; l++)
+        sb_printf(b, ",%s_bytes", tl->layer_names[l]);
     sb_puts(b, ",device_memory_bytes\n");
     for (size_t i = 0; i < k; i++) {
-        const struct cmt_panel *p = &s->panels[ix[i]];
+        const struct cmt_panel *p = &tl->panels[ix[i]];
         struct cmt_point *pt;
         size_t n;
-        if (cmt_panel_points(s, p, &pt, &n) != 0) {
+        if (cmt_panel_points(s, tl, p, &pt, &n) != 0) {
             free(ix);
             return -1;
         }
@@ -62,7 +62,7 @@ static int write_csv(struct sbuf *b, const struct cmt_set *s)
             int64_t tot = 0;
             if (p->trace < 0) {
                 sb_printf(b, "%lld,all,all", (long long)(pt[j].ts - s->t0));
-                for (int l = 0; l < s->nlayers; l++)
+                for (int l = 0; l < tl->nlayers; l++)
                     sb_puts(b, ",");
                 tot = pt[j].v[0];
             } else {
@@ -70,9 +70,9 @@ static int write_csv(struct sbuf *b, const struct cmt_set *s)
                 sb_printf(b, "%lld,%lld,", (long long)(pt[j].ts - s->t0), (long long)s->t[p->trace]->pid);
                 if (d->device >= 0)
                     sb_printf(b, "%lld", (long long)d->device);
-                for (int l = 0; l < s->nlayers; l++) {
+                for (int l = 0; l < tl->nlayers; l++) {
                     sb_printf(b, ",%lld", (long long)pt[j].v[l]);
-                    if (s->layer_physical[l])
+                    if (tl->layer_physical[l])
                         tot += pt[j].v[l];
                 }
             }
@@ -85,7 +85,7 @@ static int write_csv(struct sbuf *b, const struct cmt_set *s)
 }
 
 /* Chrome trace event format: times in microseconds. One process per trace, one counter track per device. */
-static int write_chrome(struct sbuf *b, const struct cmt_set *s)
+static int write_chrome(struct sbuf *b, const struct cmt_set *s, const struct cmt_timeline *tl)
 {
     char t1[32], name[400];
     sb_puts(b, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"generator\":\"cumemtrace " CMT_VERSION "\"},\"traceEvents\":[");
@@ -99,15 +99,15 @@ static int write_chrome(struct sbuf *b, const struct cmt_set *s)
         sb_json_str(b, label);
         sb_puts(b, "}}");
     }
-    for (size_t i = 0; i < s->npanels; i++) {
-        const struct cmt_panel *p = &s->panels[i];
+    for (size_t i = 0; i < tl->npanels; i++) {
+        const struct cmt_panel *p = &tl->panels[i];
         if (p->trace < 0)
             continue;
         const struct cmt_trace *t = s->t[p->trace];
         const struct cmt_dev *d = &t->devs[p->dev];
         struct cmt_point *pt;
         size_t n;
-        if (cmt_panel_points(s, p, &pt, &n) != 0)
+        if (cmt_panel_points(s, tl, p, &pt, &n) != 0)
             return -1;
         if (d->device >= 0)
             snprintf(name, sizeof name, "GPU %lld memory", (long long)d->device);
@@ -119,18 +119,18 @@ static int write_chrome(struct sbuf *b, const struct cmt_set *s)
             sb_printf(b, ",\"pid\":%lld,\"tid\":0,\"ts\":%.3f,\"args\":{", (long long)t->pid,
                       (double)(pt[j].ts - s->t0) / 1e3);
             int f = 1;
-            for (int l = 0; l < s->nlayers; l++) {
-                if (!s->layer_physical[l])
+            for (int l = 0; l < tl->nlayers; l++) {
+                if (!tl->layer_physical[l])
                     continue;
                 sb_printf(b, "%s", f ? "" : ",");
-                sb_json_str(b, s->layer_names[l]);
+                sb_json_str(b, tl->layer_names[l]);
                 sb_printf(b, ":%lld", (long long)pt[j].v[l]);
                 f = 0;
             }
             sb_puts(b, "}}");
         }
         /* managed and host-pinned memory: their own track, never stacked onto device memory */
-        if (s->opt.by == CMT_BY_KIND) {
+        if (tl->by == CMT_BY_KIND) {
             int any = 0;
             for (size_t j = 0; j < n; j++)
                 any |= pt[j].v[3] || pt[j].v[4];
@@ -164,7 +164,7 @@ static int write_chrome(struct sbuf *b, const struct cmt_set *s)
 
 /* .html: the viewer (analysis/html.c): every allocation a band, zoom, flame graph of the peak; --by and
  * --allocator pick what it shows first. */
-static int write_html(struct sbuf *b, struct cmt_set *s, const struct cmt_rules *rules, int allocator, char *err,
+static int write_html(struct sbuf *b, struct cmt_set *s, const struct cmt_timeline *tl, const struct cmt_rules *rules, int allocator, char *err,
                       size_t errlen)
 {
     struct cmt_html_dict d = {.rules = rules};
@@ -176,7 +176,7 @@ static int write_html(struct sbuf *b, struct cmt_set *s, const struct cmt_rules 
     sb_printf(&data, "{\"kind\":\"timeline\",\"title\":\"cumemtrace timeline\",\"generator\":\"cumemtrace " CMT_VERSION
                      "\",\"level\":\"%s\",\"colour\":\"%s\",\"runs\":[",
               allocator ? "allocator" : "driver",
-              s->opt.by == CMT_BY_MODULE ? "module" : s->opt.by == CMT_BY_COMPONENT ? "component" : "");
+              tl->by == CMT_BY_MODULE ? "module" : tl->by == CMT_BY_CLASS ? "component" : "");
     if (cmt_html_run(&data, &d, s, label, err, errlen) != 0)
         goto out;
     sb_putc(&data, ']');
@@ -201,16 +201,16 @@ static double svg_height(const struct sbuf *b)
     return h ? atof(h + 9) : 0;
 }
 
-static int svg_with_phases(struct sbuf *b, const struct cmt_set *s)
+static int svg_with_phases(struct sbuf *b, const struct cmt_set *s, const struct cmt_timeline *tl)
 {
     int any = 0;
     for (size_t i = 0; i < s->n; i++)
         any |= s->t[i]->ranges && s->t[i]->ranges->n;
     if (!any)
-        return cmt_svg_timeline(b, s);
+        return cmt_svg_timeline(b, s, tl);
     struct sbuf chart = {0}, bands = {0};
     int rc = -1;
-    if (cmt_svg_timeline(&chart, s) != 0 || cmt_ranges_svg(&bands, s) != 0 || chart.oom || bands.oom)
+    if (cmt_svg_timeline(&chart, s, tl) != 0 || cmt_ranges_svg(&bands, s) != 0 || chart.oom || bands.oom)
         goto out;
     double h1 = svg_height(&chart), h2 = svg_height(&bands);
     sb_printf(b, "<svg xmlns='http://www.w3.org/2000/svg' width='960' height='%.0f' viewBox='0 0 960 %.0f'>"
@@ -353,7 +353,7 @@ int cmd_timeline(int argc, char **argv)
                                          {"output", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct cmt_options o = {.timeline = 1, .points = 2000, .by = CMT_BY_KIND};
+    struct cmt_timeline tl = {.points = 2000, .by = CMT_BY_KIND};
     const char *out_path = NULL, *format = NULL, *rules_path = NULL;
     char err[1024] = "";
     int allocator = 0;
@@ -366,19 +366,19 @@ int cmd_timeline(int argc, char **argv)
         switch (c) {
         case 'b':
             if (!strcmp(optarg, "kind"))
-                o.by = CMT_BY_KIND;
+                tl.by = CMT_BY_KIND;
             else if (!strcmp(optarg, "module"))
-                o.by = CMT_BY_MODULE;
+                tl.by = CMT_BY_MODULE;
             else if (!strcmp(optarg, "component"))
-                o.by = CMT_BY_COMPONENT;
+                tl.by = CMT_BY_CLASS;
             else {
                 cmt_log("timeline: --by takes kind, module or component");
                 return 2;
             }
             break;
         case 'p':
-            o.points = atoi(optarg);
-            if (o.points < 2 || o.points > 1000000) {
+            tl.points = atoi(optarg);
+            if (tl.points < 2 || tl.points > 1000000) {
                 cmt_log("timeline: --points takes a number from 2 to 1000000");
                 return 2;
             }
@@ -413,7 +413,7 @@ int cmd_timeline(int argc, char **argv)
     struct sbuf b = {0};
     memset(&s, 0, sizeof s);
     int html = !strcmp(format, "html"), have_rules = 0;
-    if (o.by == CMT_BY_COMPONENT || allocator || rules_path) {
+    if (tl.by == CMT_BY_CLASS || allocator || rules_path) {
         if (cmt_rules_load(&rules, rules_path, err, sizeof err) != 0)
             goto out;
         have_rules = 1;
@@ -422,12 +422,17 @@ int cmd_timeline(int argc, char **argv)
         have_rules = cmt_rules_load(&rules, NULL, err, sizeof err) == 0;
         err[0] = 0;
     }
-    o.rules = &rules;
-    if (cmt_load(&s, argv + optind, argc - optind, &o, err, sizeof err) != 0)
+    /* --by component: each stack's class is its component under the rules */
+    tl.classify = cmt_rules_classify;
+    tl.cctx = &rules;
+    tl.class_names = cmt_comp_names;
+    tl.nclasses = CMT_NCOMP;
+    struct cmt_observer ob = cmt_timeline_observer(&tl);
+    if (cmt_load(&s, argv + optind, argc - optind, &ob, 1, err, sizeof err) != 0)
         goto out;
     int rc;
     if (allocator) {
-        if (cmt_torch_curves(&s, &rules, o.points, &curves, &ncurves, err, sizeof err) != 0)
+        if (cmt_torch_curves(&s, &rules, tl.points, &curves, &ncurves, err, sizeof err) != 0)
             goto out;
         if (!ncurves) {
             snprintf(err, sizeof err, "--allocator: no allocator data in these traces (cumemtrace import-torch, or "
@@ -435,21 +440,21 @@ int cmd_timeline(int argc, char **argv)
             goto out;
         }
         if (html) {
-            if (write_html(&b, &s, &rules, 1, err, sizeof err) != 0)
+            if (write_html(&b, &s, &tl, &rules, 1, err, sizeof err) != 0)
                 goto out;
             rc = 0;
         } else
             rc = write_allocator(&b, &s, curves, ncurves, format);
     } else if (html) {
-        if (write_html(&b, &s, have_rules ? &rules : NULL, 0, err, sizeof err) != 0)
+        if (write_html(&b, &s, &tl, have_rules ? &rules : NULL, 0, err, sizeof err) != 0)
             goto out;
         rc = 0;
     } else if (!strcmp(format, "csv"))
-        rc = write_csv(&b, &s);
+        rc = write_csv(&b, &s, &tl);
     else if (!strcmp(format, "json"))
-        rc = write_chrome(&b, &s);
+        rc = write_chrome(&b, &s, &tl);
     else
-        rc = svg_with_phases(&b, &s);
+        rc = svg_with_phases(&b, &s, &tl);
     if (rc != 0) {
         snprintf(err, sizeof err, "out of memory while writing the timeline");
         goto out;
@@ -463,6 +468,7 @@ out:
     sb_free(&b);
     cmt_torch_curves_free(curves, ncurves);
     cmt_rules_free(&rules);
+    cmt_timeline_free(&tl);
     cmt_set_close(&s);
     return status;
 }

@@ -112,10 +112,9 @@ static int outside_bytes(const char *path, uint64_t *out, char *err, size_t errl
     struct cmt_set s;
     struct cmt_torch x = {0};
     struct cmt_torch_options to = {0};
-    struct cmt_options o = {.by = CMT_BY_KIND};
     char *paths[1] = {(char *)path};
     *out = 0;
-    if (cmt_load(&s, paths, 1, &o, err, errlen) != 0)
+    if (cmt_load(&s, paths, 1, NULL, 0, err, errlen) != 0)
         return -1;
     int rc = cmt_torch_build(&x, &s, &to, err, errlen);
     const struct cmt_dev *dev = NULL;

@@ -34,7 +34,7 @@ static char *display_name(const char *domain, const char *name)
     return out;
 }
 
-int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
+static int ranges_load(struct cmt_trace *t, char *err, size_t errlen)
 {
     if (t->ranges)
         return 0;
@@ -87,7 +87,7 @@ int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen)
     return 0;
 }
 
-void cmt_ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_t after)
+static void ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_t after)
 {
     struct cmt_ranges *g = t->ranges;
     if (!g || !g->n)
@@ -112,7 +112,7 @@ void cmt_ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_
     }
 }
 
-void cmt_ranges_finish(struct cmt_trace *t)
+static void ranges_finish(struct cmt_trace *t)
 {
     struct cmt_ranges *g = t->ranges;
     if (!g)
@@ -120,6 +120,39 @@ void cmt_ranges_finish(struct cmt_trace *t)
     for (; g->next < g->n; g->next++)
         g->r[g->next].peak = t->live;
     g->nopen = 0;
+}
+
+static int obs_begin(void *ctx, struct cmt_set *s, char *err, size_t errlen)
+{
+    (void)ctx;
+    for (size_t i = 0; i < s->n; i++)
+        if (ranges_load(s->t[i], err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+static int obs_change(void *ctx, struct cmt_set *s, size_t ti, const struct cmt_rec *r, int sign, int64_t seq,
+                      int64_t ts, char *err, size_t errlen)
+{
+    (void)ctx, (void)ts, (void)err, (void)errlen;
+    if (CMT_KIND_IS_PHYSICAL(r->kind)) {
+        struct cmt_trace *t = s->t[ti];
+        ranges_observe(t, seq, t->live - sign * r->size, t->live);
+    }
+    return 0;
+}
+
+static int obs_end(void *ctx, struct cmt_set *s, char *err, size_t errlen)
+{
+    (void)ctx, (void)err, (void)errlen;
+    for (size_t i = 0; i < s->n; i++)
+        ranges_finish(s->t[i]);
+    return 0;
+}
+
+struct cmt_observer cmt_ranges_observer(void)
+{
+    return (struct cmt_observer){.begin = obs_begin, .change = obs_change, .end = obs_end};
 }
 
 void cmt_ranges_free(struct cmt_trace *t)

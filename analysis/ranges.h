@@ -3,7 +3,7 @@
  * what device memory did inside them; and the heaps and regions of custom allocators that NVTX's memory
  * extension described (mem_heaps, mem_regions).
  *
- * The model: each trace's ranges, loaded before the pass; the pass (trace.c) calls cmt_ranges_observe at
+ * The model: each trace's ranges, loaded before the pass; the pass (pass.c) tells its observer of
  * every change of the process's live device bytes, which gives every range instance its peak: the most
  * device memory of its process live at any moment between its start and its end (the level at its start
  * included). A range still open when the trace ends is closed there. Membership is by sequence number:
@@ -45,12 +45,11 @@ struct cmt_ranges {
     size_t nopen, opencap;
 };
 
-/* Loads t's ranges into t->ranges (none for traces older than schema version 3). */
-int cmt_ranges_load(struct cmt_trace *t, char *err, size_t errlen);
-/* The pass: t's live device bytes went from before to after at event seq. */
-void cmt_ranges_observe(struct cmt_trace *t, int64_t seq, int64_t before, int64_t after);
-/* The pass is over: ranges still open are closed at the final level. */
-void cmt_ranges_finish(struct cmt_trace *t);
+/* The pass's observer of phases (cmt_load adds it to every pass): at its start each trace's ranges are
+ * loaded into t->ranges (none for traces older than schema version 3); every change of a process's live
+ * device bytes updates the peaks of the ranges open then; at the end ranges still open are closed at the
+ * final level. */
+struct cmt_observer cmt_ranges_observer(void);
 void cmt_ranges_free(struct cmt_trace *t);
 
 /* Per range name: instances, and the highest of their peaks. */

@@ -8,13 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cmt_load(struct cmt_set *s, char **paths, int npaths, const struct cmt_options *o, char *err, size_t errlen)
-{
-    if (cmt_set_open(s, paths, npaths, err, errlen) != 0)
-        return -1;
-    return cmt_set_analyze(s, o, err, errlen);
-}
-
 static int ts_of(struct cmt_trace *t, int64_t seq, int64_t *ts, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;

@@ -39,8 +39,6 @@ struct cmt_report {
 int cmt_report_build(struct cmt_report *r, struct cmt_set *s, char *err, size_t errlen);
 void cmt_report_free(struct cmt_report *r);
 
-/* Opens paths, runs the pass, and builds the report; on failure prints nothing and fills err. */
-int cmt_load(struct cmt_set *s, char **paths, int npaths, const struct cmt_options *o, char *err, size_t errlen);
 
 /* Text helpers shared by the verbs. */
 void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames);

@@ -165,6 +165,8 @@ int cmt_rules_match_stack(const struct cmt_rules *rs, const struct cmt_stack *k)
     return CMT_C_OTHER;
 }
 
+int cmt_rules_classify(const void *rules, const struct cmt_stack *k) { return cmt_rules_match_stack(rules, k); }
+
 /* ---------------------------------------------------------------------------------------------------
  * Allocator stacks: component and site of each alloc_stacks id */
 

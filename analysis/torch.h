@@ -53,6 +53,8 @@ void cmt_rules_free(struct cmt_rules *rs);
 /* The component of one symbolized driver stack (innermost frame first; the first frame any rule matches
  * decides; CMT_C_OTHER when none does). */
 int cmt_rules_match_stack(const struct cmt_rules *rs, const struct cmt_stack *k);
+/* The same as a timeline's classifier (timeline.h): rules is a const struct cmt_rules *. */
+int cmt_rules_classify(const void *rules, const struct cmt_stack *k);
 /* One frame against the rules (file order, first match): a Python frame by function and file:line, a
  * native one by function and module (any may be NULL). The component, or -1. */
 int cmt_rules_match_frame(const struct cmt_rules *rs, const char *pyfunc, const char *pyline, const char *native,

@@ -27,9 +27,8 @@ int cmt_run_verdict(char **paths, int npaths, int64_t context_bytes)
     struct cmt_set s;
     struct cmt_torch x = {0};
     struct cmt_torch_options to = {0};
-    struct cmt_options o = {.by = CMT_BY_KIND};
     char err[512];
-    if (cmt_load(&s, paths, npaths, &o, err, sizeof err) != 0)
+    if (cmt_load(&s, paths, npaths, NULL, 0, err, sizeof err) != 0)
         return -1;
     int status = -1;
     if (cmt_torch_build(&x, &s, &to, err, sizeof err) != 0)
