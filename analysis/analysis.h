@@ -186,6 +186,10 @@ void cmt_set_close(struct cmt_set *s);
 int cmt_load(struct cmt_set *s, char **paths, int npaths, const struct cmt_observer *obs, size_t nobs, char *err,
              size_t errlen);
 
+/* The newest imported allocator history of a trace (alloc_snapshots), or -1 when it has none (or is a
+ * version 1 file, without the table). */
+int64_t cmt_torch_newest_snapshot(struct cmt_trace *t);
+
 /* Frees the trace's stack cache (stacks.c). */
 void cmt_stacks_free(struct cmt_trace *t);
 

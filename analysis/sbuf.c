@@ -2,8 +2,8 @@
  * sbuf.c: the output buffer every renderer writes into, its escapes (JSON strings, XML text) and the
  * units for people (bytes, counts, times, CUresult names); see util.h.
  *
- * Runs in the `cumemtrace` command only. Prints nothing: sb_write, which the verbs call once after the
- * analysis succeeded, is the only way out to a file or stdout.
+ * Runs in the `cumemtrace` command only. Prints nothing: sb_write (util.c), which the verbs call once after
+ * the analysis succeeded, is the only way out to a file or stdout.
  */
 #include "util.h"
 
@@ -160,33 +160,6 @@ void sb_free(struct sbuf *b)
     memset(b, 0, sizeof *b);
 }
 
-int sb_write(const struct sbuf *b, const char *path, char *err, size_t errlen)
-{
-    if (b->oom) {
-        snprintf(err, errlen, "out of memory while formatting the output");
-        return -1;
-    }
-    int to_stdout = !path || !strcmp(path, "-");
-    if (!to_stdout && cmt_is_trace_file(path)) {
-        /* the analyzer writes no trace: an output named like one is an input, or someone's data */
-        snprintf(err, errlen, "%s is a cumemtrace trace; not overwriting it with this output", path);
-        return -1;
-    }
-    FILE *f = to_stdout ? stdout : fopen(path, "w");
-    if (!f) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t n = b->len ? fwrite(b->p, 1, b->len, f) : 0;
-    int bad = n != b->len || fflush(f) != 0;
-    if (!to_stdout && fclose(f) != 0)
-        bad = 1;
-    if (bad) {
-        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 const char *cmt_bytes_str(int64_t bytes, char buf[32])
 {

@@ -11,54 +11,13 @@
 #define CMT_TORCH_H
 
 #include "analysis.h"
+#include "rules.h"
 #include "whatif.h"
 
-/* Finds REL (e.g. "cmt_torch.py", "rules.txt", "bootstrap") under our data directory: $CUMEMTRACE_TORCH_DIR,
- * then the build tree (EXEDIR/torch), then an installed layout (EXEDIR/../share/cumemtrace/torch). 0 or -1. */
-int cmt_torch_find(const char *rel, char *out, size_t len);
-
-/* Runs `python3 cmt_torch.py ARGS...` and waits; its stderr is the user's. Returns its exit status, or
- * -1 with a reason in err when it could not be started. */
-int cmt_torch_python(char *const *args, char *err, size_t errlen);
-/* The newest imported allocator history of a trace (alloc_snapshots), or -1 when it has none (or is a
- * version 1 file, without the table). */
-int64_t cmt_torch_newest_snapshot(struct cmt_trace *t);
 
 /* Imports one snapshot into trace (created, or upgraded to version 2, first; a trace created here is removed
  * again on failure). 0, or -1 with a reason in err (empty when the helper already said it on stderr). */
 int cmt_torch_import(const char *snap, const char *trace, const char *reason, char *err, size_t errlen);
-
-/* Component names, lower-case words (also the timeline layers of --by component). */
-#define CMT_NCOMP 11
-extern const char *const cmt_comp_names[CMT_NCOMP];
-enum cmt_comp {
-    CMT_C_PARAMETERS, CMT_C_GRADIENTS, CMT_C_OPTIMIZER_STATE, CMT_C_ACTIVATIONS, CMT_C_TEMPORARIES,
-    CMT_C_KV_CACHE, CMT_C_WORKSPACE, CMT_C_NCCL, CMT_C_CUDA_GRAPHS, CMT_C_INPUTS, CMT_C_OTHER
-};
-
-/* A rules file: lines "COMPONENT WHERE GLOB" (see analysis/torch/rules.txt). */
-struct cmt_rule {
-    int comp;
-    char where; /* 'p' python file:function, 'l' python file:line, 'n' native symbol, 'm' module, 'a' any */
-    char *glob;
-};
-struct cmt_rules {
-    struct cmt_rule *r;
-    size_t n, cap;
-    char *path;
-};
-/* path NULL: the shipped rules. */
-int cmt_rules_load(struct cmt_rules *rs, const char *path, char *err, size_t errlen);
-void cmt_rules_free(struct cmt_rules *rs);
-/* The component of one symbolized driver stack (innermost frame first; the first frame any rule matches
- * decides; CMT_C_OTHER when none does). */
-int cmt_rules_match_stack(const struct cmt_rules *rs, const struct cmt_stack *k);
-/* The same as a timeline's classifier (timeline.h): rules is a const struct cmt_rules *. */
-int cmt_rules_classify(const void *rules, const struct cmt_stack *k);
-/* One frame against the rules (file order, first match): a Python frame by function and file:line, a
- * native one by function and module (any may be NULL). The component, or -1. */
-int cmt_rules_match_frame(const struct cmt_rules *rs, const char *pyfunc, const char *pyline, const char *native,
-                          const char *module);
 
 /* Fragmentation of one device at the allocator level. */
 struct cmt_frag {

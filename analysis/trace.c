@@ -389,3 +389,17 @@ void cmt_set_close(struct cmt_set *s)
     memset(s, 0, sizeof *s);
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * The allocator histories a trace holds */
+
+int64_t cmt_torch_newest_snapshot(struct cmt_trace *t)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t sid = -1;
+    /* a version 1 file has no such table: prepare fails, and that means no allocator data */
+    if (sqlite3_prepare_v2(t->db, "SELECT max(snapshot_id) FROM alloc_snapshots", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        sid = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return sid;
+}

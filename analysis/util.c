@@ -211,3 +211,58 @@ int cmt_run_python(const char *script, char *const *args, size_t nargs, const ch
         return cmt_fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
     return WEXITSTATUS(status);
 }
+/* ---------------------------------------------------------------------------------------------------
+ * Our files and the Python helper */
+
+int cmt_torch_find(const char *rel, char *out, size_t len)
+{
+    char cand[PATH_MAX * 2];
+    const char *env = getenv("CUMEMTRACE_TORCH_DIR");
+    if (env && *env) {
+        snprintf(cand, sizeof cand, "%s/%s", env, rel);
+        if (access(cand, R_OK) == 0 && realpath(cand, out))
+            return 0;
+    }
+    static const char *const bases[] = {"torch", "../share/cumemtrace/torch", NULL};
+    (void)len;
+    return cmt_find_beside(bases, rel, out);
+}
+
+int cmt_torch_python(char *const *args, char *err, size_t errlen)
+{
+    char script[PATH_MAX];
+    if (cmt_torch_find("cmt_torch.py", script, sizeof script) != 0)
+        return cmt_fail(err, errlen, "cmt_torch.py not found beside this program (set CUMEMTRACE_TORCH_DIR)");
+    size_t n = 0;
+    while (args[n])
+        n++;
+    return cmt_run_python(script, args, n, "Python 3 is needed to read PyTorch snapshots", err, errlen);
+}
+
+int sb_write(const struct sbuf *b, const char *path, char *err, size_t errlen)
+{
+    if (b->oom) {
+        snprintf(err, errlen, "out of memory while formatting the output");
+        return -1;
+    }
+    int to_stdout = !path || !strcmp(path, "-");
+    if (!to_stdout && cmt_is_trace_file(path)) {
+        /* the analyzer writes no trace: an output named like one is an input, or someone's data */
+        snprintf(err, errlen, "%s is a cumemtrace trace; not overwriting it with this output", path);
+        return -1;
+    }
+    FILE *f = to_stdout ? stdout : fopen(path, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = b->len ? fwrite(b->p, 1, b->len, f) : 0;
+    int bad = n != b->len || fflush(f) != 0;
+    if (!to_stdout && fclose(f) != 0)
+        bad = 1;
+    if (bad) {
+        snprintf(err, errlen, "cannot write %s: %s", to_stdout ? "standard output" : path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}

@@ -106,4 +106,12 @@ char *cmt_strdup(const char *s); /* NULL-safe */
 int cmt_run_python(const char *script, char *const *args, size_t nargs, const char *needed_for, char *err,
                    size_t errlen);
 
+/* Finds REL (e.g. "cmt_torch.py", "rules.txt", "bootstrap") under our data directory: $CUMEMTRACE_TORCH_DIR,
+ * then the build tree (EXEDIR/torch), then an installed layout (EXEDIR/../share/cumemtrace/torch). 0 or -1. */
+int cmt_torch_find(const char *rel, char *out, size_t len);
+
+/* Runs `python3 cmt_torch.py ARGS...` and waits; its stderr is the user's. Returns its exit status, or
+ * -1 with a reason in err when it could not be started. */
+int cmt_torch_python(char *const *args, char *err, size_t errlen);
+
 #endif
