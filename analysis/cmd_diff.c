@@ -17,7 +17,7 @@
 #include "chart.h"
 #include "html.h"
 #include "ranges.h"
-#include "report.h"
+#include "render.h"
 #include "torch.h"
 
 #include <getopt.h>

@@ -10,7 +10,7 @@
  */
 #include "commands.h"
 
-#include "report.h"
+#include "render.h"
 
 #include <getopt.h>
 #include <stdlib.h>

@@ -20,7 +20,6 @@
 #include "chart.h"
 #include "html.h"
 #include "ranges.h"
-#include "report.h"
 #include "torch.h"
 
 #include <getopt.h>

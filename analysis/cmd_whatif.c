@@ -19,7 +19,7 @@
 #include "cmt_db.h"
 #include "allocmodel.h"
 #include "commands.h"
-#include "report.h"
+#include "analysis.h"
 #include "torch.h"
 #include "util.h"
 #include "whatif.h"

@@ -90,10 +90,7 @@ void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
     }
     sb_printf(b, "\nOUT OF MEMORY: %zu\n", x->nooms);
     for (size_t i = 0; i < x->nooms; i++) {
-        if (x->nooms > 2 * CMT_TEXT_EACH_END && i == CMT_TEXT_EACH_END) {
-            sb_printf(b, "  ... %zu more (all of them in --json)\n", x->nooms - 2 * CMT_TEXT_EACH_END);
-            i = x->nooms - CMT_TEXT_EACH_END;
-        }
+        i = cmt_text_elide(b, i, x->nooms, "  ", "");
         const struct cmt_oom *o = &x->ooms[i];
         sb_printf(b, "  %s of %s on device %lld at %s: %s OOM\n", o->source ? cmt_api_name(o->api) : "allocation",
                   cmt_bytes_str(o->size, t1), (long long)o->device, cmt_time_str(o->ts - s->t0, t2),

@@ -1,9 +1,11 @@
 /*
- * report.c: building the report model from an analyzed set (see report.h).
+ * report.c: building the report model from an analyzed set (see report.h): the headline, groupings and
+ * lists here, then each part's own builder (allocator level, phases, ranks, ledger, what-if).
  *
  * Runs in the `cumemtrace` command. Prints nothing; returns 0 or -1 with the reason in err.
  */
 #include "report.h"
+#include "whatif.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +36,8 @@ static int hist_bucket(int64_t size)
     return i;
 }
 
-int cmt_report_build(struct cmt_report *r, struct cmt_set *s, char *err, size_t errlen)
+static int headline(struct cmt_report *r, struct cmt_set *s, char *err, size_t errlen)
 {
-    memset(r, 0, sizeof *r);
-    r->s = s;
     if (cmt_group_by_stack(s, CMT_AT_PEAK, &r->top, &r->ntop, err, errlen) != 0 ||
         cmt_group_by_module(s, CMT_AT_PEAK, &r->mods, &r->nmods, err, errlen) != 0 ||
         cmt_group_by_stack(s, CMT_LEAKED, &r->leaks, &r->nleaks, err, errlen) != 0)
@@ -109,102 +109,41 @@ oom:
     return -1;
 }
 
+int cmt_report_build(struct cmt_report *r, struct cmt_set *s, const struct cmt_report_options *o, char *err,
+                     size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->s = s;
+    r->top_n = o->top > 0 ? o->top : 10;
+    if (headline(r, s, err, errlen) != 0 || cmt_torch_build(&r->torch, s, &o->torch, err, errlen) != 0 ||
+        cmt_ranges_report(&r->ranges, s, err, errlen) != 0 || cmt_ranks_build(&r->ranks, s, err, errlen) != 0 ||
+        cmt_ledger_build(&r->ledger, s, err, errlen) != 0)
+        return -1;
+    if (o->nwhatif || o->whatif_gpu) {
+        /* the what-if table asked for: the allocator history of the one trace given */
+        if (s->n != 1)
+            return cmt_fail(err, errlen, "report: --whatif reads the allocator history of one trace; %zu were given",
+                            s->n);
+        if (cmt_whatif_report(s->t[0]->path, o->whatif, o->nwhatif, o->whatif_gpu, &r->whatif_json, &r->whatif_text,
+                              err, errlen) != 0)
+            return -1;
+        if (r->whatif_json.oom || r->whatif_text.oom)
+            return cmt_fail(err, errlen, "out of memory");
+    }
+    return 0;
+}
+
 void cmt_report_free(struct cmt_report *r)
 {
+    cmt_torch_free(&r->torch);
+    cmt_ranges_report_free(&r->ranges);
+    cmt_ranks_free(&r->ranks);
+    cmt_ledger_free(&r->ledger);
+    sb_free(&r->whatif_json);
+    sb_free(&r->whatif_text);
     free(r->top);
     free(r->mods);
     free(r->leaks);
     free(r->fail_stacks);
     memset(r, 0, sizeof *r);
-}
-
-static const char *src_base(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-/* " (file.c:123)" for a location with a file; nothing without one. */
-static void src_suffix(struct sbuf *b, const struct cmt_src *s)
-{
-    if (!s->file)
-        return;
-    if (s->line > 0)
-        sb_printf(b, " (%s:%d)", src_base(s->file), s->line);
-    else
-        sb_printf(b, " (%s)", src_base(s->file));
-}
-
-void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames)
-{
-    if (!k->nframes) {
-        sb_printf(b, "%s%s\n", indent, k->key);
-        return;
-    }
-    for (int i = 0; i < k->nframes; i++) {
-        if (max_frames > 0 && i == max_frames) {
-            sb_printf(b, "%s... %d more frames\n", indent, k->nframes - i);
-            break;
-        }
-        const struct cmt_frame_src *fs = k->src && i < k->nsrc ? &k->src[i] : NULL;
-        if (fs && fs->n > 0) {
-            for (int d = 0; d < fs->n - 1; d++) { /* the functions inlined into this frame, innermost first */
-                sb_printf(b, "%s%s", indent, fs->s[d].function ? fs->s[d].function : "??");
-                src_suffix(b, &fs->s[d]);
-                sb_puts(b, " [inlined]\n");
-            }
-            sb_printf(b, "%s%s", indent, k->frames[i]);
-            src_suffix(b, &fs->s[fs->n - 1]);
-            sb_putc(b, '\n');
-        } else {
-            sb_printf(b, "%s%s\n", indent, k->frames[i]);
-        }
-    }
-}
-
-static void json_src(struct sbuf *b, const struct cmt_src *s)
-{
-    sb_puts(b, "\"file\":");
-    if (s && s->file)
-        sb_json_str(b, s->file);
-    else
-        sb_puts(b, "null");
-    if (s && s->line > 0)
-        sb_printf(b, ",\"line\":%d", s->line);
-    else
-        sb_puts(b, ",\"line\":null");
-}
-
-void cmt_json_stack_frames(struct sbuf *b, const struct cmt_stack *k)
-{
-    sb_putc(b, '[');
-    for (int i = 0; i < k->nframes; i++) {
-        const struct cmt_frame_src *fs = k->src && i < k->nsrc ? &k->src[i] : NULL;
-        sb_puts(b, i ? ",{" : "{");
-        json_src(b, fs && fs->n ? &fs->s[fs->n - 1] : NULL);
-        sb_puts(b, ",\"inlined\":[");
-        for (int d = 0; fs && d < fs->n - 1; d++) {
-            sb_puts(b, d ? ",{\"function\":" : "{\"function\":");
-            if (fs->s[d].function)
-                sb_json_str(b, fs->s[d].function);
-            else
-                sb_puts(b, "null");
-            sb_putc(b, ',');
-            json_src(b, &fs->s[d]);
-            sb_putc(b, '}');
-        }
-        sb_puts(b, "]}");
-    }
-    sb_putc(b, ']');
-}
-
-void cmt_json_stack(struct sbuf *b, const struct cmt_stack *k)
-{
-    sb_putc(b, '[');
-    for (int i = 0; i < k->nframes; i++) {
-        if (i)
-            sb_putc(b, ',');
-        sb_json_str(b, k->frames[i]);
-    }
-    sb_putc(b, ']');
 }

@@ -1,7 +1,9 @@
 /*
- * report.h: the summary of an analyzed set of traces that `report` prints (text, JSON, HTML) and `diff`
- * compares: headline numbers, top stacks and modules at the peak, leaks, failures, largest allocations,
- * size histogram, churn.
+ * report.h: the report model: everything `report` says about an analyzed set of traces, built once
+ * (cmt_report_build) and drawn by the renderers (render.h: text, JSON, the viewer's page), which compute
+ * nothing of their own: headline numbers, top stacks and modules at the peak, leaks, failures, largest
+ * allocations, size histogram, churn; the allocator level (torch.h), phases (ranges.h), ranks (ranks.h),
+ * the ledger (ledger.h) and, when asked, the what-if table.
  *
  * Runs in the `cumemtrace` command. Reads stacks and timestamps through the set's open traces.
  */
@@ -9,6 +11,10 @@
 #define CMT_REPORT_H
 
 #include "analysis.h"
+#include "ledger.h"
+#include "ranges.h"
+#include "ranks.h"
+#include "torch.h"
 
 #define CMT_NBIG 10
 #define CMT_NHIST 64
@@ -33,18 +39,27 @@ struct cmt_report {
     int64_t api_count[CMT_NAPIS];
     int64_t kind_peak[CMT_NKINDS], kind_leaked[CMT_NKINDS]; /* summed over traces */
     int64_t events, duration_ns;
-    const char *whatif_json, *whatif_text; /* report --whatif: keys to add to the JSON, a section of text */
+    int top_n; /* entries per table for people (and top_at_peak, leaks in JSON) */
+
+    struct cmt_torch torch;         /* the allocator level */
+    struct cmt_range_report ranges; /* phases */
+    struct cmt_ranks ranks;         /* per process of a job */
+    struct cmt_ledger ledger;       /* where the device's memory went, by owner */
+    struct sbuf whatif_json, whatif_text; /* --whatif: keys added to the JSON, a section of text (cmd_whatif.c) */
 };
 
-int cmt_report_build(struct cmt_report *r, struct cmt_set *s, char *err, size_t errlen);
+struct cmt_report_options {
+    int top; /* 0: 10 */
+    struct cmt_torch_options torch;
+    const char *const *whatif; /* --whatif CONF...: the allocator replayed under each (one trace only) */
+    int nwhatif;
+    const char *whatif_gpu; /* --whatif-gpu */
+};
+
+/* After cmt_load: the whole model. 0, or -1 with a reason in err (r is then still freed by cmt_report_free). */
+int cmt_report_build(struct cmt_report *r, struct cmt_set *s, const struct cmt_report_options *o, char *err,
+                     size_t errlen);
 void cmt_report_free(struct cmt_report *r);
 
-
-/* Text helpers shared by the verbs. */
-void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames);
-void cmt_json_stack(struct sbuf *b, const struct cmt_stack *k);
-/* Parallel to cmt_json_stack's array: each frame's {"file", "line", "inlined": [{"function", "file",
- * "line"}...]} (schema version 4's frame_lines; nulls and [] where unknown). */
-void cmt_json_stack_frames(struct sbuf *b, const struct cmt_stack *k);
 
 #endif

@@ -257,3 +257,12 @@ char *cmt_text_dup(const char *s)
     }
     return b.p ? b.p : strdup("");
 }
+
+size_t cmt_text_elide(struct sbuf *b, size_t i, size_t n, const char *indent, const char *what)
+{
+    if (n <= 2 * CMT_TEXT_EACH_END || i != CMT_TEXT_EACH_END)
+        return i;
+    sb_printf(b, "%s... %zu more%s%s (all of them in --json)\n", indent, n - 2 * CMT_TEXT_EACH_END, what[0] ? " " : "",
+              what);
+    return n - CMT_TEXT_EACH_END;
+}

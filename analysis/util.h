@@ -24,6 +24,10 @@ char *cmt_text_dup(const char *s);
 
 /* Long lists in text and HTML output (failures, OOMs) show this many from each end. */
 #define CMT_TEXT_EACH_END 10
+struct sbuf;
+/* At index i of a list of n shown to people: i, or, at the first entry to leave out, the index of the first
+ * of the last CMT_TEXT_EACH_END after printing "INDENT... N more WHAT (all of them in --json)". */
+size_t cmt_text_elide(struct sbuf *b, size_t i, size_t n, const char *indent, const char *what);
 
 /* A line for the user ("cumemtrace: ..."), printed (by main) only if the verb succeeds: a failing run
  * says one line, its error. */

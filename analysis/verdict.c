@@ -8,7 +8,6 @@
  */
 #include "verdict.h"
 
-#include "report.h"
 #include "torch.h"
 #include "util.h"
 

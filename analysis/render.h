@@ -1,0 +1,28 @@
+/*
+ * render.h: the renderers: the report model (report.h) as text for people (render_text.c), as JSON
+ * (render_json.c) and as the viewer's page (render_page.c); and a stack as text or JSON, the way every
+ * verb shows one (render_stack.c). Renderers only render: what they show is in the model.
+ *
+ * Runs in the `cumemtrace` command; writes into an sbuf only.
+ */
+#ifndef CMT_RENDER_H
+#define CMT_RENDER_H
+
+#include "report.h"
+
+struct cmt_rules;
+
+void cmt_render_text(struct sbuf *b, const struct cmt_report *r);
+void cmt_render_json(struct sbuf *b, const struct cmt_report *r);
+/* The page colours bands by component under rules (NULL: all "other"). 0, or -1 with a reason in err. */
+int cmt_render_page(struct sbuf *b, struct cmt_report *r, const struct cmt_rules *rules, char *err, size_t errlen);
+
+/* A stack one frame a line (inlined frames and file:line under their frame), at most max_frames (0: all). */
+void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames);
+/* The frames as a JSON array of strings. */
+void cmt_json_stack(struct sbuf *b, const struct cmt_stack *k);
+/* Parallel to cmt_json_stack's array: each frame's {"file", "line", "inlined": [{"function", "file",
+ * "line"}...]} (schema version 4's frame_lines; nulls and [] where unknown). */
+void cmt_json_stack_frames(struct sbuf *b, const struct cmt_stack *k);
+
+#endif
