@@ -66,7 +66,10 @@ struct cmt_ledger {
 };
 
 int cmt_ledger_build(struct cmt_ledger *l, struct cmt_set *s, char *err, size_t errlen);
+/* The bytes of a point that the process's own allocations and reserves account for (owners, pools). */
+int64_t cmt_ledger_known(const struct cmt_ledger_point *p);
 void cmt_ledger_free(struct cmt_ledger *l);
+/* render_ledger.c */
 void cmt_ledger_text(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s);
 /* The JSON key "ledger", preceded by a comma. */
 void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s);

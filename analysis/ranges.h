@@ -15,8 +15,9 @@
  * Names: a range's name is its message ("(unnamed)" without one), prefixed "DOMAIN:" outside NVTX's
  * default domain.
  *
- * Renderers for report (text, JSON), timeline (Chrome trace slices, SVG bands) and the comparisons diff
- * makes (per range name, and --align's instance by instance) are here too, over this model only.
+ * The comparisons diff makes (per range name, and --align's instance by instance) are here too; the
+ * renderers for report (text, JSON) and timeline (Chrome trace slices, SVG bands) are render_ranges.c's,
+ * over this model only.
  *
  * Runs in the `cumemtrace` command; reads traces only.
  */
