@@ -4,14 +4,14 @@
  *
  * import-torch brings PyTorch's caching-allocator view (a torch.cuda.memory._dump_snapshot pickle) into a
  * trace: a new file when TRACE does not exist, else an existing trace (upgraded in place from schema
- * version 1 when needed) whose driver segments the allocator's are joined with by address. The file is
- * created and migrated here, through schema/cmt_db.h; the reading of the pickle and the writing of the rows
- * is analysis/torch/cmt_torch.py's, run with python3 (a restricted unpickler: no global is ever loaded).
+ * version 1 when needed) whose driver segments the allocator's are joined with by address. The writing is
+ * cumemtrace-import-torch's (importers/torch_import.c), a writer apart from the analyzer: this verb checks
+ * its options and waits for it (cmt_torch_import, also run --torch's).
  * export-torch writes the newest snapshot of a trace back as a pickle (or, for a driver-only trace, one
  * segment per allocation) that pytorch.org/memory_viz opens.
  *
- * Runs in the `cumemtrace` command. On bad input: one line on stderr, exit status 1, and a trace this
- * verb created is removed again.
+ * Runs in the `cumemtrace` command; never opens a trace for writing. On bad input: one line on stderr, exit
+ * status 1, and a trace the importer created is removed again.
  */
 #include "commands.h"
 
@@ -34,55 +34,19 @@ static void usage(FILE *out)
                  "             gains the allocator tables, joined with its driver segments by address\n");
 }
 
-/* Creates or upgrades TRACE; *created tells whether it is new. */
-static int prepare_trace(const char *path, int *created, char *err, size_t errlen)
-{
-    sqlite3 *db = NULL;
-    struct stat st;
-    *created = 0;
-    if (stat(path, &st) != 0) {
-        if (errno != ENOENT) {
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
-            return -1;
-        }
-        if (cmt_db_create(path, &db, err, errlen) != 0)
-            return -1;
-        *created = 1;
-        /* one self-contained file, as a finalized trace is */
-        int rc = cmt_db_exec(db, "PRAGMA journal_mode=DELETE", err, errlen);
-        sqlite3_close(db);
-        if (rc != 0)
-            cmt_remove_trace(path);
-        return rc;
-    }
-    int version = 0;
-    if (cmt_db_open_update(path, &db, &version, err, errlen) != 0)
-        return -1;
-    sqlite3_close(db);
-    if (version < CMT_SCHEMA_VERSION)
-        cmt_warn("note: %s upgraded from schema version %d to %d", path, version, CMT_SCHEMA_VERSION);
-    return 0;
-}
 
 int cmt_torch_import(const char *snap, const char *trace, const char *reason, char *err, size_t errlen)
 {
-    int created = 0;
-    if (access(snap, R_OK) != 0) {
-        snprintf(err, errlen, "%s: %s", snap, strerror(errno));
-        return -1;
-    }
-    if (prepare_trace(trace, &created, err, errlen) != 0)
-        return -1;
-    char *args[] = {"import", (char *)snap, (char *)trace, "--reason", (char *)reason, NULL};
-    int rc = cmt_torch_python(args, err, errlen);
-    if (rc != 0) {
-        if (rc > 0) /* the helper said why on stderr */
-            err[0] = 0;
-        if (created)
-            cmt_remove_trace(trace);
-        return -1;
-    }
-    return 0;
+    /* the build tree's importers/, or an installed libexec/cumemtrace/ */
+    static const char *const bases[] = {"../importers", "../libexec/cumemtrace", NULL};
+    char exe[PATH_MAX];
+    if (cmt_find_beside(bases, "cumemtrace-import-torch", exe) != 0)
+        return cmt_fail(err, errlen, "cumemtrace-import-torch not found beside this program (an incomplete install?)");
+    char *argv[] = {exe, (char *)snap, (char *)trace, (char *)reason, NULL};
+    int rc = cmt_run_program(argv, "it imports PyTorch snapshots", err, errlen);
+    if (rc > 0)
+        err[0] = 0; /* the importer said why on stderr */
+    return rc == 0 ? 0 : -1;
 }
 
 int cmd_import_torch(int argc, char **argv)

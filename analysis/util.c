@@ -177,6 +177,27 @@ int cmt_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+int cmt_run_program(char *const *argv, const char *needed_for, char *err, size_t errlen)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return cmt_fail(err, errlen, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "cumemtrace: cannot run %s: %s (%s)\n", argv[0], strerror(errno), needed_for);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return cmt_fail(err, errlen, "waitpid: %s", strerror(errno));
+    if (WIFSIGNALED(status))
+        return cmt_fail(err, errlen, "%s was killed by signal %d", argv[0], WTERMSIG(status));
+    return WEXITSTATUS(status);
+}
+
 int cmt_run_python(const char *script, char *const *args, size_t nargs, const char *needed_for, char *err,
                    size_t errlen)
 {
@@ -190,27 +211,11 @@ int cmt_run_python(const char *script, char *const *args, size_t nargs, const ch
     argv[1] = "-I";
     argv[2] = (char *)script;
     memcpy(argv + 3, args, nargs * sizeof *argv);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        free(argv);
-        return cmt_fail(err, errlen, "fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        execvp(py, argv);
-        fprintf(stderr, "cumemtrace: cannot run %s: %s (%s)\n", py, strerror(errno), needed_for);
-        _exit(127);
-    }
+    int rc = cmt_run_program(argv, needed_for, err, errlen);
     free(argv);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return cmt_fail(err, errlen, "waitpid: %s", strerror(errno));
-    if (WIFSIGNALED(status))
-        return cmt_fail(err, errlen, "%s was killed by signal %d", py, WTERMSIG(status));
-    return WEXITSTATUS(status);
+    return rc;
 }
+
 /* ---------------------------------------------------------------------------------------------------
  * Our files and the Python helper */
 
@@ -223,7 +228,10 @@ int cmt_torch_find(const char *rel, char *out, size_t len)
         if (access(cand, R_OK) == 0 && realpath(cand, out))
             return 0;
     }
-    static const char *const bases[] = {"torch", "../share/cumemtrace/torch", NULL};
+    /* beside cumemtrace in the build tree and installed; beside cumemtrace-import-torch (importers/,
+     * libexec/cumemtrace/) likewise */
+    static const char *const bases[] = {"torch", "../share/cumemtrace/torch", "../analysis/torch",
+                                        "../../share/cumemtrace/torch", NULL};
     (void)len;
     return cmt_find_beside(bases, rel, out);
 }

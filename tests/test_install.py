@@ -1,12 +1,15 @@
 """The installed layout works: `meson install` into a staging directory, then the installed `cumemtrace run
 --sim-gpu` finds its interposer, its writer and the simulated driver under meson's libdir (on Debian
-lib/x86_64-linux-gnu, not lib) and records a client exactly."""
+lib/x86_64-linux-gnu, not lib) and records a client exactly; and the installed `cumemtrace import-torch`
+finds its importer (libexec/cumemtrace/cumemtrace-import-torch, a writer apart from the analyzer) and the
+importer its Python helper (share/cumemtrace/torch)."""
 import json
 import os
 import shutil
 import subprocess
 
 import cmtlib
+import test_torch
 from cmtlib import TraceTest, client, run, sim_env, wait_traces
 
 
@@ -31,3 +34,15 @@ class Installed(TraceTest):
         rep = json.loads(run([exe[0], "report", "--json", out], os.environ).stdout)
         self.assertEqual(rep["events"], 19)
         self.assertEqual(rep["traces"][0]["end_reason"], "exit")
+        # the importer: installed apart from the analyzer, and it finds its helper from there
+        imp = [os.path.join(r, f) for r, _, fs in os.walk(stage) for f in fs if f == "cumemtrace-import-torch"]
+        self.assertEqual(len(imp), 1, imp)
+        self.assertEqual(os.path.basename(os.path.dirname(imp[0])), "cumemtrace")
+        self.assertEqual(os.path.basename(os.path.dirname(os.path.dirname(imp[0]))), "libexec")
+        snap = test_torch.SchemaTest.tiny_snapshot(self)
+        tdb = self.path("imported.db")
+        p = run([exe[0], "import-torch", snap, "-o", tdb], os.environ, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rep = json.loads(run([exe[0], "report", "--json", tdb], os.environ).stdout)
+        self.assertEqual(rep["fragmentation"][0]["end_allocated_bytes"], 1024)
+        self.assertEqual(rep["fragmentation"][0]["end_reserved_bytes"], 2 * 1024 * 1024)
