@@ -151,11 +151,16 @@ class DwarfLines(TraceTest):
         """The page's stack carries "l" (analysis/html.h): per frame [file, line, inlined function, file, line];
         the source file's name is in "strings" once."""
         p, db = self.trace([client("dwarf_client")])
-        page = self.path("r.html")
-        run([CUMEMTRACE, "report", "--html", page, db], sim_env(preload=False))
-        with open(page, encoding="utf-8") as f:
-            d = json.loads(re.search(r"<script type='application/json' id='cmt-data'>(.*?)</script>", f.read(),
-                                     re.S).group(1))
+        for verb in (["report", "--html"], ["timeline", "-o"]):
+            page = self.path("%s.html" % verb[0])
+            run([CUMEMTRACE] + verb + [page, db], sim_env(preload=False))
+            with open(page, encoding="utf-8") as f:
+                d = json.loads(re.search(r"<script type='application/json' id='cmt-data'>(.*?)</script>", f.read(),
+                                         re.S).group(1))
+            with self.subTest(verb[0]):
+                self.page_lines(d)
+
+    def page_lines(self, d):
         S = d["strings"]
         lv = d["runs"][0]["levels"]["driver"]
         self.assertEqual(lv["size"], [3 << 20])

@@ -390,7 +390,7 @@
   function showStack(parent, ix) {
     var fr = add(parent, 'div', {cls: 'frames', id: 'cmt-detail-stack'});
     srcFrames(ix).forEach(function (x) {
-      var e = add(fr, 'div', {text: frameText(x), cls: x.inlined ? 'inl' : ''});
+      var e = add(fr, 'div', x.inlined ? {text: frameText(x), cls: 'inl'} : {text: frameText(x)});
       if (x.file) e.title = x.name + '  ' + locText(x, true);
     });
   }
