@@ -3,7 +3,8 @@
  *
  * Two runs of one program (each a trace or a directory of per-process traces): the peak of each and the
  * difference; what was live at each peak, per stack and per module, stacks matched by their symbolized
- * frames (addresses differ between runs), the largest growth first; optionally an overlay of the two
+ * frames (addresses differ between runs; file:line and inlined functions as the report shows them, from
+ * whichever side had the stack first), the largest growth first; optionally an overlay of the two
  * timelines (.svg), or the viewer page (.html, analysis/html.c) with both runs, their totals overlaid from
  * each run's start, and growth by stack. Phases (NVTX ranges, analysis/ranges.c): per range name the peak
  * inside it in A and in B and which grew most; --align RANGE pairs the Nth instance of RANGE in A with the
@@ -306,6 +307,8 @@ int cmd_diff(int argc, char **argv)
             sb_json_str(&out, rows[i].stack->module);
             sb_puts(&out, ",\"stack\":");
             cmt_json_stack(&out, rows[i].stack);
+            sb_puts(&out, ",\"stack_frames\":");
+            cmt_json_stack_frames(&out, rows[i].stack);
             sb_putc(&out, '}');
         }
         sb_puts(&out, "],\"modules\":[");
@@ -361,13 +364,22 @@ int cmd_diff(int argc, char **argv)
         for (size_t i = 0; i < nrows && (int)i < top; i++) {
             sb_printf(&out, "  %10s %10s %11s  ", cmt_bytes_str(rows[i].a, t1), cmt_bytes_str(rows[i].b, t2),
                       signed_bytes(rows[i].b - rows[i].a, t3));
-            const struct cmt_stack *k = rows[i].stack;
-            if (!k->nframes)
-                sb_printf(&out, "%s\n", k->key);
-            for (int f = 0; f < k->nframes && f < 6; f++)
-                sb_printf(&out, f ? "                                     %s\n" : "%s\n", k->frames[f]);
-            if (k->nframes > 6)
-                sb_printf(&out, "                                     ... %d more frames\n", k->nframes - 6);
+            /* the frames as the report lists them (with file:line and inlined functions where known), the
+             * first beside the figures, the others under it */
+            struct sbuf fl = {0};
+            cmt_stack_lines(&fl, rows[i].stack, "", 6);
+            if (fl.oom) {
+                sb_free(&fl);
+                snprintf(err, sizeof err, "out of memory");
+                goto out;
+            }
+            int first = 1;
+            for (const char *p = fl.p; p && *p; first = 0) {
+                size_t len = strcspn(p, "\n");
+                sb_printf(&out, "%s%.*s\n", first ? "" : "                                     ", (int)len, p);
+                p += len + (p[len] == '\n');
+            }
+            sb_free(&fl);
         }
         if ((size_t)top < nrows)
             sb_printf(&out, "  ... %zu more stacks\n", nrows - (size_t)top);

@@ -5,6 +5,11 @@
  * flamegraph.pl, speedscope and inferno. --at-peak (default) weighs device memory live at the peak,
  * --total every byte ever allocated, --leaked what was live at exit. With several processes each stack
  * gets its process as the root frame.
+ * Where the trace has source lines (schema version 4, DWARF), a frame is `function (file.c:12)` (the file's
+ * base name, as the text report shows it) and each function inlined into it follows it as a frame of its own,
+ * innermost last, suffixed `_[i]`: perf's and flamegraph.pl's mark of an inlined frame (flamegraph.pl colours
+ * it apart and drops the suffix from its labels). The line stays parseable: frames split at ';', the count
+ * after the last space.
  *
  * Runs in the `cumemtrace` command. Prints only once everything succeeded.
  */
@@ -22,7 +27,28 @@ static void usage(FILE *out)
                  "  --at-peak   device memory live at the peak (default)\n"
                  "  --total     every byte of device memory allocated\n"
                  "  --leaked    device memory live at exit\n"
-                 "  --json      [{\"stack\": [innermost first], \"bytes\": N, \"count\": N}] instead of folded lines\n");
+                 "  --json      [{\"stack\": [innermost first], \"stack_frames\": [{\"file\", \"line\", \"inlined\"}],\n"
+                 "              \"bytes\": N, \"count\": N}] instead of folded lines\n");
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* One folded frame: the name, " (file.c:12)" where the file is known, "_[i]" when inlined. */
+static void fold_frame(struct sbuf *t, const char *name, const struct cmt_src *s, int inlined)
+{
+    sb_puts(t, name ? name : "??");
+    if (s && s->file) {
+        if (s->line > 0)
+            sb_printf(t, " (%s:%d)", base_name(s->file), s->line);
+        else
+            sb_printf(t, " (%s)", base_name(s->file));
+    }
+    if (inlined)
+        sb_puts(t, "_[i]");
 }
 
 struct line {
@@ -95,7 +121,12 @@ int cmd_flame(int argc, char **argv)
             if (!k->nframes)
                 sb_puts(&t, k->key);
             for (int f = k->nframes; f-- > 0;) {
-                sb_puts(&t, k->frames[f]);
+                const struct cmt_frame_src *fs = k->src && f < k->nsrc && k->src[f].n > 0 ? &k->src[f] : NULL;
+                fold_frame(&t, k->frames[f], fs ? &fs->s[fs->n - 1] : NULL, 0);
+                for (int d = fs ? fs->n - 1 : 0; d-- > 0;) { /* inlined into it: outermost first, innermost last */
+                    sb_putc(&t, ';');
+                    fold_frame(&t, fs->s[d].function, &fs->s[d], 1);
+                }
                 if (f)
                     sb_putc(&t, ';');
             }
@@ -126,6 +157,8 @@ int cmd_flame(int argc, char **argv)
             sb_printf(&b, "%s{\"bytes\":%lld,\"count\":%lld,\"stack\":", shown++ ? ",\n" : "", (long long)lines[i].bytes,
                       (long long)lines[i].count);
             cmt_json_stack(&b, lines[i].stack);
+            sb_puts(&b, ",\"stack_frames\":");
+            cmt_json_stack_frames(&b, lines[i].stack);
             sb_putc(&b, '}');
         } else {
             sb_printf(&b, "%s %lld\n", lines[i].text, (long long)lines[i].bytes);

@@ -44,8 +44,45 @@ int64_t cmt_html_str(struct cmt_html_dict *d, const char *s)
     return str_ix(d, s);
 }
 
-int64_t cmt_html_stack_add(struct cmt_html_dict *d, const char *key, char *const *frames, int n, const char *module,
-                           int comp)
+/* A stack's source locations as its row's "l" (see html.h): per frame 0, or [file, line, then per inlined
+ * function innermost first: function, file, line], strings as indexes (a file's name once per page); nothing
+ * when no frame has one (traces before schema version 4, code without debug information). 0, or -1 when out of
+ * memory. */
+static int src_json(struct sbuf *row, struct cmt_html_dict *d, const struct cmt_frame_src *src, int n)
+{
+    int any = 0;
+    for (int i = 0; src && i < n && !any; i++)
+        any = src[i].n > 0;
+    if (!any)
+        return 0;
+    sb_puts(row, ",\"l\":[");
+    for (int i = 0; i < n; i++) {
+        const struct cmt_frame_src *fs = &src[i];
+        sb_puts(row, i ? "," : "");
+        if (fs->n <= 0) {
+            sb_putc(row, '0');
+            continue;
+        }
+        const struct cmt_src *own = &fs->s[fs->n - 1];
+        int64_t f = own->file ? str_ix(d, own->file) : -1;
+        sb_printf(row, "[%lld,%d", (long long)f, own->line > 0 ? own->line : 0);
+        for (int k = 0; k < fs->n - 1; k++) {
+            const struct cmt_src *s = &fs->s[k];
+            int64_t fn = str_ix(d, s->function ? s->function : "??"), ff = s->file ? str_ix(d, s->file) : -1;
+            if (fn < 0 || (s->file && ff < 0))
+                return -1;
+            sb_printf(row, ",%lld,%lld,%d", (long long)fn, (long long)ff, s->line > 0 ? s->line : 0);
+        }
+        sb_putc(row, ']');
+        if (own->file && f < 0)
+            return -1;
+    }
+    sb_putc(row, ']');
+    return row->oom ? -1 : 0;
+}
+
+static int64_t stack_add(struct cmt_html_dict *d, const char *key, char *const *frames, int n, const char *module,
+                         int comp, const struct cmt_frame_src *src)
 {
     int64_t *p = smap_get(&d->stk, key);
     if (p)
@@ -61,7 +98,12 @@ int64_t cmt_html_stack_add(struct cmt_html_dict *d, const char *key, char *const
         sb_printf(&row, "%s%lld", i ? "," : "", (long long)ix);
     }
     int64_t m = module ? str_ix(d, module) : -1;
-    sb_printf(&row, "],\"m\":%lld,\"c\":%d}", (long long)m, comp);
+    sb_printf(&row, "],\"m\":%lld,\"c\":%d", (long long)m, comp);
+    if (src_json(&row, d, src, n) != 0) {
+        sb_free(&row);
+        return -1;
+    }
+    sb_putc(&row, '}');
     if (row.oom || smap_put(&d->stk, key, (int64_t)d->nstk) != 0) {
         sb_free(&row);
         return -1;
@@ -70,6 +112,12 @@ int64_t cmt_html_stack_add(struct cmt_html_dict *d, const char *key, char *const
     sb_put(&d->stacks, row.p, row.len);
     sb_free(&row);
     return (int64_t)d->nstk++;
+}
+
+int64_t cmt_html_stack_add(struct cmt_html_dict *d, const char *key, char *const *frames, int n, const char *module,
+                           int comp)
+{
+    return stack_add(d, key, frames, n, module, comp, NULL);
 }
 
 int64_t cmt_html_stack(struct cmt_html_dict *d, const struct cmt_stack *k)
@@ -82,8 +130,8 @@ int64_t cmt_html_stack(struct cmt_html_dict *d, const struct cmt_stack *k)
     int comp = d->rules ? cmt_rules_match_stack(d->rules, k) : CMT_C_OTHER;
     /* a stack without frames shows its key ("[no stack]", "[unknown]") as its one frame */
     char *one[1] = {k->key};
-    return cmt_html_stack_add(d, k->key ? k->key : "", k->nframes ? k->frames : one, k->nframes ? k->nframes : 1, k->module,
-                     comp);
+    return stack_add(d, k->key ? k->key : "", k->nframes ? k->frames : one, k->nframes ? k->nframes : 1, k->module,
+                     comp, k->nframes && k->src && k->nsrc >= k->nframes ? k->src : NULL);
 }
 
 void cmt_html_dict_json(struct sbuf *b, const struct cmt_html_dict *d)

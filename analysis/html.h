@@ -6,7 +6,10 @@
  * The data (all sizes exact integers in bytes, all times integers in ns since the run's start):
  *   {"kind": "report" | "timeline" | "diff", "title", "generator",
  *    "strings": [...],                      every frame, module and label, once
- *    "stacks": [{"f": [string ix, innermost first], "m": module ix, "c": component ix}],
+ *    "stacks": [{"f": [string ix, innermost first], "m": module ix, "c": component ix, and where the trace has
+ *               source lines (schema version 4, DWARF) "l": per frame of "f" 0 (none known) or [file ix, line,
+ *               then per function inlined into the frame, innermost first: function ix, file ix, line]
+ *               (file ix -1: unknown, line 0: unknown; a file's name is in "strings" once)}],
  *    "components": [...], "apis": [...], "kinds": [...],
  *    "runs": [RUN, ...],                    one for report and timeline, two (A, B) for diff
  *    and per verb: "report" (exactly what `report --json` prints), "torch_text", "growth", "modules"; diff:

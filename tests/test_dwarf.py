@@ -1,12 +1,15 @@
 """Source lines of stack frames (issue 10, schema version 4): the writer reads the program's DWARF through
 libdw, in its own process, into frame_lines (inlined functions as extra depths); report shows
-" (file.c:LINE)" and "[inlined]" frames, report --json adds stack_frames beside each stack.
+" (file.c:LINE)" and "[inlined]" frames, report --json adds stack_frames beside each stack; so do flame
+(folded: "func (file.c:LINE)", inlined functions frames of their own marked "_[i]"), diff (text and JSON) and
+the viewer page's data ("l" per stack; tests/test_viewer.py drives the page itself).
 
 The client (tests/clients/dwarf_client.c) allocates inside an always-inlined function; the lines it must
 give are found by the LINE: markers in its source, so the expectations are exact and follow edits.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import unittest
@@ -87,6 +90,89 @@ class DwarfLines(TraceTest):
         self.assertEqual(len(at), 1, text)
         self.assertEqual(lines[at[0] + 1:at[0] + 3], want[1:])
 
+    def folded(self, db):
+        """`flame` output read as flamegraph.pl reads it: the count after the last space, frames split at ';'."""
+        out = run([CUMEMTRACE, "flame", db], sim_env(preload=False)).stdout
+        rows = []
+        for line in out.splitlines():
+            m = re.match(r"^(.*)\s+?(\d+(?:\.\d*)?)$", line)
+            self.assertIsNotNone(m, line)
+            rows.append((m.group(1).split(";"), int(m.group(2))))
+        return rows
+
+    def test_flame_folded_has_lines_and_inlined_frames(self):
+        """Each frame `function (file.c:LINE)`; the inlined grab a frame of its own after dwarf_layer (innermost
+        last) with perf's and flamegraph.pl's `_[i]` mark; --json carries the report's stack_frames."""
+        p, db = self.trace([client("dwarf_client")])
+        alloc, inl, main = marker_line("alloc"), marker_line("inlined-call"), marker_line("main-call")
+        rows = self.folded(db)
+        self.assertEqual(len(rows), 1, rows)
+        frames, n = rows[0]
+        self.assertEqual(n, 3 << 20)
+        self.assertEqual(frames[-3:], ["main (dwarf_client.c:%d)" % main, "dwarf_layer (dwarf_client.c:%d)" % inl,
+                                       "grab (dwarf_client.c:%d)_[i]" % alloc])
+        js = json.loads(run([CUMEMTRACE, "flame", "--json", db], sim_env(preload=False)).stdout)
+        top = self.report_json(db)["top_at_peak"][0]
+        self.assertEqual([(x["bytes"], x["stack"], x["stack_frames"]) for x in js],
+                         [(3 << 20, top["stack"], top["stack_frames"])])
+
+    def diff_both(self, exe):
+        """diff of two runs of exe: (text, JSON)."""
+        p, a = self.trace([client(exe)], name="a.db")
+        p, b = self.trace([client(exe)], name="b.db")
+        text = run([CUMEMTRACE, "diff", a, b], sim_env(preload=False)).stdout
+        js = json.loads(run([CUMEMTRACE, "diff", "--json", a, b], sim_env(preload=False)).stdout)
+        return text, js
+
+    def test_diff_shows_lines_and_inlined_frames(self):
+        """Growth by stack: the row's frames as the report lists them, the first beside the figures; the JSON
+        stacks keep "stack" and add the report's "stack_frames" beside it."""
+        text, js = self.diff_both("dwarf_client")
+        alloc, inl, main = marker_line("alloc"), marker_line("inlined-call"), marker_line("main-call")
+        lines = text.splitlines()
+        at = [i for i, l in enumerate(lines) if l.endswith("grab (dwarf_client.c:%d) [inlined]" % alloc)]
+        self.assertEqual(len(at), 1, text)
+        self.assertEqual(lines[at[0]].split(), ["3.0", "MiB", "3.0", "MiB", "0", "B", "grab",
+                                                "(dwarf_client.c:%d)" % alloc, "[inlined]"])
+        self.assertEqual(lines[at[0] + 1:at[0] + 3], [" " * 37 + "dwarf_layer (dwarf_client.c:%d)" % inl,
+                                                      " " * 37 + "main (dwarf_client.c:%d)" % main])
+        st = js["stacks"]
+        self.assertEqual(len(st), 1)
+        self.assertEqual((st[0]["a_bytes"], st[0]["b_bytes"], st[0]["delta_bytes"]), (3 << 20, 3 << 20, 0))
+        self.assertEqual(st[0]["stack"][:2], ["dwarf_layer", "main"])
+        self.assertEqual(len(st[0]["stack_frames"]), len(st[0]["stack"]))
+        f0, f1 = st[0]["stack_frames"][:2]
+        self.assertEqual((real(f0["file"]), f0["line"]), (real(SRC), inl))
+        self.assertEqual([(i["function"], real(i["file"]), i["line"]) for i in f0["inlined"]],
+                         [("grab", real(SRC), alloc)])
+        self.assertEqual((real(f1["file"]), f1["line"], f1["inlined"]), (real(SRC), main, []))
+
+    def test_viewer_data_has_lines_once(self):
+        """The page's stack carries "l" (analysis/html.h): per frame [file, line, inlined function, file, line];
+        the source file's name is in "strings" once."""
+        p, db = self.trace([client("dwarf_client")])
+        for verb in (["report", "--html"], ["timeline", "-o"]):
+            page = self.path("%s.html" % verb[0])
+            run([CUMEMTRACE] + verb + [page, db], sim_env(preload=False))
+            with open(page, encoding="utf-8") as f:
+                d = json.loads(re.search(r"<script type='application/json' id='cmt-data'>(.*?)</script>", f.read(),
+                                         re.S).group(1))
+            with self.subTest(verb[0]):
+                self.page_lines(d)
+
+    def page_lines(self, d):
+        S = d["strings"]
+        lv = d["runs"][0]["levels"]["driver"]
+        self.assertEqual(lv["size"], [3 << 20])
+        k = d["stacks"][lv["stack"][0]]
+        self.assertEqual([S[f] for f in k["f"][:2]], ["dwarf_layer", "main"])
+        l0, l1 = k["l"][:2]
+        self.assertEqual((real(S[l0[0]]), l0[1], S[l0[2]], real(S[l0[3]]), l0[4]),
+                         (real(SRC), marker_line("inlined-call"), "grab", real(SRC), marker_line("alloc")))
+        self.assertEqual(len(l0), 5)
+        self.assertEqual((real(S[l1[0]]), l1[1], len(l1)), (real(SRC), marker_line("main-call"), 2))
+        self.assertEqual(sum(1 for x in S if x.endswith("/dwarf_client.c")), 1)
+
     def test_without_debug_information_no_lines_and_nothing_breaks(self):
         p, db = self.trace([client("dwarf_client_nodebug")])
         fid = self.alloc_frame(db)
@@ -100,6 +186,21 @@ class DwarfLines(TraceTest):
         text = run([CUMEMTRACE, "report", db], sim_env(preload=False)).stdout
         self.assertNotIn("[inlined]", text)
         self.assertNotIn("dwarf_client.c", text)
+        # flame, diff and the page as before: the client's frames bare
+        frames, n = self.folded(db)[0]
+        self.assertEqual((frames[-2:], n), (["main", "dwarf_layer"], 3 << 20))
+        self.assertNotIn("_[i]", ";".join(frames))
+        dtext, js = self.diff_both("dwarf_client_nodebug")
+        self.assertNotIn("dwarf_client.c", dtext)
+        self.assertNotIn("[inlined]", dtext)
+        row = [l for l in dtext.splitlines() if l.endswith("dwarf_layer")]
+        self.assertEqual(len(row), 1, dtext)
+        self.assertEqual(js["stacks"][0]["stack_frames"][:2], [{"file": None, "line": None, "inlined": []}] * 2)
+        page = self.path("r.html")
+        run([CUMEMTRACE, "report", "--html", page, db], sim_env(preload=False))
+        with open(page, encoding="utf-8") as f:
+            html = f.read()
+        self.assertNotIn("dwarf_client.c", html)
 
     @unittest.skipUnless(shutil.which("objcopy") and shutil.which("strip"), "objcopy and strip (binutils) are absent")
     def test_stripped_module_gets_lines_from_its_debug_file(self):

@@ -20,6 +20,7 @@ import subprocess
 import unittest
 
 import cmtlib
+import test_dwarf
 from cmtlib import CUMEMTRACE, TraceTest, sim_env
 from test_analyzer import basic_trace
 from tracebuilder import GiB, MiB, TraceBuilder
@@ -563,6 +564,78 @@ class BrowserTest(Driving, TraceTest):
         self.assertIn("524,288 bytes (512 KiB)", r[0])
         self.assertEqual(stack_lines(r[0]), ["backward  (/x/model.py:9)"])
         self.assertIn("1 segments, 2,097,152 bytes (2.00 MiB) reserved, 525,312 bytes (513 KiB) allocated", r[1])
+
+
+DWARF_SKIP = MISSING or (None if test_dwarf.writer_has_libdw() else
+                         "the writer was built without libdw (Debian: libdw-dev): no source lines")
+
+
+@unittest.skipIf(DWARF_SKIP, DWARF_SKIP or "")
+class DwarfBrowserTest(Driving, TraceTest):
+    """Native frames with source lines (tests/clients/dwarf_client.c, built with -g: its allocation in grab,
+    inlined into dwarf_layer; the expected lines are its LINE: markers, read by tests/test_dwarf.py)."""
+
+    def lines(self):
+        return [test_dwarf.marker_line(t) for t in ("alloc", "inlined-call", "main-call")]
+
+    def band_point(self, page):
+        """(time, bytes) inside the one allocation's band, from the page's own data."""
+        lv = page_data(page)["runs"][0]["levels"]["driver"]
+        self.assertEqual(lv["size"], [3 * MiB])
+        return [(lv["start"][0] + lv["end"][0]) // 2, 1.5 * MiB]
+
+    def test_hover_and_flame_show_file_line_and_inlined_frames(self):
+        alloc, inl, main = self.lines()
+        p, db = self.trace([cmtlib.client("dwarf_client")])
+        page = self.path("dwarf.html")
+        cmt("report", "--html", page, db)
+        grab = "grab (dwarf_client.c:%d) [inlined]" % alloc
+        layer = "dwarf_layer (dwarf_client.c:%d)" % inl
+        out = self.drive(page, [
+            {"hover_at": self.band_point(page)},
+            {"screenshot": "dwarf-hover"},
+            {"attr": ["#cmt-detail-stack div.inl", "title"]},
+            {"attr": ["#cmt-flame div.fr[data-name='%s']" % layer, "style"]},
+            {"attr": ["#cmt-flame div.fr[data-name='%s']" % grab, "style"]},
+            {"attr": ["#cmt-flame div.fr[data-name='%s']" % grab, "title"]},
+            {"click": "#cmt-flame div.fr[data-name='%s']" % layer},
+            {"attr": ["#cmt-flame", "data-root"]},
+            {"text": "#cmt-report table"},
+        ], "dwarf")
+        self.quiet(out)
+        r = out["results"]
+        self.assertIn("3,145,728 bytes (3.00 MiB)", r[0])
+        # innermost first, as the text report lists them: the inlined function just before its frame
+        self.assertEqual(stack_lines(r[0])[:3], ["grab  dwarf_client.c:%d  [inlined]" % alloc,
+                                                 "dwarf_layer  dwarf_client.c:%d" % inl,
+                                                 "main  dwarf_client.c:%d" % main])
+        self.assertEqual(r[2], "grab  %s:%d" % (test_dwarf.SRC, alloc))  # the tooltip: the file's path
+        # in the flame graph the inlined function is a frame of its own one row under (inside) dwarf_layer
+        top = lambda style: int(re.search(r"top:\s*(\d+)px", style).group(1))
+        self.assertEqual(top(r[4]), top(r[3]) + 18)
+        self.assertEqual(r[5], "grab (%s:%d) [inlined]" % (test_dwarf.SRC, alloc))
+        self.assertEqual(r[7], layer)
+        # the report's table of top stacks (report --json's stack_frames)
+        self.assertIn("grab  dwarf_client.c:%d  [inlined]\ndwarf_layer  dwarf_client.c:%d" % (alloc, inl), r[8])
+
+        # the diff page's growth by stack
+        p, b = self.trace([cmtlib.client("dwarf_client")], name="b.db")
+        dpage = self.path("diff.html")
+        cmt("diff", "-o", dpage, db, b)
+        out = self.drive(dpage, [{"text": "#cmt-growth tr:nth-child(2)"}, {"screenshot": "dwarf-diff"}], "dwarf-diff")
+        self.quiet(out)
+        self.assertIn("grab  dwarf_client.c:%d  [inlined]\ndwarf_layer  dwarf_client.c:%d\nmain  dwarf_client.c:%d"
+                      % (alloc, inl, main), out["results"][0])
+
+    def test_without_debug_information_as_before(self):
+        p, db = self.trace([cmtlib.client("dwarf_client_nodebug")])
+        page = self.path("nodebug.html")
+        cmt("report", "--html", page, db)
+        out = self.drive(page, [{"hover_at": self.band_point(page)},
+                                {"attr": ["#cmt-flame div.fr[data-name='dwarf_layer']", "title"]}], "nodebug")
+        self.quiet(out)
+        self.assertEqual(stack_lines(out["results"][0])[:2], ["dwarf_layer", "main"])
+        self.assertEqual(out["results"][1], "dwarf_layer")
 
 
 TORCH_PY = os.environ.get("CMT_TORCH_PYTHON", "")

@@ -41,6 +41,39 @@
   function signed(n) { return (n > 0 ? '+' : n < 0 ? '-' : '') + human(Math.abs(n)); }
   var S = D.strings || [], STK = D.stacks || [], COMPS = D.components || [], APIS = D.apis || [], KINDS = D.kinds || [];
   function frames(ix) { return ix >= 0 && STK[ix] ? STK[ix].f.map(function (f) { return S[f]; }) : ['[no stack]']; }
+  /* Source locations (a stack's "l", analysis/html.h; schema version 4 traces with DWARF): a stack's frames as
+   * shown, innermost first, each function inlined into a frame just before it (as the text report lists them):
+   * {name, file (as recorded, '' unknown), line (0 unknown), inlined}. Without "l", exactly frames(ix). */
+  function baseName(p) { var i = p.lastIndexOf('/'); return i >= 0 ? p.slice(i + 1) : p; }
+  function srcFrames(ix) {
+    var st = ix >= 0 ? STK[ix] : null;
+    if (!st) return [{name: '[no stack]', file: '', line: 0, inlined: false}];
+    var out = [];
+    st.f.forEach(function (f, i) {
+      var l = st.l ? st.l[i] : 0;
+      if (l) for (var k = 2; k + 2 < l.length; k += 3) out.push({name: S[l[k]], file: l[k + 1] >= 0 ? S[l[k + 1]] : '', line: l[k + 2], inlined: true});
+      out.push({name: S[f], file: l && l[0] >= 0 ? S[l[0]] : '', line: l ? l[1] : 0, inlined: false});
+    });
+    return out;
+  }
+  /* "file.c:12" (the file's base name, as the text report shows it), '' when the file is unknown; full: the path */
+  function locText(x, full) { return x.file ? (full ? x.file : baseName(x.file)) + (x.line > 0 ? ':' + x.line : '') : ''; }
+  /* A frame in lists (the stack panel, tables): "function  file.c:12", inlined ones marked "[inlined]". */
+  function frameText(x) { return x.name + (x.file ? '  ' + locText(x) : '') + (x.inlined ? '  [inlined]' : ''); }
+  /* A frame as a flame graph names it: "function (file.c:12)", as the text report and `cumemtrace flame` do. */
+  function flameName(x) { return x.name + (x.file ? ' (' + locText(x) + ')' : '') + (x.inlined ? ' [inlined]' : ''); }
+  function frameLines(ix) { return srcFrames(ix).map(frameText); }
+  /* The same for the report model's stacks (report --json: "stack" and, parallel, "stack_frames"). */
+  function modelLines(stack, sf) {
+    if (!sf || sf.length !== (stack || []).length) return stack;
+    var out = [];
+    stack.forEach(function (name, i) {
+      var x = sf[i] || {};
+      (x.inlined || []).forEach(function (y) { out.push(frameText({name: y.function || '??', file: y.file || '', line: y.line || 0, inlined: true})); });
+      out.push(frameText({name: name, file: x.file || '', line: x.line || 0, inlined: false}));
+    });
+    return out;
+  }
   var PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#e15759',
     '#86bcb6', '#bab0ac', '#d37295', '#8cd17d', '#b6992d', '#499894', '#a0cbe8'];
   function hash(s) { var h = 2166136261; for (var i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return h >>> 0; }

@@ -92,7 +92,7 @@
     window.addEventListener('resize', drawOverlay);
     add(sec, 'h2', {text: 'Growth by stack (live at each peak, largest growth first)'});
     var rows = (D.growth || []).slice(0, 50).map(function (r) {
-      return [{cell: human(r.a), cls: 'n'}, {cell: human(r.b), cls: 'n'}, {cell: signed(r.b - r.a), cls: 'n'}, stackCell(frames(r.stack), 8)];
+      return [{cell: human(r.a), cls: 'n'}, {cell: human(r.b), cls: 'n'}, {cell: signed(r.b - r.a), cls: 'n'}, stackCell(frameLines(r.stack), 8)];
     });
     var t = table(['A', 'B', 'B - A', 'stack (innermost first)'], rows);
     t.id = 'cmt-growth';

@@ -1,6 +1,9 @@
 /*
  * flame.js: the flame graph of the memory held at the peak, by stack (root at the top); a click on a frame
- * zooms into it, a click on an ancestor (drawn grey above) goes back out.
+ * zooms into it, a click on an ancestor (drawn grey above) goes back out. Frames with a source location are
+ * named "function (file.c:12)" (the tooltip and the line above the graph give the file's path), functions
+ * inlined into a frame are frames of their own below it, marked "[inlined]" and drawn in aqua (as flamegraph.pl
+ * draws perf's inlined frames).
  */
   var FLAME = null;
   function buildFlame(run, lv, sec) {
@@ -10,11 +13,16 @@
       '; click a frame to zoom, an ancestor to go back)'});
     var root = {name: 'all (' + human(peak) + ' at the peak)', bytes: 0, count: 0, kids: {}, list: [], parent: null, depth: 0};
     rows0.forEach(function (p) {
-      var fr = frames(p[0]).slice().reverse(), node = root;
+      /* outermost first; a frame's inlined functions follow it as frames of their own, innermost last */
+      var fr = srcFrames(p[0]).slice().reverse(), node = root;
       root.bytes += p[1]; root.count += p[2];
-      fr.forEach(function (f) {
-        var c = node.kids[f];
-        if (!c) { c = node.kids[f] = {name: f, bytes: 0, count: 0, kids: {}, list: [], parent: node, depth: node.depth + 1}; node.list.push(c); }
+      fr.forEach(function (x) {
+        var f = flameName(x), c = node.kids[f];
+        if (!c) {
+          c = node.kids[f] = {name: f, bytes: 0, count: 0, kids: {}, list: [], parent: node, depth: node.depth + 1, inl: x.inlined,
+            full: x.file ? x.name + ' (' + locText(x, true) + ')' + (x.inlined ? ' [inlined]' : '') : f};
+          node.list.push(c);
+        }
         c.bytes += p[1]; c.count += p[2];
         node = c;
       });
@@ -47,11 +55,11 @@
     function frame(n, depth, left, width, anc) {
       var d = add(box, 'div', {cls: 'fr' + (anc ? ' anc' : ''), 'data-name': n.name,
         style: 'left:' + left + '%;width:' + width + '%;top:' + depth * 18 + 'px;background:' +
-          (n === root ? '#d9d9d9' : 'hsl(' + (20 + hash(n.name) % 40) + ',80%,' + (62 + hash(n.name + 'l') % 14) + '%)')});
+          (n === root ? '#d9d9d9' : n.inl ? 'hsl(' + (178 + hash(n.name) % 16) + ',55%,' + (66 + hash(n.name + 'l') % 10) + '%)' : 'hsl(' + (20 + hash(n.name) % 40) + ',80%,' + (62 + hash(n.name + 'l') % 14) + '%)')});
       d.textContent = n.name + '  ' + human(n.bytes);
-      d.title = n.name;
+      d.title = n.full || n.name;
       d.addEventListener('mouseenter', function () {
-        info.textContent = n.name + ': ' + bytesText(n.bytes) + ' in ' + exact(n.count) + ' allocations, ' +
+        info.textContent = (n.full || n.name) + ': ' + bytesText(n.bytes) + ' in ' + exact(n.count) + ' allocations, ' +
           (root.bytes ? (100 * n.bytes / root.bytes).toFixed(1) : '0') + '% of the peak';
       });
       d.addEventListener('click', function () { focus = n; render(); });

@@ -27,11 +27,11 @@
     if (some(R.oom_verdicts)) generic(sec, 'Out-of-memory verdicts', 'cmt-oom-verdicts', R.oom_verdicts);
     add(sec, 'h2', {text: 'Live at the peak: top stacks'});
     sec.appendChild(table(['bytes', 'allocations', 'module', 'stack (innermost first)'], (R.top_at_peak || []).map(function (g) {
-      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack, 8)];
+      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(modelLines(g.stack, g.stack_frames), 8)];
     })));
     add(sec, 'h2', {text: 'Live at exit (leaks): ' + human(R.leaked_bytes) + ' in ' + exact(R.leaked_count) + ' allocations'});
     if ((R.leaks || []).length) sec.appendChild(table(['bytes', 'allocations', 'module', 'stack'], R.leaks.map(function (g) {
-      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(g.stack, 8)];
+      return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(modelLines(g.stack, g.stack_frames), 8)];
     })));
     add(sec, 'h2', {text: 'Failed allocations: ' + (R.failures || []).length});
     if ((R.failures || []).length) {
@@ -39,12 +39,12 @@
       sec.appendChild(table(['at', 'api', 'size', 'result', 'device free / total', 'held by the process', 'stack'], list.map(function (x) {
         if (!x) return ['...', (f.length - 20) + ' more (report --json has all)', '', '', '', '', ''];
         return [timeText(x.ts_ns), x.api, {cell: human(x.size), cls: 'n'}, {cell: x.result_name || String(x.result), cls: 'bad'},
-          x.free_bytes == null ? '?' : human(x.free_bytes) + ' / ' + human(x.total_bytes), {cell: human(x.live_bytes), cls: 'n'}, stackCell(x.stack, 6)];
+          x.free_bytes == null ? '?' : human(x.free_bytes) + ' / ' + human(x.total_bytes), {cell: human(x.live_bytes), cls: 'n'}, stackCell(modelLines(x.stack, x.stack_frames), 6)];
       })));
     }
     add(sec, 'h2', {text: 'Largest allocations'});
     sec.appendChild(table(['size', 'kind', 'api', 'at', 'freed at', 'stack'], (R.largest || []).map(function (x) {
-      return [{cell: human(x.size), cls: 'n'}, x.kind, x.api, timeText(x.ts_ns), x.free_ns == null ? 'never' : timeText(x.free_ns), stackCell(x.stack, 4)];
+      return [{cell: human(x.size), cls: 'n'}, x.kind, x.api, timeText(x.ts_ns), x.free_ns == null ? 'never' : timeText(x.free_ns), stackCell(modelLines(x.stack, x.stack_frames), 4)];
     })));
     if (D.torch_text && D.torch_text.trim()) {
       add(sec, 'h2', {text: 'Fragmentation, out-of-memory verdicts, components'});

@@ -389,7 +389,10 @@
   }
   function showStack(parent, ix) {
     var fr = add(parent, 'div', {cls: 'frames', id: 'cmt-detail-stack'});
-    frames(ix).forEach(function (f) { add(fr, 'div', {text: f}); });
+    srcFrames(ix).forEach(function (x) {
+      var e = add(fr, 'div', x.inlined ? {text: frameText(x), cls: 'inl'} : {text: frameText(x)});
+      if (x.file) e.title = x.name + '  ' + locText(x, true);
+    });
   }
   function showDetail(i) {
     var d = TL.detail, P = TL.P, lv = P.lv;
