@@ -72,6 +72,6 @@ void cmt_ledger_free(struct cmt_ledger *l);
 /* render_ledger.c */
 void cmt_ledger_text(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s);
 /* The JSON key "ledger", preceded by a comma. */
-void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s);
+void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s, size_t each_end);
 
 #endif

@@ -15,6 +15,9 @@ struct cmt_rules;
 
 void cmt_render_text(struct sbuf *b, const struct cmt_report *r);
 void cmt_render_json(struct sbuf *b, const struct cmt_report *r);
+/* The same for the viewer's page: long lists (failures, OOMs and their verdicts, ledger samples) cut to their
+ * first and last CMT_TEXT_EACH_END, with "failures_total" and "ooms_total" added; --json has them all. */
+void cmt_render_json_page(struct sbuf *b, const struct cmt_report *r);
 /* The page colours bands by component under rules (NULL: all "other"). 0, or -1 with a reason in err. */
 int cmt_render_page(struct sbuf *b, struct cmt_report *r, const struct cmt_rules *rules, char *err, size_t errlen);
 

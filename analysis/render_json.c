@@ -60,7 +60,7 @@ static void json_groups(struct sbuf *b, const struct cmt_group *g, size_t n, int
     sb_putc(b, ']');
 }
 
-void cmt_render_json(struct sbuf *b, const struct cmt_report *r)
+static void render_json(struct sbuf *b, const struct cmt_report *r, size_t each_end)
 {
     const struct cmt_torch *x = &r->torch;
     const struct cmt_range_report *rr = &r->ranges;
@@ -144,6 +144,8 @@ void cmt_render_json(struct sbuf *b, const struct cmt_report *r)
     json_groups(b, r->leaks, r->nleaks, top, 1);
     sb_puts(b, ",\"failures\":[");
     for (size_t i = 0; i < s->nfails; i++) {
+        if (!cmt_shown(i, s->nfails, each_end))
+            continue;
         const struct cmt_failure *f = &s->fails[i];
         sb_printf(b, "%s{\"seq\":%lld,\"ts_ns\":%lld,\"pid\":%lld,\"api\":\"%s\",\"kind\":\"%s\",\"device\":", i ? "," : "",
                   (long long)f->seq, (long long)(f->ts - s->t0), (long long)s->t[f->trace]->pid, cmt_api_name(f->api),
@@ -206,10 +208,15 @@ void cmt_render_json(struct sbuf *b, const struct cmt_report *r)
     cmt_ranges_json(b, rr);
     cmt_heaps_json(b, s, rr->heaps, rr->nheaps);
     cmt_ranks_json(b, k, s);
-    cmt_ledger_json(b, l, s);
-    cmt_torch_json(b, x, s);
+    cmt_ledger_json(b, l, s, each_end);
+    cmt_torch_json(b, x, s, each_end);
+    if (each_end)
+        sb_printf(b, ",\"failures_total\":%zu,\"ooms_total\":%zu", s->nfails, x->nooms);
     if (r->whatif_json.p)
         sb_puts(b, r->whatif_json.p);
     sb_puts(b, "}\n");
 }
 
+void cmt_render_json(struct sbuf *b, const struct cmt_report *r) { render_json(b, r, 0); }
+
+void cmt_render_json_page(struct sbuf *b, const struct cmt_report *r) { render_json(b, r, CMT_TEXT_EACH_END); }

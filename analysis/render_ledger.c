@@ -108,7 +108,7 @@ static void json_point(struct sbuf *b, const struct cmt_ledger_point *p, const s
         sb_puts(b, "null}");
 }
 
-void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s)
+void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cmt_set *s, size_t each_end)
 {
     sb_puts(b, ",\"ledger\":[");
     for (size_t i = 0; i < l->nd; i++) {
@@ -142,6 +142,8 @@ void cmt_ledger_json(struct sbuf *b, const struct cmt_ledger *l, const struct cm
         }
         sb_puts(b, "],\"samples\":[");
         for (size_t k = 0; k < ld->np; k++) {
+            if (!cmt_shown(k, ld->np, each_end))
+                continue;
             if (k)
                 sb_putc(b, ',');
             json_point(b, &ld->p[k], s);

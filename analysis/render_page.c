@@ -22,7 +22,7 @@ int cmt_render_page(struct sbuf *b, struct cmt_report *r, const struct cmt_rules
         cmt_trace_label(s->t[0], label, sizeof label);
     sb_puts(&data, "{\"kind\":\"report\",\"title\":\"cumemtrace report\",\"generator\":\"cumemtrace " CMT_VERSION
                    "\",\"report\":");
-    cmt_render_json(&data, r);
+    cmt_render_json_page(&data, r);
     cmt_torch_text(&why, x, s);
     sb_puts(&data, ",\"torch_text\":");
     sb_json_str(&data, why.p ? why.p : "");

@@ -151,7 +151,7 @@ void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
     }
 }
 
-void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s)
+void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s, size_t each_end)
 {
     sb_puts(b, ",\"fragmentation\":[");
     for (size_t i = 0; i < x->nfrag; i++) {
@@ -175,6 +175,8 @@ void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
     }
     sb_puts(b, "],\"ooms\":[");
     for (size_t i = 0; i < x->nooms; i++) {
+        if (!cmt_shown(i, x->nooms, each_end))
+            continue;
         const struct cmt_oom *o = &x->ooms[i];
         sb_printf(b, "%s{\"source\":\"%s\",\"pid\":%lld,\"device\":%lld,\"ts_ns\":%lld,\"size\":%lld,\"free_bytes\":",
                   i ? "," : "", o->source ? "driver" : "allocator", (long long)s->t[o->trace]->pid,
@@ -208,7 +210,7 @@ void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_
     int firstv = 1;
     for (size_t i = 0; i < x->nooms; i++) {
         const struct cmt_oom *o = &x->ooms[i];
-        if (!o->has_mv)
+        if (!o->has_mv || !cmt_shown(i, x->nooms, each_end))
             continue;
         const struct cmt_mverdict *v = &o->mv;
         static const char *const kinds[] = {"", "capacity", "fragmentation", "outside_allocator"};

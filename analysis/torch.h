@@ -81,7 +81,8 @@ int cmt_oom_advice(const struct cmt_oom *o, char out[4][256]);
 
 /* Report sections. */
 void cmt_torch_text(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s);
-void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s);
+/* each_end > 0: only the first and last each_end OOMs (a page's copy; --json has all: 0). */
+void cmt_torch_json(struct sbuf *b, const struct cmt_torch *x, const struct cmt_set *s, size_t each_end);
 
 /* Allocator-level curves of one device for the timeline: time, allocated, reserved, and component bytes. */
 struct cmt_apoint {

@@ -28,6 +28,12 @@ struct sbuf;
 /* At index i of a list of n shown to people: i, or, at the first entry to leave out, the index of the first
  * of the last CMT_TEXT_EACH_END after printing "INDENT... N more WHAT (all of them in --json)". */
 size_t cmt_text_elide(struct sbuf *b, size_t i, size_t n, const char *indent, const char *what);
+/* The same choice for JSON lists cut for a page: whether entry i of n is among the first and last each_end
+ * (each_end 0: every entry is). Entry 0 always is. */
+static inline int cmt_shown(size_t i, size_t n, size_t each_end)
+{
+    return !each_end || n <= 2 * each_end || i < each_end || i >= n - each_end;
+}
 
 /* A line for the user ("cumemtrace: ..."), printed (by main) only if the verb succeeds: a failing run
  * says one line, its error. */

@@ -60,6 +60,26 @@ def stack_lines(detail):
 class DataTest(TraceTest):
     """The page's data, without a browser."""
 
+    def test_long_lists_cut_for_the_page(self):
+        """25 failed allocations: the page's report keeps the first and last ten exactly as --json has them
+        and says there were 25; --json keeps all 25 (a million-event run's page stays small)."""
+        t = TraceBuilder(self.path("fails.db"))
+        k = t.stack(["_Z4stepv", "main"])
+        t.alloc(2 * MiB, stack=k)
+        for i in range(25):
+            t.fail((i + 1) * MiB, stack=k)
+        db = t.close()
+        page = self.path("f.html")
+        cmt("report", "--html", page, db)
+        full = json.loads(cmt("report", "--json", db).stdout)
+        self.assertEqual(len(full["failures"]), 25)
+        rep = page_data(page)["report"]
+        self.assertEqual(rep["failures_total"], 25)
+        self.assertEqual(rep["failures"], full["failures"][:10] + full["failures"][-10:])
+        self.assertEqual([f["size"] for f in rep["failures"]], [(i + 1) * MiB for i in list(range(10)) + list(range(15, 25))])
+        self.assertEqual(rep["ooms_total"], len(full["ooms"]))
+        self.assertEqual(rep["ooms"], full["ooms"][:10] + full["ooms"][-10:] if len(full["ooms"]) > 20 else full["ooms"])
+
     def test_self_contained_and_exact(self):
         db = basic_trace(self.path("run.db")).close()
         page = self.path("r.html")
@@ -74,7 +94,11 @@ class DataTest(TraceTest):
         self.assertNotIn("https://", html)
         d = page_data(page)
         self.assertEqual(d["kind"], "report")
-        self.assertEqual(d["report"], json.loads(cmt("report", "--json", db).stdout))  # the report model, whole
+        full = json.loads(cmt("report", "--json", db).stdout)
+        # the report model, whole (lists this short are not cut), with the totals the page adds
+        self.assertEqual(d["report"].pop("failures_total"), len(full["failures"]))
+        self.assertEqual(d["report"].pop("ooms_total"), len(full["ooms"]))
+        self.assertEqual(d["report"], full)
         run = d["runs"][0]
         lv = run["levels"]["driver"]
         # seven device-memory allocations (basic_trace), all kept one by one, sorted by start

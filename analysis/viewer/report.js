@@ -33,11 +33,14 @@
     if ((R.leaks || []).length) sec.appendChild(table(['bytes', 'allocations', 'module', 'stack'], R.leaks.map(function (g) {
       return [{cell: human(g.bytes), cls: 'n'}, g.count, g.module, stackCell(modelLines(g.stack, g.stack_frames), 8)];
     })));
-    add(sec, 'h2', {text: 'Failed allocations: ' + (R.failures || []).length});
-    if ((R.failures || []).length) {
-      var f = R.failures, list = f.length > 20 ? f.slice(0, 10).concat([null], f.slice(-10)) : f;
+    /* the page's report keeps the first and last ten failures and says how many there were (failures_total) */
+    var f = R.failures || [], total = R.failures_total != null ? R.failures_total : f.length;
+    add(sec, 'h2', {text: 'Failed allocations: ' + total});
+    if (f.length) {
+      var list = total > f.length ? f.slice(0, 10).concat([null], f.slice(10)) :
+        f.length > 20 ? f.slice(0, 10).concat([null], f.slice(-10)) : f;
       sec.appendChild(table(['at', 'api', 'size', 'result', 'device free / total', 'held by the process', 'stack'], list.map(function (x) {
-        if (!x) return ['...', (f.length - 20) + ' more (report --json has all)', '', '', '', '', ''];
+        if (!x) return ['...', (total - 20) + ' more (report --json has all)', '', '', '', '', ''];
         return [timeText(x.ts_ns), x.api, {cell: human(x.size), cls: 'n'}, {cell: x.result_name || String(x.result), cls: 'bad'},
           x.free_bytes == null ? '?' : human(x.free_bytes) + ' / ' + human(x.total_bytes), {cell: human(x.live_bytes), cls: 'n'}, stackCell(modelLines(x.stack, x.stack_frames), 6)];
       })));
