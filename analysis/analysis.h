@@ -138,7 +138,8 @@ struct cmt_trace {
     int exited;                            /* merged pass: the process has ended, its memory is returned */
     int64_t unmatched_releases, failed_releases;
 
-    struct cmt_ranges *ranges; /* ranges.h: phases (schema version 3), loaded by the pass */
+    struct cmt_ranges *ranges; /* ranges.h: phases (schema version 3), loaded by their observer in the pass */
+    void (*ranges_free)(struct cmt_trace *t); /* set with ranges by whoever loaded them; trace_free calls it */
 
     /* stack cache: stack_id -> index into stacks[] */
     struct cmt_stack **stacks;

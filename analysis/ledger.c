@@ -389,9 +389,9 @@ static int torch_reserved(struct cmt_ledger_dev *ld, struct cmt_set *s, char *er
         cmt_fail(err, errlen, "%s: cannot read the allocator history: %s", t->path, sqlite3_errmsg(t->db));
         goto out;
     }
-    if (n && (sqlite3_prepare_v2(t->db, "SELECT ts_ns, op FROM events WHERE seq <= ? AND op <> 12 ORDER BY seq DESC"
+    if (n && (sqlite3_prepare_v2(t->db, "SELECT ts_ns, op FROM events WHERE seq <= ?1 AND op <> ?2 ORDER BY seq DESC"
                                         " LIMIT 1", -1, &prev, NULL) != SQLITE_OK ||
-              sqlite3_prepare_v2(t->db, "SELECT ts_ns FROM events WHERE seq > ? AND op <> 12 ORDER BY seq LIMIT 1",
+              sqlite3_prepare_v2(t->db, "SELECT ts_ns FROM events WHERE seq > ?1 AND op <> ?2 ORDER BY seq LIMIT 1",
                                  -1, &next, NULL) != SQLITE_OK)) {
         cmt_fail(err, errlen, "%s: cannot read events: %s", t->path, sqlite3_errmsg(t->db));
         goto out;
@@ -402,12 +402,14 @@ static int torch_reserved(struct cmt_ledger_dev *ld, struct cmt_set *s, char *er
         int acquire = 0;
         sqlite3_reset(prev);
         sqlite3_bind_int64(prev, 1, p->seq);
+        sqlite3_bind_int(prev, 2, CMT_OP_SAMPLE); /* samples are not the program's events */
         if (sqlite3_step(prev) == SQLITE_ROW) {
             at = sqlite3_column_int64(prev, 0);
             acquire = CMT_OP_IS_ACQUIRE(sqlite3_column_int(prev, 1));
         }
         sqlite3_reset(next);
         sqlite3_bind_int64(next, 1, p->seq);
+        sqlite3_bind_int(next, 2, CMT_OP_SAMPLE);
         if (sqlite3_step(next) == SQLITE_ROW)
             until = sqlite3_column_int64(next, 0);
         size_t lo = 0, hi = n; /* first entry after the trigger */

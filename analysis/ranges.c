@@ -34,6 +34,8 @@ static char *display_name(const char *domain, const char *name)
     return out;
 }
 
+static void ranges_free(struct cmt_trace *t);
+
 static int ranges_load(struct cmt_trace *t, char *err, size_t errlen)
 {
     if (t->ranges)
@@ -42,6 +44,7 @@ static int ranges_load(struct cmt_trace *t, char *err, size_t errlen)
     if (!g)
         return cmt_fail(err, errlen, "out of memory");
     t->ranges = g;
+    t->ranges_free = ranges_free;
     if (!has_table(t->db, "ranges"))
         return 0;
     sqlite3_stmt *st = NULL;
@@ -155,7 +158,7 @@ struct cmt_observer cmt_ranges_observer(void)
     return (struct cmt_observer){.begin = obs_begin, .change = obs_change, .end = obs_end};
 }
 
-void cmt_ranges_free(struct cmt_trace *t)
+static void ranges_free(struct cmt_trace *t)
 {
     struct cmt_ranges *g = t->ranges;
     if (!g)
@@ -427,7 +430,7 @@ int cmt_heaps_load(struct cmt_set *s, struct cmt_heap **out, size_t *n, char *er
         sqlite3_stmt *st = NULL;
         const char *sql =
             "SELECT h.heap_id, h.domain, h.name, h.usage, h.size,"
-            " (SELECT e.seq FROM events e WHERE e.op IN (1, 7) AND e.result = 0 AND e.seq < h.seq"
+            " (SELECT e.seq FROM events e WHERE e.op IN (?2, ?3) AND e.result = 0 AND e.seq < h.seq"
             "   AND e.address <= h.address AND e.address + e.size > h.address ORDER BY e.seq DESC LIMIT 1),"
             " (SELECT count(*) FROM mem_regions r WHERE r.heap_id = h.heap_id AND r.seq < ?1"
             "   AND (r.end_seq IS NULL OR r.end_seq > ?1)),"
@@ -440,6 +443,8 @@ int cmt_heaps_load(struct cmt_set *s, struct cmt_heap **out, size_t *n, char *er
         if (sqlite3_prepare_v2(t->db, sql, -1, &st, NULL) != SQLITE_OK)
             return cmt_fail(err, errlen, "%s: corrupt trace: %s", t->path, sqlite3_errmsg(t->db));
         sqlite3_bind_int64(st, 1, at);
+        sqlite3_bind_int(st, 2, CMT_OP_ALLOC); /* the allocation or mapping holding the heap */
+        sqlite3_bind_int(st, 3, CMT_OP_MAP);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             struct cmt_heap *h = cmt_push(out, n, &cap, sizeof *h);

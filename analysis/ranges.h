@@ -51,7 +51,6 @@ struct cmt_ranges {
  * device bytes updates the peaks of the ranges open then; at the end ranges still open are closed at the
  * final level. */
 struct cmt_observer cmt_ranges_observer(void);
-void cmt_ranges_free(struct cmt_trace *t);
 
 /* Per range name: instances, and the highest of their peaks. */
 struct cmt_range_peak {

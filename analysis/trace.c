@@ -7,7 +7,6 @@
  * reason in err; prints only the warnings that must be said once (unfinalized or lossy traces).
  */
 #include "analysis.h"
-#include "ranges.h"
 
 #include "cmt_db.h"
 #include "cmt_events.h"
@@ -237,7 +236,8 @@ static void trace_free(struct cmt_trace *t)
 {
     if (!t)
         return;
-    cmt_ranges_free(t);
+    if (t->ranges_free)
+        t->ranges_free(t);
     sqlite3_finalize(t->events);
     sqlite3_finalize(t->stack_q);
     sqlite3_finalize(t->lines_q);

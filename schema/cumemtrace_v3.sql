@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS mem_regions (
 -- cuMemAlloc*/cuMemMap before the region was registered whose range contains the region's start.
 CREATE VIEW IF NOT EXISTS mem_region_owners AS
 SELECT r.region_id,
-       (SELECT e.seq FROM events e WHERE e.op IN (1, 7) AND e.result = 0 AND e.seq < r.seq
+       (SELECT e.seq FROM events e WHERE e.op IN (SELECT op FROM ops WHERE name IN ('alloc', 'map'))
+          AND e.result = 0 AND e.seq < r.seq
           AND e.address <= r.address AND e.address + e.size > r.address ORDER BY e.seq DESC LIMIT 1) AS event_seq
 FROM mem_regions r;
