@@ -125,6 +125,8 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
         has_start = 0;
     if (t->end_ns < 0 || t->end_ns > CMT_MAX_TS)
         t->has_end = 0;
+    if (t->start_unix_ns < 0 || t->start_unix_ns > CMT_MAX_TS)
+        t->start_unix_ns = 0; /* unknown: ranks' wall clock then starts at 0 (and never overflows) */
     t->finalized = sqlite3_column_int(st, 8);
     t->events_written = sqlite3_column_int64(st, 9);
     t->events_lost = sqlite3_column_int64(st, 10);
