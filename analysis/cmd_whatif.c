@@ -36,8 +36,13 @@
 
 struct entry {
     int64_t id, addr, size, stream, reserved;
-    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 0 unknown */
-    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'r' a retry's releases, 'x' other */
+    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 3 a MemPool's destructor, 0 unknown */
+    int pool;    /* 0 the default pools, k > 0 the k-th private pool the history names */
+    int synthetic;
+    char action; /* 'a' alloc, 'f' free_completed, 'q' free_requested of a block whose free completes later
+                  * (record_stream), 'g' segment_alloc/map, 'e' empty_cache, 'r' a retry's releases, 'p' a
+                  * private pool's release (its MemPool destroyed), 'u' a private pool seen released in a
+                  * burst (no longer in use), 'x' other */
 };
 
 struct outcome {
@@ -48,6 +53,11 @@ struct outcome {
     int64_t oom_entry, oom_size;
     uint64_t oom_reserved, oom_allocated;
     int64_t checked, mismatches, first_mismatch;
+    /* the recorded replay's stricter check: each new segment's (mapping's) size, each block's address
+     * (in the recorded address space: a segment's model base pairs with the address the history gave it) */
+    int64_t segments_checked, segment_mismatches, first_segment_mismatch;
+    int64_t addresses_checked, address_mismatches, first_address_mismatch;
+    int private_pools;           /* private pools the history uses */
 };
 
 /* The device a --gpu names, as the simulated driver presents it. */
@@ -158,6 +168,7 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
     int64_t sid = -1, dev = 0;
     const char *settings = NULL;
     char *set_copy = NULL;
+    struct smap pools = {0}; /* pool_id text -> our pool number */
     if (sqlite3_prepare_v2(db, "SELECT snapshot_id, settings FROM alloc_snapshots ORDER BY snapshot_id DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
         snprintf(err, errlen, "%s: no allocator history in this trace (record with run --torch, or import-torch)", path);
@@ -191,13 +202,24 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         }
         free(set_copy);
     }
-    /* private pools (CUDA graphs) keep their own blocks apart from the default pools: not modelled */
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM alloc_segments WHERE snapshot_id = ? AND pool_id IS NOT NULL"
-                               " AND pool_id <> '0,0'", -1, &st, NULL) == SQLITE_OK) {
+    /* private pools (MemPool, CUDA graphs) keep their own blocks apart from the default pools: the
+     * entries' pool_id says which pool each request went to (a column of files imported since) */
+    int entry_pools = sqlite3_prepare_v2(db, "SELECT pool_id FROM alloc_trace LIMIT 0", -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db, entry_pools ? "SELECT (SELECT count(*) FROM alloc_segments WHERE snapshot_id = ?1"
+                                             " AND pool_id IS NOT NULL AND pool_id <> '0,0'),"
+                                             " (SELECT count(*) FROM alloc_trace WHERE snapshot_id = ?1"
+                                             " AND pool_id IS NOT NULL AND synthetic = 0)"
+                                           : "SELECT count(*), 0 FROM alloc_segments WHERE snapshot_id = ?1"
+                                             " AND pool_id IS NOT NULL AND pool_id <> '0,0'",
+                           -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, sid);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
-            snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs), which the model does "
-                     "not replay", path);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0 && sqlite3_column_int64(st, 1) == 0) {
+            snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs, MemPool) but its entries "
+                     "do not say which pool each request went to (%s): the model cannot replay it", path,
+                     entry_pools ? "a snapshot of a PyTorch that records no pool_id per entry"
+                                 : "imported by an older cumemtrace: import the snapshot again");
             goto out;
         }
     }
@@ -212,13 +234,21 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
     }
     sqlite3_finalize(st);
     st = NULL;
-    /* who released a segment or pages: empty_cache (1), a malloc freeing cache to retry (2), unknown (0) */
-    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
+    /* who released a segment or pages: empty_cache (1), a malloc freeing cache to retry (2), a MemPool's
+     * destructor emptying its pool (3), unknown (0) */
+    if (sqlite3_prepare_v2(db, entry_pools ? "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
+                               " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
+                               "  (SELECT CASE WHEN max(f.name LIKE '%MemPool::~MemPool%') THEN 3"
+                               "   WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
+                               "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
+                               "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
+                               " END, pool_id, synthetic FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id"
+                                           : "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
                                " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
                                "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
-                               " END FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id",
+                               " END, NULL, synthetic FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
         goto out;
@@ -245,8 +275,20 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         e->stream = sqlite3_column_int64(st, 4);
         e->reserved = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
         e->by = (int)sqlite3_column_int64(st, 6);
+        e->synthetic = sqlite3_column_int(st, 8) != 0;
+        const char *pool = (const char *)sqlite3_column_text(st, 7);
+        e->pool = 0;
+        if (pool && strcmp(pool, "0,0")) {
+            int64_t *k = smap_get(&pools, pool);
+            if (!k && smap_put(&pools, pool, (int64_t)pools.n + 1) != 0) {
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            e->pool = (int)*smap_get(&pools, pool);
+        }
         /* segment_map/unmap: the expandable spellings of segment_alloc/free */
         e->action = !a ? 'x' : !strcmp(a, "alloc") ? 'a' : !strcmp(a, "free_completed") ? 'f' :
+                    !strcmp(a, "free_requested") ? 'q' :
                     !strcmp(a, "segment_free") || !strcmp(a, "segment_unmap") ? 's' :
                     !strcmp(a, "segment_alloc") || !strcmp(a, "segment_map") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
         if (e->size < 0 || (e->action == 'a' && e->size == 0)) {
@@ -266,9 +308,15 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         snprintf(err, errlen, "%s: the allocator history is empty", path);
         goto out;
     }
+    /* a free_requested whose free_completed does not follow at once: the block had uses on other streams
+     * (record_stream) and comes back later (when its events complete, or a release synchronizes them) */
+    for (size_t i = 0; i < *n; i++)
+        if ((*out)[i].action == 'q' && i + 1 < *n && (*out)[i + 1].action == 'f' && (*out)[i + 1].addr == (*out)[i].addr)
+            (*out)[i].action = 'x';
     /* release bursts: an empty_cache() or a retry's releases. The stack says which when the history has
-     * frames (empty_cache's own frame, or the malloc that retries); without, a burst followed by a new
-     * segment or mapping (or an oom) is taken for a retry */
+     * frames (empty_cache's own frame, the malloc that retries, a MemPool's destructor); without, a burst
+     * followed by a new segment or mapping (or an oom) is taken for a retry. A private pool's segments in
+     * a burst mean that pool is no longer in use (releases skip the pools in use) */
     for (size_t i = 0; i < *n; i++) {
         if ((*out)[i].action != 's')
             continue;
@@ -276,11 +324,15 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         while (j < *n && ((*out)[j].action == 's' || (*out)[j].action == 'x'))
             j++;
         int by = (*out)[i].by;
-        char kind = by == 1 ? 'e' : by == 2 ? 'r' : j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'r' : 'e';
+        char kind = by == 3 ? 'p' : by == 1 ? 'e' : by == 2 ? 'r'
+                  : j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'r' : 'e';
+        size_t last = i;
         for (size_t k = i; k < j; k++)
-            if ((*out)[k].action == 's')
-                (*out)[k].action = 'x';
-        (*out)[i].action = kind; /* one empty_cache per burst */
+            if ((*out)[k].action == 's') {
+                (*out)[k].action = (*out)[k].pool ? 'u' : 'x';
+                last = k;
+            }
+        (*out)[last].action = kind; /* one release per burst, once its pools are known */
         i = j - 1;
     }
     *sid_out = sid;
@@ -288,6 +340,7 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
     rc = 0;
 out:
     sqlite3_finalize(st);
+    smap_free(&pools);
     return rc;
 }
 
@@ -308,18 +361,86 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     return rc;
 }
 
+/* One entry's release or pool action, shared by the replays. -1 out of memory. */
+static int pool_action(struct cmt_amodel *m, const struct entry *e)
+{
+    switch (e->action) {
+    case 'u':
+        return cmt_amodel_release_pool(m, e->pool, 0);
+    case 'p':
+        return cmt_amodel_release_pool(m, e->pool, 1);
+    case 'e':
+        if (e->pool && cmt_amodel_release_pool(m, e->pool, 0) != 0)
+            return -1;
+        cmt_amodel_empty_cache(m);
+        return 0;
+    }
+    return 0;
+}
+
+/* The recorded replay's check of a served request against the history: the segments (or mappings) the
+ * model made for it against the segment_alloc/map entries recorded since the previous request, and the
+ * block's address translated into the recorded address space. */
+static int check_request(struct outcome *o, struct cmt_amodel *m, const struct entry *e, uint64_t id,
+                         const struct cmt_astats *before, int64_t g_count, int64_t g_addr, int64_t g_size,
+                         struct imap *tr)
+{
+    struct cmt_astats s;
+    cmt_amodel_stats(m, &s);
+    int64_t made = (int64_t)(s.segments_allocated - before->segments_allocated);
+    if (!e->synthetic && (made || g_count)) {
+        o->segments_checked++;
+        if ((made != g_count || (made && (int64_t)s.last_segment_size != g_size)) && o->segment_mismatches++ == 0)
+            o->first_segment_mismatch = e->id;
+    }
+    uint64_t addr, seg;
+    if (cmt_amodel_block(m, id, &addr, &seg) != 0)
+        return 0;
+    int64_t *base = imap_get(tr, seg);
+    if (!base) {
+        /* the segment's first block: its address gives the segment's recorded base; a segment made for
+         * this request was recorded at g_addr (its first mapping, for an expandable one) */
+        int64_t b = e->addr - (int64_t)(addr - seg);
+        if (!e->synthetic && made && s.last_segment_base == seg) {
+            o->addresses_checked++;
+            if (b != g_addr && o->address_mismatches++ == 0)
+                o->first_address_mismatch = e->id;
+        }
+        return imap_put(tr, seg, b);
+    }
+    if (!e->synthetic) {
+        o->addresses_checked++;
+        if (*base + (int64_t)(addr - seg) != e->addr && o->address_mismatches++ == 0)
+            o->first_address_mismatch = e->id;
+    }
+    return 0;
+}
+
 static int replay(const struct entry *e, size_t n, struct outcome *o, int check, char *err, size_t errlen)
 {
     struct cmt_amodel *m = cmt_amodel_new(&o->conf);
-    struct imap ids = {0};
+    struct imap ids = {0}, tr = {0};
+    int64_t g_count = 0, g_addr = 0, g_size = 0;
+    int g_synthetic = 0;
     if (!m)
         goto oom;
-    o->first_mismatch = -1;
+    o->first_mismatch = o->first_segment_mismatch = o->first_address_mismatch = -1;
     for (size_t i = 0; i < n; i++) {
+        if (e[i].pool > o->private_pools)
+            o->private_pools = e[i].pool;
         switch (e[i].action) {
         case 'a': {
             uint64_t id;
-            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0) {
+            struct cmt_astats before;
+            cmt_amodel_stats(m, &before);
+            /* the recorded run's replay puts a new segment where the run had it */
+            if (check && g_count && !g_synthetic && !e[i].synthetic)
+                cmt_amodel_next_segment_at(m, (uint64_t)g_addr);
+            int got = cmt_amodel_malloc_in(m, (uint64_t)e[i].size, e[i].stream, e[i].pool, &id);
+            cmt_amodel_next_segment_at(m, 0);
+            if (got == -2)
+                goto oom;
+            if (got != 0) {
                 if (!o->oom++) {
                     struct cmt_astats s;
                     cmt_amodel_stats(m, &s);
@@ -331,6 +452,24 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
                 break;
             }
             if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
+                goto oom;
+            if (check && check_request(o, m, &e[i], id, &before, g_count, g_addr, g_size, &tr) != 0)
+                goto oom;
+            g_count = 0;
+            break;
+        }
+        case 'g':
+            /* the first of the segments (mappings) recorded for the next request, and the last size */
+            if (!g_count++) {
+                g_addr = e[i].addr;
+                g_synthetic = 0;
+            }
+            g_size = e[i].size;
+            g_synthetic |= e[i].synthetic;
+            break;
+        case 'q': {
+            int64_t *id = imap_get(&ids, (uint64_t)e[i].addr);
+            if (id && *id && cmt_amodel_free_pending(m, (uint64_t)*id) != 0)
                 goto oom;
             break;
         }
@@ -345,11 +484,15 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             /* a retry's releases are the model's own decision where it knows the capacity; without one
              * (no oom recorded) the recorded replay releases as the allocator did: the same release of
              * every unsplit cached segment as empty_cache() */
+            if (e[i].pool && cmt_amodel_release_pool(m, e[i].pool, 0) != 0)
+                goto oom;
             if (!check || o->conf.capacity != UINT64_MAX)
                 break;
-            /* fall through */
-        case 'e':
             cmt_amodel_empty_cache(m);
+            break;
+        default:
+            if (pool_action(m, &e[i]) != 0)
+                goto oom;
             break;
         }
         if (check && e[i].reserved >= 0 && (e[i].action == 'a' || e[i].action == 'f')) {
@@ -362,10 +505,12 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
     }
     cmt_amodel_stats(m, &o->st);
     imap_free(&ids);
+    imap_free(&tr);
     cmt_amodel_free(m);
     return 0;
 oom:
     imap_free(&ids);
+    imap_free(&tr);
     cmt_amodel_free(m);
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -386,25 +531,39 @@ static int serves(const struct entry *e, size_t k, const struct cmt_aconf *conf,
     for (size_t i = 0; i < k && ok == 1; i++) {
         uint64_t id;
         int64_t got;
+        int r;
         switch (e[i].action) {
         case 'a':
-            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0)
-                ok = 0;
+            r = cmt_amodel_malloc_in(m, (uint64_t)e[i].size, e[i].stream, e[i].pool, &id);
+            if (r != 0)
+                ok = r == -2 ? -1 : 0;
             else if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
                 ok = -1;
             break;
+        case 'q': {
+            int64_t *p = imap_get(&ids, (uint64_t)e[i].addr);
+            if (p && *p && cmt_amodel_free_pending(m, (uint64_t)*p) != 0)
+                ok = -1;
+            break;
+        }
         case 'f':
             if (imap_del(&ids, (uint64_t)e[i].addr, &got) && got)
                 cmt_amodel_free_block(m, (uint64_t)got);
             break;
-        case 'e':
-            cmt_amodel_empty_cache(m);
+        case 'r':
+            if (e[i].pool && cmt_amodel_release_pool(m, e[i].pool, 0) != 0)
+                ok = -1;
+            break;
+        default:
+            if (pool_action(m, &e[i]) != 0)
+                ok = -1;
             break;
         }
     }
     uint64_t id;
-    if (ok == 1 && cmt_amodel_malloc(m, (uint64_t)e[k].size, e[k].stream, &id) != 0)
-        ok = 0;
+    int r = ok == 1 ? cmt_amodel_malloc_in(m, (uint64_t)e[k].size, e[k].stream, e[k].pool, &id) : 0;
+    if (r != 0)
+        ok = r == -2 ? -1 : 0;
     struct cmt_astats st;
     cmt_amodel_stats(m, &st);
     *reserved_after = st.reserved;
@@ -638,8 +797,14 @@ static void configs_json(struct sbuf *b, const struct outcome *out, int nconf)
         else
             sb_puts(b, "null");
         if (k == 0)
-            sb_printf(b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld}",
-                      (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
+            sb_printf(b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld},"
+                         "\"check_blocks\":{\"segments\":%lld,\"segment_mismatches\":%lld,\"first_segment_mismatch_entry\":%lld,"
+                         "\"addresses\":%lld,\"address_mismatches\":%lld,\"first_address_mismatch_entry\":%lld}",
+                      (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch,
+                      (long long)o->segments_checked, (long long)o->segment_mismatches,
+                      (long long)o->first_segment_mismatch, (long long)o->addresses_checked,
+                      (long long)o->address_mismatches, (long long)o->first_address_mismatch);
+        sb_printf(b, ",\"private_pools\":%d", o->private_pools);
         sb_putc(b, '}');
     }
     sb_putc(b, ']');

@@ -67,7 +67,12 @@ class WhatIfSyntheticTest(TraceTest):
         h += self.requests(("f", E + 40 * MiB, 8 * MiB))
         h += [{"action": "segment_unmap", "addr": E + 40 * MiB, "size": 20 * MiB, "frames": self.EMPTY_CACHE}]
         rec, = self.whatif(self.snap(h, settings={"expandable_segments": True}))
+        # the four requests: three needed new pages (8, 12 and the last 8 MiB: segments checked against the
+        # recorded mappings), the 4 MiB came from the first page; every block where the history has it
         self.assertEqual(rec["check"], {"entries": 8, "reserved_mismatches": 0, "first_mismatch_entry": -1})
+        self.assertEqual(rec["check_blocks"], {"segments": 3, "segment_mismatches": 0, "first_segment_mismatch_entry": -1,
+                                               "addresses": 4, "address_mismatches": 0,
+                                               "first_address_mismatch_entry": -1})
         self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]), (40 * MiB, 24 * MiB))
         self.assertEqual(rec["segments_allocated"], 3)  # three page mappings
         # without the frame the burst followed by a mapping reads as a malloc's retry; with no capacity
@@ -244,9 +249,10 @@ class WhatIfSyntheticTest(TraceTest):
                          ("fragmentation", 62 * MiB, {"alloc_conf": "expandable_segments:True",
                                                       "reserved_bytes": 60 * MiB, "saves_bytes": 30 * MiB}))
 
-    def test_private_pools_are_refused_with_one_line(self):
-        # a segment of a CUDA graph's private pool (segment_pool_id other than (0, 0)): its blocks never
-        # serve the default pools, which the model does not replay; the report keeps its own verdicts
+    def test_private_pools_without_entry_pools_are_refused_with_one_line(self):
+        # a segment of a CUDA graph's private pool (segment_pool_id other than (0, 0)) but entries that do not
+        # say which pool each request went to (PyTorch before pool_id in trace entries): not replayable;
+        # the report keeps its own verdicts
         seg = {"device": 0, "address": E, "total_size": 20 * MiB, "stream": 0, "segment_type": "large",
                "segment_pool_id": (1, 0), "blocks": [{"address": E, "size": 20 * MiB, "requested_size": 0,
                                                        "state": "inactive", "frames": []}]}
@@ -256,10 +262,59 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(p.returncode, 1)
         self.assertEqual(p.stdout, "")
         self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
-        self.assertIn("private memory pools (CUDA graphs)", p.stderr)
+        self.assertIn("private memory pools (CUDA graphs, MemPool) but its entries do not say which pool", p.stderr)
         r = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
                                       check=True).stdout)
         self.assertEqual(r["oom_verdicts"], [])
+
+    MEMPOOL_DTOR = [{"name": "c10::cuda::CUDACachingAllocator::Native::NativeCachingAllocator::emptyCache("
+                             "std::pair<unsigned long long, unsigned long long>)", "filename": "", "line": 0},
+                    {"name": "at::cuda::MemPool::~MemPool()", "filename": "", "line": 0}]
+
+    def test_private_pool_blocks_stay_in_their_pool(self):
+        """A MemPool's requests (pool_id (0, 1)) come from its own segments; a retry keeps the segments of
+        a pool in use; its destructor gives them back."""
+        P = (0, 1)
+        A, B, C, D = E, E + 100 * MiB, E + 200 * MiB, E + 300 * MiB
+
+        def pooled(entries, pool):
+            for e in entries:
+                e["pool_id"] = pool
+            return entries
+        # recorded (no capacity): A 60 MiB default segment, freed (cached). B 30 MiB in the pool: a segment of
+        # the pool's own (the cached 60 is the default pools'), freed back to the pool. E 20 MiB default: from
+        # the default's cached 60 at A's base; shared pools would have given it the pool's 30 (best fit: the
+        # smaller), at B: the address check tells them apart. C 70 MiB: a new segment (160 reserved). The
+        # MemPool is destroyed: its cached 30 goes (130). D 30 MiB: from A's 60 again (split), at A.
+        h = [{"action": "segment_alloc", "addr": A, "size": 60 * MiB}] + self.requests(("a", A, 60 * MiB), ("f", A, 60 * MiB))
+        h += pooled([{"action": "segment_alloc", "addr": B, "size": 30 * MiB}] +
+                    self.requests(("a", B, 30 * MiB), ("f", B, 30 * MiB)), P)
+        h += self.requests(("a", A, 20 * MiB), ("f", A, 20 * MiB))
+        h += [{"action": "segment_alloc", "addr": C, "size": 70 * MiB}] + self.requests(("a", C, 70 * MiB))
+        h += pooled([{"action": "segment_free", "addr": B, "size": 30 * MiB, "frames": self.MEMPOOL_DTOR}], P)
+        h += self.requests(("a", A, 30 * MiB))
+        for e in h:
+            e.setdefault("pool_id", (0, 0))
+        db = self.snap(h)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE pool_id = '0,1'"), 5)
+        rec, small = self.whatif(db, "--capacity", "100MiB")
+        # 5 requests and 3 frees checked; 3 new segments (A, B, C); 5 addresses (A, B, C at their segments,
+        # E and D inside A)
+        self.assertEqual(rec["check"], {"entries": 8, "reserved_mismatches": 0, "first_mismatch_entry": -1})
+        self.assertEqual(rec["check_blocks"], {"segments": 3, "segment_mismatches": 0, "first_segment_mismatch_entry": -1,
+                                               "addresses": 5, "address_mismatches": 0,
+                                               "first_address_mismatch_entry": -1})
+        self.assertEqual((rec["peak_reserved_bytes"], rec["private_pools"]), (160 * MiB, 1))
+        # under 100 MiB: C fails (60 + 30 + 70), the retry releases the default's cached 60 but not the pool's
+        # 30, in use: 30 + 70 = 100 fits. The destructor frees the pool's 30 (70); D needs a segment: 100
+        # (had the destructor's release not been replayed, D would run out: 100 + 30).
+        self.assertEqual((small["oom"], small["peak_reserved_bytes"], small["segments_allocated"]), (False, 100 * MiB, 4))
+        rec, tight = self.whatif(db, "--capacity", "99MiB")
+        # 99 MiB: C's retry leaves 30 (the pool's) + 70 > 99: out of memory at C with the pool's 30 reserved;
+        # a model that released the pool in use would have served C (70 <= 99)
+        self.assertTrue(tight["oom"])
+        self.assertEqual(tight["first_oom"], {"entry_id": tight["first_oom"]["entry_id"], "size": 70 * MiB,
+                                              "reserved_bytes": 30 * MiB, "allocated_bytes": 0})
 
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
