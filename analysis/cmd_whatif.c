@@ -11,10 +11,19 @@
  * after every entry compared), then under each requested configuration. For each: peak reserved, peak
  * allocated, fragmentation at the reserved peak, and the first request that would run out of memory.
  *
- * Requests: every alloc and free_completed, in order. A burst of segment_free (or segment_unmap) entries
- * that is not followed by a segment_alloc or segment_map (a retry) is an empty_cache() call and is
- * replayed as one; the allocator's own
- * releases on a failed cudaMalloc are the model's decision, under the configuration's capacity.
+ * Requests: every alloc and free_completed, in order, each into the pool its entry names (pool_id: the
+ * default pools or a private pool, MemPool or CUDA graph). A free_requested not followed at once by its
+ * free_completed (a block with uses on other streams, record_stream) makes the block pending until its
+ * free_completed or a release of cached memory, which synchronizes it first. A burst of segment_free (or
+ * segment_unmap) entries that is not followed by a segment_alloc or segment_map (a retry) is an
+ * empty_cache() call and is replayed as one (a MemPool destructor's burst: the release of that pool); a
+ * private pool's segment in a burst means the pool is no longer in use; the allocator's own releases on a
+ * failed cudaMalloc are the model's decision, under the configuration's capacity. An empty_cache() that
+ * released nothing left no entry: the what-if runs cannot replay it.
+ *
+ * The recorded replay is a check: reserved bytes after every request and free, the size of every new
+ * segment (mapping), and every block's address (the model puts new segments where the run had them, as
+ * best fit breaks ties by address) against the history.
  */
 #include "cmt_db.h"
 #include "allocmodel.h"

@@ -152,6 +152,60 @@ class MemPoolRealTorchTest(WhatIf, TraceTest):
                              (real["peak_reserved"], real["peak_allocated"]), conf)
 
 
+# A block freed while it has a use recorded on a side stream: with SIMCUDA_EVENTS_PENDING=1 the side
+# stream's work never finishes by itself, so the free stays deferred until the allocator synchronizes its
+# events, which it does when a device allocation fails, before releasing its cache and retrying.
+RECORD_STREAM = r"""
+import json, torch
+M = 1 << 20
+side = torch.cuda.Stream()
+keep = torch.empty(100 * M, dtype=torch.uint8, device='cuda')
+x = torch.empty(200 * M, dtype=torch.uint8, device='cuda')
+x.record_stream(side)
+del x
+out = {}
+try:
+    y = torch.empty(300 * M, dtype=torch.uint8, device='cuda')
+    out["oom"] = False
+except torch.OutOfMemoryError as e:
+    out["oom"] = True
+    out["message"] = str(e).splitlines()[0]
+s = torch.cuda.memory_stats()
+out.update({"reserved": s["reserved_bytes.all.current"], "allocated": s["allocated_bytes.all.current"],
+            "peak_reserved": s["reserved_bytes.all.peak"], "retries": s["num_alloc_retries"],
+            "syncs": s["num_sync_all_streams"]})
+print("RS " + json.dumps(out))
+"""
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class RecordStreamRealTorchTest(MemPoolRealTorchTest):
+    def test_deferred_free_is_synchronized_by_a_retry(self):
+        pending = {"SIMCUDA_EVENTS_PENDING": "1"}
+        prog = self.script(RECORD_STREAM, "rs.py")
+        db, out = self.traced(prog, pending)
+        # recorded on the 24 GiB board: the free of x never completes (free_requested only), y gets a segment
+        # of its own: 100 + 200 + 300 MiB
+        self.assertEqual(self.said(out, "RS")["peak_reserved"], 600 * MiB)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE action = 'free_completed'"), 0)
+        rec, fits = self.whatif(db, "--gpu", "500MiB")
+        self.assert_exact(rec)
+        # on 500 MiB torch's allocation of y fails, it synchronizes x's events (x's free completes), releases
+        # x's segment and retries: 100 + 300. The model, replaying x's free as pending, does the same (a model
+        # that waited for the recorded free_completed, never there, would run out of memory)
+        real = self.real(prog, "RS", memory="500MiB", extra=pending)
+        self.assertEqual((real["oom"], real["retries"], real["syncs"], real["peak_reserved"]), (False, 1, 1, 400 * MiB))
+        self.assertEqual((fits["oom"], fits["peak_reserved_bytes"], fits["peak_allocated_bytes"]),
+                         (False, real["peak_reserved"], real["allocated"]))
+        # on 350 MiB even that is not enough: the same failed request, with x's segment released first
+        _, short = self.whatif(db, "--gpu", "350MiB")
+        real = self.real(prog, "RS", memory="350MiB", extra=pending)
+        self.assertTrue(real["oom"] and short["oom"])
+        self.assertIn("Tried to allocate 300.00 MiB", real["message"])
+        self.assertEqual((short["first_oom"]["reserved_bytes"], short["first_oom"]["allocated_bytes"]),
+                         (real["reserved"], real["allocated"]))
+
+
 SNAPSHOT = os.path.join(SHARED, "data", "torch-snapshots", "silmont2000__assignment2-systems", "mem_snapshot.pickle")
 
 

@@ -316,6 +316,30 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(tight["first_oom"], {"entry_id": tight["first_oom"]["entry_id"], "size": 70 * MiB,
                                               "reserved_bytes": 30 * MiB, "allocated_bytes": 0})
 
+    def test_record_stream_free_waits_until_a_release_synchronizes(self):
+        # X (200 MiB) is freed while in use on another stream: free_requested, its free_completed only at the
+        # end. Recorded: A 100 + X 200 + Y 300 = 600 MiB reserved; allocated 300, 100 once X is requested
+        # free (torch counts it out then), 400 with Y: the peak.
+        X = E + 100 * MiB
+        h = [{"action": "segment_alloc", "addr": E, "size": 100 * MiB}] + self.requests(("a", E, 100 * MiB))
+        h += [{"action": "segment_alloc", "addr": X, "size": 200 * MiB}] + self.requests(("a", X, 200 * MiB))
+        h += [{"action": "free_requested", "addr": X, "size": 200 * MiB},
+              {"action": "segment_alloc", "addr": E + 300 * MiB, "size": 300 * MiB}]
+        h += self.requests(("a", E + 300 * MiB, 300 * MiB))
+        h += [{"action": "free_completed", "addr": X, "size": 200 * MiB}]
+        rec, fits = self.whatif(self.snap(h), "--capacity", "500MiB", "--alloc-conf", "max_split_size_mb:1024")
+        self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]), (600 * MiB, 400 * MiB))
+        self.assertEqual(rec["check"]["reserved_mismatches"], 0)
+        # 500 MiB: Y's segment fails (300 + 300); the retry synchronizes X (freed: not reusable for Y, too
+        # small), releases its segment and retries: 100 + 300 = 400. The late free_completed finds X gone.
+        self.assertEqual((fits["oom"], fits["peak_reserved_bytes"], fits["peak_allocated_bytes"]),
+                         (False, 400 * MiB, 400 * MiB))
+        self.assertEqual(fits["segments_allocated"], 3)
+        # 350 MiB: after X goes, 100 + 300 > 350: out of memory with A alone reserved and allocated
+        _, tight = self.whatif(self.snap(h), "--capacity", "350MiB", "--alloc-conf", "max_split_size_mb:1024")
+        self.assertEqual(tight["first_oom"], {"entry_id": tight["first_oom"]["entry_id"], "size": 300 * MiB,
+                                              "reserved_bytes": 100 * MiB, "allocated_bytes": 100 * MiB})
+
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
         for conf, words in (("expandable_segments:maybe", "True or False"),
