@@ -43,6 +43,10 @@
 
 #define MAX_CONFS 16
 
+#define GC_WHY "it acts only under a per-process memory fraction (set_per_process_memory_fraction), which " \
+               "neither the snapshot nor the trace records; replay it with --capacity LIMIT --alloc-conf " \
+               "garbage_collection_threshold:T"
+
 struct entry {
     int64_t id, addr, size, stream, reserved;
     int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 3 a MemPool's destructor, 0 unknown */
@@ -67,6 +71,7 @@ struct outcome {
     int64_t segments_checked, segment_mismatches, first_segment_mismatch;
     int64_t addresses_checked, address_mismatches, first_address_mismatch;
     int private_pools;           /* private pools the history uses */
+    double recorded_gc;          /* the recorded garbage_collection_threshold (0 none), never applied */
 };
 
 /* The device a --gpu names, as the simulated driver presents it. */
@@ -167,7 +172,7 @@ static void usage(FILE *out)
 /* The latest snapshot's history of its busiest device from an open trace, with the recorded settings and
  * capacity (*sid_out, *dev_out: which snapshot and device). */
 static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec,
-                   uint64_t *rec_capacity, int64_t *sid_out, int64_t *dev_out, char *err, size_t errlen)
+                   uint64_t *rec_capacity, double *rec_gc, int64_t *sid_out, int64_t *dev_out, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
@@ -193,8 +198,14 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         const char *k;
         if (strstr(set_copy, "\"expandable_segments\": true"))
             rec->expandable = 1;
-        /* garbage_collection_threshold acts only under a per-process memory fraction, which the
-         * snapshot does not record: the recorded replay leaves it off */
+        /* garbage_collection_threshold acts only under a per-process memory fraction, which neither the
+         * snapshot (allocator_settings has no fraction) nor the trace (set_per_process_memory_fraction
+         * makes no allocator entry or driver call we record) knows: the replays leave it off, and say so */
+        if ((k = strstr(set_copy, "\"garbage_collection_threshold\": "))) {
+            double v = strtod(k + 32, NULL);
+            if (v > 0 && v < 1)
+                *rec_gc = v;
+        }
         if ((k = strstr(set_copy, "\"max_split_size\": "))) {
             unsigned long long v = strtoull(k + 18, NULL, 10);
             if (v && v < (1ull << 62))
@@ -353,7 +364,7 @@ out:
     return rc;
 }
 
-static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
+static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity, double *rec_gc,
                 char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
@@ -365,7 +376,7 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
         sqlite3_close(db);
         return -1;
     }
-    int rc = load_db(db, path, out, n, rec, rec_capacity, &sid, &dev, err, errlen);
+    int rc = load_db(db, path, out, n, rec, rec_capacity, rec_gc, &sid, &dev, err, errlen);
     sqlite3_close(db);
     return rc;
 }
@@ -613,7 +624,8 @@ int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char 
     int rc = -1;
     *out = NULL;
     *n = 0;
-    if (load_db(db, "trace", &e, &ne, &rec, &rec_capacity, &sid, &dev, err, errlen) != 0) {
+    double rec_gc = 0;
+    if (load_db(db, "trace", &e, &ne, &rec, &rec_capacity, &rec_gc, &sid, &dev, err, errlen) != 0) {
         free(e);
         return 0; /* no usable history: no verdicts, the report goes on */
     }
@@ -742,7 +754,7 @@ static int whatif_compute(const char *trace, const char *const *confs, int nconf
     struct entry *e = NULL;
     size_t n = 0;
     int rc = -1;
-    if (load(trace, &e, &n, &rec, &rec_capacity, err, errlen) != 0)
+    if (load(trace, &e, &n, &rec, &rec_capacity, &out[0].recorded_gc, err, errlen) != 0)
         goto out;
     rec.capacity = rec_capacity;
     out[0].label = "recorded";
@@ -814,6 +826,17 @@ static void configs_json(struct sbuf *b, const struct outcome *out, int nconf)
                       (long long)o->first_segment_mismatch, (long long)o->addresses_checked,
                       (long long)o->address_mismatches, (long long)o->first_address_mismatch);
         sb_printf(b, ",\"private_pools\":%d", o->private_pools);
+        if (k == 0) {
+            sb_puts(b, ",\"recorded_garbage_collection_threshold\":");
+            if (o->recorded_gc > 0)
+                sb_printf(b, "{\"threshold\":%g,\"applied\":false,\"why\":", o->recorded_gc);
+            else
+                sb_puts(b, "null");
+            if (o->recorded_gc > 0) {
+                sb_json_str(b, GC_WHY);
+                sb_putc(b, '}');
+            }
+        }
         sb_putc(b, '}');
     }
     sb_putc(b, ']');
@@ -854,6 +877,8 @@ static void configs_text(struct sbuf *b, const struct outcome *out, int nconf, c
             sb_puts(b, "no\n");
     }
     const struct outcome *o = &out[0];
+    if (o->recorded_gc > 0)
+        sb_printf(b, "the recorded garbage_collection_threshold:%g is not applied: %s\n", o->recorded_gc, GC_WHY);
     if (o->mismatches)
         sb_printf(b, "the model departs from the recorded run at entry %lld (%lld of %lld entries differ in "
                      "reserved bytes): read the what-if figures with that in mind\n",
@@ -861,6 +886,18 @@ static void configs_text(struct sbuf *b, const struct outcome *out, int nconf, c
     else
         sb_printf(b, "the model reproduces the recorded run: reserved bytes equal after all %lld requests\n",
                   (long long)o->checked);
+    if (o->segment_mismatches || o->address_mismatches)
+        sb_printf(b, "block by block it departs: %lld of %lld new segments differ in size (first at entry %lld), "
+                     "%lld of %lld blocks in address (first at entry %lld)\n",
+                  (long long)o->segment_mismatches, (long long)o->segments_checked, (long long)o->first_segment_mismatch,
+                  (long long)o->address_mismatches, (long long)o->addresses_checked,
+                  (long long)o->first_address_mismatch);
+    else if (o->addresses_checked)
+        sb_printf(b, "block by block too: all %lld new segments of the recorded size, all %lld blocks at the "
+                     "recorded address\n", (long long)o->segments_checked, (long long)o->addresses_checked);
+    if (o->private_pools)
+        sb_printf(b, "%d private memory pool%s (MemPool, CUDA graphs) replayed apart from the default pools\n",
+                  o->private_pools, o->private_pools > 1 ? "s" : "");
 }
 
 int cmt_whatif_report(const char *trace, const char *const *confs, int nconf, const char *gpu_spec,

@@ -340,6 +340,24 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(tight["first_oom"], {"entry_id": tight["first_oom"]["entry_id"], "size": 300 * MiB,
                                               "reserved_bytes": 100 * MiB, "allocated_bytes": 100 * MiB})
 
+    def test_recorded_garbage_collection_threshold_is_named_not_applied(self):
+        # the snapshot's allocator_settings carry the threshold but no per-process memory fraction, without
+        # which torch never collects: one line says it is not applied, and --json keeps it
+        h = self.requests(("a", E, 30 * MiB), ("f", E, 30 * MiB), ("a", E + 100 * MiB, 40 * MiB))
+        db = self.snap(h, settings={"garbage_collection_threshold": 0.6, "expandable_segments": False})
+        p = subprocess.run([CUMEMTRACE, "whatif", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        line, = [l for l in p.stdout.splitlines() if "garbage_collection_threshold" in l]
+        self.assertTrue(line.startswith("the recorded garbage_collection_threshold:0.6 is not applied: it acts only "
+                                        "under a per-process memory fraction"), line)
+        rec, = self.whatif(db)
+        self.assertEqual(rec["recorded_garbage_collection_threshold"]["threshold"], 0.6)
+        self.assertFalse(rec["recorded_garbage_collection_threshold"]["applied"])
+        # not applied: 30 freed and cached, 40 gets a segment of its own (70); collection would change nothing
+        # without a limit, and with one only when asked (--capacity with --alloc-conf)
+        self.assertEqual(rec["peak_reserved_bytes"], 70 * MiB)
+        self.assertIsNone(self.whatif(self.snap(h))[0]["recorded_garbage_collection_threshold"])
+
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
         for conf, words in (("expandable_segments:maybe", "True or False"),
