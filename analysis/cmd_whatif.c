@@ -50,6 +50,7 @@
 struct entry {
     int64_t id, addr, size, stream, reserved;
     int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 3 a MemPool's destructor, 0 unknown */
+    int64_t device;
     int pool;    /* 0 the default pools, k > 0 the k-th private pool the history names */
     int synthetic;
     char action; /* 'a' alloc, 'f' free_completed, 'q' free_requested of a block whose free completes later
@@ -227,30 +228,12 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
     int entry_pools = sqlite3_prepare_v2(db, "SELECT pool_id FROM alloc_trace LIMIT 0", -1, &st, NULL) == SQLITE_OK;
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db, entry_pools ? "SELECT (SELECT count(*) FROM alloc_segments WHERE snapshot_id = ?1"
-                                             " AND pool_id IS NOT NULL AND pool_id <> '0,0'),"
-                                             " (SELECT count(*) FROM alloc_trace WHERE snapshot_id = ?1"
-                                             " AND pool_id IS NOT NULL AND synthetic = 0)"
-                                           : "SELECT count(*), 0 FROM alloc_segments WHERE snapshot_id = ?1"
-                                             " AND pool_id IS NOT NULL AND pool_id <> '0,0'",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, sid);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0 && sqlite3_column_int64(st, 1) == 0) {
-            snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs, MemPool) but its entries "
-                     "do not say which pool each request went to (%s): the model cannot replay it", path,
-                     entry_pools ? "a snapshot of a PyTorch that records no pool_id per entry"
-                                 : "imported by an older cumemtrace: import the snapshot again");
-            goto out;
-        }
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    /* the device with the most history */
-    if (sqlite3_prepare_v2(db, "SELECT device FROM alloc_trace WHERE snapshot_id = ? GROUP BY device ORDER BY count(*) DESC",
-                           -1, &st, NULL) == SQLITE_OK) {
+    int64_t private_segments = 0, named_pools = 0;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM alloc_segments WHERE snapshot_id = ?1"
+                               " AND pool_id IS NOT NULL AND pool_id <> '0,0'", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, sid);
         if (sqlite3_step(st) == SQLITE_ROW)
-            dev = sqlite3_column_int64(st, 0);
+            private_segments = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -262,20 +245,21 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
                                "   WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
-                               " END, pool_id, synthetic FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id"
+                               " END, pool_id, synthetic, device FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id"
                                            : "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
                                " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
                                "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
-                               " END, NULL, synthetic FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id",
+                               " END, NULL, synthetic, device FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
         goto out;
     }
     sqlite3_bind_int64(st, 1, sid);
-    sqlite3_bind_int64(st, 2, dev);
     int r;
+    /* every device's entries (one pass, in entry order: no GROUP BY over the whole history), the busiest
+     * device's kept below */
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         for (int c = 0; c < 6; c++)
             if (c != 1 && c != 5 && sqlite3_column_type(st, c) != SQLITE_INTEGER) {
@@ -296,7 +280,10 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         e->reserved = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
         e->by = (int)sqlite3_column_int64(st, 6);
         e->synthetic = sqlite3_column_int(st, 8) != 0;
+        e->device = sqlite3_column_int64(st, 9);
         const char *pool = (const char *)sqlite3_column_text(st, 7);
+        if (pool && !e->synthetic)
+            named_pools = 1;
         e->pool = 0;
         if (pool && strcmp(pool, "0,0")) {
             int64_t *k = smap_get(&pools, pool);
@@ -316,9 +303,6 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
                      (long long)e->id);
             goto out;
         }
-        /* the recorded capacity: reserved plus what the device had free at the first oom */
-        if (e->action == 'o' && *rec_capacity == UINT64_MAX && e->reserved >= 0)
-            *rec_capacity = (uint64_t)e->reserved + (uint64_t)e->addr;
     }
     if (r != SQLITE_DONE) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
@@ -328,6 +312,43 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         snprintf(err, errlen, "%s: the allocator history is empty", path);
         goto out;
     }
+    if (private_segments > 0 && !named_pools) {
+        snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs, MemPool) but its entries "
+                 "do not say which pool each request went to (%s): the model cannot replay it", path,
+                 entry_pools ? "a snapshot of a PyTorch that records no pool_id per entry"
+                             : "imported by an older cumemtrace: import the snapshot again");
+        goto out;
+    }
+    {
+        /* the device with the most history (the lowest of equals); its entries alone, in order */
+        struct imap count = {0};
+        int64_t best = -1;
+        for (size_t i = 0; i < *n; i++) {
+            int64_t *c = imap_get(&count, (uint64_t)(*out)[i].device);
+            int64_t v = c ? *c + 1 : 1;
+            if (imap_put(&count, (uint64_t)(*out)[i].device, v) != 0) {
+                imap_free(&count);
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            if (v > best || (v == best && (*out)[i].device < dev)) {
+                best = v;
+                dev = (*out)[i].device;
+            }
+        }
+        imap_free(&count);
+        size_t k = 0;
+        for (size_t i = 0; i < *n; i++)
+            if ((*out)[i].device == dev)
+                (*out)[k++] = (*out)[i];
+        *n = k;
+    }
+    /* the recorded capacity: reserved plus what the device had free at the first oom */
+    for (size_t i = 0; i < *n; i++)
+        if ((*out)[i].action == 'o' && (*out)[i].reserved >= 0) {
+            *rec_capacity = (uint64_t)(*out)[i].reserved + (uint64_t)(*out)[i].addr;
+            break;
+        }
     /* a free_requested whose free_completed does not follow at once: the block had uses on other streams
      * (record_stream) and comes back later (when its events complete, or a release synchronizes them) */
     for (size_t i = 0; i < *n; i++)
@@ -371,7 +392,7 @@ static int load(const char *path, struct entry **out, size_t *n, struct cmt_acon
     int64_t sid, dev;
     *out = NULL;
     *n = 0;
-    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;
