@@ -48,7 +48,7 @@
                "garbage_collection_threshold:T"
 
 struct entry {
-    int64_t id, addr, size, stream, reserved;
+    int64_t id, addr, size, stream, reserved, allocated;
     int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 3 a MemPool's destructor, 0 unknown */
     int64_t device;
     int pool;    /* 0 the default pools, k > 0 the k-th private pool the history names */
@@ -71,6 +71,7 @@ struct outcome {
      * (in the recorded address space: a segment's model base pairs with the address the history gave it) */
     int64_t segments_checked, segment_mismatches, first_segment_mismatch;
     int64_t addresses_checked, address_mismatches, first_address_mismatch;
+    int64_t allocated_mismatches, first_allocated_mismatch;
     int private_pools;           /* private pools the history uses */
     double recorded_gc;          /* the recorded garbage_collection_threshold (0 none), never applied */
 };
@@ -245,13 +246,13 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
                                "   WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
-                               " END, pool_id, synthetic, device FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id"
+                               " END, pool_id, synthetic, device, allocated_bytes FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id"
                                            : "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
                                " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
                                "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
-                               " END, NULL, synthetic, device FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id",
+                               " END, NULL, synthetic, device, allocated_bytes FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
         goto out;
@@ -281,6 +282,7 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         e->by = (int)sqlite3_column_int64(st, 6);
         e->synthetic = sqlite3_column_int(st, 8) != 0;
         e->device = sqlite3_column_int64(st, 9);
+        e->allocated = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
         const char *pool = (const char *)sqlite3_column_text(st, 7);
         if (pool && !e->synthetic)
             named_pools = 1;
@@ -465,7 +467,7 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
     int g_synthetic = 0;
     if (!m)
         goto oom;
-    o->first_mismatch = o->first_segment_mismatch = o->first_address_mismatch = -1;
+    o->first_mismatch = o->first_segment_mismatch = o->first_address_mismatch = o->first_allocated_mismatch = -1;
     for (size_t i = 0; i < n; i++) {
         if (e[i].pool > o->private_pools)
             o->private_pools = e[i].pool;
@@ -542,6 +544,8 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             o->checked++;
             if ((int64_t)s.reserved != e[i].reserved && o->mismatches++ == 0)
                 o->first_mismatch = e[i].id;
+            if (e[i].allocated >= 0 && (int64_t)s.allocated != e[i].allocated && o->allocated_mismatches++ == 0)
+                o->first_allocated_mismatch = e[i].id;
         }
     }
     cmt_amodel_stats(m, &o->st);
@@ -841,11 +845,13 @@ static void configs_json(struct sbuf *b, const struct outcome *out, int nconf)
         if (k == 0)
             sb_printf(b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld},"
                          "\"check_blocks\":{\"segments\":%lld,\"segment_mismatches\":%lld,\"first_segment_mismatch_entry\":%lld,"
-                         "\"addresses\":%lld,\"address_mismatches\":%lld,\"first_address_mismatch_entry\":%lld}",
+                         "\"addresses\":%lld,\"address_mismatches\":%lld,\"first_address_mismatch_entry\":%lld,"
+                         "\"allocated_mismatches\":%lld,\"first_allocated_mismatch_entry\":%lld}",
                       (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch,
                       (long long)o->segments_checked, (long long)o->segment_mismatches,
                       (long long)o->first_segment_mismatch, (long long)o->addresses_checked,
-                      (long long)o->address_mismatches, (long long)o->first_address_mismatch);
+                      (long long)o->address_mismatches, (long long)o->first_address_mismatch,
+                      (long long)o->allocated_mismatches, (long long)o->first_allocated_mismatch);
         sb_printf(b, ",\"private_pools\":%d", o->private_pools);
         if (k == 0) {
             sb_puts(b, ",\"recorded_garbage_collection_threshold\":");
@@ -916,6 +922,10 @@ static void configs_text(struct sbuf *b, const struct outcome *out, int nconf, c
     else if (o->addresses_checked)
         sb_printf(b, "block by block too: all %lld new segments of the recorded size, all %lld blocks at the "
                      "recorded address\n", (long long)o->segments_checked, (long long)o->addresses_checked);
+    if (o->allocated_mismatches)
+        sb_printf(b, "allocated bytes differ from the history's after %lld of %lld requests and frees (first at entry "
+                     "%lld)\n", (long long)o->allocated_mismatches, (long long)o->checked,
+                  (long long)o->first_allocated_mismatch);
     if (o->private_pools)
         sb_printf(b, "%d private memory pool%s (MemPool, CUDA graphs) replayed apart from the default pools\n",
                   o->private_pools, o->private_pools > 1 ? "s" : "");

@@ -72,7 +72,8 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(rec["check"], {"entries": 8, "reserved_mismatches": 0, "first_mismatch_entry": -1})
         self.assertEqual(rec["check_blocks"], {"segments": 3, "segment_mismatches": 0, "first_segment_mismatch_entry": -1,
                                                "addresses": 4, "address_mismatches": 0,
-                                               "first_address_mismatch_entry": -1})
+                                               "first_address_mismatch_entry": -1, "allocated_mismatches": 0,
+                                               "first_allocated_mismatch_entry": -1})
         self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]), (40 * MiB, 24 * MiB))
         self.assertEqual(rec["segments_allocated"], 3)  # three page mappings
         # without the frame the burst followed by a mapping reads as a malloc's retry; with no capacity
@@ -303,7 +304,8 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(rec["check"], {"entries": 8, "reserved_mismatches": 0, "first_mismatch_entry": -1})
         self.assertEqual(rec["check_blocks"], {"segments": 3, "segment_mismatches": 0, "first_segment_mismatch_entry": -1,
                                                "addresses": 5, "address_mismatches": 0,
-                                               "first_address_mismatch_entry": -1})
+                                               "first_address_mismatch_entry": -1, "allocated_mismatches": 0,
+                                               "first_allocated_mismatch_entry": -1})
         self.assertEqual((rec["peak_reserved_bytes"], rec["private_pools"]), (160 * MiB, 1))
         # under 100 MiB: C fails (60 + 30 + 70), the retry releases the default's cached 60 but not the pool's
         # 30, in use: 30 + 70 = 100 fits. The destructor frees the pool's 30 (70); D needs a segment: 100
