@@ -80,8 +80,7 @@ class WhatIf:
                           b["allocated_mismatches"] if allocated else 0), (0, 0, 0, 0), rec)
 
 
-@unittest.skipIf(SKIP, SKIP or "")
-class MemPoolRealTorchTest(WhatIf, TraceTest):
+class RealTorch(WhatIf):
     def script(self, text, name):
         prog = self.path(name)
         with open(prog, "w") as f:
@@ -99,9 +98,9 @@ class MemPoolRealTorchTest(WhatIf, TraceTest):
             env["PYTORCH_CUDA_ALLOC_CONF"] = conf
         return env
 
-    def traced(self, prog, extra=None):
+    def traced(self, prog, extra=None, conf=None):
         out = self.path("t.db")
-        env = self.env()
+        env = self.env(conf)
         env.update(extra or {})
         p = subprocess.run([CUMEMTRACE, "run", "--torch", "--sim-gpu", "RTX4090", "-o", out, "--", TORCH_PY, prog],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
@@ -121,6 +120,10 @@ class MemPoolRealTorchTest(WhatIf, TraceTest):
         line, = [l for l in stdout.splitlines() if l.startswith(tag + " ")]
         return json.loads(line[len(tag) + 1:])
 
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class MemPoolRealTorchTest(RealTorch, TraceTest):
     def test_mempool_history_replays_exactly_and_predicts_torch(self):
         prog = self.script(POOLS, "pools.py")
         db, out = self.traced(prog)
@@ -183,7 +186,7 @@ print("RS " + json.dumps(out))
 
 
 @unittest.skipIf(SKIP, SKIP or "")
-class RecordStreamRealTorchTest(MemPoolRealTorchTest):
+class RecordStreamRealTorchTest(RealTorch, TraceTest):
     def test_deferred_free_is_synchronized_by_a_retry(self):
         pending = {"SIMCUDA_EVENTS_PENDING": "1"}
         prog = self.script(RECORD_STREAM, "rs.py")
@@ -216,6 +219,29 @@ class RecordStreamRealTorchTest(MemPoolRealTorchTest):
         self.assertIn("Tried to allocate 300.00 MiB", real["message"])
         self.assertEqual((short["first_oom"]["reserved_bytes"], short["first_oom"]["allocated_bytes"]),
                          (real["reserved"], real["allocated"]))
+
+
+@unittest.skipIf(SKIP, SKIP or "")
+class MemPoolExpandableRealTorchTest(RealTorch, TraceTest):
+    def test_expandable_mempool_history_replays_exactly(self):
+        # recorded under expandable_segments:True: the pool grows mappings of its own (one per pool and
+        # stream), empty_cache() unmaps the default's free pages but none of the pool in use, the pool's
+        # destructor unmaps its own
+        db, out = self.traced(self.script(POOLS, "pools.py"), conf="expandable_segments:True")
+        torch_says = self.said(out, "POOLS")
+        rec, = self.whatif(db)
+        self.assert_exact(rec)
+        self.assertEqual((rec["private_pools"], rec["check_blocks"]["segments"]),
+                         (1, self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE action = 'segment_map'")))
+        # the pool's first unmap is its destructor's: the empty_cache() before left the pool in use alone
+        first = self.scalar(db, "SELECT min(entry_id) FROM alloc_trace WHERE action = 'segment_unmap' AND pool_id = '0,1'")
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM alloc_trace t JOIN alloc_stacks s USING (stack_id) JOIN "
+                                         "alloc_frames f USING (frame_id) WHERE t.entry_id = ? AND f.name LIKE "
+                                         "'%MemPool::~MemPool%'", (first,)), 1)
+        self.assertGreater(self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE action = 'segment_unmap' AND "
+                                           "pool_id = '0,0' AND entry_id < ?", (first,)), 0)
+        self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]),
+                         (torch_says["peak_reserved"], torch_says["peak_allocated"]))
 
 
 SNAPSHOT = os.path.join(SHARED, "data", "torch-snapshots", "silmont2000__assignment2-systems", "mem_snapshot.pickle")
