@@ -4,7 +4,9 @@ departure of the model from those rules fails here without a GPU or a PyTorch in
 checked against real PyTorch in tests/test_real_torch.py (WhatIfTest).
 """
 import json
+import os
 import pickle
+import shutil
 import subprocess
 import unittest
 
@@ -359,6 +361,27 @@ class WhatIfSyntheticTest(TraceTest):
         # without a limit, and with one only when asked (--capacity with --alloc-conf)
         self.assertEqual(rec["peak_reserved_bytes"], 70 * MiB)
         self.assertIsNone(self.whatif(self.snap(h))[0]["recorded_garbage_collection_threshold"])
+
+    def test_pool_ids_are_imported_into_a_trace_made_before_the_column(self):
+        # a version 2 trace from before alloc_trace.pool_id (the fuzz corpus's torch trace): import-torch adds
+        # the column; its older rows have none, the new snapshot's entries their pool
+        old = self.path("old.db")
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "corpus", "torch.db"), old)
+        os.chmod(old, 0o644)
+        self.assertNotIn("pool_id", [r[1] for r in self.query(old, "PRAGMA table_info(alloc_trace)")])
+        before = self.scalar(old, "SELECT count(*) FROM alloc_trace")
+        h = [{"action": "segment_alloc", "addr": E, "size": 20 * MiB, "pool_id": (0, 1)},
+             {"action": "alloc", "addr": E, "size": 8 * MiB, "pool_id": (0, 1)}]
+        p = self.path("s.pickle")
+        with open(p, "wb") as f:
+            pickle.dump({"segments": [], "device_traces": [[dict(e, stream=0, time_us=1_000_000 + i, frames=[])
+                                                            for i, e in enumerate(h)]]}, f)
+        subprocess.run([CUMEMTRACE, "import-torch", p, "-o", old], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        self.assertEqual(self.query(old, "SELECT count(*), count(pool_id), min(pool_id) FROM alloc_trace"),
+                         [(before + 2, 2, "0,1")])
+        rec, = self.whatif(old)
+        self.assertEqual((rec["private_pools"], rec["peak_reserved_bytes"]), (1, 20 * MiB))
 
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))
