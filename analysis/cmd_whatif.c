@@ -249,7 +249,8 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
                                " END, pool_id, synthetic, device, allocated_bytes FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id"
                                            : "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
                                " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
-                               "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
+                               "  (SELECT CASE WHEN max(f.name LIKE '%MemPool::~MemPool%') THEN 3"
+                               "   WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
                                " END, NULL, synthetic, device, allocated_bytes FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id",
@@ -314,6 +315,10 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         snprintf(err, errlen, "%s: the allocator history is empty", path);
         goto out;
     }
+    /* a MemPool destroyed before the snapshot leaves no private segment, but its destructor's releases */
+    for (size_t i = 0; i < *n && !private_segments; i++)
+        if ((*out)[i].by == 3)
+            private_segments = 1;
     if (private_segments > 0 && !named_pools) {
         snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs, MemPool) but its entries "
                  "do not say which pool each request went to (%s): the model cannot replay it", path,

@@ -269,6 +269,13 @@ class WhatIfSyntheticTest(TraceTest):
         r = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
                                       check=True).stdout)
         self.assertEqual(r["oom_verdicts"], [])
+        # a MemPool destroyed before the snapshot: no private segment left, but its destructor's release says
+        # the history had one
+        h += [{"action": "segment_free", "addr": E, "size": 20 * MiB, "frames": self.MEMPOOL_DTOR}]
+        p = subprocess.run([CUMEMTRACE, "whatif", self.snap(h)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        self.assertEqual((p.returncode, p.stdout, len(p.stderr.splitlines())), (1, "", 1), p.stderr)
+        self.assertIn("do not say which pool", p.stderr)
 
     MEMPOOL_DTOR = [{"name": "c10::cuda::CUDACachingAllocator::Native::NativeCachingAllocator::emptyCache("
                              "std::pair<unsigned long long, unsigned long long>)", "filename": "", "line": 0},
