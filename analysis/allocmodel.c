@@ -28,8 +28,12 @@ struct mblock {
     uint64_t addr, size;
     int64_t stream;
     int small, allocated;
+    int pidx;                 /* its block set: m->pools[pidx] (2 * pool + small) */
+    int pending;              /* freed while in use on other streams (record_stream): not reusable yet */
     int unmapped;             /* expandable segments: address space with no pages behind it */
     int64_t gc_base;          /* the pool's get_free_block count when the block became free */
+    uint64_t id;              /* allocated or pending: its id (byid[id - 1]) */
+    uint64_t seg;             /* the base of its segment (of the expandable segment's reservation) */
     struct eseg *es;          /* NULL: a cudaMalloc'ed segment */
     struct mblock *prev, *next;
 };
@@ -40,16 +44,21 @@ struct pool {
     struct mblock **u;        /* unmapped blocks of expandable segments by (stream, address) */
     size_t nu, capu;
     int64_t gets;             /* get_free_block calls while garbage collection is on */
+    int freeable;             /* a private pool no longer in use: released with the default pools */
 };
 
 struct cmt_amodel {
     struct cmt_aconf conf;
-    struct pool pools[2]; /* 0 large, 1 small */
+    struct pool *pools;   /* 2 * k + small: pool k's large (0) and small (1) block sets; k = 0 the default */
+    int npools;           /* pools, default included (m->pools has twice as many block sets) */
     struct mblock **byid;
     size_t nid, capid;
     struct eseg **segs;
     size_t nseg, capseg;
+    struct mblock **pend;     /* freed, waiting for their uses on other streams (record_stream) */
+    size_t npend, cappend;
     uint64_t next_addr;
+    uint64_t hint;            /* the address of the next new segment, when the caller knows it (0: ours) */
     struct cmt_astats st;
 };
 
@@ -116,7 +125,27 @@ struct cmt_amodel *cmt_amodel_new(const struct cmt_aconf *conf)
         return NULL;
     m->conf = *conf;
     m->next_addr = 1ull << 40;
+    m->npools = 1;
+    m->pools = calloc(2, sizeof *m->pools);
+    if (!m->pools) {
+        free(m);
+        return NULL;
+    }
     return m;
+}
+
+/* Makes room for private pool `pool` (and every one below it). 0, or -1 out of memory. */
+static int have_pool(struct cmt_amodel *m, int pool)
+{
+    if (pool < m->npools)
+        return 0;
+    struct pool *g = realloc(m->pools, 2 * (size_t)(pool + 1) * sizeof *g);
+    if (!g)
+        return -1;
+    memset(g + 2 * m->npools, 0, 2 * (size_t)(pool + 1 - m->npools) * sizeof *g);
+    m->pools = g;
+    m->npools = pool + 1;
+    return 0;
 }
 
 void cmt_amodel_free(struct cmt_amodel *m)
@@ -126,7 +155,7 @@ void cmt_amodel_free(struct cmt_amodel *m)
     /* every block is allocated (still in byid), free (in a pool) or unmapped (in a pool's unmapped set) */
     for (size_t i = 0; i < m->nid; i++)
         free(m->byid[i]);
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < 2 * m->npools; p++) {
         for (size_t i = 0; i < m->pools[p].n; i++)
             free(m->pools[p].v[i]);
         for (size_t i = 0; i < m->pools[p].nu; i++)
@@ -138,6 +167,8 @@ void cmt_amodel_free(struct cmt_amodel *m)
         free(m->segs[i]);
     free(m->segs);
     free(m->byid);
+    free(m->pend);
+    free(m->pools);
     free(m);
 }
 
@@ -236,9 +267,9 @@ static uint64_t expandable_size(const struct mblock *b)
     return b->size + (b->next && b->next->unmapped ? b->next->size : 0);
 }
 
-static struct mblock *get_free_block(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
+static struct mblock *get_free_block(struct cmt_amodel *m, int pidx, int64_t stream, uint64_t size)
 {
-    struct pool *p = &m->pools[small];
+    struct pool *p = &m->pools[pidx];
     if (gc_on(m))
         p->gets++; /* the age of cached blocks counts these calls */
     size_t i = lower_bound(p, stream, size, 0);
@@ -272,19 +303,27 @@ static int room_for(const struct cmt_amodel *m, uint64_t bytes)
     return m->conf.capacity == UINT64_MAX || (m->st.reserved <= m->conf.capacity && bytes <= m->conf.capacity - m->st.reserved);
 }
 
-static struct mblock *alloc_segment(struct cmt_amodel *m, int small, int64_t stream, uint64_t bytes)
+static struct mblock *alloc_segment(struct cmt_amodel *m, int pidx, int64_t stream, uint64_t bytes)
 {
     if (!room_for(m, bytes))
         return NULL; /* cudaMalloc: out of memory */
     struct mblock *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->addr = m->next_addr;
-    m->next_addr += (bytes + K_ROUND_LARGE - 1) / K_ROUND_LARGE * K_ROUND_LARGE;
+    if (m->hint) {
+        b->addr = m->hint;
+        m->hint = 0;
+    } else {
+        b->addr = m->next_addr;
+        m->next_addr += (bytes + K_ROUND_LARGE - 1) / K_ROUND_LARGE * K_ROUND_LARGE;
+    }
     b->size = bytes;
     b->stream = stream;
-    b->small = small;
+    b->small = pidx & 1;
+    b->pidx = pidx;
+    b->seg = b->addr;
     m->st.reserved += bytes;
+    m->st.last_segment_base = b->addr;
     m->st.segments_allocated++;
     m->st.last_segment_size = bytes;
     note_reserved(m);
@@ -294,7 +333,7 @@ static struct mblock *alloc_segment(struct cmt_amodel *m, int small, int64_t str
 /* A whole free segment goes back to the device. */
 static void release_block(struct cmt_amodel *m, struct mblock *b)
 {
-    pool_erase(&m->pools[b->small], b);
+    pool_erase(&m->pools[b->pidx], b);
     m->st.reserved -= b->size;
     free(b);
 }
@@ -348,7 +387,7 @@ static void try_merge(struct cmt_amodel *m, struct mblock *dst, struct mblock *s
 {
     if (!src || src->allocated || src->unmapped != dst->unmapped)
         return;
-    struct pool *p = &m->pools[dst->small];
+    struct pool *p = &m->pools[dst->pidx];
     if (src->unmapped)
         uerase(p, src);
     else
@@ -376,6 +415,8 @@ static struct mblock *new_block(struct mblock *like, uint64_t addr, uint64_t siz
     b->size = size;
     b->stream = like->stream;
     b->small = like->small;
+    b->pidx = like->pidx;
+    b->seg = like->seg;
     b->es = like->es;
     b->unmapped = unmapped;
     return b;
@@ -394,9 +435,10 @@ static void splice(struct mblock *b, struct mblock *before, struct mblock *after
 
 /* The lowest address, in this stream's expandable segments of the pool, with `size` bytes of free or
  * unmapped space from it; a new segment (all of it unmapped) when none has. */
-static struct mblock *find_expandable_block(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
+static struct mblock *find_expandable_block(struct cmt_amodel *m, int pidx, int64_t stream, uint64_t size)
 {
-    struct pool *p = &m->pools[small];
+    struct pool *p = &m->pools[pidx];
+    int small = pidx & 1;
     for (size_t i = ulower_bound(p, stream, 0); i < p->nu && p->u[i]->stream == stream; i++) {
         struct mblock *c = p->u[i];
         if (c->prev && !c->prev->allocated)
@@ -424,17 +466,24 @@ static struct mblock *find_expandable_block(struct cmt_amodel *m, int small, int
     }
     m->segs[m->nseg++] = es;
     es->page = small ? K_SMALL_BUFFER : K_LARGE_BUFFER;
-    es->base = m->next_addr;
     /* PyTorch reserves address space for 9/8 of the device's memory; any size far beyond the
      * capacity behaves the same */
     uint64_t span = m->conf.capacity != UINT64_MAX && m->conf.capacity < (1ull << 44) ? m->conf.capacity + m->conf.capacity / 8
                                                                                         : 1ull << 44;
     span = (span + es->page - 1) / es->page * es->page;
-    m->next_addr += span + K_LARGE_BUFFER;
+    if (m->hint) {
+        es->base = m->hint;
+        m->hint = 0;
+    } else {
+        es->base = m->next_addr;
+        m->next_addr += span + K_LARGE_BUFFER;
+    }
     b->addr = es->base;
     b->size = span;
     b->stream = stream;
     b->small = small;
+    b->pidx = pidx;
+    b->seg = es->base;
     b->es = es;
     b->unmapped = 1;
     if (uinsert(p, b) != 0) {
@@ -454,7 +503,8 @@ static int map_block(struct cmt_amodel *m, struct mblock *b, uint64_t size)
     uint64_t bytes = (end - first) * es->page;
     if (!bytes || !room_for(m, bytes))
         return 0;
-    struct pool *p = &m->pools[b->small];
+    struct pool *p = &m->pools[b->pidx];
+    uint64_t start = b->addr;
     uerase(p, b);
     b->unmapped = 0;
     if (bytes < b->size) {
@@ -471,13 +521,14 @@ static int map_block(struct cmt_amodel *m, struct mblock *b, uint64_t size)
     m->st.reserved += bytes;
     m->st.segments_allocated++;
     m->st.last_segment_size = bytes;
+    m->st.last_segment_base = start;
     note_reserved(m);
     return 1;
 }
 
-static struct mblock *alloc_expandable(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
+static struct mblock *alloc_expandable(struct cmt_amodel *m, int pidx, int64_t stream, uint64_t size)
 {
-    struct mblock *c = find_expandable_block(m, small, stream, size);
+    struct mblock *c = find_expandable_block(m, pidx, stream, size);
     if (!c)
         return NULL;
     if (c->unmapped && !map_block(m, c, c->size < size ? c->size : size))
@@ -490,7 +541,7 @@ static struct mblock *alloc_expandable(struct cmt_amodel *m, int small, int64_t 
             return NULL; /* pages mapped so far stay mapped */
         c = n;
     }
-    pool_erase(&m->pools[small], c);
+    pool_erase(&m->pools[pidx], c);
     return c;
 }
 
@@ -502,7 +553,7 @@ static void unmap_block(struct cmt_amodel *m, struct mblock *b)
     uint64_t end = (b->addr + b->size - es->base) / es->page;
     if (first >= end)
         return;
-    struct pool *p = &m->pools[b->small];
+    struct pool *p = &m->pools[b->pidx];
     pool_erase(p, b);
     uint64_t start = es->base + first * es->page, bytes = (end - first) * es->page;
     uint64_t before = start - b->addr, after = b->size - before - bytes;
@@ -531,12 +582,12 @@ static void unmap_block(struct cmt_amodel *m, struct mblock *b)
 
 /* ---- giving memory back ----------------------------------------------------------------------------- */
 
-static int release_available_cached_blocks(struct cmt_amodel *m, int small, int64_t stream, uint64_t size)
+static int release_available_cached_blocks(struct cmt_amodel *m, int pidx, int64_t stream, uint64_t size)
 {
     uint64_t mss = m->conf.max_split_size;
     if (mss == UINT64_MAX)
         return 0;
-    struct pool *p = &m->pools[small];
+    struct pool *p = &m->pools[pidx];
     uint64_t key = size < mss ? mss : size;
     size_t i = lower_bound(p, stream, key, 0);
     if (i < p->n && p->v[i]->stream == stream && !p->v[i]->prev && !p->v[i]->next) {
@@ -558,45 +609,88 @@ static int release_available_cached_blocks(struct cmt_amodel *m, int small, int6
     return freed >= size;
 }
 
+/* Every unsplit free segment of the block set goes back; expandable segments give back their whole free
+ * pages (and their address space once nothing of them is mapped). */
+static void release_blocks(struct cmt_amodel *m, int pidx)
+{
+    struct pool *p = &m->pools[pidx];
+    struct mblock **exp = NULL;
+    size_t nexp = 0, capexp = 0;
+    for (size_t i = p->n; i-- > 0;) {
+        struct mblock *b = p->v[i];
+        if (b->es) {
+            /* unmapping changes the free set: gather first */
+            if (nexp == capexp) {
+                capexp = capexp ? capexp * 2 : 16;
+                struct mblock **g = realloc(exp, capexp * sizeof *g);
+                if (!g)
+                    break; /* defensive: out of memory, fewer pages go back */
+                exp = g;
+            }
+            exp[nexp++] = b;
+        } else if (!b->prev && !b->next) {
+            release_block(m, b);
+        }
+    }
+    for (size_t k = 0; k < nexp; k++) {
+        struct mblock *b = exp[k];
+        unmap_block(m, b);
+        if (b->unmapped && !b->prev && !b->next) {
+            /* the whole segment is unmapped: its address space goes back too */
+            uerase(p, b);
+            free(b);
+        }
+    }
+    free(exp);
+}
+
+static void free_block(struct cmt_amodel *m, struct mblock *b);
+
+/* synchronize_and_free_events: every block waiting for its uses on other streams is freed now. */
+static void sync_pending(struct cmt_amodel *m)
+{
+    /* in the order they were freed; freeing merges neighbours, never another pending block */
+    for (size_t i = 0; i < m->npend; i++) {
+        struct mblock *b = m->pend[i];
+        m->byid[b->id - 1] = NULL; /* its recorded free_completed, later, finds nothing */
+        b->pending = 0;
+        free_block(m, b);
+    }
+    m->npend = 0;
+}
+
+/* release_cached_blocks: pending frees first, then the default pools' unsplit free segments, then those of
+ * the private pools no longer in use. Private pools in use keep theirs. */
 static int release_cached_blocks(struct cmt_amodel *m)
 {
-    for (int s = 0; s < 2; s++) {
-        struct pool *p = &m->pools[s];
-        struct mblock **exp = NULL;
-        size_t nexp = 0, capexp = 0;
-        for (size_t i = p->n; i-- > 0;) {
-            struct mblock *b = p->v[i];
-            if (b->es) {
-                /* unmapping changes the free set: gather first */
-                if (nexp == capexp) {
-                    capexp = capexp ? capexp * 2 : 16;
-                    struct mblock **g = realloc(exp, capexp * sizeof *g);
-                    if (!g)
-                        break; /* defensive: out of memory, fewer pages go back */
-                    exp = g;
-                }
-                exp[nexp++] = b;
-            } else if (!b->prev && !b->next) {
-                release_block(m, b);
-            }
+    sync_pending(m);
+    release_blocks(m, 0);
+    release_blocks(m, 1);
+    for (int k = 1; k < m->npools; k++)
+        if (m->pools[2 * k].freeable) {
+            release_blocks(m, 2 * k + 1);
+            release_blocks(m, 2 * k);
         }
-        for (size_t k = 0; k < nexp; k++) {
-            struct mblock *b = exp[k];
-            unmap_block(m, b);
-            if (b->unmapped && !b->prev && !b->next) {
-                /* the whole segment is unmapped: its address space goes back too */
-                uerase(p, b);
-                free(b);
-            }
-        }
-        free(exp);
-    }
     return 1;
 }
 
 void cmt_amodel_empty_cache(struct cmt_amodel *m)
 {
     release_cached_blocks(m);
+}
+
+int cmt_amodel_release_pool(struct cmt_amodel *m, int pool, int now)
+{
+    if (pool <= 0)
+        return 0;
+    if (have_pool(m, pool) != 0)
+        return -1;
+    m->pools[2 * pool].freeable = 1;
+    if (now) {
+        release_blocks(m, 2 * pool + 1);
+        release_blocks(m, 2 * pool);
+    }
+    return 0;
 }
 
 /* garbage_collection_threshold: above threshold * the allowed bytes, unsplit cached blocks of the large
@@ -660,35 +754,37 @@ static int remember(struct cmt_amodel *m, struct mblock *b, uint64_t *id)
 }
 
 /* alloc_block: a new segment, or more pages of an expandable one. */
-static struct mblock *alloc_block(struct cmt_amodel *m, int small, int64_t stream, uint64_t size, uint64_t asize)
+static struct mblock *alloc_block(struct cmt_amodel *m, int pidx, int64_t stream, uint64_t size, uint64_t asize)
 {
     if (m->conf.gc_threshold > 0 && !room_for(m, asize))
         return NULL; /* over the per-process memory fraction: no device call at all */
     if (m->conf.expandable)
-        return alloc_expandable(m, small, stream, size);
-    return alloc_segment(m, small, stream, asize);
+        return alloc_expandable(m, pidx, stream, size);
+    return alloc_segment(m, pidx, stream, asize);
 }
 
-int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t orig, int64_t stream, uint64_t *id)
+int cmt_amodel_malloc_in(struct cmt_amodel *m, uint64_t orig, int64_t stream, int pool, uint64_t *id)
 {
+    if (pool < 0 || have_pool(m, pool) != 0)
+        return -2;
     uint64_t size = round_size(m, orig);
-    int small = size <= K_SMALL_SIZE;
+    int pidx = 2 * pool + (size <= K_SMALL_SIZE);
     uint64_t asize = allocation_size(size);
-    struct mblock *b = get_free_block(m, small, stream, size);
+    struct mblock *b = get_free_block(m, pidx, stream, size);
     if (!b && gc_on(m))
         garbage_collect(m);
-    if (!b && !(b = alloc_block(m, small, stream, size, asize)) &&
-        !(release_available_cached_blocks(m, small, stream, size) && (b = alloc_block(m, small, stream, size, asize))) &&
-        !(release_cached_blocks(m) && (b = alloc_block(m, small, stream, size, asize))))
+    if (!b && !(b = alloc_block(m, pidx, stream, size, asize)) &&
+        !(release_available_cached_blocks(m, pidx, stream, size) && (b = alloc_block(m, pidx, stream, size, asize))) &&
+        !(release_cached_blocks(m) && (b = alloc_block(m, pidx, stream, size, asize))))
         return -1;
     if (should_split(m, b, size)) {
         struct mblock *rest = new_block(b, b->addr + size, b->size - size, 0);
         if (!rest)
-            return -1;
+            return -2;
         splice(rest, b, b->next);
         b->size = size;
-        if (pool_insert(&m->pools[rest->small], rest) != 0)
-            return -1;
+        if (pool_insert(&m->pools[rest->pidx], rest) != 0)
+            return -2;
     }
     b->allocated = 1;
     m->st.allocated += b->size;
@@ -697,7 +793,25 @@ int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t orig, int64_t stream, uint6
     /* the most allocated while reserved stands at its peak (a new segment is counted before its block) */
     if (m->st.reserved == m->st.peak_reserved && m->st.allocated > m->st.allocated_at_peak_reserved)
         m->st.allocated_at_peak_reserved = m->st.allocated;
-    return remember(m, b, id);
+    if (remember(m, b, id) != 0)
+        return -2;
+    b->id = *id;
+    return 0;
+}
+
+int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t orig, int64_t stream, uint64_t *id)
+{
+    return cmt_amodel_malloc_in(m, orig, stream, 0, id) == 0 ? 0 : -1;
+}
+
+/* free_block: the block joins its free neighbours of the same segment (mapped ones: an unmapped neighbour
+ * stays apart) and its pool's free set. */
+static void free_block(struct cmt_amodel *m, struct mblock *b)
+{
+    b->allocated = 0;
+    try_merge(m, b, b->next);
+    try_merge(m, b, b->prev);
+    pool_insert(&m->pools[b->pidx], b);
 }
 
 void cmt_amodel_free_block(struct cmt_amodel *m, uint64_t id)
@@ -706,12 +820,54 @@ void cmt_amodel_free_block(struct cmt_amodel *m, uint64_t id)
         return;
     struct mblock *b = m->byid[id - 1];
     m->byid[id - 1] = NULL;
+    if (b->pending) {
+        /* its uses completed: out of the pending list (a few entries at most) */
+        for (size_t i = 0; i < m->npend; i++)
+            if (m->pend[i] == b) {
+                memmove(&m->pend[i], &m->pend[i + 1], (m->npend - i - 1) * sizeof *m->pend);
+                m->npend--;
+                break;
+            }
+        b->pending = 0;
+    } else {
+        m->st.allocated -= b->size;
+    }
+    free_block(m, b);
+}
+
+int cmt_amodel_free_pending(struct cmt_amodel *m, uint64_t id)
+{
+    if (!id || id > m->nid || !m->byid[id - 1] || m->byid[id - 1]->pending)
+        return 0;
+    if (m->npend == m->cappend) {
+        size_t nc = m->cappend ? m->cappend * 2 : 16;
+        struct mblock **g = realloc(m->pend, nc * sizeof *g);
+        if (!g)
+            return -1;
+        m->pend = g;
+        m->cappend = nc;
+    }
+    struct mblock *b = m->byid[id - 1];
+    /* free() counts it out of allocated at once; the block stays out of the free set (allocated stays
+     * set: no neighbour merges into it) until its events complete */
     m->st.allocated -= b->size;
-    b->allocated = 0;
-    /* merge with free neighbours of the same segment (mapped ones: an unmapped neighbour stays apart) */
-    try_merge(m, b, b->next);
-    try_merge(m, b, b->prev);
-    pool_insert(&m->pools[b->small], b);
+    b->pending = 1;
+    m->pend[m->npend++] = b;
+    return 0;
+}
+
+void cmt_amodel_next_segment_at(struct cmt_amodel *m, uint64_t addr)
+{
+    m->hint = addr;
+}
+
+int cmt_amodel_block(const struct cmt_amodel *m, uint64_t id, uint64_t *addr, uint64_t *seg)
+{
+    if (!id || id > m->nid || !m->byid[id - 1])
+        return -1;
+    *addr = m->byid[id - 1]->addr;
+    *seg = m->byid[id - 1]->seg;
+    return 0;
 }
 
 void cmt_amodel_stats(const struct cmt_amodel *m, struct cmt_astats *out)

@@ -10,9 +10,14 @@
  * default would release segments. garbage_collection_threshold: it acts only under a per-process
  * memory limit, which the capacity then stands for.
  *
- * Not modelled: private pools of CUDA graphs (whatif refuses a history with such segments);
- * record_stream's deferred frees are replayed when they were recorded (free_completed, when the block
- * really came back), never earlier: a what-if retry's synchronize-and-free of pending events is not.
+ * Private pools (torch.cuda.MemPool with use_mem_pool, CUDA graph capture): requests made into one are
+ * served from that pool's own large and small block sets and segments, and freed blocks go back there;
+ * releasing cached memory (empty_cache, a failed device allocation) leaves the segments of a private pool
+ * in use alone and gives back those of a pool no longer in use (cmt_amodel_release_pool). A MemPool's
+ * use_on_oom and no_split are not modelled.
+ * record_stream: a block freed while in use on other streams is pending (counted out of allocated, not
+ * reusable) until its recorded free_completed, or until releasing cached memory synchronizes its events
+ * first (synchronize_and_free_events), whichever comes first.
  *
  * Runs in the `cumemtrace` command. No I/O.
  */
@@ -43,16 +48,36 @@ void cmt_amodel_free(struct cmt_amodel *m);
 /* A request of `size` bytes on `stream`: 0 and the block's id (> 0) in *id, or -1 when the allocator
  * would raise OutOfMemoryError (after releasing its cache and retrying, as PyTorch does). */
 int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t size, int64_t stream, uint64_t *id);
-/* The block comes back (free_completed). Unknown ids are ignored. */
+/* The same into pool `pool`: 0 the default pools, k > 0 the caller's k-th private pool. -2 out of
+ * memory of our own. */
+int cmt_amodel_malloc_in(struct cmt_amodel *m, uint64_t size, int64_t stream, int pool, uint64_t *id);
+/* The block comes back (free_completed), pending or not. Unknown ids (and blocks a synchronization
+ * already freed) are ignored. */
 void cmt_amodel_free_block(struct cmt_amodel *m, uint64_t id);
-/* torch.cuda.empty_cache(): every cached segment with nothing allocated in it goes back. */
+/* free_requested of a block with uses recorded on other streams: pending until cmt_amodel_free_block or
+ * a release of cached memory. 0, -1 out of memory. */
+int cmt_amodel_free_pending(struct cmt_amodel *m, uint64_t id);
+/* torch.cuda.empty_cache(): pending frees complete, then every cached segment with nothing allocated in it
+ * goes back, of the default pools and of private pools no longer in use. */
 void cmt_amodel_empty_cache(struct cmt_amodel *m);
+/* Private pool `pool` is no longer in use (its MemPool was destroyed, its graph reset): any later release
+ * of cached memory takes its unsplit cached segments too; with `now`, they go back at once (the
+ * destructor's emptyCache of that pool). 0, -1 out of memory. */
+int cmt_amodel_release_pool(struct cmt_amodel *m, int pool, int now);
+/* The next new segment (or expandable segment's reservation) the model makes is at addr, as the recorded
+ * run had it (best fit breaks ties of size by address: the replay of a recorded run follows its
+ * addresses); it applies to the next cmt_amodel_malloc* call only if that makes a segment; 0 clears it. */
+void cmt_amodel_next_segment_at(struct cmt_amodel *m, uint64_t addr);
+/* An allocated block's address and its segment's base address (the model's own address space). 0, or -1
+ * for an unknown id. */
+int cmt_amodel_block(const struct cmt_amodel *m, uint64_t id, uint64_t *addr, uint64_t *seg);
 
 struct cmt_astats {
     uint64_t reserved, allocated, peak_reserved, peak_allocated;
     uint64_t allocated_at_peak_reserved; /* the most allocated while reserved stood at its peak */
     uint64_t segments_allocated; /* cudaMalloc calls that succeeded */
-    uint64_t last_segment_size;  /* the size of the latest one */
+    uint64_t last_segment_size;  /* the size of the latest one (expandable: of the latest mapping) */
+    uint64_t last_segment_base;  /* the address of the latest one (expandable: of the mapping) */
 };
 void cmt_amodel_stats(const struct cmt_amodel *m, struct cmt_astats *out);
 

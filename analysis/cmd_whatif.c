@@ -11,10 +11,19 @@
  * after every entry compared), then under each requested configuration. For each: peak reserved, peak
  * allocated, fragmentation at the reserved peak, and the first request that would run out of memory.
  *
- * Requests: every alloc and free_completed, in order. A burst of segment_free (or segment_unmap) entries
- * that is not followed by a segment_alloc or segment_map (a retry) is an empty_cache() call and is
- * replayed as one; the allocator's own
- * releases on a failed cudaMalloc are the model's decision, under the configuration's capacity.
+ * Requests: every alloc and free_completed, in order, each into the pool its entry names (pool_id: the
+ * default pools or a private pool, MemPool or CUDA graph). A free_requested not followed at once by its
+ * free_completed (a block with uses on other streams, record_stream) makes the block pending until its
+ * free_completed or a release of cached memory, which synchronizes it first. A burst of segment_free (or
+ * segment_unmap) entries that is not followed by a segment_alloc or segment_map (a retry) is an
+ * empty_cache() call and is replayed as one (a MemPool destructor's burst: the release of that pool); a
+ * private pool's segment in a burst means the pool is no longer in use; the allocator's own releases on a
+ * failed cudaMalloc are the model's decision, under the configuration's capacity. An empty_cache() that
+ * released nothing left no entry: the what-if runs cannot replay it.
+ *
+ * The recorded replay is a check: reserved bytes after every request and free, the size of every new
+ * segment (mapping), and every block's address (the model puts new segments where the run had them, as
+ * best fit breaks ties by address) against the history.
  */
 #include "cmt_db.h"
 #include "allocmodel.h"
@@ -34,10 +43,20 @@
 
 #define MAX_CONFS 16
 
+#define GC_WHY "it acts only under a per-process memory fraction (set_per_process_memory_fraction), which " \
+               "neither the snapshot nor the trace records; replay it with --capacity LIMIT --alloc-conf " \
+               "garbage_collection_threshold:T"
+
 struct entry {
-    int64_t id, addr, size, stream, reserved;
-    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 0 unknown */
-    char action; /* 'a' alloc, 'f' free_completed, 'e' empty_cache, 'r' a retry's releases, 'x' other */
+    int64_t id, addr, size, stream, reserved, allocated;
+    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 3 a MemPool's destructor, 0 unknown */
+    int64_t device;
+    int pool;    /* 0 the default pools, k > 0 the k-th private pool the history names */
+    int synthetic;
+    char action; /* 'a' alloc, 'f' free_completed, 'q' free_requested of a block whose free completes later
+                  * (record_stream), 'g' segment_alloc/map, 'e' empty_cache, 'r' a retry's releases, 'p' a
+                  * private pool's release (its MemPool destroyed), 'u' a private pool seen released in a
+                  * burst (no longer in use), 'x' other */
 };
 
 struct outcome {
@@ -48,6 +67,13 @@ struct outcome {
     int64_t oom_entry, oom_size;
     uint64_t oom_reserved, oom_allocated;
     int64_t checked, mismatches, first_mismatch;
+    /* the recorded replay's stricter check: each new segment's (mapping's) size, each block's address
+     * (in the recorded address space: a segment's model base pairs with the address the history gave it) */
+    int64_t segments_checked, segment_mismatches, first_segment_mismatch;
+    int64_t addresses_checked, address_mismatches, first_address_mismatch;
+    int64_t allocated_mismatches, first_allocated_mismatch;
+    int private_pools;           /* private pools the history uses */
+    double recorded_gc;          /* the recorded garbage_collection_threshold (0 none), never applied */
 };
 
 /* The device a --gpu names, as the simulated driver presents it. */
@@ -147,7 +173,7 @@ static void usage(FILE *out)
 /* The latest snapshot's history of its busiest device from an open trace, with the recorded settings and
  * capacity (*sid_out, *dev_out: which snapshot and device). */
 static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec,
-                   uint64_t *rec_capacity, int64_t *sid_out, int64_t *dev_out, char *err, size_t errlen)
+                   uint64_t *rec_capacity, double *rec_gc, int64_t *sid_out, int64_t *dev_out, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     int rc = -1;
@@ -157,6 +183,7 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
     int64_t sid = -1, dev = 0;
     const char *settings = NULL;
     char *set_copy = NULL;
+    struct smap pools = {0}; /* pool_id text -> our pool number */
     if (sqlite3_prepare_v2(db, "SELECT snapshot_id, settings FROM alloc_snapshots ORDER BY snapshot_id DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
         snprintf(err, errlen, "%s: no allocator history in this trace (record with run --torch, or import-torch)", path);
@@ -172,8 +199,14 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         const char *k;
         if (strstr(set_copy, "\"expandable_segments\": true"))
             rec->expandable = 1;
-        /* garbage_collection_threshold acts only under a per-process memory fraction, which the
-         * snapshot does not record: the recorded replay leaves it off */
+        /* garbage_collection_threshold acts only under a per-process memory fraction, which neither the
+         * snapshot (allocator_settings has no fraction) nor the trace (set_per_process_memory_fraction
+         * makes no allocator entry or driver call we record) knows: the replays leave it off, and say so */
+        if ((k = strstr(set_copy, "\"garbage_collection_threshold\": "))) {
+            double v = strtod(k + 32, NULL);
+            if (v > 0 && v < 1)
+                *rec_gc = v;
+        }
         if ((k = strstr(set_copy, "\"max_split_size\": "))) {
             unsigned long long v = strtoull(k + 18, NULL, 10);
             if (v && v < (1ull << 62))
@@ -190,41 +223,44 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         }
         free(set_copy);
     }
-    /* private pools (CUDA graphs) keep their own blocks apart from the default pools: not modelled */
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM alloc_segments WHERE snapshot_id = ? AND pool_id IS NOT NULL"
-                               " AND pool_id <> '0,0'", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, sid);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
-            snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs), which the model does "
-                     "not replay", path);
-            goto out;
-        }
-    }
+    /* private pools (MemPool, CUDA graphs) keep their own blocks apart from the default pools: the
+     * entries' pool_id says which pool each request went to (a column of files imported since) */
+    int entry_pools = sqlite3_prepare_v2(db, "SELECT pool_id FROM alloc_trace LIMIT 0", -1, &st, NULL) == SQLITE_OK;
     sqlite3_finalize(st);
     st = NULL;
-    /* the device with the most history */
-    if (sqlite3_prepare_v2(db, "SELECT device FROM alloc_trace WHERE snapshot_id = ? GROUP BY device ORDER BY count(*) DESC",
-                           -1, &st, NULL) == SQLITE_OK) {
+    int64_t private_segments = 0, named_pools = 0;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM alloc_segments WHERE snapshot_id = ?1"
+                               " AND pool_id IS NOT NULL AND pool_id <> '0,0'", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, sid);
         if (sqlite3_step(st) == SQLITE_ROW)
-            dev = sqlite3_column_int64(st, 0);
+            private_segments = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
     st = NULL;
-    /* who released a segment or pages: empty_cache (1), a malloc freeing cache to retry (2), unknown (0) */
-    if (sqlite3_prepare_v2(db, "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
+    /* who released a segment or pages: empty_cache (1), a malloc freeing cache to retry (2), a MemPool's
+     * destructor emptying its pool (3), unknown (0) */
+    if (sqlite3_prepare_v2(db, entry_pools ? "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
                                " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
-                               "  (SELECT CASE WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
+                               "  (SELECT CASE WHEN max(f.name LIKE '%MemPool::~MemPool%') THEN 3"
+                               "   WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
                                "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
                                "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
-                               " END FROM alloc_trace t WHERE snapshot_id = ? AND device = ? ORDER BY entry_id",
+                               " END, pool_id, synthetic, device, allocated_bytes FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id"
+                                           : "SELECT entry_id, action, addr, size, stream, reserved_bytes,"
+                               " CASE WHEN t.action IN ('segment_free', 'segment_unmap') THEN"
+                               "  (SELECT CASE WHEN max(f.name LIKE '%MemPool::~MemPool%') THEN 3"
+                               "   WHEN max(f.name = 'empty_cache' OR f.name LIKE '%emptyCache%') THEN 1"
+                               "   WHEN max(f.name LIKE '%::malloc(%') THEN 2 ELSE 0 END"
+                               "   FROM alloc_stacks s JOIN alloc_frames f USING (frame_id) WHERE s.stack_id = t.stack_id)"
+                               " END, NULL, synthetic, device, allocated_bytes FROM alloc_trace t WHERE snapshot_id = ? ORDER BY entry_id",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a cumemtrace trace with allocator tables: %s", path, sqlite3_errmsg(db));
         goto out;
     }
     sqlite3_bind_int64(st, 1, sid);
-    sqlite3_bind_int64(st, 2, dev);
     int r;
+    /* every device's entries (one pass, in entry order: no GROUP BY over the whole history), the busiest
+     * device's kept below */
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         for (int c = 0; c < 6; c++)
             if (c != 1 && c != 5 && sqlite3_column_type(st, c) != SQLITE_INTEGER) {
@@ -244,8 +280,24 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         e->stream = sqlite3_column_int64(st, 4);
         e->reserved = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
         e->by = (int)sqlite3_column_int64(st, 6);
+        e->synthetic = sqlite3_column_int(st, 8) != 0;
+        e->device = sqlite3_column_int64(st, 9);
+        e->allocated = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
+        const char *pool = (const char *)sqlite3_column_text(st, 7);
+        if (pool && !e->synthetic)
+            named_pools = 1;
+        e->pool = 0;
+        if (pool && strcmp(pool, "0,0")) {
+            int64_t *k = smap_get(&pools, pool);
+            if (!k && smap_put(&pools, pool, (int64_t)pools.n + 1) != 0) {
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            e->pool = (int)*smap_get(&pools, pool);
+        }
         /* segment_map/unmap: the expandable spellings of segment_alloc/free */
         e->action = !a ? 'x' : !strcmp(a, "alloc") ? 'a' : !strcmp(a, "free_completed") ? 'f' :
+                    !strcmp(a, "free_requested") ? 'q' :
                     !strcmp(a, "segment_free") || !strcmp(a, "segment_unmap") ? 's' :
                     !strcmp(a, "segment_alloc") || !strcmp(a, "segment_map") ? 'g' : !strcmp(a, "oom") ? 'o' : 'x';
         if (e->size < 0 || (e->action == 'a' && e->size == 0)) {
@@ -253,9 +305,6 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
                      (long long)e->id);
             goto out;
         }
-        /* the recorded capacity: reserved plus what the device had free at the first oom */
-        if (e->action == 'o' && *rec_capacity == UINT64_MAX && e->reserved >= 0)
-            *rec_capacity = (uint64_t)e->reserved + (uint64_t)e->addr;
     }
     if (r != SQLITE_DONE) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
@@ -265,9 +314,56 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         snprintf(err, errlen, "%s: the allocator history is empty", path);
         goto out;
     }
+    /* a MemPool destroyed before the snapshot leaves no private segment, but its destructor's releases */
+    for (size_t i = 0; i < *n && !private_segments; i++)
+        if ((*out)[i].by == 3)
+            private_segments = 1;
+    if (private_segments > 0 && !named_pools) {
+        snprintf(err, errlen, "%s: the history uses private memory pools (CUDA graphs, MemPool) but its entries "
+                 "do not say which pool each request went to (%s): the model cannot replay it", path,
+                 entry_pools ? "a snapshot of a PyTorch that records no pool_id per entry"
+                             : "imported by an older cumemtrace: import the snapshot again");
+        goto out;
+    }
+    {
+        /* the device with the most history (the lowest of equals); its entries alone, in order */
+        struct imap count = {0};
+        int64_t best = -1;
+        for (size_t i = 0; i < *n; i++) {
+            int64_t *c = imap_get(&count, (uint64_t)(*out)[i].device);
+            int64_t v = c ? *c + 1 : 1;
+            if (imap_put(&count, (uint64_t)(*out)[i].device, v) != 0) {
+                imap_free(&count);
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            if (v > best || (v == best && (*out)[i].device < dev)) {
+                best = v;
+                dev = (*out)[i].device;
+            }
+        }
+        imap_free(&count);
+        size_t k = 0;
+        for (size_t i = 0; i < *n; i++)
+            if ((*out)[i].device == dev)
+                (*out)[k++] = (*out)[i];
+        *n = k;
+    }
+    /* the recorded capacity: reserved plus what the device had free at the first oom */
+    for (size_t i = 0; i < *n; i++)
+        if ((*out)[i].action == 'o' && (*out)[i].reserved >= 0) {
+            *rec_capacity = (uint64_t)(*out)[i].reserved + (uint64_t)(*out)[i].addr;
+            break;
+        }
+    /* a free_requested whose free_completed does not follow at once: the block had uses on other streams
+     * (record_stream) and comes back later (when its events complete, or a release synchronizes them) */
+    for (size_t i = 0; i < *n; i++)
+        if ((*out)[i].action == 'q' && i + 1 < *n && (*out)[i + 1].action == 'f' && (*out)[i + 1].addr == (*out)[i].addr)
+            (*out)[i].action = 'x';
     /* release bursts: an empty_cache() or a retry's releases. The stack says which when the history has
-     * frames (empty_cache's own frame, or the malloc that retries); without, a burst followed by a new
-     * segment or mapping (or an oom) is taken for a retry */
+     * frames (empty_cache's own frame, the malloc that retries, a MemPool's destructor); without, a burst
+     * followed by a new segment or mapping (or an oom) is taken for a retry. A private pool's segments in
+     * a burst mean that pool is no longer in use (releases skip the pools in use) */
     for (size_t i = 0; i < *n; i++) {
         if ((*out)[i].action != 's')
             continue;
@@ -275,11 +371,15 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
         while (j < *n && ((*out)[j].action == 's' || (*out)[j].action == 'x'))
             j++;
         int by = (*out)[i].by;
-        char kind = by == 1 ? 'e' : by == 2 ? 'r' : j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'r' : 'e';
+        char kind = by == 3 ? 'p' : by == 1 ? 'e' : by == 2 ? 'r'
+                  : j < *n && ((*out)[j].action == 'g' || (*out)[j].action == 'o') ? 'r' : 'e';
+        size_t last = i;
         for (size_t k = i; k < j; k++)
-            if ((*out)[k].action == 's')
-                (*out)[k].action = 'x';
-        (*out)[i].action = kind; /* one empty_cache per burst */
+            if ((*out)[k].action == 's') {
+                (*out)[k].action = (*out)[k].pool ? 'u' : 'x';
+                last = k;
+            }
+        (*out)[last].action = kind; /* one release per burst, once its pools are known */
         i = j - 1;
     }
     *sid_out = sid;
@@ -287,38 +387,107 @@ static int load_db(sqlite3 *db, const char *path, struct entry **out, size_t *n,
     rc = 0;
 out:
     sqlite3_finalize(st);
+    smap_free(&pools);
     return rc;
 }
 
-static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity,
+static int load(const char *path, struct entry **out, size_t *n, struct cmt_aconf *rec, uint64_t *rec_capacity, double *rec_gc,
                 char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     int64_t sid, dev;
     *out = NULL;
     *n = 0;
-    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;
     }
-    int rc = load_db(db, path, out, n, rec, rec_capacity, &sid, &dev, err, errlen);
+    int rc = load_db(db, path, out, n, rec, rec_capacity, rec_gc, &sid, &dev, err, errlen);
     sqlite3_close(db);
     return rc;
+}
+
+/* One entry's release or pool action, shared by the replays. -1 out of memory. */
+static int pool_action(struct cmt_amodel *m, const struct entry *e)
+{
+    switch (e->action) {
+    case 'u':
+        return cmt_amodel_release_pool(m, e->pool, 0);
+    case 'p':
+        return cmt_amodel_release_pool(m, e->pool, 1);
+    case 'e':
+        if (e->pool && cmt_amodel_release_pool(m, e->pool, 0) != 0)
+            return -1;
+        cmt_amodel_empty_cache(m);
+        return 0;
+    }
+    return 0;
+}
+
+/* The recorded replay's check of a served request against the history: the segments (or mappings) the
+ * model made for it against the segment_alloc/map entries recorded since the previous request, and the
+ * block's address translated into the recorded address space. */
+static int check_request(struct outcome *o, struct cmt_amodel *m, const struct entry *e, uint64_t id,
+                         const struct cmt_astats *before, int64_t g_count, int64_t g_addr, int64_t g_size,
+                         struct imap *tr)
+{
+    struct cmt_astats s;
+    cmt_amodel_stats(m, &s);
+    int64_t made = (int64_t)(s.segments_allocated - before->segments_allocated);
+    if (!e->synthetic && (made || g_count)) {
+        o->segments_checked++;
+        if ((made != g_count || (made && (int64_t)s.last_segment_size != g_size)) && o->segment_mismatches++ == 0)
+            o->first_segment_mismatch = e->id;
+    }
+    uint64_t addr, seg;
+    if (cmt_amodel_block(m, id, &addr, &seg) != 0)
+        return 0;
+    int64_t *base = imap_get(tr, seg);
+    if (!base) {
+        /* the segment's first block: its address gives the segment's recorded base; a segment made for
+         * this request was recorded at g_addr (its first mapping, for an expandable one) */
+        int64_t b = e->addr - (int64_t)(addr - seg);
+        if (!e->synthetic && made && s.last_segment_base == seg) {
+            o->addresses_checked++;
+            if (b != g_addr && o->address_mismatches++ == 0)
+                o->first_address_mismatch = e->id;
+        }
+        return imap_put(tr, seg, b);
+    }
+    if (!e->synthetic) {
+        o->addresses_checked++;
+        if (*base + (int64_t)(addr - seg) != e->addr && o->address_mismatches++ == 0)
+            o->first_address_mismatch = e->id;
+    }
+    return 0;
 }
 
 static int replay(const struct entry *e, size_t n, struct outcome *o, int check, char *err, size_t errlen)
 {
     struct cmt_amodel *m = cmt_amodel_new(&o->conf);
-    struct imap ids = {0};
+    struct imap ids = {0}, tr = {0};
+    int64_t g_count = 0, g_addr = 0, g_size = 0;
+    int g_synthetic = 0;
     if (!m)
         goto oom;
-    o->first_mismatch = -1;
+    o->first_mismatch = o->first_segment_mismatch = o->first_address_mismatch = o->first_allocated_mismatch = -1;
     for (size_t i = 0; i < n; i++) {
+        if (e[i].pool > o->private_pools)
+            o->private_pools = e[i].pool;
         switch (e[i].action) {
         case 'a': {
             uint64_t id;
-            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0) {
+            struct cmt_astats before;
+            cmt_amodel_stats(m, &before);
+            /* the recorded run's replay puts a new segment where the run had it */
+            if (check && g_count && !g_synthetic && !e[i].synthetic)
+                cmt_amodel_next_segment_at(m, (uint64_t)g_addr);
+            int got = cmt_amodel_malloc_in(m, (uint64_t)e[i].size, e[i].stream, e[i].pool, &id);
+            cmt_amodel_next_segment_at(m, 0);
+            if (got == -2)
+                goto oom;
+            if (got != 0) {
                 if (!o->oom++) {
                     struct cmt_astats s;
                     cmt_amodel_stats(m, &s);
@@ -330,6 +499,24 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
                 break;
             }
             if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
+                goto oom;
+            if (check && check_request(o, m, &e[i], id, &before, g_count, g_addr, g_size, &tr) != 0)
+                goto oom;
+            g_count = 0;
+            break;
+        }
+        case 'g':
+            /* the first of the segments (mappings) recorded for the next request, and the last size */
+            if (!g_count++) {
+                g_addr = e[i].addr;
+                g_synthetic = 0;
+            }
+            g_size = e[i].size;
+            g_synthetic |= e[i].synthetic;
+            break;
+        case 'q': {
+            int64_t *id = imap_get(&ids, (uint64_t)e[i].addr);
+            if (id && *id && cmt_amodel_free_pending(m, (uint64_t)*id) != 0)
                 goto oom;
             break;
         }
@@ -344,11 +531,15 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             /* a retry's releases are the model's own decision where it knows the capacity; without one
              * (no oom recorded) the recorded replay releases as the allocator did: the same release of
              * every unsplit cached segment as empty_cache() */
+            if (e[i].pool && cmt_amodel_release_pool(m, e[i].pool, 0) != 0)
+                goto oom;
             if (!check || o->conf.capacity != UINT64_MAX)
                 break;
-            /* fall through */
-        case 'e':
             cmt_amodel_empty_cache(m);
+            break;
+        default:
+            if (pool_action(m, &e[i]) != 0)
+                goto oom;
             break;
         }
         if (check && e[i].reserved >= 0 && (e[i].action == 'a' || e[i].action == 'f')) {
@@ -357,14 +548,18 @@ static int replay(const struct entry *e, size_t n, struct outcome *o, int check,
             o->checked++;
             if ((int64_t)s.reserved != e[i].reserved && o->mismatches++ == 0)
                 o->first_mismatch = e[i].id;
+            if (e[i].allocated >= 0 && (int64_t)s.allocated != e[i].allocated && o->allocated_mismatches++ == 0)
+                o->first_allocated_mismatch = e[i].id;
         }
     }
     cmt_amodel_stats(m, &o->st);
     imap_free(&ids);
+    imap_free(&tr);
     cmt_amodel_free(m);
     return 0;
 oom:
     imap_free(&ids);
+    imap_free(&tr);
     cmt_amodel_free(m);
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -385,25 +580,39 @@ static int serves(const struct entry *e, size_t k, const struct cmt_aconf *conf,
     for (size_t i = 0; i < k && ok == 1; i++) {
         uint64_t id;
         int64_t got;
+        int r;
         switch (e[i].action) {
         case 'a':
-            if (cmt_amodel_malloc(m, (uint64_t)e[i].size, e[i].stream, &id) != 0)
-                ok = 0;
+            r = cmt_amodel_malloc_in(m, (uint64_t)e[i].size, e[i].stream, e[i].pool, &id);
+            if (r != 0)
+                ok = r == -2 ? -1 : 0;
             else if (imap_put(&ids, (uint64_t)e[i].addr, (int64_t)id) != 0)
                 ok = -1;
             break;
+        case 'q': {
+            int64_t *p = imap_get(&ids, (uint64_t)e[i].addr);
+            if (p && *p && cmt_amodel_free_pending(m, (uint64_t)*p) != 0)
+                ok = -1;
+            break;
+        }
         case 'f':
             if (imap_del(&ids, (uint64_t)e[i].addr, &got) && got)
                 cmt_amodel_free_block(m, (uint64_t)got);
             break;
-        case 'e':
-            cmt_amodel_empty_cache(m);
+        case 'r':
+            if (e[i].pool && cmt_amodel_release_pool(m, e[i].pool, 0) != 0)
+                ok = -1;
+            break;
+        default:
+            if (pool_action(m, &e[i]) != 0)
+                ok = -1;
             break;
         }
     }
     uint64_t id;
-    if (ok == 1 && cmt_amodel_malloc(m, (uint64_t)e[k].size, e[k].stream, &id) != 0)
-        ok = 0;
+    int r = ok == 1 ? cmt_amodel_malloc_in(m, (uint64_t)e[k].size, e[k].stream, e[k].pool, &id) : 0;
+    if (r != 0)
+        ok = r == -2 ? -1 : 0;
     struct cmt_astats st;
     cmt_amodel_stats(m, &st);
     *reserved_after = st.reserved;
@@ -444,7 +653,8 @@ int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char 
     int rc = -1;
     *out = NULL;
     *n = 0;
-    if (load_db(db, "trace", &e, &ne, &rec, &rec_capacity, &sid, &dev, err, errlen) != 0) {
+    double rec_gc = 0;
+    if (load_db(db, "trace", &e, &ne, &rec, &rec_capacity, &rec_gc, &sid, &dev, err, errlen) != 0) {
         free(e);
         return 0; /* no usable history: no verdicts, the report goes on */
     }
@@ -573,7 +783,7 @@ static int whatif_compute(const char *trace, const char *const *confs, int nconf
     struct entry *e = NULL;
     size_t n = 0;
     int rc = -1;
-    if (load(trace, &e, &n, &rec, &rec_capacity, err, errlen) != 0)
+    if (load(trace, &e, &n, &rec, &rec_capacity, &out[0].recorded_gc, err, errlen) != 0)
         goto out;
     rec.capacity = rec_capacity;
     out[0].label = "recorded";
@@ -637,8 +847,27 @@ static void configs_json(struct sbuf *b, const struct outcome *out, int nconf)
         else
             sb_puts(b, "null");
         if (k == 0)
-            sb_printf(b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld}",
-                      (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch);
+            sb_printf(b, ",\"check\":{\"entries\":%lld,\"reserved_mismatches\":%lld,\"first_mismatch_entry\":%lld},"
+                         "\"check_blocks\":{\"segments\":%lld,\"segment_mismatches\":%lld,\"first_segment_mismatch_entry\":%lld,"
+                         "\"addresses\":%lld,\"address_mismatches\":%lld,\"first_address_mismatch_entry\":%lld,"
+                         "\"allocated_mismatches\":%lld,\"first_allocated_mismatch_entry\":%lld}",
+                      (long long)o->checked, (long long)o->mismatches, (long long)o->first_mismatch,
+                      (long long)o->segments_checked, (long long)o->segment_mismatches,
+                      (long long)o->first_segment_mismatch, (long long)o->addresses_checked,
+                      (long long)o->address_mismatches, (long long)o->first_address_mismatch,
+                      (long long)o->allocated_mismatches, (long long)o->first_allocated_mismatch);
+        sb_printf(b, ",\"private_pools\":%d", o->private_pools);
+        if (k == 0) {
+            sb_puts(b, ",\"recorded_garbage_collection_threshold\":");
+            if (o->recorded_gc > 0)
+                sb_printf(b, "{\"threshold\":%g,\"applied\":false,\"why\":", o->recorded_gc);
+            else
+                sb_puts(b, "null");
+            if (o->recorded_gc > 0) {
+                sb_json_str(b, GC_WHY);
+                sb_putc(b, '}');
+            }
+        }
         sb_putc(b, '}');
     }
     sb_putc(b, ']');
@@ -679,6 +908,8 @@ static void configs_text(struct sbuf *b, const struct outcome *out, int nconf, c
             sb_puts(b, "no\n");
     }
     const struct outcome *o = &out[0];
+    if (o->recorded_gc > 0)
+        sb_printf(b, "the recorded garbage_collection_threshold:%g is not applied: %s\n", o->recorded_gc, GC_WHY);
     if (o->mismatches)
         sb_printf(b, "the model departs from the recorded run at entry %lld (%lld of %lld entries differ in "
                      "reserved bytes): read the what-if figures with that in mind\n",
@@ -686,6 +917,22 @@ static void configs_text(struct sbuf *b, const struct outcome *out, int nconf, c
     else
         sb_printf(b, "the model reproduces the recorded run: reserved bytes equal after all %lld requests\n",
                   (long long)o->checked);
+    if (o->segment_mismatches || o->address_mismatches)
+        sb_printf(b, "block by block it departs: %lld of %lld new segments differ in size (first at entry %lld), "
+                     "%lld of %lld blocks in address (first at entry %lld)\n",
+                  (long long)o->segment_mismatches, (long long)o->segments_checked, (long long)o->first_segment_mismatch,
+                  (long long)o->address_mismatches, (long long)o->addresses_checked,
+                  (long long)o->first_address_mismatch);
+    else if (o->addresses_checked)
+        sb_printf(b, "block by block too: all %lld new segments of the recorded size, all %lld blocks at the "
+                     "recorded address\n", (long long)o->segments_checked, (long long)o->addresses_checked);
+    if (o->allocated_mismatches)
+        sb_printf(b, "allocated bytes differ from the history's after %lld of %lld requests and frees (first at entry "
+                     "%lld)\n", (long long)o->allocated_mismatches, (long long)o->checked,
+                  (long long)o->first_allocated_mismatch);
+    if (o->private_pools)
+        sb_printf(b, "%d private memory pool%s (MemPool, CUDA graphs) replayed apart from the default pools\n",
+                  o->private_pools, o->private_pools > 1 ? "s" : "");
 }
 
 int cmt_whatif_report(const char *trace, const char *const *confs, int nconf, const char *gpu_spec,

@@ -89,7 +89,10 @@ CREATE TABLE IF NOT EXISTS alloc_trace (
     reserved_bytes    INTEGER NOT NULL,    -- device's segment bytes after this entry
     largest_free_block INTEGER,            -- 'oom' only: largest inactive block in the segments then
     compile_context   TEXT,
-    user_metadata     TEXT
+    user_metadata     TEXT,
+    pool_id           TEXT                 -- the entry's pool_id as 'a,b' ('0,0' = the default pools);
+                                           -- NULL when the snapshot's entries carry none (torch < 2.6?)
+                                           -- or the file was imported before this column
 );
 
 -- Figures at notable moments per device: 'end' (the snapshot's segments), 'peak' (when allocated bytes

@@ -22,6 +22,9 @@
  *                    (simcuda_mem.c, simnvml.c)
  *   SIMCUDA_FAIL     "NAME:N:RESULT[,...]": the Nth call (counting from 1) of the concrete entry point NAME
  *                    returns RESULT without doing anything; "NAME:N+:RESULT" every call from the Nth on
+ *   SIMCUDA_EVENTS_PENDING  "1": a recorded event completes only when cuEventSynchronize waits for it
+ *                    (cuEventQuery: CUDA_ERROR_NOT_READY before); default: events complete at once
+ *                    (simcuda_exec.c)
  */
 #include "simcuda_driver.h"
 

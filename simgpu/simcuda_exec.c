@@ -701,6 +701,7 @@ CUresult cuStreamAddCallback_ptsz(CUstream hStream, CUstreamCallback callback, v
 struct CUevent_st {
     unsigned int flags;
     int recorded;
+    int done; /* SIMCUDA_EVENTS_PENDING: synchronized since its last record */
     struct timespec when;
     struct CUevent_st *next;
 };
@@ -758,6 +759,7 @@ static CUresult event_record(CUevent e, CUstream s)
     CUresult rc = event_valid(e) ? sim_stream_ctx(s, &ctx) : CUDA_ERROR_INVALID_HANDLE;
     if (rc == CUDA_SUCCESS) {
         e->recorded = 1;
+        e->done = 0;
         clock_gettime(CLOCK_MONOTONIC, &e->when);
     }
     sim_unlock();
@@ -788,10 +790,30 @@ CUresult cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, unsigned 
     return event_record(hEvent, sim_per_thread(hStream));
 }
 
-static CUresult event_check(CUevent e)
+/* $SIMCUDA_EVENTS_PENDING=1: the work before a recorded event never finishes by itself: cuEventQuery
+ * says CUDA_ERROR_NOT_READY until cuEventSynchronize waited for it (PyTorch's record_stream frees then
+ * stay deferred until its allocator synchronizes). Default: every event has completed. */
+static int events_pending(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *env = getenv("SIMCUDA_EVENTS_PENDING");
+        v = env && !strcmp(env, "1");
+    }
+    return v;
+}
+
+/* wait: 0 a query, 1 a synchronization, -1 the handle's validity only (a stream waiting on it) */
+static CUresult event_check(CUevent e, int wait)
 {
     sim_lock();
     CUresult rc = event_valid(e) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (rc == CUDA_SUCCESS && wait >= 0 && events_pending() && e->recorded && !e->done) {
+        if (wait)
+            e->done = 1;
+        else
+            rc = CUDA_ERROR_NOT_READY;
+    }
     sim_unlock();
     return rc;
 }
@@ -799,13 +821,13 @@ static CUresult event_check(CUevent e)
 CUresult cuEventQuery(CUevent hEvent)
 {
     SIM_ENTER();
-    return event_check(hEvent);
+    return event_check(hEvent, 0);
 }
 
 CUresult cuEventSynchronize(CUevent hEvent)
 {
     SIM_ENTER();
-    return event_check(hEvent);
+    return event_check(hEvent, 1);
 }
 
 static CUresult elapsed(float *ms, CUevent a, CUevent b)
@@ -863,7 +885,7 @@ CUresult cuStreamQuery_ptsz(CUstream hStream)
 
 static CUresult stream_wait_event(CUstream s, CUevent e)
 {
-    CUresult rc = event_check(e);
+    CUresult rc = event_check(e, -1);
     return rc != CUDA_SUCCESS ? rc : stream_check(s, NULL);
 }
 

@@ -4,7 +4,9 @@ departure of the model from those rules fails here without a GPU or a PyTorch in
 checked against real PyTorch in tests/test_real_torch.py (WhatIfTest).
 """
 import json
+import os
 import pickle
+import shutil
 import subprocess
 import unittest
 
@@ -67,7 +69,13 @@ class WhatIfSyntheticTest(TraceTest):
         h += self.requests(("f", E + 40 * MiB, 8 * MiB))
         h += [{"action": "segment_unmap", "addr": E + 40 * MiB, "size": 20 * MiB, "frames": self.EMPTY_CACHE}]
         rec, = self.whatif(self.snap(h, settings={"expandable_segments": True}))
+        # the four requests: three needed new pages (8, 12 and the last 8 MiB: segments checked against the
+        # recorded mappings), the 4 MiB came from the first page; every block where the history has it
         self.assertEqual(rec["check"], {"entries": 8, "reserved_mismatches": 0, "first_mismatch_entry": -1})
+        self.assertEqual(rec["check_blocks"], {"segments": 3, "segment_mismatches": 0, "first_segment_mismatch_entry": -1,
+                                               "addresses": 4, "address_mismatches": 0,
+                                               "first_address_mismatch_entry": -1, "allocated_mismatches": 0,
+                                               "first_allocated_mismatch_entry": -1})
         self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]), (40 * MiB, 24 * MiB))
         self.assertEqual(rec["segments_allocated"], 3)  # three page mappings
         # without the frame the burst followed by a mapping reads as a malloc's retry; with no capacity
@@ -244,9 +252,10 @@ class WhatIfSyntheticTest(TraceTest):
                          ("fragmentation", 62 * MiB, {"alloc_conf": "expandable_segments:True",
                                                       "reserved_bytes": 60 * MiB, "saves_bytes": 30 * MiB}))
 
-    def test_private_pools_are_refused_with_one_line(self):
-        # a segment of a CUDA graph's private pool (segment_pool_id other than (0, 0)): its blocks never
-        # serve the default pools, which the model does not replay; the report keeps its own verdicts
+    def test_private_pools_without_entry_pools_are_refused_with_one_line(self):
+        # a segment of a CUDA graph's private pool (segment_pool_id other than (0, 0)) but entries that do not
+        # say which pool each request went to (PyTorch before pool_id in trace entries): not replayable;
+        # the report keeps its own verdicts
         seg = {"device": 0, "address": E, "total_size": 20 * MiB, "stream": 0, "segment_type": "large",
                "segment_pool_id": (1, 0), "blocks": [{"address": E, "size": 20 * MiB, "requested_size": 0,
                                                        "state": "inactive", "frames": []}]}
@@ -256,10 +265,130 @@ class WhatIfSyntheticTest(TraceTest):
         self.assertEqual(p.returncode, 1)
         self.assertEqual(p.stdout, "")
         self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
-        self.assertIn("private memory pools (CUDA graphs)", p.stderr)
+        self.assertIn("private memory pools (CUDA graphs, MemPool) but its entries do not say which pool", p.stderr)
         r = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", db], stdout=subprocess.PIPE, text=True,
                                       check=True).stdout)
         self.assertEqual(r["oom_verdicts"], [])
+        # a MemPool destroyed before the snapshot: no private segment left, but its destructor's release says
+        # the history had one
+        h += [{"action": "segment_free", "addr": E, "size": 20 * MiB, "frames": self.MEMPOOL_DTOR}]
+        p = subprocess.run([CUMEMTRACE, "whatif", self.snap(h)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        self.assertEqual((p.returncode, p.stdout, len(p.stderr.splitlines())), (1, "", 1), p.stderr)
+        self.assertIn("do not say which pool", p.stderr)
+
+    MEMPOOL_DTOR = [{"name": "c10::cuda::CUDACachingAllocator::Native::NativeCachingAllocator::emptyCache("
+                             "std::pair<unsigned long long, unsigned long long>)", "filename": "", "line": 0},
+                    {"name": "at::cuda::MemPool::~MemPool()", "filename": "", "line": 0}]
+
+    def test_private_pool_blocks_stay_in_their_pool(self):
+        """A MemPool's requests (pool_id (0, 1)) come from its own segments; a retry keeps the segments of
+        a pool in use; its destructor gives them back."""
+        P = (0, 1)
+        A, B, C, D = E, E + 100 * MiB, E + 200 * MiB, E + 300 * MiB
+
+        def pooled(entries, pool):
+            for e in entries:
+                e["pool_id"] = pool
+            return entries
+        # recorded (no capacity): A 60 MiB default segment, freed (cached). B 30 MiB in the pool: a segment of
+        # the pool's own (the cached 60 is the default pools'), freed back to the pool. E 20 MiB default: from
+        # the default's cached 60 at A's base; shared pools would have given it the pool's 30 (best fit: the
+        # smaller), at B: the address check tells them apart. C 70 MiB: a new segment (160 reserved). The
+        # MemPool is destroyed: its cached 30 goes (130). D 30 MiB: from A's 60 again (split), at A.
+        h = [{"action": "segment_alloc", "addr": A, "size": 60 * MiB}] + self.requests(("a", A, 60 * MiB), ("f", A, 60 * MiB))
+        h += pooled([{"action": "segment_alloc", "addr": B, "size": 30 * MiB}] +
+                    self.requests(("a", B, 30 * MiB), ("f", B, 30 * MiB)), P)
+        h += self.requests(("a", A, 20 * MiB), ("f", A, 20 * MiB))
+        h += [{"action": "segment_alloc", "addr": C, "size": 70 * MiB}] + self.requests(("a", C, 70 * MiB))
+        h += pooled([{"action": "segment_free", "addr": B, "size": 30 * MiB, "frames": self.MEMPOOL_DTOR}], P)
+        h += self.requests(("a", A, 30 * MiB))
+        for e in h:
+            e.setdefault("pool_id", (0, 0))
+        db = self.snap(h)
+        self.assertEqual(self.scalar(db, "SELECT count(*) FROM alloc_trace WHERE pool_id = '0,1'"), 5)
+        rec, small = self.whatif(db, "--capacity", "100MiB")
+        # 5 requests and 3 frees checked; 3 new segments (A, B, C); 5 addresses (A, B, C at their segments,
+        # E and D inside A)
+        self.assertEqual(rec["check"], {"entries": 8, "reserved_mismatches": 0, "first_mismatch_entry": -1})
+        self.assertEqual(rec["check_blocks"], {"segments": 3, "segment_mismatches": 0, "first_segment_mismatch_entry": -1,
+                                               "addresses": 5, "address_mismatches": 0,
+                                               "first_address_mismatch_entry": -1, "allocated_mismatches": 0,
+                                               "first_allocated_mismatch_entry": -1})
+        self.assertEqual((rec["peak_reserved_bytes"], rec["private_pools"]), (160 * MiB, 1))
+        # under 100 MiB: C fails (60 + 30 + 70), the retry releases the default's cached 60 but not the pool's
+        # 30, in use: 30 + 70 = 100 fits. The destructor frees the pool's 30 (70); D needs a segment: 100
+        # (had the destructor's release not been replayed, D would run out: 100 + 30).
+        self.assertEqual((small["oom"], small["peak_reserved_bytes"], small["segments_allocated"]), (False, 100 * MiB, 4))
+        rec, tight = self.whatif(db, "--capacity", "99MiB")
+        # 99 MiB: C's retry leaves 30 (the pool's) + 70 > 99: out of memory at C with the pool's 30 reserved;
+        # a model that released the pool in use would have served C (70 <= 99)
+        self.assertTrue(tight["oom"])
+        self.assertEqual(tight["first_oom"], {"entry_id": tight["first_oom"]["entry_id"], "size": 70 * MiB,
+                                              "reserved_bytes": 30 * MiB, "allocated_bytes": 0})
+
+    def test_record_stream_free_waits_until_a_release_synchronizes(self):
+        # X (200 MiB) is freed while in use on another stream: free_requested, its free_completed only at the
+        # end. Recorded: A 100 + X 200 + Y 300 = 600 MiB reserved; allocated 300, 100 once X is requested
+        # free (torch counts it out then), 400 with Y: the peak.
+        X = E + 100 * MiB
+        h = [{"action": "segment_alloc", "addr": E, "size": 100 * MiB}] + self.requests(("a", E, 100 * MiB))
+        h += [{"action": "segment_alloc", "addr": X, "size": 200 * MiB}] + self.requests(("a", X, 200 * MiB))
+        h += [{"action": "free_requested", "addr": X, "size": 200 * MiB},
+              {"action": "segment_alloc", "addr": E + 300 * MiB, "size": 300 * MiB}]
+        h += self.requests(("a", E + 300 * MiB, 300 * MiB))
+        h += [{"action": "free_completed", "addr": X, "size": 200 * MiB}]
+        rec, fits = self.whatif(self.snap(h), "--capacity", "500MiB", "--alloc-conf", "max_split_size_mb:1024")
+        self.assertEqual((rec["peak_reserved_bytes"], rec["peak_allocated_bytes"]), (600 * MiB, 400 * MiB))
+        self.assertEqual(rec["check"]["reserved_mismatches"], 0)
+        # 500 MiB: Y's segment fails (300 + 300); the retry synchronizes X (freed: not reusable for Y, too
+        # small), releases its segment and retries: 100 + 300 = 400. The late free_completed finds X gone.
+        self.assertEqual((fits["oom"], fits["peak_reserved_bytes"], fits["peak_allocated_bytes"]),
+                         (False, 400 * MiB, 400 * MiB))
+        self.assertEqual(fits["segments_allocated"], 3)
+        # 350 MiB: after X goes, 100 + 300 > 350: out of memory with A alone reserved and allocated
+        _, tight = self.whatif(self.snap(h), "--capacity", "350MiB", "--alloc-conf", "max_split_size_mb:1024")
+        self.assertEqual(tight["first_oom"], {"entry_id": tight["first_oom"]["entry_id"], "size": 300 * MiB,
+                                              "reserved_bytes": 100 * MiB, "allocated_bytes": 100 * MiB})
+
+    def test_recorded_garbage_collection_threshold_is_named_not_applied(self):
+        # the snapshot's allocator_settings carry the threshold but no per-process memory fraction, without
+        # which torch never collects: one line says it is not applied, and --json keeps it
+        h = self.requests(("a", E, 30 * MiB), ("f", E, 30 * MiB), ("a", E + 100 * MiB, 40 * MiB))
+        db = self.snap(h, settings={"garbage_collection_threshold": 0.6, "expandable_segments": False})
+        p = subprocess.run([CUMEMTRACE, "whatif", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        line, = [l for l in p.stdout.splitlines() if "garbage_collection_threshold" in l]
+        self.assertTrue(line.startswith("the recorded garbage_collection_threshold:0.6 is not applied: it acts only "
+                                        "under a per-process memory fraction"), line)
+        rec, = self.whatif(db)
+        self.assertEqual(rec["recorded_garbage_collection_threshold"]["threshold"], 0.6)
+        self.assertFalse(rec["recorded_garbage_collection_threshold"]["applied"])
+        # not applied: 30 freed and cached, 40 gets a segment of its own (70); collection would change nothing
+        # without a limit, and with one only when asked (--capacity with --alloc-conf)
+        self.assertEqual(rec["peak_reserved_bytes"], 70 * MiB)
+        self.assertIsNone(self.whatif(self.snap(h))[0]["recorded_garbage_collection_threshold"])
+
+    def test_pool_ids_are_imported_into_a_trace_made_before_the_column(self):
+        # a version 2 trace from before alloc_trace.pool_id (the fuzz corpus's torch trace): import-torch adds
+        # the column; its older rows have none, the new snapshot's entries their pool
+        old = self.path("old.db")
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "corpus", "torch.db"), old)
+        os.chmod(old, 0o644)
+        self.assertNotIn("pool_id", [r[1] for r in self.query(old, "PRAGMA table_info(alloc_trace)")])
+        before = self.scalar(old, "SELECT count(*) FROM alloc_trace")
+        h = [{"action": "segment_alloc", "addr": E, "size": 20 * MiB, "pool_id": (0, 1)},
+             {"action": "alloc", "addr": E, "size": 8 * MiB, "pool_id": (0, 1)}]
+        p = self.path("s.pickle")
+        with open(p, "wb") as f:
+            pickle.dump({"segments": [], "device_traces": [[dict(e, stream=0, time_us=1_000_000 + i, frames=[])
+                                                            for i, e in enumerate(h)]]}, f)
+        subprocess.run([CUMEMTRACE, "import-torch", p, "-o", old], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        self.assertEqual(self.query(old, "SELECT count(*), count(pool_id), min(pool_id) FROM alloc_trace"),
+                         [(before + 2, 2, "0,1")])
+        rec, = self.whatif(old)
+        self.assertEqual((rec["private_pools"], rec["peak_reserved_bytes"]), (1, 20 * MiB))
 
     def test_bad_settings_are_refused_with_one_line(self):
         db = self.snap(self.requests(("a", E, MiB)))

@@ -92,6 +92,13 @@ def _frames(raw):
     return out
 
 
+def _pool(pool):
+    """A pool id ((0, 0), [1, 0]...) as 'a,b'; None when absent."""
+    if isinstance(pool, (list, tuple)):
+        return ",".join(str(_int(x)) for x in pool)
+    return None if pool is None else str(pool)
+
+
 def normalize(obj, path):
     """-> dict(segments=[...], traces={device: [entries]}, settings, annotations). Raises Bad."""
     if isinstance(obj, list):  # torch 1.13: the segments alone
@@ -127,8 +134,7 @@ def normalize(obj, path):
                      "allocated_size": s.get("allocated_size"), "active_size": s.get("active_size"),
                      "requested_size": s.get("requested_size"), "stream": _int(s.get("stream"), 0),
                      "segment_type": s.get("segment_type"),
-                     "pool_id": ",".join(str(x) for x in pool) if isinstance(pool, (list, tuple)) else
-                     (None if pool is None else str(pool)),
+                     "pool_id": _pool(pool),
                      "is_expandable": 1 if s.get("is_expandable") else 0,
                      "frames": _frames(s.get("frames")), "blocks": blocks})
     traces = {}
@@ -149,7 +155,9 @@ def normalize(obj, path):
             addr = e.get("addr")
             if action == "oom" and "device_free" in e:  # torch >= 2.5 names it; older ones put it in addr
                 addr = e.get("device_free")
+            pool = e.get("pool_id")
             out.append({"action": action, "addr": _int(addr, 0), "size": _int(e.get("size"), 0),
+                        "pool_id": _pool(pool),
                         "stream": _int(e.get("stream"), 0), "time_us": _int(t) if t is not None else None,
                         "frames": _frames(e.get("frames")),
                         "compile_context": e.get("compile_context") if isinstance(e.get("compile_context"), str) else None,
@@ -182,6 +190,7 @@ def complete_history(entries, segs):
                 final_blocks[b["address"]] = (b, s)
     live_b, pre_b = {}, {}          # address -> requested size
     live_s, pre_s = {}, {}          # segment (or mapped piece) address -> size
+    pre_pool = {}                   # block or segment address freed before its creation -> its pool_id
     for e in entries:
         a, addr, size = e["action"], e["addr"], e["size"]
         if a == "alloc":
@@ -190,6 +199,7 @@ def complete_history(entries, segs):
             if addr not in live_b and addr not in pre_b:
                 pre_b[addr] = size
                 live_b[addr] = size
+                pre_pool[addr] = e.get("pool_id")
             if a == "free_completed":
                 live_b.pop(addr, None)
         elif a in ("segment_alloc", "segment_map"):
@@ -210,6 +220,7 @@ def complete_history(entries, segs):
             if addr not in live_s and addr not in pre_s:
                 pre_s[addr] = size
                 live_s[addr] = size
+                pre_pool[addr] = e.get("pool_id")
             live_s.pop(addr, None)
     # the final state's blocks and segments that the history never created
     untouched = set()
@@ -228,13 +239,18 @@ def complete_history(entries, segs):
     synth = []
     for addr in sorted(pre_s):
         seg = next((s for s in segs if s["address"] == addr), None)
+        # the pool: the final segment holding it, else the entry that freed it
+        holder = next((s for s in segs if s["address"] <= addr < s["address"] + s["total_size"]), None)
         synth.append({"action": "segment_alloc", "addr": addr, "size": pre_s[addr], "stream": seg["stream"] if seg else 0,
+                      "pool_id": holder["pool_id"] if holder else pre_pool.get(addr),
                       "time_us": None, "frames": seg["frames"] if seg else [], "synthetic": 1,
                       "compile_context": None, "user_metadata": None})
     for addr in sorted(pre_b):
         # the final block's frames are this allocation's only if the history never touched the address
         fb = final_blocks.get(addr) if addr in untouched else None
+        fs = final_blocks.get(addr)
         synth.append({"action": "alloc", "addr": addr, "size": pre_b[addr], "stream": fb[1]["stream"] if fb else 0,
+                      "pool_id": fs[1]["pool_id"] if fs else pre_pool.get(addr),
                       "time_us": None, "frames": fb[0]["frames"] if fb else [], "synthetic": 1,
                       "compile_context": None, "user_metadata": None})
     return synth, final_blocks
@@ -466,6 +482,9 @@ def import_snapshot(snap_path, db_path, reason):
                   % (db_path, ver))
     try:
         with db:
+            # alloc_trace.pool_id came after the table (same schema version): a file made before has none
+            if "pool_id" not in [r[1] for r in db.execute("PRAGMA table_info(alloc_trace)")]:
+                db.execute("ALTER TABLE alloc_trace ADD COLUMN pool_id TEXT")
             _write(db, snap, snap_path, reason)
     except sqlite3.Error as e:
         raise Bad("%s: cannot write the trace: %s" % (db_path, e))
@@ -524,8 +543,8 @@ def _write(db, snap, snap_path, reason):
             rows.append((base + i, sid, dev, e["action"], e["addr"], e["size"], e["block_size"], e["stream"],
                          e["time_us"], ts, w.stack(e["frames"]), e["synthetic"],
                          None if e["end"] is None else base + e["end"], e["allocated_bytes"], e["reserved_bytes"],
-                         e["largest_free_block"], e["compile_context"], e["user_metadata"]))
-        db.executemany("INSERT INTO alloc_trace VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                         e["largest_free_block"], e["compile_context"], e["user_metadata"], e.get("pool_id")))
+        db.executemany("INSERT INTO alloc_trace VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         # end state: from the segments themselves (exact)
         alloc_b = res_b = req_b = internal = external = lf_all = 0
         for s in segs:
