@@ -122,7 +122,7 @@ int cmd_export_torch(int argc, char **argv)
     }
     sqlite3_close(db);
     char *args[] = {"export", (char *)trace, (char *)out, NULL};
-    int rc = cmt_torch_python(args, err, sizeof err);
+    int rc = cmt_torch_python("cmt_torch_export.py", args, err, sizeof err);
     if (rc < 0)
         cmt_log("%s", err);
     return rc == 0 ? 0 : 1;

@@ -212,8 +212,14 @@ static void render_json(struct sbuf *b, const struct cmt_report *r, size_t each_
     cmt_torch_json(b, x, s, each_end);
     if (each_end)
         sb_printf(b, ",\"failures_total\":%zu,\"ooms_total\":%zu", s->nfails, x->nooms);
-    if (r->whatif_json.p)
-        sb_puts(b, r->whatif_json.p);
+    if (r->whatif) {
+        sb_puts(b, ",\"whatif\":");
+        cmt_whatif_json(b, r->whatif, r->nwhatif);
+        if (r->whatif_gpu.spec) {
+            sb_puts(b, ",\"whatif_gpu\":");
+            cmt_whatif_gpu_json(b, &r->whatif_gpu);
+        }
+    }
     sb_puts(b, "}\n");
 }
 

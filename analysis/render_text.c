@@ -277,9 +277,9 @@ void cmt_render_text(struct sbuf *b, const struct cmt_report *r)
             sb_printf(b, "  %-30s %12s\n", cmt_api_name(a), cmt_count_str(r->api_count[a], t1));
     if (r->api_count[0])
         sb_printf(b, "  %-30s %12s\n", "(unknown api)", cmt_count_str(r->api_count[0], t1));
-    if (r->whatif_text.p) {
+    if (r->whatif) {
         sb_puts(b, "\nWHAT IF (PyTorch's caching allocator replayed, analysis/allocmodel.c)\n");
-        sb_puts(b, r->whatif_text.p);
+        cmt_whatif_text(b, r->whatif, r->nwhatif, &r->whatif_gpu);
     }
 }
 

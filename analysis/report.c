@@ -5,7 +5,6 @@
  * Runs in the `cumemtrace` command. Prints nothing; returns 0 or -1 with the reason in err.
  */
 #include "report.h"
-#include "whatif.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -124,11 +123,15 @@ int cmt_report_build(struct cmt_report *r, struct cmt_set *s, const struct cmt_r
         if (s->n != 1)
             return cmt_fail(err, errlen, "report: --whatif reads the allocator history of one trace; %zu were given",
                             s->n);
-        if (cmt_whatif_report(s->t[0]->path, o->whatif, o->nwhatif, o->whatif_gpu, &r->whatif_json, &r->whatif_text,
-                              err, errlen) != 0)
-            return -1;
-        if (r->whatif_json.oom || r->whatif_text.oom)
+        if (o->nwhatif > CMT_WHATIF_MAX_CONFS)
+            return cmt_fail(err, errlen, "report: at most %d --whatif", CMT_WHATIF_MAX_CONFS);
+        r->whatif = calloc((size_t)o->nwhatif + 2, sizeof *r->whatif);
+        if (!r->whatif)
             return cmt_fail(err, errlen, "out of memory");
+        r->whatif_gpu.spec = o->whatif_gpu;
+        if (cmt_whatif_run(s->t[0]->path, o->whatif, o->nwhatif, &r->whatif_gpu, UINT64_MAX, r->whatif, &r->nwhatif,
+                           err, errlen) != 0)
+            return -1;
     }
     return 0;
 }
@@ -139,8 +142,7 @@ void cmt_report_free(struct cmt_report *r)
     cmt_ranges_report_free(&r->ranges);
     cmt_ranks_free(&r->ranks);
     cmt_ledger_free(&r->ledger);
-    sb_free(&r->whatif_json);
-    sb_free(&r->whatif_text);
+    free(r->whatif);
     free(r->top);
     free(r->mods);
     free(r->leaks);

@@ -15,6 +15,7 @@
 #include "ranges.h"
 #include "ranks.h"
 #include "torch.h"
+#include "whatif.h"
 
 #define CMT_NBIG 10
 #define CMT_NHIST 64
@@ -45,7 +46,9 @@ struct cmt_report {
     struct cmt_range_report ranges; /* phases */
     struct cmt_ranks ranks;         /* per process of a job */
     struct cmt_ledger ledger;       /* where the device's memory went, by owner */
-    struct sbuf whatif_json, whatif_text; /* --whatif: keys added to the JSON, a section of text (cmd_whatif.c) */
+    struct cmt_whatif_outcome *whatif; /* --whatif: runs [0..nwhatif], the recorded one first; NULL without */
+    int nwhatif;
+    struct cmt_whatif_gpu whatif_gpu; /* --whatif-gpu (spec NULL without) */
 };
 
 struct cmt_report_options {

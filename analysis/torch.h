@@ -1,11 +1,11 @@
 /*
- * torch.h: PyTorch's caching-allocator level (schema version 2, issue 4): finding our Python helper and
- * shipped data beside the executable, running the helper, and the analyses that read the allocator tables
- * and the driver events together: fragmentation per device, the OOM verdict, and component attribution
- * by a rules file.
+ * torch.h: PyTorch's caching-allocator level (schema version 2, issue 4): the analyses that read the
+ * allocator tables and the driver events together (torch.c, alloclevel.c, driverlevel.c, components.c):
+ * fragmentation per device, the OOM verdict, and component attribution by a rules file (rules.h); and its
+ * report sections (render_torch.c).
  *
  * Runs in the `cumemtrace` command. Reads traces (alloc_* tables and events); the import itself is the
- * Python helper's (analysis/torch/cmt_torch.py), which writes.
+ * importer's (cumemtrace-import-torch, importers/), which writes.
  */
 #ifndef CMT_TORCH_H
 #define CMT_TORCH_H

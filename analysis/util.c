@@ -236,11 +236,11 @@ int cmt_torch_find(const char *rel, char *out, size_t len)
     return cmt_find_beside(bases, rel, out);
 }
 
-int cmt_torch_python(char *const *args, char *err, size_t errlen)
+int cmt_torch_python(const char *name, char *const *args, char *err, size_t errlen)
 {
     char script[PATH_MAX];
-    if (cmt_torch_find("cmt_torch.py", script, sizeof script) != 0)
-        return cmt_fail(err, errlen, "cmt_torch.py not found beside this program (set CUMEMTRACE_TORCH_DIR)");
+    if (cmt_torch_find(name, script, sizeof script) != 0)
+        return cmt_fail(err, errlen, "%s not found beside this program (set CUMEMTRACE_TORCH_DIR)", name);
     size_t n = 0;
     while (args[n])
         n++;

@@ -120,12 +120,13 @@ int cmt_run_program(char *const *argv, const char *needed_for, char *err, size_t
 int cmt_run_python(const char *script, char *const *args, size_t nargs, const char *needed_for, char *err,
                    size_t errlen);
 
-/* Finds REL (e.g. "cmt_torch.py", "rules.txt", "bootstrap") under our data directory: $CUMEMTRACE_TORCH_DIR,
+/* Finds REL (e.g. "cmt_torch_export.py", "rules.txt", "bootstrap") under our data directory: $CUMEMTRACE_TORCH_DIR,
  * then the build tree (EXEDIR/torch), then an installed layout (EXEDIR/../share/cumemtrace/torch). 0 or -1. */
 int cmt_torch_find(const char *rel, char *out, size_t len);
 
-/* Runs `python3 cmt_torch.py ARGS...` and waits; its stderr is the user's. Returns its exit status, or
- * -1 with a reason in err when it could not be started. */
-int cmt_torch_python(char *const *args, char *err, size_t errlen);
+/* Runs `python3 NAME ARGS...` (NAME found by cmt_torch_find: cmt_torch_export.py, cmt_torch_import.py) and
+ * waits; its stderr is the user's. Returns its exit status, or -1 with a reason in err when it could not
+ * be started. */
+int cmt_torch_python(const char *name, char *const *args, char *err, size_t errlen);
 
 #endif

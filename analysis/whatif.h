@@ -1,6 +1,9 @@
 /*
- * whatif.h: out-of-memory verdicts that rest on the allocator model (cmd_whatif.c), for the report.
+ * whatif.h: PyTorch's caching allocator replayed from a trace's recorded history through the model
+ * (allocmodel.h): the what-if runs of `whatif` and `report --whatif` (whatif.c reads and replays,
+ * whatif_run.c composes a run, render_whatif.c draws it), and the out-of-memory verdicts that rest on them.
  *
+ * Verdicts: *
  * For every allocator OOM of a trace's latest allocator history: capacity when the live bytes plus the
  * request exceed what the device could give the allocator then (its reserved plus the device's free
  * bytes); memory held outside the allocator when they would have fitted but for device memory the
@@ -11,6 +14,8 @@
  */
 #ifndef CMT_WHATIF_H
 #define CMT_WHATIF_H
+
+#include "allocmodel.h"
 
 #include <sqlite3.h>
 #include <stddef.h>
@@ -37,12 +42,67 @@ struct cmt_mverdict {
  * a one-line reason. *out is malloc'ed. */
 int cmt_whatif_verdicts(sqlite3 *db, struct cmt_mverdict **out, size_t *n, char *err, size_t errlen);
 
-/* The what-if table for the report (report --whatif CONF... [--whatif-gpu GPU]): the trace's recorded
- * allocator history replayed as recorded and under each configuration, as `whatif` does. Appends
- * ',"whatif":[...]' (and ',"whatif_gpu":{...}') to json and the table for people to text. 0, or -1 with a
- * one-line reason. */
+#define CMT_WHATIF_MAX_CONFS 16
+
+#define CMT_WHATIF_GC_WHY "it acts only under a per-process memory fraction (set_per_process_memory_fraction), which " \
+               "neither the snapshot nor the trace records; replay it with --capacity LIMIT --alloc-conf " \
+               "garbage_collection_threshold:T"
+
+struct cmt_whatif_entry {
+    int64_t id, addr, size, stream, reserved, allocated;
+    int by;      /* segment_free/unmap: 1 empty_cache, 2 a retrying malloc, 3 a MemPool's destructor, 0 unknown */
+    int64_t device;
+    int pool;    /* 0 the default pools, k > 0 the k-th private pool the history names */
+    int synthetic;
+    char action; /* 'a' alloc, 'f' free_completed, 'q' free_requested of a block whose free completes later
+                  * (record_stream), 'g' segment_alloc/map, 'e' empty_cache, 'r' a retry's releases, 'p' a
+                  * private pool's release (its MemPool destroyed), 'u' a private pool seen released in a
+                  * burst (no longer in use), 'x' other */
+};
+
+struct cmt_whatif_outcome {
+    const char *label;
+    struct cmt_aconf conf;
+    struct cmt_astats st;
+    int oom;
+    int64_t oom_entry, oom_size;
+    uint64_t oom_reserved, oom_allocated;
+    int64_t checked, mismatches, first_mismatch;
+    /* the recorded replay's stricter check: each new segment's (mapping's) size, each block's address
+     * (in the recorded address space: a segment's model base pairs with the address the history gave it) */
+    int64_t segments_checked, segment_mismatches, first_segment_mismatch;
+    int64_t addresses_checked, address_mismatches, first_address_mismatch;
+    int64_t allocated_mismatches, first_allocated_mismatch;
+    int private_pools;           /* private pools the history uses */
+    double recorded_gc;          /* the recorded garbage_collection_threshold (0 none), never applied */
+};
+
+/* The device a --gpu names, as the simulated driver presents it. */
+struct cmt_whatif_gpu {
+    const char *spec;
+    uint64_t total, context, outside, capacity;
+};
+
+/* The recorded history of a trace's latest snapshot (its busiest device), with the recorded settings,
+ * capacity and garbage_collection_threshold. *out is malloc'ed. 0, or -1 with a one-line reason. */
+int cmt_whatif_load(const char *path, struct cmt_whatif_entry **out, size_t *n, struct cmt_aconf *rec,
+                    uint64_t *rec_capacity, double *rec_gc, char *err, size_t errlen);
+/* Replays e[0..n) under o->conf into o's figures; check: compare with the history (the recorded run). */
+int cmt_whatif_replay(const struct cmt_whatif_entry *e, size_t n, struct cmt_whatif_outcome *o, int check,
+                      char *err, size_t errlen);
+
+/* The what-if runs (whatif_run.c): the recorded configuration into out[0], then each of confs (nconf at
+ * most CMT_WHATIF_MAX_CONFS; out has room for nconf + 2) under the capacity gpu->spec or capacity gives
+ * (UINT64_MAX: the recorded one). *nout: how many configurations follow the recorded one. 0; -1 with a
+ * one-line reason; -2 when an option's value is refused. */
+int cmt_whatif_run(const char *trace, const char *const *confs, int nconf, struct cmt_whatif_gpu *gpu,
+                   uint64_t capacity, struct cmt_whatif_outcome *out, int *nout, char *err, size_t errlen);
+
+/* render_whatif.c: out[0..nout] as a JSON array, the device as a JSON object, the table for people. */
 struct sbuf;
-int cmt_whatif_report(const char *trace, const char *const *confs, int nconf, const char *gpu_spec,
-                      struct sbuf *json, struct sbuf *text, char *err, size_t errlen);
+void cmt_whatif_json(struct sbuf *b, const struct cmt_whatif_outcome *out, int nout);
+void cmt_whatif_gpu_json(struct sbuf *b, const struct cmt_whatif_gpu *gpu);
+void cmt_whatif_text(struct sbuf *b, const struct cmt_whatif_outcome *out, int nout,
+                     const struct cmt_whatif_gpu *gpu);
 
 #endif

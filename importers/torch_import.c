@@ -5,7 +5,8 @@
  * A new file when TRACE does not exist, else an existing trace (upgraded in place from an older schema
  * version when needed) whose driver segments the allocator's are joined with by address. The file is
  * created and migrated here, through schema/cmt_db.h; reading the pickle and writing the rows is
- * cmt_torch.py's `import` (a restricted unpickler: no Python global is ever loaded), run with python3.
+ * importers/torch/cmt_torch_import.py's (a restricted unpickler: no Python global is ever loaded), run
+ * with python3.
  *
  * A writer apart from the analyzer: the `cumemtrace` command never opens a trace for writing; its verbs
  * import-torch and run --torch start this program (analysis/cmd_import_torch.c, cmt_torch_import) and
@@ -64,7 +65,7 @@ static int import(const char *snap, const char *trace, const char *reason, char 
     if (prepare_trace(trace, &created, err, errlen) != 0)
         return -1;
     char *args[] = {"import", (char *)snap, (char *)trace, "--reason", (char *)reason, NULL};
-    int rc = cmt_torch_python(args, err, errlen);
+    int rc = cmt_torch_python("cmt_torch_import.py", args, err, errlen);
     if (rc != 0) {
         if (rc > 0) /* the helper said why on stderr */
             err[0] = 0;

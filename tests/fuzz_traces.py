@@ -957,7 +957,7 @@ def main():
         keep = [ln for ln in lines if "runtime error" in ln or "ERROR:" in ln or "SUMMARY" in ln
                 or re.search(r"#\d+ .*(analysis|schema)/", ln)][:8] or lines[:6]
         if "Traceback" in err:
-            keep = [ln for ln in lines if re.search(r'File ".*cmt_torch.py", line', ln)][-1:] + lines[-1:]
+            keep = [ln for ln in lines if re.search(r'File ".*cmt_torch_\w+\.py", line', ln)][-1:] + lines[-1:]
         for ln in keep:
             print("  stderr: %s" % ln[:300])
         with open(os.path.join(work, "repro_%d.stderr" % (n + 1)), "wb") as f:

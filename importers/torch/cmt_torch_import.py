@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""cmt_torch.py: PyTorch's caching-allocator level for cumemtrace (schema version 2 tables).
+"""cmt_torch_import.py: PyTorch memory snapshots into cumemtrace traces (schema version 2 tables).
 
-    cmt_torch.py import SNAPSHOT.pickle TRACE.db [--reason import|exit|oom]
-    cmt_torch.py export TRACE.db OUT.pickle
+    cmt_torch_import.py import SNAPSHOT.pickle TRACE.db [--reason import|exit|oom]
 
 `import` reads a memory snapshot (torch.cuda.memory._snapshot() / _dump_snapshot(), every variant we know:
 a bare list of segments from torch 1.13, blocks with a `history` list from torch 2.0, `device_traces` with
 TraceEntry dicts from 2.1 on, `allocator_settings` and `external_annotations` from 2.4 on) into the alloc_*
 tables of an existing trace, which `cumemtrace import-torch` has created or upgraded to the current version
-before running us, and its record_function annotations and user_metadata tags as ranges (_write_ranges). `export` writes a trace back as a snapshot pickle that pytorch.org/memory_viz opens.
+before running us, and its record_function annotations and user_metadata tags as ranges (_write_ranges).
+(`cumemtrace export-torch`, the way back, is analysis/torch/cmt_torch_export.py's.)
 
-Run by the `cumemtrace` command (cmd_import_torch.c, cmd_run.c), never inside the profiled program. The
+An importer: a writer of traces apart from the analyzer, run by cumemtrace-import-torch
+(importers/torch_import.c), which `cumemtrace import-torch` and `run --torch` start; never inside the
+profiled program. The
 pickle is read with an Unpickler whose find_class always raises: a snapshot holds only dicts, lists, strings,
 numbers and tuples, so any global is hostile or not a snapshot. Python's standard library only. Errors are
 one line on stderr ("cumemtrace: ...") and exit status 1; nothing is written unless everything was read.
@@ -665,119 +667,6 @@ def _write_ranges(db, sid):
         ids.append(c.lastrowid)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Export: a trace back into a snapshot memory_viz opens
-
-def _stack_frames(db, stack_id, cache):
-    if stack_id is None:
-        return []
-    if stack_id not in cache:
-        cache[stack_id] = [{"name": n or "", "filename": f or "", "line": l or 0} for n, f, l in db.execute(
-            "SELECT f.name, f.filename, f.line FROM alloc_stacks s JOIN alloc_frames f USING (frame_id)"
-            " WHERE s.stack_id = ? ORDER BY s.depth", (stack_id,))]
-    return cache[stack_id]
-
-
-def _driver_frames(db, stack_id, cache):
-    if stack_id is None:
-        return []
-    key = ("d", stack_id)
-    if key not in cache:
-        cache[key] = [{"name": fn or "??", "filename": os.path.basename(mod or "??"), "line": 0}
-                      for fn, mod in db.execute("SELECT function, module FROM stack_frames WHERE stack_id = ?"
-                                                " ORDER BY depth", (stack_id,))]
-    return cache[key]
-
-
-def export(db_path, out_path):
-    try:
-        db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
-        ver = db.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error as e:
-        raise Bad("%s: cannot open the trace: %s" % (db_path, e))
-    cache = {}
-    snap = {"segments": [], "device_traces": [], "allocator_settings": {}, "external_annotations": []}
-    sid = db.execute("SELECT max(snapshot_id) FROM alloc_snapshots").fetchone()[0] if ver >= 2 else None
-    if sid is not None:
-        for row in db.execute("SELECT device, address, total_size, stream, segment_type, is_expandable, stack_id,"
-                              " pool_id FROM alloc_segments WHERE snapshot_id = ? ORDER BY device, address", (sid,)):
-            dev, addr, total, stream, stype, exp, stack, pool = row
-            blocks = [{"address": a, "size": s, "requested_size": r, "state": st,
-                       "frames": _stack_frames(db, k, cache)}
-                      for a, s, r, st, k in db.execute("SELECT address, size, requested_size, state, stack_id FROM"
-                                                       " alloc_blocks WHERE snapshot_id = ? AND segment_address = ?"
-                                                       " AND device = ? ORDER BY address", (sid, addr, dev))]
-            act = [b for b in blocks if b["state"].startswith("active")]
-            snap["segments"].append({
-                "device": dev, "address": addr, "total_size": total, "stream": stream or 0,
-                "segment_type": stype or "large", "segment_pool_id": tuple(int(x) for x in pool.split(","))
-                if pool and all(p.strip().isdigit() for p in pool.split(",")) else (0, 0),
-                "is_expandable": bool(exp), "frames": _stack_frames(db, stack, cache), "blocks": blocks,
-                "allocated_size": sum(b["size"] for b in act), "active_size": sum(b["size"] for b in act),
-                "requested_size": sum(b["requested_size"] or 0 for b in act)})
-        ndev = (db.execute("SELECT max(device) FROM alloc_trace WHERE snapshot_id = ?", (sid,)).fetchone()[0] or 0) + 1
-        snap["device_traces"] = [[] for _ in range(ndev)]
-        for dev, action, addr, size, stream, t_us, ts, stack in db.execute(
-                "SELECT device, action, addr, size, stream, time_us, ts_ns, stack_id FROM alloc_trace"
-                " WHERE snapshot_id = ? AND synthetic = 0 ORDER BY entry_id", (sid,)):
-            entry = {"action": action, "addr": addr, "size": size, "stream": stream or 0,
-                     "time_us": t_us if t_us is not None else (ts or 0) // 1000,
-                     "frames": _stack_frames(db, stack, cache)}
-            if action == "oom":
-                entry["device_free"] = addr  # both spellings: older readers look in addr
-            snap["device_traces"][dev].append(entry)
-        st = db.execute("SELECT settings FROM alloc_snapshots WHERE snapshot_id = ?", (sid,)).fetchone()[0]
-        if st:
-            snap["allocator_settings"] = json.loads(st)
-    else:
-        # a driver-level trace: each device allocation is a segment holding one block
-        start_unix, start = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
-        live = {}
-        traces = {}
-        # op and kind numbers from the trace's own vocabulary, by name
-        OP = dict(db.execute("SELECT name, op FROM ops"))
-        KIND = dict(db.execute("SELECT name, kind FROM kinds"))
-        for seq, ts, op, kind, dev, addr, size, result, stack, free_b in db.execute(
-                "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes FROM events"
-                " ORDER BY seq"):
-            dev = dev or 0
-            t_us = (ts - (start or 0) + (start_unix or 0)) // 1000
-            tr = traces.setdefault(dev, [])
-            fr = _driver_frames(db, stack, cache)
-            if result != 0:
-                if op == OP["alloc"]:
-                    tr.append({"action": "oom", "addr": free_b or 0, "device_free": free_b or 0, "size": size or 0,
-                               "stream": 0, "time_us": t_us, "frames": fr})
-                continue
-            if op == OP["alloc"] and kind in (KIND["device"], KIND["stream_ordered"]):
-                live[addr] = (dev, size, fr)
-                tr.append({"action": "segment_alloc", "addr": addr, "size": size, "stream": 0, "time_us": t_us,
-                           "frames": fr})
-                tr.append({"action": "alloc", "addr": addr, "size": size, "stream": 0, "time_us": t_us, "frames": fr})
-            elif op == OP["free"] and addr in live:
-                _, sz, fr0 = live.pop(addr)
-                for a in ("free_requested", "free_completed", "segment_free"):
-                    tr.append({"action": a, "addr": addr, "size": sz, "stream": 0, "time_us": t_us, "frames": fr0})
-        for addr, (dev, size, fr) in sorted(live.items()):
-            blk = {"address": addr, "size": size, "requested_size": size, "state": "active_allocated", "frames": fr}
-            snap["segments"].append({"device": dev, "address": addr, "total_size": size, "stream": 0,
-                                     "segment_type": "large", "segment_pool_id": (0, 0), "is_expandable": False,
-                                     "frames": fr, "blocks": [blk], "allocated_size": size, "active_size": size,
-                                     "requested_size": size})
-        if traces and not all(isinstance(d, int) and 0 <= d < 1024 for d in traces):
-            raise Bad("%s: corrupt trace: device ids out of range" % db_path)
-        ndev = max(traces) + 1 if traces else 1
-        snap["device_traces"] = [traces.get(d, []) for d in range(ndev)]
-    db.close()
-    tmp = out_path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            pickle.dump(snap, f, protocol=4)
-        os.replace(tmp, out_path)
-    except OSError as e:
-        raise Bad("%s: %s" % (out_path, e.strerror or e))
-
-
 def main(argv):
     try:
         if len(argv) >= 3 and argv[0] == "import":
@@ -786,10 +675,7 @@ def main(argv):
                 reason = argv[4]
             import_snapshot(argv[1], argv[2], reason)
             return 0
-        if len(argv) == 3 and argv[0] == "export":
-            export(argv[1], argv[2])
-            return 0
-        sys.stderr.write("usage: cmt_torch.py import SNAPSHOT TRACE [--reason R] | export TRACE OUT.pickle\n")
+        sys.stderr.write("usage: cmt_torch_import.py import SNAPSHOT TRACE [--reason R]\n")
         return 2
     except Bad as e:
         sys.stderr.write("cumemtrace: %s\n" % e)
