@@ -31,6 +31,11 @@ int cmt_timeline_html(struct sbuf *b, struct cmt_set *s, const struct cmt_timeli
 int cmt_timeline_allocator(struct sbuf *b, const struct cmt_set *s, const struct cmt_acurve *c, size_t n,
                            const char *format);
 
+/* Folded stacks (render_flame.c): per trace ti, its groups g[ti][0..ng[ti]); json: the JSON array instead.
+ * 0, or -1 out of memory. */
+int cmt_flame_render(struct sbuf *b, const struct cmt_set *s, struct cmt_group *const *g, const size_t *ng,
+                     int json);
+
 /* A stack one frame a line (inlined frames and file:line under their frame), at most max_frames (0: all). */
 void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames);
 /* The frames as a JSON array of strings. */
