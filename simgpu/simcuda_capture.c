@@ -24,6 +24,10 @@
  *   - dependencies between nodes are not kept (a captured graph is a list of nodes), and
  *     cuStreamUpdateCaptureDependencies only checks its stream. The graph, its instantiation and its
  *     launches (which run nothing but memory nodes) are simcuda_graph.c's.
+ *   - not simulated: cuMemAllocAsync/cuMemFreeAsync into a capturing stream allocate and free at once from
+ *     the stream-ordered pool (the real driver adds memory nodes); copies and memsets that take no stream
+ *     (cuMemcpyHtoD, cuMemsetD8...) run and break no capture; cuEventQuery/cuEventSynchronize of an event
+ *     recorded in a capture succeed; cuStreamBeginCaptureToGraph is a stub.
  */
 #include "simcuda_driver.h"
 
