@@ -316,10 +316,10 @@ static CUresult get_nodes(CUgraph g, CUgraphNode *nodes, size_t *count)
 {
     if (!g || !g->valid || !count)
         return CUDA_ERROR_INVALID_VALUE;
-    if (nodes)
-        for (size_t i = 0; i < *count; i++)
-            nodes[i] = i < (size_t)g->n ? g->nodes[i] : NULL;
-    else
+    /* With room for more than the graph has: the rest set to NULL, *count to the nodes returned. */
+    for (size_t i = 0; nodes && i < *count; i++)
+        nodes[i] = i < (size_t)g->n ? g->nodes[i] : NULL;
+    if (!nodes || *count > (size_t)g->n)
         *count = (size_t)g->n;
     return CUDA_SUCCESS;
 }

@@ -651,9 +651,10 @@ class SimDriverTest(unittest.TestCase):
             R['end'] = [rc, g.value is not None, capturing(s), capturing(s2)]
             n = c_size_t(0)
             R['nodes'] = cu.cuGraphGetNodes(g, None, byref(n)), n.value
-            nodes = (c_void_p * n.value)(); cu.cuGraphGetNodes(g, nodes, byref(n))
+            nodes = (c_void_p * 6)(); room = c_size_t(6)                # room for 6: 2 left NULL
+            R['room'] = [cu.cuGraphGetNodes(g, nodes, byref(room)), room.value, [x is None for x in nodes]]
             types = []
-            for x in nodes:
+            for x in nodes[:n.value]:
                 t = c_int(-1); cu.cuGraphNodeGetType(c_void_p(x), byref(t)); types.append(t.value)
             R['types'] = types
             x = c_void_p()
@@ -687,6 +688,7 @@ class SimDriverTest(unittest.TestCase):
         self.assertEqual((r['sync_memset_runs'], r['relaxed_alloc']), (SUCCESS, SUCCESS))
         self.assertEqual(r['end'], [SUCCESS, True, [SUCCESS, 0], [SUCCESS, 0]])
         self.assertEqual(r['nodes'], [SUCCESS, 4])
+        self.assertEqual(r['room'], [SUCCESS, 4, [False] * 4 + [True] * 2])
         self.assertEqual(r['types'], [2, 1, 3, 2])  # memset, memcpy, host, memset (s2's)
         self.assertEqual((r['instantiate'], r['destroy_graph']), (SUCCESS, SUCCESS))
         self.assertEqual(r['launch'], [SUCCESS] * 4)
