@@ -1,5 +1,5 @@
 /*
- * simcuda_driver.h: the simulated driver's shared state and the helpers its three sources share
+ * simcuda_driver.h: the simulated driver's shared state and the helpers its sources share
  * (simcuda.c: init, devices, contexts, streams, errors, fault injection, probes; simcuda_mem.c: the memory
  * model; simcuda_proc.c: cuGetProcAddress; simcuda_exec.c, simcuda_graph.c, simcuda_capture.c: execution,
  * graphs and stream capture).
