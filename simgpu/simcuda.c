@@ -933,6 +933,8 @@ static CUresult ctx_synchronize(CUcontext ctx)
     CUcontext c = NULL;
     CUresult rc = ctx_or_current(ctx, &c);
     if (rc == CUDA_SUCCESS)
+        rc = sim_capture_unsafe();
+    if (rc == CUDA_SUCCESS)
         sim_mem_sync_device(c->dev);
     sim_unlock();
     return rc;
@@ -954,6 +956,9 @@ CUresult cuCtxSynchronize_v2(CUcontext ctx)
 
 CUresult sim_stream_ctx(CUstream s, CUcontext *out)
 {
+    CUcontext unused;
+    if (!out)
+        out = &unused;
     /* The legacy and per-thread default streams belong to the current context. */
     if (s == NULL || s == CU_STREAM_LEGACY || s == CU_STREAM_PER_THREAD)
         return sim_current_ctx(out);
@@ -1014,6 +1019,7 @@ CUresult cuStreamDestroy_v2(CUstream hStream)
         rc = CUDA_ERROR_INVALID_HANDLE;
         for (struct CUstream_st **pp = &sim.streams; *pp; pp = &(*pp)->next)
             if (*pp == hStream) {
+                sim_capture_stream_destroyed(hStream);
                 *pp = hStream->next;
                 free(hStream);
                 rc = CUDA_SUCCESS;
@@ -1029,6 +1035,8 @@ static CUresult stream_synchronize(CUstream s)
     sim_lock();
     CUcontext c = NULL;
     CUresult rc = sim_stream_ctx(s, &c);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_refuse(s);
     if (rc == CUDA_SUCCESS)
         sim_mem_sync_device(c->dev);
     sim_unlock();

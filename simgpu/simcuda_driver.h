@@ -1,7 +1,8 @@
 /*
- * simcuda_driver.h: the simulated driver's shared state and the helpers its three sources share
+ * simcuda_driver.h: the simulated driver's shared state and the helpers its sources share
  * (simcuda.c: init, devices, contexts, streams, errors, fault injection, probes; simcuda_mem.c: the memory
- * model; simcuda_proc.c: cuGetProcAddress).
+ * model; simcuda_proc.c: cuGetProcAddress; simcuda_exec.c, simcuda_graph.c, simcuda_capture.c: execution,
+ * graphs and stream capture).
  *
  * Runs on whatever application thread calls the driver. One mutex (sim.lock) guards all of the state below
  * except the per-thread context stack, which is thread-local, and the call counters, which are atomic.
@@ -69,6 +70,7 @@ struct CUstream_st {
     CUcontext ctx;
     unsigned int flags;
     int priority;
+    struct sim_capture *capture; /* the capture it takes part in (simcuda_capture.c), or NULL */
     struct CUstream_st *next;
 };
 
@@ -134,7 +136,7 @@ CUresult sim_current_ctx(CUcontext *out);
 int sim_ctx_valid(CUcontext ctx);
 /* Resolves a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a created stream) to its
  * context. */
-CUresult sim_stream_ctx(CUstream s, CUcontext *out);
+CUresult sim_stream_ctx(CUstream s, CUcontext *out); /* OUT may be NULL */
 
 /* The stream a _ptsz/_ptds entry point means: its argument, or the per-thread default stream for 0. */
 static inline CUstream sim_per_thread(CUstream s)
@@ -168,6 +170,27 @@ void sim_uncharge_pages(int dev, uint64_t pages);
 uint64_t sim_parse_size(const char *s);
 /* The device's streaming multiprocessor count (its preset's). */
 int sim_device_sm_count(int dev);
+
+/* Stream capture (simcuda_capture.c). Lock held, S already validated (sim_stream_ctx). */
+/* Work of TYPE queued into S: *captured = 1 if it became a node of S's capture (the caller then does not
+ * run it); an error if S's capture is invalidated or the legacy stream S breaks a capture. */
+CUresult sim_capture_op(CUstream s, CUgraphNodeType type, int *captured);
+#define SIM_NO_NODE ((CUgraphNodeType)-1)  /* captured without a node (event records and waits) */
+/* A call S's capture forbids (synchronizing or querying it): invalidates the capture, UNSUPPORTED. */
+CUresult sim_capture_refuse(CUstream s);
+/* A potentially unsafe call (cuMemAlloc, cuMemFree, cuCtxSynchronize) on the calling thread: UNSUPPORTED
+ * where a capture forbids it (then invalidated), else CUDA_SUCCESS. */
+CUresult sim_capture_unsafe(void);
+/* The id of S's capture (0: none); S joins capture ID (an event recorded in it was waited for). */
+uint64_t sim_capture_id(CUstream s);
+void sim_capture_join(CUstream s, uint64_t id);
+/* S is being destroyed: a capture it began is invalidated and dropped, with its graph. */
+void sim_capture_stream_destroyed(CUstream s);
+/* Graphs (simcuda_graph.c), lock held: a new empty graph, a node of TYPE that does nothing at launch, and
+ * the destruction of a graph never handed out. */
+CUresult sim_graph_new(CUgraph *out);
+CUresult sim_graph_add_op(CUgraph g, CUgraphNodeType type);
+void sim_graph_free(CUgraph g);
 
 #pragma GCC visibility pop
 

@@ -3,7 +3,8 @@
  * is accepted and never read beyond its header), functions and kernels (any name resolves, as the real
  * driver would for the kernels the binary holds), launches (validated, then nothing runs), host functions
  * and stream callbacks (run at once: every stream is always idle), events (complete when recorded),
- * the stream queries, occupancy, function attributes, peer access and pointer attributes.
+ * the stream queries, occupancy, function attributes, peer access and pointer attributes. Work queued into
+ * a stream that is being captured becomes a graph node instead and does not run (simcuda_capture.c).
  *
  * Runs on application threads under sim.lock where it touches shared lists. Never runs device code:
  * values computed by kernels are never produced, only the memory they would have used is real.
@@ -583,7 +584,10 @@ static CUresult launch(CUfunction f, CUstream stream, unsigned gx, unsigned gy, 
         return CUDA_ERROR_INVALID_VALUE;
     sim_lock();
     CUcontext ctx = NULL;
+    int captured = 0;
     CUresult rc = sim_stream_ctx(stream, &ctx);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_op(stream, CU_GRAPH_NODE_TYPE_KERNEL, &captured);
     sim_unlock();
     return rc;
 }
@@ -652,9 +656,12 @@ static CUresult host_func(CUstream s, CUhostFn fn, void *data)
         return CUDA_ERROR_INVALID_VALUE;
     sim_lock();
     CUcontext ctx = NULL;
+    int captured = 0;
     CUresult rc = sim_stream_ctx(s, &ctx);
-    sim_unlock();
     if (rc == CUDA_SUCCESS)
+        rc = sim_capture_op(s, CU_GRAPH_NODE_TYPE_HOST, &captured);
+    sim_unlock();
+    if (rc == CUDA_SUCCESS && !captured)
         fn(data);
     return rc;
 }
@@ -678,6 +685,8 @@ static CUresult add_callback(CUstream s, CUstreamCallback cb, void *data, unsign
     sim_lock();
     CUcontext ctx = NULL;
     CUresult rc = sim_stream_ctx(s, &ctx);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_refuse(s);
     sim_unlock();
     if (rc == CUDA_SUCCESS)
         cb(s, CUDA_SUCCESS, data);
@@ -702,6 +711,7 @@ struct CUevent_st {
     unsigned int flags;
     int recorded;
     int done; /* SIMCUDA_EVENTS_PENDING: synchronized since its last record */
+    uint64_t capture; /* recorded into this capture (simcuda_capture.c), or 0 */
     struct timespec when;
     struct CUevent_st *next;
 };
@@ -757,7 +767,14 @@ static CUresult event_record(CUevent e, CUstream s)
     sim_lock();
     CUcontext ctx = NULL;
     CUresult rc = event_valid(e) ? sim_stream_ctx(s, &ctx) : CUDA_ERROR_INVALID_HANDLE;
-    if (rc == CUDA_SUCCESS) {
+    int captured = 0;
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_op(s, SIM_NO_NODE, &captured);
+    if (rc == CUDA_SUCCESS && captured) {
+        /* A capture-internal record: it orders the capture's work, nothing completes. */
+        e->capture = sim_capture_id(s);
+    } else if (rc == CUDA_SUCCESS) {
+        e->capture = 0;
         e->recorded = 1;
         e->done = 0;
         clock_gettime(CLOCK_MONOTONIC, &e->when);
@@ -871,22 +888,43 @@ static CUresult stream_check(CUstream s, CUcontext *ctx)
     return rc;
 }
 
+static CUresult stream_query(CUstream s)
+{
+    sim_lock();
+    CUresult rc = sim_stream_ctx(s, NULL);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_refuse(s);
+    sim_unlock();
+    return rc;
+}
+
 CUresult cuStreamQuery(CUstream hStream)
 {
     SIM_ENTER();
-    return stream_check(hStream, NULL);
+    return stream_query(hStream);
 }
 
 CUresult cuStreamQuery_ptsz(CUstream hStream)
 {
     SIM_ENTER();
-    return stream_check(sim_per_thread(hStream), NULL);
+    return stream_query(sim_per_thread(hStream));
 }
 
+/* A stream that waits for an event recorded in a capture joins that capture. */
 static CUresult stream_wait_event(CUstream s, CUevent e)
 {
     CUresult rc = event_check(e, -1);
-    return rc != CUDA_SUCCESS ? rc : stream_check(s, NULL);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    sim_lock();
+    int captured = 0;
+    rc = sim_stream_ctx(s, NULL);
+    if (rc == CUDA_SUCCESS && e->capture)
+        sim_capture_join(s, e->capture);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_op(s, SIM_NO_NODE, &captured);
+    sim_unlock();
+    return rc;
 }
 
 CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
@@ -1009,96 +1047,6 @@ CUresult cuStreamGetId_ptsz(CUstream hStream, unsigned long long *streamId)
 {
     SIM_ENTER();
     return stream_id(sim_per_thread(hStream), streamId);
-}
-
-/* No stream is ever being captured into a graph: capture is not simulated. */
-static CUresult stream_is_capturing(CUstream s, CUstreamCaptureStatus *status)
-{
-    if (!status)
-        return CUDA_ERROR_INVALID_VALUE;
-    CUresult rc = stream_check(s, NULL);
-    if (rc == CUDA_SUCCESS)
-        *status = CU_STREAM_CAPTURE_STATUS_NONE;
-    return rc;
-}
-
-CUresult cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus *captureStatus)
-{
-    SIM_ENTER();
-    return stream_is_capturing(hStream, captureStatus);
-}
-
-CUresult cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus *captureStatus)
-{
-    SIM_ENTER();
-    return stream_is_capturing(sim_per_thread(hStream), captureStatus);
-}
-
-static CUresult capture_info(CUstream s, CUstreamCaptureStatus *status, cuuint64_t *id, CUgraph *graph,
-                             const CUgraphNode **deps, const CUgraphEdgeData **edges, size_t *ndeps)
-{
-    CUresult rc = stream_is_capturing(s, status);
-    if (rc != CUDA_SUCCESS)
-        return rc;
-    if (id)
-        *id = 0;
-    if (graph)
-        *graph = NULL;
-    if (deps)
-        *deps = NULL;
-    if (edges)
-        *edges = NULL;
-    if (ndeps)
-        *ndeps = 0;
-    return CUDA_SUCCESS;
-}
-
-CUresult cuStreamGetCaptureInfo_v2(CUstream hStream, CUstreamCaptureStatus *captureStatus_out, cuuint64_t *id_out,
-                                   CUgraph *graph_out, const CUgraphNode **dependencies_out,
-                                   size_t *numDependencies_out)
-{
-    SIM_ENTER();
-    return capture_info(hStream, captureStatus_out, id_out, graph_out, dependencies_out, NULL, numDependencies_out);
-}
-
-CUresult cuStreamGetCaptureInfo_v2_ptsz(CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
-                                        cuuint64_t *id_out, CUgraph *graph_out,
-                                        const CUgraphNode **dependencies_out, size_t *numDependencies_out)
-{
-    SIM_ENTER();
-    return capture_info(sim_per_thread(hStream), captureStatus_out, id_out, graph_out,
-                        dependencies_out, NULL, numDependencies_out);
-}
-
-CUresult cuStreamGetCaptureInfo_v3(CUstream hStream, CUstreamCaptureStatus *captureStatus_out, cuuint64_t *id_out,
-                                   CUgraph *graph_out, const CUgraphNode **dependencies_out,
-                                   const CUgraphEdgeData **edgeData_out, size_t *numDependencies_out)
-{
-    SIM_ENTER();
-    return capture_info(hStream, captureStatus_out, id_out, graph_out, dependencies_out, edgeData_out,
-                        numDependencies_out);
-}
-
-CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
-                                        cuuint64_t *id_out, CUgraph *graph_out,
-                                        const CUgraphNode **dependencies_out, const CUgraphEdgeData **edgeData_out,
-                                        size_t *numDependencies_out)
-{
-    SIM_ENTER();
-    return capture_info(sim_per_thread(hStream), captureStatus_out, id_out, graph_out,
-                        dependencies_out, edgeData_out, numDependencies_out);
-}
-
-CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
-{
-    SIM_ENTER();
-    if (!mode)
-        return CUDA_ERROR_INVALID_VALUE;
-    static __thread CUstreamCaptureMode current = CU_STREAM_CAPTURE_MODE_GLOBAL;
-    CUstreamCaptureMode old = current;
-    current = *mode;
-    *mode = old;
-    return CUDA_SUCCESS;
 }
 
 /* ---- contexts: limits, priorities, caches ----------------------------------------------------- */

@@ -14,7 +14,11 @@
  *                 freeing stays used until a later graph frees it. cuDeviceGetGraphMemAttribute reports
  *                 those figures in bytes (pages x 2 MiB).
  *   host register ranges of the program's own memory; no device capacity.
- * Graphs hold no other nodes here: kernels, copies and the rest are not simulated inside graphs.
+ * Other nodes (kernels, copies, memsets, host functions, child graphs) come only from stream capture
+ * (simcuda_capture.c): they are listed (cuGraphGetNodes, cuGraphNodeGetType) and do nothing at launch. An
+ * executable graph holds its graph (a reference): cuGraphDestroy after cuGraphInstantiate, as PyTorch
+ * does, frees it with the last executable; nodes added after instantiation are seen by its launches (the
+ * real driver copies the graph). cuGraphUpload checks its arguments and does nothing.
  */
 #include "simcuda_driver.h"
 
@@ -218,7 +222,7 @@ CUresult cuMemHostUnregister(void *p)
 /* ---- graphs and graph memory --------------------------------------------------------------------- */
 
 struct CUgraphNode_st {
-    int is_free; /* 0: allocation node, 1: free node */
+    CUgraphNodeType type; /* MEM_ALLOC, MEM_FREE, or a captured node that does nothing (kernel...) */
     int dev;
     uint64_t dptr, pages;
 };
@@ -226,7 +230,8 @@ struct CUgraphNode_st {
 struct CUgraph_st {
     struct CUgraphNode_st **nodes;
     int n, cap;
-    int valid;
+    int valid;  /* not destroyed */
+    int execs;  /* executable graphs made from it, alive */
 };
 
 struct CUgraphExec_st {
@@ -244,17 +249,22 @@ static struct gmem *gmem_live;
 static uint64_t g_used[SIM_MAX_DEVICES], g_used_high[SIM_MAX_DEVICES];
 static uint64_t g_reserved[SIM_MAX_DEVICES], g_reserved_high[SIM_MAX_DEVICES];
 
+CUresult sim_graph_new(CUgraph *out)
+{
+    struct CUgraph_st *g = calloc(1, sizeof *g);
+    if (!g)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    g->valid = 1;
+    *out = g;
+    return CUDA_SUCCESS;
+}
+
 CUresult cuGraphCreate(CUgraph *phGraph, unsigned int flags)
 {
     SIM_ENTER();
     if (!phGraph || flags)
         return CUDA_ERROR_INVALID_VALUE;
-    struct CUgraph_st *g = calloc(1, sizeof *g);
-    if (!g)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    g->valid = 1;
-    *phGraph = g;
-    return CUDA_SUCCESS;
+    return sim_graph_new(phGraph);
 }
 
 static CUresult add_node(struct CUgraph_st *g, struct CUgraphNode_st *proto, CUgraphNode *out)
@@ -284,7 +294,7 @@ static CUresult add_alloc_node(CUgraphNode *out, CUgraph g, CUDA_MEM_ALLOC_NODE_
         np->poolProps.location.id < 0 || np->poolProps.location.id >= sim.ndev)
         return CUDA_ERROR_INVALID_VALUE;
     int dev = np->poolProps.location.id;
-    struct CUgraphNode_st proto = {.is_free = 0, .dev = dev, .pages = pages_of(np->bytesize)};
+    struct CUgraphNode_st proto = {.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC, .dev = dev, .pages = pages_of(np->bytesize)};
     if (sim_va_alloc(&sim.dev[dev].va, proto.pages * SIM_PAGE, SIM_PAGE, &proto.dptr) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = add_node(g, &proto, out);
@@ -293,6 +303,40 @@ static CUresult add_alloc_node(CUgraphNode *out, CUgraph g, CUDA_MEM_ALLOC_NODE_
     else
         np->dptr = proto.dptr;
     return rc;
+}
+
+CUresult sim_graph_add_op(CUgraph g, CUgraphNodeType type)
+{
+    struct CUgraphNode_st proto = {.type = type};
+    CUgraphNode n;
+    return add_node(g, &proto, &n);
+}
+
+static CUresult get_nodes(CUgraph g, CUgraphNode *nodes, size_t *count)
+{
+    if (!g || !g->valid || !count)
+        return CUDA_ERROR_INVALID_VALUE;
+    /* With room for more than the graph has: the rest set to NULL, *count to the nodes returned. */
+    for (size_t i = 0; nodes && i < *count; i++)
+        nodes[i] = i < (size_t)g->n ? g->nodes[i] : NULL;
+    if (!nodes || *count > (size_t)g->n)
+        *count = (size_t)g->n;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuGraphGetNodes(CUgraph hGraph, CUgraphNode *nodes, size_t *numNodes)
+{
+    SIM_ENTER();
+    LOCKED(get_nodes(hGraph, nodes, numNodes));
+}
+
+CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
+{
+    SIM_ENTER();
+    if (!hNode || !type)
+        return CUDA_ERROR_INVALID_VALUE;
+    *type = hNode->type;
+    return CUDA_SUCCESS;
 }
 
 CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
@@ -306,7 +350,7 @@ CUresult cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const 
 static struct CUgraphNode_st *alloc_node_of(struct CUgraph_st *g, uint64_t dptr)
 {
     for (int i = 0; g && i < g->n; i++)
-        if (!g->nodes[i]->is_free && g->nodes[i]->dptr == dptr)
+        if (g->nodes[i]->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC && g->nodes[i]->dptr == dptr)
             return g->nodes[i];
     return NULL;
 }
@@ -319,7 +363,7 @@ static CUresult add_free_node(CUgraphNode *out, CUgraph g, CUdeviceptr dptr)
         ;
     if (!a && !m)
         return CUDA_ERROR_INVALID_VALUE;
-    struct CUgraphNode_st proto = {.is_free = 1, .dev = a ? a->dev : m->dev, .dptr = dptr,
+    struct CUgraphNode_st proto = {.type = CU_GRAPH_NODE_TYPE_MEM_FREE, .dev = a ? a->dev : m->dev, .dptr = dptr,
                                    .pages = a ? a->pages : m->pages};
     return add_node(g, &proto, out);
 }
@@ -340,6 +384,7 @@ static CUresult instantiate(CUgraphExec *out, CUgraph g)
         return CUDA_ERROR_OUT_OF_MEMORY;
     x->graph = g;
     x->valid = 1;
+    g->execs++;
     *out = x;
     return CUDA_SUCCESS;
 }
@@ -350,11 +395,75 @@ CUresult cuGraphInstantiateWithFlags(CUgraphExec *phGraphExec, CUgraph hGraph, u
     LOCKED(instantiate(phGraphExec, hGraph));
 }
 
-/* Lock held. Runs the memory nodes: maps and unmaps graph allocations, growing the pool as needed. */
-static CUresult launch(CUgraphExec x)
+/* cuGraphInstantiate (_v2: the same ABI), CUDA 11's: error node and log stay untouched on success. */
+CUresult cuGraphInstantiate(CUgraphExec *phGraphExec, CUgraph hGraph, CUgraphNode *phErrorNode, char *logBuffer,
+                            size_t bufferSize)
 {
-    if (!x || !x->valid || !x->graph || !x->graph->valid)
+    SIM_ENTER();
+    LOCKED(instantiate(phGraphExec, hGraph));
+}
+
+CUresult cuGraphInstantiate_v2(CUgraphExec *phGraphExec, CUgraph hGraph, CUgraphNode *phErrorNode,
+                               char *logBuffer, size_t bufferSize)
+{
+    SIM_ENTER();
+    LOCKED(instantiate(phGraphExec, hGraph));
+}
+
+static CUresult instantiate_params(CUgraphExec *out, CUgraph g, CUDA_GRAPH_INSTANTIATE_PARAMS *p)
+{
+    if (!p)
         return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = instantiate(out, g);
+    p->result_out = rc == CUDA_SUCCESS ? CUDA_GRAPH_INSTANTIATE_SUCCESS : CUDA_GRAPH_INSTANTIATE_ERROR;
+    p->hErrNode_out = NULL;
+    return rc;
+}
+
+CUresult cuGraphInstantiateWithParams(CUgraphExec *phGraphExec, CUgraph hGraph,
+                                      CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams)
+{
+    SIM_ENTER();
+    LOCKED(instantiate_params(phGraphExec, hGraph, instantiateParams));
+}
+
+CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *phGraphExec, CUgraph hGraph,
+                                           CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams)
+{
+    SIM_ENTER();
+    LOCKED(instantiate_params(phGraphExec, hGraph, instantiateParams));
+}
+
+static CUresult upload(CUgraphExec x, CUstream s)
+{
+    if (!x || !x->valid)
+        return CUDA_ERROR_INVALID_VALUE;
+    return sim_stream_ctx(s, NULL);
+}
+
+CUresult cuGraphUpload(CUgraphExec hGraphExec, CUstream hStream)
+{
+    SIM_ENTER();
+    LOCKED(upload(hGraphExec, hStream));
+}
+
+CUresult cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
+{
+    SIM_ENTER();
+    LOCKED(upload(hGraphExec, sim_per_thread(hStream)));
+}
+
+/* Lock held. Runs the memory nodes: maps and unmaps graph allocations, growing the pool as needed. */
+static CUresult launch(CUgraphExec x, CUstream s)
+{
+    if (!x || !x->valid || !x->graph)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = sim_stream_ctx(s, NULL);
+    int captured = 0; /* launched into a capturing stream: a child graph node, nothing runs */
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_op(s, CU_GRAPH_NODE_TYPE_GRAPH, &captured);
+    if (rc != CUDA_SUCCESS || captured)
+        return rc;
     struct CUgraph_st *g = x->graph;
     uint64_t used[SIM_MAX_DEVICES], high[SIM_MAX_DEVICES];
     memcpy(used, g_used, sizeof used);
@@ -362,11 +471,11 @@ static CUresult launch(CUgraphExec x)
     /* First the figures, then the charge: a launch that cannot get its memory changes nothing. */
     for (int i = 0; i < g->n; i++) {
         struct CUgraphNode_st *n = g->nodes[i];
-        if (!n->is_free) {
+        if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC) {
             used[n->dev] += n->pages;
             if (used[n->dev] > high[n->dev])
                 high[n->dev] = used[n->dev];
-        } else {
+        } else if (n->type == CU_GRAPH_NODE_TYPE_MEM_FREE) {
             used[n->dev] -= n->pages < used[n->dev] ? n->pages : used[n->dev];
         }
     }
@@ -393,13 +502,13 @@ static CUresult launch(CUgraphExec x)
     /* The allocations left mapped after the launch. */
     for (int i = 0; i < g->n; i++) {
         struct CUgraphNode_st *n = g->nodes[i];
-        if (!n->is_free) {
+        if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC) {
             struct gmem *m = malloc(sizeof *m);
             if (m) {
                 *m = (struct gmem){.dev = n->dev, .dptr = n->dptr, .pages = n->pages, .next = gmem_live};
                 gmem_live = m;
             }
-        } else {
+        } else if (n->type == CU_GRAPH_NODE_TYPE_MEM_FREE) {
             for (struct gmem **p = &gmem_live; *p; p = &(*p)->next)
                 if ((*p)->dptr == n->dptr) {
                     struct gmem *m = *p;
@@ -416,42 +525,62 @@ static CUresult launch(CUgraphExec x)
 CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
 {
     SIM_ENTER();
-    LOCKED(launch(hGraphExec));
+    LOCKED(launch(hGraphExec, hStream));
 }
 
 CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     SIM_ENTER();
-    LOCKED(launch(hGraphExec));
+    LOCKED(launch(hGraphExec, sim_per_thread(hStream)));
+}
+
+/* Lock held. Frees a graph no longer referenced. */
+static void graph_release(CUgraph g)
+{
+    for (int i = 0; i < g->n; i++) {
+        struct CUgraphNode_st *n = g->nodes[i];
+        int mapped = 0;
+        for (struct gmem *m = gmem_live; m; m = m->next)
+            mapped |= m->dptr == n->dptr;
+        /* addresses still mapped stay taken until their memory is freed */
+        if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC && !mapped)
+            sim_va_free(&sim.dev[n->dev].va, n->dptr);
+        free(n);
+    }
+    free(g->nodes);
+    free(g);
+}
+
+static CUresult exec_destroy(CUgraphExec x)
+{
+    if (!x || !x->valid)
+        return CUDA_ERROR_INVALID_VALUE;
+    x->valid = 0;
+    if (--x->graph->execs == 0 && !x->graph->valid)
+        graph_release(x->graph);
+    free(x);
+    return CUDA_SUCCESS;
 }
 
 CUresult cuGraphExecDestroy(CUgraphExec hGraphExec)
 {
     SIM_ENTER();
-    if (!hGraphExec || !hGraphExec->valid)
-        return CUDA_ERROR_INVALID_VALUE;
-    hGraphExec->valid = 0;
-    free(hGraphExec);
-    return CUDA_SUCCESS;
+    LOCKED(exec_destroy(hGraphExec));
 }
 
 static CUresult graph_destroy(CUgraph g)
 {
     if (!g || !g->valid)
         return CUDA_ERROR_INVALID_VALUE;
-    for (int i = 0; i < g->n; i++) {
-        struct CUgraphNode_st *n = g->nodes[i];
-        int mapped = 0;
-        for (struct gmem *m = gmem_live; m; m = m->next)
-            mapped |= m->dptr == n->dptr;
-        if (!n->is_free && !mapped) /* addresses still mapped stay taken until their memory is freed */
-            sim_va_free(&sim.dev[n->dev].va, n->dptr);
-        free(n);
-    }
-    free(g->nodes);
     g->valid = 0;
-    free(g);
+    if (!g->execs)
+        graph_release(g);
     return CUDA_SUCCESS;
+}
+
+void sim_graph_free(CUgraph g)
+{
+    graph_destroy(g);
 }
 
 CUresult cuGraphDestroy(CUgraph hGraph)

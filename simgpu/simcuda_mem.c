@@ -462,6 +462,8 @@ static CUresult mem_alloc(uint64_t *dptr, uint64_t bytes, int v1)
         rc = CUDA_ERROR_INVALID_VALUE;
     if (rc == CUDA_SUCCESS)
         rc = sim_current_ctx(&ctx);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_unsafe();
     struct sim_alloc *a = NULL;
     if (rc == CUDA_SUCCESS)
         rc = new_device_alloc(ctx, v1 ? &sim.low : &sim.dev[ctx->dev].va, bytes, K_DEVICE, &a);
@@ -552,6 +554,8 @@ static CUresult mem_free(uint64_t dptr)
         sim_unlock();
         return CUDA_SUCCESS;
     }
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_unsafe();
     if (rc == CUDA_SUCCESS) {
         a = reg_exact(dptr);
         if (!a || a->kind == K_HOST || a->kind == K_IPC)
@@ -1221,7 +1225,10 @@ static CUresult copy_to_device(uint64_t dst, const void *src, uint64_t n, int ch
     sim_lock();
     CUcontext ctx = NULL;
     CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS) {
+    int captured = 0; /* queued into a capturing stream: a node of its graph, nothing moves */
+    if (rc == CUDA_SUCCESS && check_stream)
+        rc = sim_capture_op(s, CU_GRAPH_NODE_TYPE_MEMCPY, &captured);
+    if (rc == CUDA_SUCCESS && !captured) {
         struct side d = classify(dst);
         rc = do_copy(d.dev ? d : dev_side(dst), host_side(src), n);
     }
@@ -1236,7 +1243,10 @@ static CUresult copy_to_host(void *dst, uint64_t src, uint64_t n, int check_stre
     sim_lock();
     CUcontext ctx = NULL;
     CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS) {
+    int captured = 0; /* queued into a capturing stream: a node of its graph, nothing moves */
+    if (rc == CUDA_SUCCESS && check_stream)
+        rc = sim_capture_op(s, CU_GRAPH_NODE_TYPE_MEMCPY, &captured);
+    if (rc == CUDA_SUCCESS && !captured) {
         struct side d = classify(src);
         rc = do_copy(host_side(dst), d.dev ? d : dev_side(src), n);
     }
@@ -1273,9 +1283,12 @@ static CUresult copy_unified(uint64_t dst, uint64_t src, uint64_t n, int check_s
     sim_lock();
     CUcontext ctx = NULL;
     CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
-    if (rc == CUDA_SUCCESS && n && (!dst || !src))
+    int captured = 0; /* queued into a capturing stream: a node of its graph, nothing moves */
+    if (rc == CUDA_SUCCESS && check_stream)
+        rc = sim_capture_op(s, CU_GRAPH_NODE_TYPE_MEMCPY, &captured);
+    if (rc == CUDA_SUCCESS && !captured && n && (!dst || !src))
         rc = CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS)
+    if (rc == CUDA_SUCCESS && !captured)
         rc = do_copy(classify(dst), classify(src), n);
     sim_unlock();
     return rc;
@@ -1389,12 +1402,15 @@ static CUresult memset_n(uint64_t dst, unsigned int value, int elem, uint64_t n,
     sim_lock();
     CUcontext ctx = NULL;
     CUresult rc = check_stream ? sim_stream_ctx(s, &ctx) : sim_current_ctx(&ctx);
+    int captured = 0; /* queued into a capturing stream: a node of its graph, nothing moves */
+    if (rc == CUDA_SUCCESS && check_stream)
+        rc = sim_capture_op(s, CU_GRAPH_NODE_TYPE_MEMSET, &captured);
     void *host = NULL;
-    if (rc == CUDA_SUCCESS && (dst % (uint64_t)elem) != 0)
+    if (rc == CUDA_SUCCESS && !captured && (dst % (uint64_t)elem) != 0)
         rc = CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS && n)
+    if (rc == CUDA_SUCCESS && !captured && n)
         rc = n > UINT64_MAX / (uint64_t)elem ? CUDA_ERROR_INVALID_VALUE : check_device_range(dst, n * elem, &host);
-    if (rc == CUDA_SUCCESS && n) {
+    if (rc == CUDA_SUCCESS && !captured && n) {
         if (host) {
             unsigned char *p = host;
             for (uint64_t i = 0; i < n * (uint64_t)elem; i++)

@@ -2,9 +2,8 @@
 (torch 2.14.1 on the simulated GPU, the same script run for real under the other settings) and against the
 shared snapshot with a complete history.
 
-CUDA graph capture does not run on the simulated driver (cuStreamBeginCapture: not supported), so the
-private pools here are torch.cuda.MemPool's, the same pools a graph capture allocates into (an entry's
-pool_id says which). Skips, saying why, without the torch environment or the shared snapshots.
+The private pools here are torch.cuda.MemPool's, the same pools a graph capture allocates into (an entry's
+pool_id says which); graph captures' own pools are tests/test_graphs.py's. Skips, saying why, without the torch environment or the shared snapshots.
 """
 import json
 import os

@@ -608,6 +608,98 @@ class SimDriverTest(unittest.TestCase):
         self.assertEqual(r['missing'], [])
         self.assertGreater(len(names), 650)
 
+    def test_stream_capture_records_nodes_and_runs_nothing(self):
+        # A capture on stream s (global mode): copies, memsets and host functions become nodes and do not
+        # run; s2 joins by waiting for an event recorded in it; the graph instantiates and launches (nothing
+        # runs then either); an executable graph outlives cuGraphDestroy of its graph, as PyTorch needs.
+        r = drive(self, """
+            ctx = init()
+            s, s2 = stream(), stream()
+            def capturing(st):
+                v = c_int(-1); rc = cu.cuStreamIsCapturing(st, byref(v)); return [rc, v.value]
+            def info(st):
+                v, i, g = c_int(-1), c_uint64(99), c_void_p()
+                rc = cu.cuStreamGetCaptureInfo_v3(st, byref(v), byref(i), byref(g), None, None, None)
+                return [rc, v.value, i.value, g.value is not None]
+            def mode(m):
+                v = c_int(m); assert cu.cuThreadExchangeStreamCaptureMode(byref(v)) == 0; return v.value
+            def end(st):
+                g = c_void_p(); rc = cu.cuStreamEndCapture(st, byref(g)); return rc, g
+            calls = []
+            HOSTFN = ctypes.CFUNCTYPE(None, c_void_p)
+            hostfn = HOSTFN(lambda _: calls.append(1))
+            p = alloc(4096)[1]
+            host = (ctypes.c_ubyte * 4096)()
+            cu.cuMemsetD8_v2(c_uint64(p), 0, c_size_t(4096))
+            R['idle'] = [capturing(s), info(s)]
+            R['legacy'] = cu.cuStreamBeginCapture_v2(None, 0)
+            R['begin'] = cu.cuStreamBeginCapture_v2(s, 0)
+            R['again'] = cu.cuStreamBeginCapture_v2(s, 0)
+            R['active'] = [capturing(s), info(s), capturing(s2)]
+            R['ops'] = [cu.cuMemsetD8Async(c_uint64(p), 7, c_size_t(4096), s),
+                        cu.cuMemcpyDtoHAsync_v2(host, c_uint64(p), c_size_t(16), s),
+                        cu.cuLaunchHostFunc(s, hostfn, None)]
+            ev = c_void_p(); cu.cuEventCreate(byref(ev), 0)
+            R['join'] = [cu.cuEventRecord(ev, s), cu.cuStreamWaitEvent(s2, ev, 0), info(s2)]
+            R['s2_memset'] = cu.cuMemsetD32Async(c_uint64(p), 1, c_size_t(4), s2)
+            R['end_on_s2'] = end(s2)[0]
+            R['sync_memset_runs'] = cu.cuMemsetD8_v2(c_uint64(p + 4095), 5, c_size_t(1))  # not on a stream
+            old = mode(2)                                     # relaxed: cuMemAlloc allowed meanwhile
+            R['relaxed_alloc'] = alloc(4096)[0]
+            mode(old)
+            rc, g = end(s)
+            R['end'] = [rc, g.value is not None, capturing(s), capturing(s2)]
+            n = c_size_t(0)
+            R['nodes'] = cu.cuGraphGetNodes(g, None, byref(n)), n.value
+            nodes = (c_void_p * 6)(); room = c_size_t(6)                # room for 6: 2 left NULL
+            R['room'] = [cu.cuGraphGetNodes(g, nodes, byref(room)), room.value, [x is None for x in nodes]]
+            types = []
+            for x in nodes[:n.value]:
+                t = c_int(-1); cu.cuGraphNodeGetType(c_void_p(x), byref(t)); types.append(t.value)
+            R['types'] = types
+            x = c_void_p()
+            R['instantiate'] = cu.cuGraphInstantiateWithFlags(byref(x), g, c_uint64(1))
+            R['destroy_graph'] = cu.cuGraphDestroy(g)
+            R['launch'] = [cu.cuGraphUpload(x, s), cu.cuGraphLaunch(x, s), cu.cuGraphLaunch(x, s),
+                           cu.cuStreamSynchronize(s)]
+            cu.cuMemcpyDtoH_v2(host, c_uint64(p), c_size_t(4096))
+            R['memory'] = [host[0], host[4095], len(calls)]    # the memset never ran, the host function neither
+            R['exec_destroy'] = cu.cuGraphExecDestroy(x)
+            # unsafe calls in a global capture invalidate it
+            R['begin2'] = cu.cuStreamBeginCapture_v2(s, 0)
+            R['unsafe'] = [alloc(4096)[0], free(p), capturing(s),
+                           cu.cuMemsetD8Async(c_uint64(p), 7, c_size_t(1), s), end(s)[0], capturing(s)]
+            # a thread-local capture forbids its own thread only; synchronizing the stream is refused
+            R['begin3'] = cu.cuStreamBeginCapture_v2(s, 1)
+            other = []
+            t = threading.Thread(target=lambda: other.extend([cu.cuCtxSetCurrent(ctx), alloc(4096)[0], end(s)[0]])); t.start(); t.join()
+            R['thread_local'] = [other, cu.cuStreamSynchronize(s), capturing(s)[1], end(s)[0]]
+            # the legacy stream breaks a capture of a blocking stream
+            R['begin4'] = cu.cuStreamBeginCapture_v2(s, 2)
+            R['implicit'] = [cu.cuMemsetD8Async(c_uint64(p), 1, c_size_t(1), None), capturing(s)[1], end(s)[0]]
+        """)
+        self.assertEqual(r['idle'], [[SUCCESS, 0], [SUCCESS, 0, 0, False]])
+        self.assertEqual((r['legacy'], r['begin'], r['again']), (900, SUCCESS, 401))  # UNSUPPORTED, ILLEGAL_STATE
+        self.assertEqual(r['active'], [[SUCCESS, 1], [SUCCESS, 1, 1, True], [SUCCESS, 0]])
+        self.assertEqual(r['ops'], [SUCCESS] * 3)
+        self.assertEqual(r['join'], [SUCCESS, SUCCESS, [SUCCESS, 1, 1, True]])
+        self.assertEqual(r['s2_memset'], SUCCESS)
+        self.assertEqual(r['end_on_s2'], 903)  # CUDA_ERROR_STREAM_CAPTURE_UNMATCHED
+        self.assertEqual((r['sync_memset_runs'], r['relaxed_alloc']), (SUCCESS, SUCCESS))
+        self.assertEqual(r['end'], [SUCCESS, True, [SUCCESS, 0], [SUCCESS, 0]])
+        self.assertEqual(r['nodes'], [SUCCESS, 4])
+        self.assertEqual(r['room'], [SUCCESS, 4, [False] * 4 + [True] * 2])
+        self.assertEqual(r['types'], [2, 1, 3, 2])  # memset, memcpy, host, memset (s2's)
+        self.assertEqual((r['instantiate'], r['destroy_graph']), (SUCCESS, SUCCESS))
+        self.assertEqual(r['launch'], [SUCCESS] * 4)
+        self.assertEqual(r['memory'], [0, 5, 0])
+        self.assertEqual(r['exec_destroy'], SUCCESS)
+        # UNSUPPORTED twice (each invalidates), then INVALIDATED for more work and at the end
+        self.assertEqual((r['begin2'], r['unsafe']), (SUCCESS, [900, 900, [SUCCESS, 2], 901, 901, [SUCCESS, 0]]))
+        # the other thread may allocate, but not end a thread-local capture (WRONG_THREAD)
+        self.assertEqual((r['begin3'], r['thread_local']), (SUCCESS, [[SUCCESS, SUCCESS, 908], 900, 2, 901]))
+        self.assertEqual((r['begin4'], r['implicit']), (SUCCESS, [906, 2, 901]))  # IMPLICIT
+
 
 @unittest.skipUnless(os.path.exists(CUDART_LIKE), "cudart_like not built")
 class CudartLikeTest(unittest.TestCase):
