@@ -65,6 +65,20 @@ def sim_env(memory="24GiB", preload=True, output=None, extra=None, base=None):
     return env
 
 
+
+def torch_env(conf=None, memory=None):
+    """Environment for real PyTorch untraced on the simulated GPU: the RTX4090 preset (or a board of
+    `memory` bytes), no PYTHONPATH of ours, PYTORCH_CUDA_ALLOC_CONF=conf when given."""
+    env = sim_env(preload=False)
+    env.pop("PYTHONPATH", None)
+    env["SIMCUDA_GPU"] = "RTX4090"
+    if memory:
+        env.pop("SIMCUDA_GPU")
+        env["SIMCUDA_MEMORY"] = memory
+    if conf:
+        env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+    return env
+
 def wait_trace(path, timeout=120):
     """Waits until no cumemtrace-writer holds the trace file (it keeps an flock on it until the file is
     final, which is after the traced program has gone). A file that does not exist is not waited for."""

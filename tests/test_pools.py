@@ -11,7 +11,7 @@ import subprocess
 import unittest
 
 import cmtlib
-from cmtlib import CUMEMTRACE, SHARED, MiB, TraceTest, sim_env
+from cmtlib import CUMEMTRACE, SHARED, MiB, TraceTest
 
 TORCH_PY = os.environ.get("CMT_TORCH_PYTHON") or ""
 if cmtlib.SANITIZER_PRELOAD:
@@ -87,15 +87,7 @@ class RealTorch(WhatIf):
         return prog
 
     def env(self, conf=None, memory=None):
-        env = sim_env(preload=False)
-        env.pop("PYTHONPATH", None)
-        env["SIMCUDA_GPU"] = "RTX4090"
-        if memory:
-            env.pop("SIMCUDA_GPU")
-            env["SIMCUDA_MEMORY"] = memory
-        if conf:
-            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
-        return env
+        return cmtlib.torch_env(conf, memory)
 
     def traced(self, prog, extra=None, conf=None):
         out = self.path("t.db")

@@ -311,14 +311,7 @@ class WhatIfTest(TraceTest):
 
     def real(self, script_args, conf=None, memory=None):
         """The same script untraced on the simulated GPU, under conf: its own accounting."""
-        env = sim_env(preload=False)
-        env.pop("PYTHONPATH", None)
-        env["SIMCUDA_GPU"] = "RTX4090"
-        if memory:
-            env.pop("SIMCUDA_GPU")
-            env["SIMCUDA_MEMORY"] = memory
-        if conf:
-            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
+        env = cmtlib.torch_env(conf, memory)
         return subprocess.run([TORCH_PY] + script_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, timeout=600)
 
