@@ -260,9 +260,17 @@ class Nvtx(TraceTest):
                           "forward: peak 14.0 MiB", "backward: peak 16.0 MiB", "optimizer: peak 11.0 MiB"])
         tid = self.scalar(db, "SELECT DISTINCT tid FROM ranges")
         self.assertEqual([t.text for t in bands.findall("s:text", ns) if t.text.startswith("tid")], ["tid %d" % tid] * 2)
-        # the last optimizer ends 70.7 us before the trace's end at most: its band ends within a pixel of x = 920
+        # the last optimizer's band lies where its start and end fall on the axis (x = 80 + 840 * (t - start) /
+        # span; the axis runs from the process's start to its end or last event), at least a pixel wide, to the
+        # 0.1 px the SVG is written in
+        start, pend = self.scalar(db, "SELECT start_ns FROM process"), self.scalar(db, "SELECT end_ns FROM process")
+        tend = max(pend or 0, self.scalar(db, "SELECT max(ts_ns) FROM events"))
+        ostart = self.scalar(db, "SELECT max(start_ns) FROM ranges WHERE name = 'optimizer'")
+        oend = self.scalar(db, "SELECT end_ns FROM ranges WHERE name = 'optimizer' AND start_ns = %d" % ostart)
+        x0, x1 = (80 + 840 * (t - start) / (tend - start) for t in (ostart, oend))
         last = groups[-1].find("s:rect", ns)
-        self.assertAlmostEqual(float(last.get("x")) + float(last.get("width")), 920, delta=1.5)
+        self.assertAlmostEqual(float(last.get("x")), x0, delta=0.06)
+        self.assertAlmostEqual(float(last.get("x")) + float(last.get("width")), max(x1, x0 + 1), delta=0.11)
         _, plain = self.nvtx("phases", name="plain.db", inject=False)
         cmt("timeline", "-o", out, plain)
         root = ET.parse(out).getroot()
