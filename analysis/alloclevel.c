@@ -16,6 +16,79 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every alloc entry of snapshot sid as an item of the component pass, in entry order: its bytes (block
+ * size) and request, its lifetime in entries, its stack's component and site, refined by lifetimes
+ * (components.c). dev: its slot in devs[0..ndev), -1 when absent. *out is malloc'ed. 0, or -1 with a reason. */
+static int read_items(struct actx *c, int64_t sid, const int64_t *devs, int ndev, struct citem **out, size_t *nout,
+                      char *err, size_t errlen)
+{
+    struct cmt_trace *t = c->t;
+    sqlite3_stmt *st = NULL;
+    struct citem *it = NULL;
+    size_t n = 0, cap = 0;
+    int r, rc = -1;
+    if (sqlite3_prepare_v2(t->db,
+                           "SELECT entry_id, device, block_size, size, stack_id, end_entry, synthetic FROM alloc_trace"
+                           " WHERE snapshot_id = ? AND action = 'alloc' ORDER BY entry_id",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto dberr;
+    sqlite3_bind_int64(st, 1, sid);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cmt_row_check(t->path, st, "iIIIIIi", "allocator entry", (long long)sqlite3_column_int64(st, 0), err,
+                          errlen) != 0)
+            goto out;
+        struct citem *i = cmt_push(&it, &n, &cap, sizeof *i);
+        if (!i) {
+            cmt_fail(err, errlen, "out of memory");
+            goto out;
+        }
+        i->pos = sqlite3_column_int64(st, 0);
+        int64_t dev = sqlite3_column_int64(st, 1);
+        i->dev = -1;
+        for (int d = 0; d < ndev; d++)
+            if (devs[d] == dev)
+                i->dev = d;
+        i->bytes = sqlite3_column_int64(st, 2);
+        i->requested = sqlite3_column_int64(st, 3);
+        if (i->bytes < 0 || i->bytes > CMT_MAX_SIZE || i->requested < 0 || i->requested > CMT_MAX_SIZE) {
+            cmt_fail(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size", t->path,
+                     (long long)i->pos);
+            goto out;
+        }
+        i->end = sqlite3_column_type(st, 5) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 5);
+        struct astack *as = NULL;
+        int has = sqlite3_column_type(st, 4) != SQLITE_NULL;
+        if (cmt_astack_get(c, sqlite3_column_int64(st, 4), has, &as, err, errlen) != 0)
+            goto out;
+        i->comp = as->comp;
+        i->asx = has ? *imap_get(&c->ix, (uint64_t)sqlite3_column_int64(st, 4)) : -1;
+        i->before = sqlite3_column_int(st, 6);
+    }
+    if (r != SQLITE_DONE)
+        goto dberr;
+    for (size_t k = 0; k < n; k++) { /* c->st has stopped moving: the sites can be pointed at */
+        if (it[k].asx >= 0)
+            it[k].as = &c->st[it[k].asx];
+        else
+            cmt_astack_get(c, 0, 0, &it[k].as, err, errlen);
+    }
+    cmt_components_refine(it, n);
+    rc = 0;
+    goto out;
+dberr:
+    cmt_fail(err, errlen, "%s: cannot read the allocator tables: %s", t->path, sqlite3_errmsg(t->db));
+out:
+    sqlite3_finalize(st);
+    if (rc != 0) {
+        free(it);
+        it = NULL;
+        n = 0;
+    }
+    *out = it;
+    *nout = n;
+    return rc;
+}
+
 /* Trace ti's allocator level from its snapshot sid: fragmentation, OOM entries, components and sites. */
 int cmt_alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_t sid, const struct cmt_rules *rules,
                     struct smap *siteix, char *err, size_t errlen)
@@ -24,7 +97,7 @@ int cmt_alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_t s
     sqlite3_stmt *st = NULL;
     struct actx c = {.t = t, .rules = rules};
     struct citem *it = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0;
     int64_t peak_entry[64];
     int64_t devs[64];
     int ndev = 0, rc = -1;
@@ -132,50 +205,8 @@ int cmt_alloc_level(struct cmt_torch *x, struct cmt_set *s, size_t ti, int64_t s
     }
 
     /* components: every alloc entry, by its stack */
-    if (sqlite3_prepare_v2(t->db,
-                           "SELECT entry_id, device, block_size, size, stack_id, end_entry, synthetic FROM alloc_trace"
-                           " WHERE snapshot_id = ? AND action = 'alloc' ORDER BY entry_id",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto dberr;
-    sqlite3_bind_int64(st, 1, sid);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (cmt_row_check(t->path, st, "iIIIIIi", "allocator entry", (long long)sqlite3_column_int64(st, 0), err,
-                          errlen) != 0)
-            goto out;
-        struct citem *i = cmt_push(&it, &n, &cap, sizeof *i);
-        if (!i)
-            goto oom;
-        i->pos = sqlite3_column_int64(st, 0);
-        int64_t dev = sqlite3_column_int64(st, 1);
-        i->dev = -1;
-        for (int d = 0; d < ndev; d++)
-            if (devs[d] == dev)
-                i->dev = d;
-        i->bytes = sqlite3_column_int64(st, 2);
-        i->requested = sqlite3_column_int64(st, 3);
-        if (i->bytes < 0 || i->bytes > ((int64_t)1 << 56) || i->requested < 0 || i->requested > ((int64_t)1 << 56)) {
-            cmt_fail(err, errlen, "%s: corrupt trace: allocator entry %lld has an impossible size", t->path,
-                     (long long)i->pos);
-            goto out;
-        }
-        i->end = sqlite3_column_type(st, 5) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 5);
-        struct astack *as = NULL;
-        int has = sqlite3_column_type(st, 4) != SQLITE_NULL;
-        if (cmt_astack_get(&c, sqlite3_column_int64(st, 4), has, &as, err, errlen) != 0)
-            goto out;
-        i->comp = as->comp;
-        i->asx = has ? *imap_get(&c.ix, (uint64_t)sqlite3_column_int64(st, 4)) : -1;
-        i->before = sqlite3_column_int(st, 6);
-    }
-    if (r != SQLITE_DONE)
-        goto dberr;
-    for (size_t k = 0; k < n; k++) {
-        if (it[k].asx >= 0)
-            it[k].as = &c.st[it[k].asx];
-        else
-            cmt_astack_get(&c, 0, 0, &it[k].as, err, errlen);
-    }
-    cmt_components_refine(it, n);
+    if (read_items(&c, sid, devs, ndev, &it, &n, err, errlen) != 0)
+        goto out;
     for (size_t k = 0; k < n; k++) {
         struct citem *i = &it[k];
         int at_peak = i->dev >= 0 && i->pos <= peak_entry[i->dev] && i->end > peak_entry[i->dev];
@@ -223,39 +254,14 @@ static int curves_of(struct cmt_set *s, size_t ti, int64_t sid, const struct cmt
     struct cmt_trace *t = s->t[ti];
     struct actx c = {.t = t, .rules = rules};
     struct citem *it = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0;
     struct imap by_pos = {0}, by_end = {0};
     sqlite3_stmt *st = NULL;
     int rc = -1, r;
     struct cmt_apoint *bmax = NULL, *bend = NULL;
     char *touched = NULL;
-    if (sqlite3_prepare_v2(t->db, "SELECT entry_id, block_size, stack_id, end_entry, synthetic FROM alloc_trace"
-                                  " WHERE snapshot_id = ? AND action = 'alloc' ORDER BY entry_id", -1, &st, NULL) != SQLITE_OK)
-        goto dberr;
-    sqlite3_bind_int64(st, 1, sid);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (cmt_row_check(t->path, st, "iIIIi", "allocator entry", (long long)sqlite3_column_int64(st, 0), err,
-                          errlen) != 0)
-            goto out;
-        struct citem *i = cmt_push(&it, &n, &cap, sizeof *i);
-        struct astack *as = NULL;
-        if (!i)
-            goto oom;
-        i->pos = sqlite3_column_int64(st, 0);
-        i->bytes = sqlite3_column_int64(st, 1);
-        i->end = sqlite3_column_type(st, 3) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 3);
-        int has = sqlite3_column_type(st, 2) != SQLITE_NULL;
-        if (cmt_astack_get(&c, sqlite3_column_int64(st, 2), has, &as, err, errlen) != 0)
-            goto out;
-        i->comp = as->comp;
-        i->asx = has ? 0 : -1; /* refine() only asks whether there were frames */
-        i->before = sqlite3_column_int(st, 4);
-    }
-    if (r != SQLITE_DONE)
-        goto dberr;
-    sqlite3_finalize(st);
-    st = NULL;
-    cmt_components_refine(it, n);
+    if (read_items(&c, sid, NULL, 0, &it, &n, err, errlen) != 0)
+        goto out;
     for (size_t k = 0; k < n; k++)
         if (imap_put(&by_pos, (uint64_t)it[k].pos, (int64_t)k) != 0 ||
             (it[k].end != INT64_MAX && imap_put(&by_end, (uint64_t)it[k].end, (int64_t)k) != 0))
