@@ -15,12 +15,6 @@
 
 
 
-static const char *base_name(const char *p)
-{
-    const char *s = p ? strrchr(p, '/') : NULL;
-    return s ? s + 1 : p;
-}
-
 int cmt_astack_get(struct actx *c, int64_t stack_id, int has, struct astack **out, char *err, size_t errlen)
 {
     static struct astack none = {CMT_C_OTHER, "[no frames: allocated before the history]"};
@@ -56,7 +50,7 @@ int cmt_astack_get(struct actx *c, int64_t stack_id, int has, struct astack **ou
             snprintf(a, sizeof a, "%s:%s", file ? file : "", name ? name : "");
             snprintf(b, sizeof b, "%s:%d", file ? file : "", line);
             if (!site[0])
-                snprintf(site, sizeof site, "%s:%d (%s)", base_name(file ? file : "?"), line, name ? name : "?");
+                snprintf(site, sizeof site, "%s:%d (%s)", cmt_base_name(file ? file : "?"), line, name ? name : "?");
             if (comp < 0)
                 comp = cmt_rules_match_frame(c->rules, a, b, NULL, NULL);
         } else {

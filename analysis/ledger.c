@@ -22,12 +22,6 @@ const char *const cmt_owner_names[CMT_NOWNERS] = {"caching allocator (PyTorch)",
 const char *const cmt_owner_keys[CMT_NOWNERS] = {"caching_allocator", "cublas", "cublaslt", "cudnn", "nccl",
                                                  "user_code"};
 
-static const char *base_name(const char *p)
-{
-    const char *s = p ? strrchr(p, '/') : NULL;
-    return s ? s + 1 : p;
-}
-
 /* The owner of each stack of a trace and, for user code, its module (the innermost outside CUDA's own
  * libraries): classified once per stack. */
 struct owner_cache {
@@ -71,7 +65,7 @@ static int classify(struct owner_cache *c, int32_t stack_id, const char **module
         sqlite3_reset(c->q);
         sqlite3_bind_int64(c->q, 1, stack_id);
         while ((rc = sqlite3_step(c->q)) == SQLITE_ROW) {
-            const char *b = base_name((const char *)sqlite3_column_text(c->q, 0));
+            const char *b = cmt_base_name((const char *)sqlite3_column_text(c->q, 0));
             if (!b || !strncmp(b, "libcumemtrace", 13) || !strncmp(b, "libcuda.", 8) || !strncmp(b, "libcudart", 9))
                 continue;
             if (!strncmp(b, "libc10_cuda", 11))

@@ -38,6 +38,9 @@ int cmt_flame_render(struct sbuf *b, const struct cmt_set *s, struct cmt_group *
 
 /* A stack one frame a line (inlined frames and file:line under their frame), at most max_frames (0: all). */
 void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames);
+/* " (file.c:12)" (the file's base name; " (file.c)" without a line) for a location with a file, nothing
+ * without one: how every renderer writes a frame's place. */
+void cmt_src_suffix(struct sbuf *b, const struct cmt_src *s);
 /* The frames as a JSON array of strings. */
 void cmt_json_stack(struct sbuf *b, const struct cmt_stack *k);
 /* Parallel to cmt_json_stack's array: each frame's {"file", "line", "inlined": [{"function", "file",

@@ -15,22 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 /* One folded frame: the name, " (file.c:12)" where the file is known, "_[i]" when inlined. */
 static void fold_frame(struct sbuf *t, const char *name, const struct cmt_src *s, int inlined)
 {
     sb_puts(t, name ? name : "??");
-    if (s && s->file) {
-        if (s->line > 0)
-            sb_printf(t, " (%s:%d)", base_name(s->file), s->line);
-        else
-            sb_printf(t, " (%s)", base_name(s->file));
-    }
+    if (s)
+        cmt_src_suffix(t, s);
     if (inlined)
         sb_puts(t, "_[i]");
 }

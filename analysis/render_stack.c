@@ -8,21 +8,15 @@
 
 #include <string.h>
 
-static const char *src_base(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-/* " (file.c:123)" for a location with a file; nothing without one. */
-static void src_suffix(struct sbuf *b, const struct cmt_src *s)
+/* See render.h. */
+void cmt_src_suffix(struct sbuf *b, const struct cmt_src *s)
 {
     if (!s->file)
         return;
     if (s->line > 0)
-        sb_printf(b, " (%s:%d)", src_base(s->file), s->line);
+        sb_printf(b, " (%s:%d)", cmt_base_name(s->file), s->line);
     else
-        sb_printf(b, " (%s)", src_base(s->file));
+        sb_printf(b, " (%s)", cmt_base_name(s->file));
 }
 
 void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *indent, int max_frames)
@@ -40,11 +34,11 @@ void cmt_stack_lines(struct sbuf *b, const struct cmt_stack *k, const char *inde
         if (fs && fs->n > 0) {
             for (int d = 0; d < fs->n - 1; d++) { /* the functions inlined into this frame, innermost first */
                 sb_printf(b, "%s%s", indent, fs->s[d].function ? fs->s[d].function : "??");
-                src_suffix(b, &fs->s[d]);
+                cmt_src_suffix(b, &fs->s[d]);
                 sb_puts(b, " [inlined]\n");
             }
             sb_printf(b, "%s%s", indent, k->frames[i]);
-            src_suffix(b, &fs->s[fs->n - 1]);
+            cmt_src_suffix(b, &fs->s[fs->n - 1]);
             sb_putc(b, '\n');
         } else {
             sb_printf(b, "%s%s\n", indent, k->frames[i]);

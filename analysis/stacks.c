@@ -17,16 +17,10 @@ char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 /* ---------------------------------------------------------------------------------------------------
  * Stacks */
 
-static const char *base_name(const char *p)
-{
-    const char *s = p ? strrchr(p, '/') : NULL;
-    return s ? s + 1 : p;
-}
-
 /* Our interposer, the driver and the runtime are how every allocation arrives, never why. */
 static int uninteresting_module(const char *path)
 {
-    const char *b = base_name(path);
+    const char *b = cmt_base_name(path);
     return b && (!strncmp(b, "libcumemtrace", 13) || !strncmp(b, "libcuda", 7));
 }
 
@@ -61,7 +55,7 @@ static char *frame_name(const char *function, const char *module, int64_t ip, in
         return name;
     }
     if (has_mod)
-        snprintf(buf, sizeof buf, "%s+0x%llx", base_name(module), (unsigned long long)ip - (unsigned long long)base);
+        snprintf(buf, sizeof buf, "%s+0x%llx", cmt_base_name(module), (unsigned long long)ip - (unsigned long long)base);
     else
         snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)ip);
     return strdup(buf);
@@ -139,7 +133,7 @@ static struct cmt_stack *stack_load(struct cmt_trace *t, int32_t stack_id, char 
             if (folding && has_mod && uninteresting_module(mod))
                 continue;
             if (folding)
-                k->module = cmt_text_dup(has_mod ? base_name(mod) : "[unknown]");
+                k->module = cmt_text_dup(has_mod ? cmt_base_name(mod) : "[unknown]");
             folding = 0;
             char **slot = cmt_push(&k->frames, &n, &cap, sizeof *slot);
             if (!slot)

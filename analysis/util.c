@@ -132,6 +132,12 @@ void cmt_remove_trace(const char *path)
     }
 }
 
+const char *cmt_base_name(const char *p)
+{
+    const char *s = p ? strrchr(p, '/') : NULL;
+    return s ? s + 1 : p;
+}
+
 int cmt_find_beside(const char *const *rel, const char *name, char *out)
 {
     char dir[PATH_MAX], cand[PATH_MAX];

@@ -40,6 +40,9 @@ static inline int cmt_shown(size_t i, size_t n, size_t each_end)
 void cmt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cmt_warn_flush(int print);
 
+/* The part of a path after its last '/' (NULL-safe: NULL for NULL). */
+const char *cmt_base_name(const char *p);
+
 /* The first readable REL[i]/NAME (or REL[i], if NAME is NULL) relative to the directory of the running
  * executable, as a real path in out (PATH_MAX bytes): our files beside us, in the build tree or
  * installed. 0, or -1 if none. */
