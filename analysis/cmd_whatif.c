@@ -77,7 +77,7 @@ int cmd_whatif(int argc, char **argv)
         return 2;
     }
     struct cmt_whatif_outcome out[CMT_WHATIF_MAX_CONFS + 2];
-    int n = 0, rc = cmt_whatif_run(trace, confs, nconf, &gpu, capacity, out, &n, err, sizeof err);
+    int n = 0, rc = cmt_whatif_run(trace, confs, nconf, &gpu, NULL, capacity, out, &n, err, sizeof err);
     if (rc != 0) {
         cmt_log("%s", err);
         return rc == -2 ? 2 : 1;

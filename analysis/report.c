@@ -129,8 +129,11 @@ int cmt_report_build(struct cmt_report *r, struct cmt_set *s, const struct cmt_r
         if (!r->whatif)
             return cmt_fail(err, errlen, "out of memory");
         r->whatif_gpu.spec = o->whatif_gpu;
-        if (cmt_whatif_run(s->t[0]->path, o->whatif, o->nwhatif, &r->whatif_gpu, UINT64_MAX, r->whatif, &r->nwhatif,
-                           err, errlen) != 0)
+        /* the allocator level is built: what --whatif-gpu's device loses to memory outside it comes from it,
+         * not from a second pass over the trace */
+        uint64_t outside = cmt_whatif_outside(s, &r->torch);
+        if (cmt_whatif_run(s->t[0]->path, o->whatif, o->nwhatif, &r->whatif_gpu, &outside, UINT64_MAX, r->whatif,
+                           &r->nwhatif, err, errlen) != 0)
             return -1;
     }
     return 0;

@@ -93,10 +93,20 @@ int cmt_whatif_replay(const struct cmt_whatif_entry *e, size_t n, struct cmt_wha
 
 /* The what-if runs (whatif_run.c): the recorded configuration into out[0], then each of confs (nconf at
  * most CMT_WHATIF_MAX_CONFS; out has room for nconf + 2) under the capacity gpu->spec or capacity gives
- * (UINT64_MAX: the recorded one). *nout: how many configurations follow the recorded one. 0; -1 with a
- * one-line reason; -2 when an option's value is refused. */
+ * (UINT64_MAX: the recorded one). outside: the bytes a --gpu's device loses to memory held outside the
+ * allocator, when the caller has analyzed the trace already (cmt_whatif_outside); NULL: this analyzes it.
+ * *nout: how many configurations follow the recorded one. 0; -1 with a one-line reason; -2 when an
+ * option's value is refused. */
 int cmt_whatif_run(const char *trace, const char *const *confs, int nconf, struct cmt_whatif_gpu *gpu,
-                   uint64_t capacity, struct cmt_whatif_outcome *out, int *nout, char *err, size_t errlen);
+                   const uint64_t *outside, uint64_t capacity, struct cmt_whatif_outcome *out, int *nout, char *err,
+                   size_t errlen);
+
+/* Device memory held outside the caching allocator at the peak of the set's first trace: its driver-level
+ * peak device's peak less the allocator's highest reserved there (0 for an imported snapshot, which has no
+ * driver level). */
+struct cmt_set;
+struct cmt_torch;
+uint64_t cmt_whatif_outside(const struct cmt_set *s, const struct cmt_torch *x);
 
 /* render_whatif.c: out[0..nout] as a JSON array, the device as a JSON object, the table for people. */
 struct sbuf;

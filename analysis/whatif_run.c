@@ -66,8 +66,20 @@ static int query_sim(struct cmt_whatif_gpu *g, char *err, size_t errlen)
     return rc;
 }
 
-/* Device memory held outside the caching allocator at the trace's peak: the driver-level peak less the
- * allocator's highest reserved (0 for an imported snapshot, which has no driver level). */
+uint64_t cmt_whatif_outside(const struct cmt_set *s, const struct cmt_torch *x)
+{
+    const struct cmt_dev *dev = NULL;
+    for (size_t d = 0; s->n && d < s->t[0]->ndevs; d++)
+        if (!dev || s->t[0]->devs[d].peak > dev->peak)
+            dev = &s->t[0]->devs[d];
+    const struct cmt_frag *f = NULL;
+    for (size_t i = 0; dev && i < x->nfrag; i++)
+        if (x->frag[i].device == dev->device && (!f || x->frag[i].max_reserved > f->max_reserved))
+            f = &x->frag[i];
+    return dev && f && dev->peak > f->max_reserved ? (uint64_t)(dev->peak - f->max_reserved) : 0;
+}
+
+/* cmt_whatif_outside of a trace not analyzed yet: its pass and allocator level first. */
 static int outside_bytes(const char *path, uint64_t *out, char *err, size_t errlen)
 {
     struct cmt_set s;
@@ -78,16 +90,8 @@ static int outside_bytes(const char *path, uint64_t *out, char *err, size_t errl
     if (cmt_load(&s, paths, 1, NULL, 0, err, errlen) != 0)
         return -1;
     int rc = cmt_torch_build(&x, &s, &to, err, errlen);
-    const struct cmt_dev *dev = NULL;
-    for (size_t d = 0; rc == 0 && s.n && d < s.t[0]->ndevs; d++)
-        if (!dev || s.t[0]->devs[d].peak > dev->peak)
-            dev = &s.t[0]->devs[d];
-    const struct cmt_frag *f = NULL;
-    for (size_t i = 0; dev && i < x.nfrag; i++)
-        if (x.frag[i].device == dev->device && (!f || x.frag[i].max_reserved > f->max_reserved))
-            f = &x.frag[i];
-    if (dev && f && dev->peak > f->max_reserved)
-        *out = (uint64_t)(dev->peak - f->max_reserved);
+    if (rc == 0)
+        *out = cmt_whatif_outside(&s, &x);
     cmt_torch_free(&x);
     cmt_set_close(&s);
     return rc;
@@ -97,7 +101,8 @@ static int outside_bytes(const char *path, uint64_t *out, char *err, size_t errl
  * --capacity gave, else the recorded one). *nout: how many configurations follow the recorded one. 0; -1
  * with a one-line reason; -2 when an option's value is refused. */
 int cmt_whatif_run(const char *trace, const char *const *confs, int nconf, struct cmt_whatif_gpu *gpu,
-                          uint64_t capacity, struct cmt_whatif_outcome *out, int *nout, char *err, size_t errlen)
+                   const uint64_t *outside, uint64_t capacity, struct cmt_whatif_outcome *out, int *nout, char *err,
+                   size_t errlen)
 {
     if (gpu->spec && capacity != UINT64_MAX) {
         snprintf(err, errlen, "whatif: --gpu and --capacity: one or the other");
@@ -106,7 +111,9 @@ int cmt_whatif_run(const char *trace, const char *const *confs, int nconf, struc
     if (gpu->spec) {
         if (query_sim(gpu, err, errlen) != 0)
             return -2;
-        if (outside_bytes(trace, &gpu->outside, err, errlen) != 0)
+        if (outside)
+            gpu->outside = *outside;
+        else if (outside_bytes(trace, &gpu->outside, err, errlen) != 0)
             return -1;
         /* the device hands out whole 2 MiB pages */
         uint64_t pages = gpu->total / (2u << 20) * (2u << 20);

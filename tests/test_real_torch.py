@@ -488,6 +488,11 @@ except torch.OutOfMemoryError as e:
         self.assertEqual(r["gpu"]["outside_allocator_bytes"], outside)
         self.assertEqual(r["configs"][1]["capacity_bytes"],
                          RTX4090_TOTAL // PAGE * PAGE - RTX4090_CONTEXT - outside)
+        # report --whatif-gpu takes what is held outside from the report's own model: the same device, the same runs
+        rw = json.loads(subprocess.run([CUMEMTRACE, "report", "--json", "--whatif-gpu", "RTX4090", db],
+                                       stdout=subprocess.PIPE, text=True, check=True).stdout)
+        self.assertEqual(rw["whatif_gpu"], r["gpu"])
+        self.assertEqual(rw["whatif"], r["configs"])
         # and with room for the recorded peak it fits, as torch does
         res = self.whatif(db, "--capacity", "320MiB")
         self.assertFalse(res[1]["oom"])
