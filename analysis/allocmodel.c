@@ -799,11 +799,6 @@ int cmt_amodel_malloc_in(struct cmt_amodel *m, uint64_t orig, int64_t stream, in
     return 0;
 }
 
-int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t orig, int64_t stream, uint64_t *id)
-{
-    return cmt_amodel_malloc_in(m, orig, stream, 0, id) == 0 ? 0 : -1;
-}
-
 /* free_block: the block joins its free neighbours of the same segment (mapped ones: an unmapped neighbour
  * stays apart) and its pool's free set. */
 static void free_block(struct cmt_amodel *m, struct mblock *b)

@@ -45,11 +45,9 @@ struct cmt_amodel;
 struct cmt_amodel *cmt_amodel_new(const struct cmt_aconf *conf);
 void cmt_amodel_free(struct cmt_amodel *m);
 
-/* A request of `size` bytes on `stream`: 0 and the block's id (> 0) in *id, or -1 when the allocator
- * would raise OutOfMemoryError (after releasing its cache and retrying, as PyTorch does). */
-int cmt_amodel_malloc(struct cmt_amodel *m, uint64_t size, int64_t stream, uint64_t *id);
-/* The same into pool `pool`: 0 the default pools, k > 0 the caller's k-th private pool. -2 out of
- * memory of our own. */
+/* A request of `size` bytes on `stream` into pool `pool` (0 the default pools, k > 0 the caller's k-th
+ * private pool): 0 and the block's id (> 0) in *id, -1 when the allocator would raise OutOfMemoryError
+ * (after releasing its cache and retrying, as PyTorch does), -2 out of memory of our own. */
 int cmt_amodel_malloc_in(struct cmt_amodel *m, uint64_t size, int64_t stream, int pool, uint64_t *id);
 /* The block comes back (free_completed), pending or not. Unknown ids (and blocks a synchronization
  * already freed) are ignored. */

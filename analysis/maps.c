@@ -218,6 +218,3 @@ void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz)
     memset(e, 0, esz);
     return e;
 }
-
-char *cmt_strdup(const char *s) { return s ? strdup(s) : NULL; }
-

@@ -110,8 +110,6 @@ void smap_free(struct smap *m);
  * element (zeroed) or NULL. */
 void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz);
 
-char *cmt_strdup(const char *s); /* NULL-safe */
-
 /* Runs argv[0] (looked up in PATH unless it has a slash) with argv and waits. Returns its exit status (it says
  * why on stderr; 127 and a line naming needed_for when it cannot be run), or -1 with a reason in err. */
 int cmt_run_program(char *const *argv, const char *needed_for, char *err, size_t errlen);
