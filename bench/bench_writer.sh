@@ -11,7 +11,7 @@ build=${1:-build}
 shift || true
 sizes=${*:-10000 100000 1000000 10000000}
 cd "$(dirname "$0")/.."
-ninja -C "$build" bench/capture_bench >/dev/null
+ninja -C "$build" bench/capture_bench schema/libcumemtrace_sqlite.so >/dev/null
 bench=$build/bench/capture_bench
 sim=$PWD/$build/simgpu
 lib=$PWD/$build/interpose/libcumemtrace.so
@@ -28,7 +28,7 @@ for n in $sizes; do
     flock -s "$tmp/w.db" true # the writer holds its lock until the file is final
     t2=$(now)
     fin=$(echo "($t2 - $t1) / 1000000000" | bc -l)
-    sqlite3 "$tmp/w.db" "SELECT printf('| %d | %d | %.2f | %.3f | %.2f | %.1f |', p.events_written, p.events_lost,
+    sqlite3 -cmd ".load $PWD/$build/schema/libcumemtrace_sqlite" "$tmp/w.db" "SELECT printf('| %d | %d | %.2f | %.3f | %.2f | %.1f |', p.events_written, p.events_lost,
                          p.events_written / ((max(e.ts_ns) - min(e.ts_ns)) / 1e9) / 1e6, $fin,
                          p.events_written / max($fin, 0.000001) / 1e6,
                          (SELECT page_count * page_size FROM pragma_page_count, pragma_page_size) * 1.0 / p.events_written)

@@ -4,11 +4,12 @@
  * usage: gen_trace PATH [EVENTS] [SEED]
  *
  * Goes through schema/cmt_db.c exactly as the interposer's writer does (cmt_db_create, the same INSERT
- * statements, cmt_db_finalize), in one transaction. The mix imitates a PyTorch training run: a few hundred
+ * statements, events in blocks of schema/cmt_blocks.h, cmt_db_finalize), in one transaction. The mix imitates a PyTorch training run: a few hundred
  * stacks 8 to 24 frames deep in libtorch_cuda / libc10_cuda / libcublas / libnccl; mostly small and medium
  * blocks, some large ones; a working set that rises and falls in "iterations"; stream-ordered and
  * host-pinned allocations; a few out-of-memory failures. Not a test: a benchmark input.
  */
+#include "cmt_blocks.h"
 #include "cmt_db.h"
 #include "cmt_events.h"
 
@@ -43,6 +44,19 @@ struct live {
     int stack, kind;
 };
 
+/* One block of events (schema/cmt_blocks.h), as the writer writes them. */
+static int put_block(sqlite3_stmt *ev, const struct cmt_block_row *rows, size_t n, uint8_t *buf)
+{
+    size_t len = cmt_block_encode(rows, n, buf);
+    sqlite3_bind_int64(ev, 1, rows[0].v[CMT_BC_SEQ]);
+    sqlite3_bind_int64(ev, 2, rows[n - 1].v[CMT_BC_SEQ]);
+    sqlite3_bind_int64(ev, 3, (sqlite3_int64)n);
+    sqlite3_bind_blob(ev, 4, buf, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(ev) == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(ev);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -62,7 +76,10 @@ int main(int argc, char **argv)
     }
     sqlite3_stmt *ev, *st, *fr, *mo;
     cmt_db_exec(db, "PRAGMA synchronous=OFF; BEGIN", err, sizeof err);
-    sqlite3_prepare_v2(db, CMT_SQL_INSERT_EVENT, -1, &ev, NULL);
+    sqlite3_prepare_v2(db, CMT_SQL_INSERT_BLOCK, -1, &ev, NULL);
+    struct cmt_block_row *rows = malloc((size_t)CMT_BLOCK_ROWS * sizeof *rows);
+    uint8_t *buf = malloc(cmt_block_bound(CMT_BLOCK_ROWS));
+    size_t nrows = 0;
     sqlite3_prepare_v2(db, CMT_SQL_INSERT_STACK, -1, &st, NULL);
     sqlite3_prepare_v2(db, CMT_SQL_INSERT_FRAME, -1, &fr, NULL);
     sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &mo, NULL);
@@ -161,43 +178,26 @@ int main(int argc, char **argv)
             if (kind != CMT_KIND_HOST_PINNED)
                 live_bytes -= l.size;
         }
-        sqlite3_bind_int64(ev, 1, seq);
-        sqlite3_bind_int64(ev, 2, ts);
-        sqlite3_bind_int64(ev, 3, 31337);
-        sqlite3_bind_int64(ev, 4, api);
-        sqlite3_bind_int64(ev, 5, op);
-        sqlite3_bind_int64(ev, 6, kind);
-        sqlite3_bind_int64(ev, 7, 0);
-        sqlite3_bind_int64(ev, 8, 0x5555);
+        struct cmt_block_row *r = &rows[nrows++];
+        r->nulls = 0;
+        int64_t v[CMT_BLOCK_NCOLS] = {seq, ts, 31337, api, op, kind, 0, 0x5555, addr, size, 0x77, 0, 0, result,
+                                      800 + (long long)(next() % 5000), stack, budget - live_bytes, 85899345920LL};
+        memcpy(r->v, v, sizeof v);
         if (result)
-            sqlite3_bind_null(ev, 9);
-        else
-            sqlite3_bind_int64(ev, 9, addr);
-        if (op == CMT_OP_ALLOC)
-            sqlite3_bind_int64(ev, 10, size);
-        else
-            sqlite3_bind_null(ev, 10);
-        if (kind == CMT_KIND_STREAM_ORDERED)
-            sqlite3_bind_int64(ev, 11, 0x77);
-        else
-            sqlite3_bind_null(ev, 11);
-        sqlite3_bind_null(ev, 12);
-        sqlite3_bind_null(ev, 13);
-        sqlite3_bind_int64(ev, 14, result);
-        sqlite3_bind_int64(ev, 15, 800 + (long long)(next() % 5000));
-        sqlite3_bind_int64(ev, 16, stack);
-        if (result) {
-            sqlite3_bind_int64(ev, 17, budget - live_bytes);
-            sqlite3_bind_int64(ev, 18, 85899345920LL);
-        } else {
-            sqlite3_bind_null(ev, 17);
-            sqlite3_bind_null(ev, 18);
-        }
-        if (sqlite3_step(ev) != SQLITE_DONE) {
+            r->nulls |= 1u << CMT_BC_ADDRESS;
+        if (op != CMT_OP_ALLOC)
+            r->nulls |= 1u << CMT_BC_SIZE;
+        if (kind != CMT_KIND_STREAM_ORDERED)
+            r->nulls |= 1u << CMT_BC_STREAM;
+        r->nulls |= 1u << CMT_BC_HANDLE | 1u << CMT_BC_AUX;
+        if (!result)
+            r->nulls |= 1u << CMT_BC_FREE | 1u << CMT_BC_TOTAL;
+        if ((nrows == CMT_BLOCK_ROWS || seq == nevents) && put_block(ev, rows, nrows, buf) != 0) {
             fprintf(stderr, "gen_trace: insert: %s\n", sqlite3_errmsg(db));
             return 1;
         }
-        sqlite3_reset(ev);
+        if (nrows == CMT_BLOCK_ROWS)
+            nrows = 0;
     }
     snprintf(sql, sizeof sql, "UPDATE process SET events_written = %lld; COMMIT;", seq);
     sqlite3_finalize(ev);
@@ -210,6 +210,8 @@ int main(int argc, char **argv)
     }
     sqlite3_close(db);
     free(live);
+    free(rows);
+    free(buf);
     fprintf(stderr, "gen_trace: %s: %lld events\n", path, seq);
     return 0;
 }

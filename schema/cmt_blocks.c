@@ -4,6 +4,7 @@
 #include "cmt_blocks.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t cmt_block_bound(size_t n)
@@ -54,6 +55,94 @@ size_t cmt_block_encode(const struct cmt_block_row *rows, size_t n, uint8_t *out
             p += put_varint(p, zig(v - prev));
             prev = v;
         }
+    }
+    return (size_t)(p - out);
+}
+
+int cmt_block_builder_init(struct cmt_block_builder *b)
+{
+    memset(b, 0, sizeof *b);
+    for (int c = 0; c < CMT_BLOCK_NCOLS; c++)
+        if (!(b->bits[c] = calloc(CMT_BLOCK_ROWS / 8, 1))) {
+            cmt_block_builder_free(b);
+            return -1;
+        }
+    return 0;
+}
+
+void cmt_block_builder_free(struct cmt_block_builder *b)
+{
+    for (int c = 0; c < CMT_BLOCK_NCOLS; c++) {
+        free(b->bits[c]);
+        free(b->vals[c]);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+void cmt_block_reset(struct cmt_block_builder *b)
+{
+    for (int c = 0; c < CMT_BLOCK_NCOLS; c++) {
+        if (b->nulls[c])
+            memset(b->bits[c], 0, (b->n + 7) / 8);
+        b->nulls[c] = 0;
+        b->len[c] = 0;
+        b->prev[c] = 0;
+    }
+    b->n = 0;
+}
+
+int cmt_block_add(struct cmt_block_builder *b, const struct cmt_block_row *r)
+{
+    size_t i = b->n;
+    for (int c = 0; c < CMT_BLOCK_NCOLS; c++) {
+        if ((r->nulls >> c) & 1) {
+            b->bits[c][i / 8] |= (uint8_t)(1u << (i % 8));
+            b->nulls[c]++;
+            continue;
+        }
+        if (b->cap[c] - b->len[c] < 10) {
+            size_t cap = b->cap[c] ? 4 * b->cap[c] : 4096;
+            if (cap > 10 * (size_t)CMT_BLOCK_ROWS)
+                cap = 10 * (size_t)CMT_BLOCK_ROWS;
+            uint8_t *g = realloc(b->vals[c], cap);
+            if (!g)
+                return -1;
+            b->vals[c] = g;
+            b->cap[c] = cap;
+        }
+        uint64_t v = (uint64_t)r->v[c];
+        b->len[c] += put_varint(b->vals[c] + b->len[c], zig(v - b->prev[c]));
+        b->prev[c] = v;
+    }
+    int64_t seq = r->v[CMT_BC_SEQ];
+    if (!i || seq < b->min_seq)
+        b->min_seq = seq;
+    if (!i || seq > b->max_seq)
+        b->max_seq = seq;
+    b->n = i + 1;
+    return 0;
+}
+
+size_t cmt_block_finish(const struct cmt_block_builder *b, uint8_t *out)
+{
+    uint8_t *p = out;
+    size_t n = b->n;
+    *p++ = CMT_BLOCK_FORMAT;
+    p += put_varint(p, n);
+    p += put_varint(p, CMT_BLOCK_NCOLS);
+    for (int c = 0; c < CMT_BLOCK_NCOLS; c++) {
+        size_t nulls = b->nulls[c];
+        *p++ = nulls == 0 ? 0 : nulls == n ? 1 : 2;
+        if (nulls == n)
+            continue;
+        if (nulls) {
+            memcpy(p, b->bits[c], (n + 7) / 8);
+            if (n % 8) /* bits past the last row: none is set, but say so */
+                p[n / 8] &= (uint8_t)((1u << (n % 8)) - 1);
+            p += (n + 7) / 8;
+        }
+        memcpy(p, b->vals[c], b->len[c]);
+        p += b->len[c];
     }
     return (size_t)(p - out);
 }

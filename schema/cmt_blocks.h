@@ -18,8 +18,9 @@
  *   varint  := LEB128: 7 bits a byte, low bits first, high bit set on every byte but the last; <= 10 bytes
  *   zigzag  := (d << 1) ^ (d >> 63) on the signed 64-bit difference
  *
- * Columns in the order of CMT_BLOCK_COLUMNS (the events table's order). Within a block rows are in
- * ascending seq; events_blocks.first_seq and last_seq are the block's first and last seq.
+ * Columns in the order of CMT_BLOCK_COLUMNS (the events table's order). Rows are in the order the writer
+ * drained them, which is seq order but for a thread that took its seq before another and published after
+ * it; events_blocks.first_seq and last_seq are the block's lowest and highest seq. No seq is in two rows.
  */
 #ifndef CMT_BLOCKS_H
 #define CMT_BLOCKS_H
@@ -62,10 +63,32 @@ struct cmt_block_row {
     uint32_t nulls;
 };
 
+/* A block being filled, row by row: each column's values encoded as they come, so writing the block (at
+ * each commit, while it fills) is a copy, never a second encoding. */
+struct cmt_block_builder {
+    size_t n;                           /* rows so far, <= CMT_BLOCK_ROWS */
+    int64_t min_seq, max_seq;
+    uint64_t prev[CMT_BLOCK_NCOLS];     /* last non-NULL value of each column */
+    size_t nulls[CMT_BLOCK_NCOLS];
+    uint8_t *bits[CMT_BLOCK_NCOLS];     /* NULL bitmaps, CMT_BLOCK_ROWS / 8 bytes each */
+    uint8_t *vals[CMT_BLOCK_NCOLS];     /* encoded values, 10 * CMT_BLOCK_ROWS bytes each at most */
+    size_t len[CMT_BLOCK_NCOLS], cap[CMT_BLOCK_NCOLS];
+};
+
+/* 0, or -1 when out of memory. */
+int cmt_block_builder_init(struct cmt_block_builder *b);
+void cmt_block_builder_free(struct cmt_block_builder *b);
+/* Appends a row (n < CMT_BLOCK_ROWS); -1 when out of memory. */
+int cmt_block_add(struct cmt_block_builder *b, const struct cmt_block_row *r);
+/* Writes the block of the rows so far into out (cmt_block_bound(b->n) bytes); returns its length. */
+size_t cmt_block_finish(const struct cmt_block_builder *b, uint8_t *out);
+/* Empties it for the next block. */
+void cmt_block_reset(struct cmt_block_builder *b);
+
 /* The most bytes cmt_block_encode writes for n rows. */
 size_t cmt_block_bound(size_t n);
 
-/* Encodes rows[0..n) (1 <= n <= CMT_BLOCK_ROWS, in ascending seq) into out (cmt_block_bound(n) bytes);
+/* Encodes rows[0..n) (1 <= n <= CMT_BLOCK_ROWS) into out (cmt_block_bound(n) bytes);
  * returns the bytes written. */
 size_t cmt_block_encode(const struct cmt_block_row *rows, size_t n, uint8_t *out);
 

@@ -133,6 +133,12 @@ int cmt_db_sqlite_open(const char *path, sqlite3 **db, int flags)
     return rc;
 }
 
+/* A new file keeps its events in blocks: the row form's table and the views over it go (readers make
+ * them again as TEMP objects, cmt_db_events.c). Run only by cmt_db_create, in the creating transaction. */
+static const char block_form_sql[] =
+    "DROP VIEW allocations; DROP VIEW failures; DROP VIEW pairs; DROP VIEW handle_pairs; DROP VIEW handle_refs;"
+    " DROP VIEW mem_region_owners; DROP TABLE events;";
+
 int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
@@ -146,10 +152,14 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
     char sql[256];
     /* WAL lets the writer commit every 100 ms cheaply and leaves committed batches intact on SIGKILL;
      * synchronous=NORMAL: a committed batch survives the process dying, which is what we promise. */
-    if (cmt_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err, errlen) != 0 ||
+    /* auto_vacuum=INCREMENTAL (before any table): the pages of a block written again while it filled
+     * are given back at finalize (cmt_db_finalize), not left as free pages in the file. */
+    if (cmt_db_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err,
+                    errlen) != 0 ||
         cmt_db_exec(db, "BEGIN", err, errlen) != 0 || cmt_db_exec(db, cmt_schema_sql, err, errlen) != 0 ||
         cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0 ||
-        cmt_db_exec(db, cmt_schema_v4_sql, err, errlen) != 0 || fill_lookup_tables(db, err, errlen) != 0)
+        cmt_db_exec(db, cmt_schema_v4_sql, err, errlen) != 0 || cmt_db_exec(db, cmt_schema_v5_sql, err, errlen) != 0 ||
+        cmt_db_exec(db, block_form_sql, err, errlen) != 0 || fill_lookup_tables(db, err, errlen) != 0)
         goto error;
     snprintf(sql, sizeof sql,
              "INSERT INTO meta VALUES ('format', '%s'); INSERT INTO meta VALUES ('schema_version', %d);"
@@ -202,7 +212,7 @@ static int check_header(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen)
+static int open_read(const char *path, sqlite3 **out, int *version, int rows, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -251,6 +261,8 @@ int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, s
         fail(err, errlen, "%s: not a cumemtrace trace (schema version %d)", path, v);
         goto error;
     }
+    if (rows && cmt_db_events_rows(db, path, err, errlen) != 0)
+        goto error;
     if (version)
         *version = v;
     *out = db;
@@ -259,6 +271,11 @@ error:
     sqlite3_finalize(st);
     sqlite3_close(db);
     return -1;
+}
+
+int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen)
+{
+    return open_read(path, out, version, 1, err, errlen);
 }
 
 int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen)
@@ -275,7 +292,8 @@ int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen)
         return -1;
     if ((from < 2 && cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0) ||
         (from < 3 && cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0) ||
-        (from < 4 && cmt_db_exec(db, cmt_schema_v4_sql, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
+        (from < 4 && cmt_db_exec(db, cmt_schema_v4_sql, err, errlen) != 0) ||
+        (from < 5 && cmt_db_exec(db, cmt_schema_v5_sql, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }
@@ -287,7 +305,7 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
     sqlite3 *db = NULL;
     int v = 0;
     *out = NULL;
-    if (cmt_db_open_read(path, &db, &v, err, errlen) != 0)
+    if (open_read(path, &db, &v, 0, err, errlen) != 0)
         return -1;
     sqlite3_close(db);
     db = NULL;
@@ -316,6 +334,11 @@ int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err,
     /* The indexes the pairing views need (schema/cumemtrace_indexes.sql), and no more: the writer builds
      * them after the program is gone, and a reader waits for that. */
     const char *indexes = cmt_schema_indexes_sql;
+    int blocks = cmt_db_block_form(db);
+    if (blocks < 0)
+        return fail(err, errlen, "%s", sqlite3_errmsg(db));
+    if (blocks) /* the events' index is the reader's, on its decoded rows */
+        indexes = "CREATE INDEX IF NOT EXISTS frames_ip ON frames(ip);";
     snprintf(sql, sizeof sql, "UPDATE process SET end_ns = %lld, finalized = 1;", end_ns);
     if (cmt_db_exec(db, "BEGIN", err, errlen) != 0)
         return -1;
@@ -324,6 +347,9 @@ int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err,
         return -1;
     }
     if (cmt_db_exec(db, "COMMIT", err, errlen) != 0)
+        return -1;
+    /* The free pages (a block's earlier copies) leave the file; a no-op without auto_vacuum. */
+    if (cmt_db_exec(db, "PRAGMA incremental_vacuum", err, errlen) != 0)
         return -1;
     /* Back to a rollback journal: checkpoints the WAL and removes it, leaving one file to copy around. */
     return cmt_db_exec(db, "PRAGMA journal_mode=DELETE", err, errlen);

@@ -12,8 +12,9 @@
 #include <stddef.h>
 
 /* 1: the driver level (cumemtrace.sql). 2: adds the allocator level (cumemtrace_v2.sql). 3: adds phases,
- * NVTX ranges and marks (cumemtrace_v3.sql). 4: adds source lines of frames (cumemtrace_v4.sql). */
-#define CMT_SCHEMA_VERSION 4
+ * NVTX ranges and marks (cumemtrace_v3.sql). 4: adds source lines of frames (cumemtrace_v4.sql). 5: new
+ * files keep their events in blocks (cumemtrace_v5.sql, cmt_blocks.h). */
+#define CMT_SCHEMA_VERSION 5
 #define CMT_FORMAT_NAME "cumemtrace"
 
 extern const char cmt_schema_sql[];    /* schema/cumemtrace.sql, embedded at build time */
@@ -21,6 +22,7 @@ extern const char cmt_schema_v2_sql[]; /* schema/cumemtrace_v2.sql: what version
 extern const char cmt_schema_indexes_sql[]; /* schema/cumemtrace_indexes.sql: built at finalize */
 extern const char cmt_schema_v3_sql[]; /* schema/cumemtrace_v3.sql: what version 3 adds */
 extern const char cmt_schema_v4_sql[]; /* schema/cumemtrace_v4.sql: what version 4 adds */
+extern const char cmt_schema_v5_sql[]; /* schema/cumemtrace_v5.sql: what version 5 adds */
 
 /* The writer's range and mark statements (cumemtrace_v3.sql). */
 #define CMT_SQL_INSERT_RANGE                                                                            \
@@ -40,6 +42,9 @@ extern const char cmt_schema_v4_sql[]; /* schema/cumemtrace_v4.sql: what version
     "INSERT INTO events(seq, ts_ns, tid, api, op, kind, device, context, address, size, stream, handle," \
     " aux, result, duration_ns, stack_id, free_bytes, total_bytes)"                                     \
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+/* The writer's blocks of events (cumemtrace_v5.sql): a block is written again while it fills. */
+#define CMT_SQL_INSERT_BLOCK "INSERT INTO events_blocks(first_seq, last_seq, nrows, data) VALUES (?,?,?,?)"
+#define CMT_SQL_DROP_BLOCK "DELETE FROM events_blocks WHERE first_seq = ?"
 #define CMT_SQL_INSERT_STACK "INSERT INTO stacks(stack_id, depth, frame_id) VALUES (?,?,?)"
 #define CMT_SQL_INSERT_FRAME \
     "INSERT INTO frames(frame_id, ip, module_id, function, symbol_offset) VALUES (?,?,?,?,?)"
@@ -58,13 +63,23 @@ extern const char cmt_schema_v4_sql[]; /* schema/cumemtrace_v4.sql: what version
 int cmt_db_sqlite_open(const char *path, sqlite3 **db, int flags);
 
 /* Creates a new trace at path (which must not exist: O_EXCL semantics are the caller's), in WAL mode,
- * with all tables, lookup tables and meta rows. */
+ * with all tables, lookup tables and meta rows, its events in block form (events_blocks, no `events`). */
 int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);
 
 /* Opens an existing trace for reading after checking, in order: the file exists and is readable, it is
  * an SQLite file, it is not truncated, it is a cumemtrace trace, and its schema is not newer than ours.
- * *version receives its schema version. */
+ * *version receives its schema version. A block-form file's events are then decoded into TEMP objects
+ * (cmt_db_events_rows), so every reader sees `events` and its views whatever the file's form. */
 int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
+
+/* 1 if main keeps its events in blocks (events_blocks and no `events` table), 0 if as rows, -1 on error. */
+int cmt_db_block_form(sqlite3 *db);
+
+/* For a block-form trace open as db: decodes every block into a TEMP table `events` (the columns of
+ * cumemtrace.sql's), with the partial index and the views over events as TEMP objects (cmt_db_events.c).
+ * Nothing for a row-form file. A malformed block, a block whose header disagrees with its rows, or a
+ * seq twice is corruption: "PATH: corrupt trace: events block at seq N: REASON". */
+int cmt_db_events_rows(sqlite3 *db, const char *path, char *err, size_t errlen);
 
 /* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1,
  * 2 or 3 file to the current version in place (cmt_db_migrate). *version receives the version it had. */
@@ -74,7 +89,7 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
  * of the later versions and sets meta.schema_version and PRAGMA user_version. A no-op when current. */
 int cmt_db_migrate(sqlite3 *db, int from, char *err, size_t errlen);
 
-/* Builds the indexes (unless build_indexes is 0: a dying process finishes fast and leaves them to the
+/* Builds the indexes that main's form has (unless build_indexes is 0: a dying process finishes fast and leaves them to the
  * reader), records the end time and marks the trace finalized, then leaves WAL mode so the result is one
  * self-contained file. The handle stays open. */
 int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err, size_t errlen);

@@ -129,7 +129,7 @@ for name in ("unw_backtrace", "_ULx86_64_local_addr_space", "sqlite3_open", "sql
 class OwnFailures(TraceTest):
     def test_full_disk(self):
         """The trace cannot grow past 200 KB: we say so once, the program runs on unchanged."""
-        argv = [client("threads_client"), "2", "3000"]
+        argv = [client("threads_client"), "2", "20000"]  # 80,000 events: about 1.2 MB in blocks
         plain = run(argv, sim_env(preload=False))
         limit = 200 * 1024
         p = run(argv, sim_env(output=self.path("t.db")), check=False,

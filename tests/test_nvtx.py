@@ -79,7 +79,7 @@ class Nvtx(TraceTest):
     def test_phases_under_run(self):
         p, db = self.run_cmd("phases")
         self.assertEqual(self.query(db, RANGES_SQL), PHASE_ROWS)
-        self.assertEqual(self.scalar(db, "PRAGMA user_version"), 4)
+        self.assertEqual(self.scalar(db, "PRAGMA user_version"), 5)
         # "init" was pushed before the process's first CUDA call (kept until recording began) and holds
         # its first allocation; each step holds 3 allocations and 3 frees
         self.assertEqual(self.query(db, "SELECT r.range_id, count(*) FROM ranges r JOIN events e"

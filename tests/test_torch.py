@@ -53,11 +53,11 @@ def report(*args):
 
 
 class SchemaTest(TraceTest):
-    def test_new_files_are_version_3(self):
+    def test_new_files_are_version_5(self):
         out = self.path("t.db")
         cmt("import-torch", self.tiny_snapshot(), "-o", out)
-        self.assertEqual(self.scalar(out, "PRAGMA user_version"), 4)
-        self.assertEqual(self.scalar(out, "SELECT value FROM meta WHERE key = 'schema_version'"), 4)
+        self.assertEqual(self.scalar(out, "PRAGMA user_version"), 5)
+        self.assertEqual(self.scalar(out, "SELECT value FROM meta WHERE key = 'schema_version'"), 5)
         self.assertEqual(self.scalar(out, "PRAGMA journal_mode"), "delete")
 
     def tiny_snapshot(self):
@@ -90,9 +90,9 @@ class SchemaTest(TraceTest):
         self.assertEqual(before["fragmentation"], [])
         self.assertEqual(before["components_source"], "driver")
         p = cmt("import-torch", self.tiny_snapshot(), "-o", db)
-        self.assertIn("upgraded from schema version 1 to 4", p.stderr)
-        self.assertEqual(self.scalar(db, "PRAGMA user_version"), 4)
-        self.assertEqual(self.scalar(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 4)
+        self.assertIn("upgraded from schema version 1 to 5", p.stderr)
+        self.assertEqual(self.scalar(db, "PRAGMA user_version"), 5)
+        self.assertEqual(self.scalar(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 5)
         self.assertEqual(self.scalar(db, "SELECT count(*) FROM ranges"), 0)
         self.assertEqual(self.scalar(db, "SELECT count(*) FROM frame_lines"), 0)  # version 4's table
         self.assertEqual(self.scalar(db, "SELECT count(*) FROM stack_lines WHERE function = 'main'"), 1)
@@ -112,7 +112,7 @@ class SchemaTest(TraceTest):
     def test_newer_schema_refused_by_import(self):
         t = TraceBuilder(self.path("new.db"))
         t.alloc(MiB)
-        t.db.execute("PRAGMA user_version=5")
+        t.db.execute("PRAGMA user_version=6")
         db = t.close()
         p = cmt("import-torch", self.tiny_snapshot(), "-o", db, check=False)
         self.assertEqual(p.returncode, 1)

@@ -4,12 +4,15 @@
  * Spawned by the interposer at the program's first recorded event, with the shared memory as descriptor 3
  * and the read end of the liveness pipe as descriptor 4. It creates the trace file (0600, exclusively,
  * and holds an flock on it while it writes: readers wait on that lock), drains the queue in batches into
- * SQLite (one transaction per batch, a commit at least every 100 ms), deduplicates stacks, symbolizes new
+ * SQLite (a commit every 100 ms), keeps events in blocks of up to 65,536 (schema/cmt_blocks.h: the block
+ * being filled is written again at each commit, so a commit holds every event drained before it),
+ * deduplicates stacks, symbolizes new
  * frames from /proc/PID/maps and the ELF files, describes threads from /proc, and, once the program is
  * gone (exit, exec, any signal, SIGKILL), drains what is left and finalizes the file with how it ended.
  * It never touches the program: no ptrace, no signals, nothing written to its memory but the queue's
  * positions.
  */
+#include "cmt_blocks.h"
 #include "cmt_db.h"
 #include "cmt_events.h"
 #include "cmt_log.h"
@@ -62,21 +65,15 @@ static uint64_t total_lost(void)
 /* ---- writer state ------------------------------------------------------------------------ */
 
 static sqlite3 *db;
-static sqlite3_stmt *st_event, *st_events_multi, *st_stack, *st_frame, *st_module, *st_frame_line;
+static sqlite3_stmt *st_block, *st_block_drop, *st_stack, *st_frame, *st_module, *st_frame_line;
 static sqlite3_stmt *st_range, *st_range_end, *st_mark; /* NVTX records (write_nvtx) */
 static sqlite3_stmt *st_heap, *st_region;               /* NVTX's memory extension (write_mem) */
-#define EVENT_COLUMNS 18 /* parameters of CMT_SQL_INSERT_EVENT */
 
-/* Rows go in ROWS_PER_INSERT at a time through one multi-row INSERT: SQLite's cost per statement step,
- * not per row, is what limits the writer (about 0.65 M rows/s one by one here, 1 M in groups). */
-#define ROWS_PER_INSERT 32
-
-struct pending_row {
-    struct cmt_event ev; /* the header only: frames are already interned */
-    uint64_t stack_id;
-};
-static struct pending_row pending[ROWS_PER_INSERT];
-static int npending;
+/* The block being filled (schema/cmt_blocks.h) and the first_seq it was last written under (0: not yet
+ * written), since a late event with a lower seq changes its key. */
+static struct cmt_block_builder block;
+static int64_t block_key;
+static uint8_t *block_buf; /* cmt_block_bound(CMT_BLOCK_ROWS) bytes */
 
 static char trace_path[PATH_MAX + 64];
 static int in_txn;
@@ -201,13 +198,13 @@ static int exec_sql(const char *sql)
     return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-static int flush_rows(void);
+static int write_block(void);
 
 static int commit(void)
 {
     if (!in_txn)
         return 0;
-    if (flush_rows() != 0)
+    if (write_block() != 0)
         return sql_fail("insert");
     char sql[160];
     snprintf(sql, sizeof sql, "UPDATE process SET events_written = %llu, events_lost = %llu; COMMIT",
@@ -408,20 +405,6 @@ out:
     return rc;
 }
 
-static int prepare_multi_insert(void)
-{
-    static const char row[] = ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-    _Static_assert(sizeof row - 3 == EVENT_COLUMNS * 2, "one '?,' per column");
-    char sql[sizeof CMT_SQL_INSERT_EVENT + ROWS_PER_INSERT * sizeof row];
-    char *p = sql + sprintf(sql, "%s", CMT_SQL_INSERT_EVENT);
-    for (int i = 1; i < ROWS_PER_INSERT; i++)
-        p += sprintf(p, "%s", row);
-    if (sqlite3_prepare_v2(db, sql, -1, &st_events_multi, NULL) != SQLITE_OK)
-        return -1;
-    /* Guard against the schema's insert changing shape without this file following. */
-    return sqlite3_bind_parameter_count(st_events_multi) == EVENT_COLUMNS * ROWS_PER_INSERT ? 0 : -1;
-}
-
 /* `cumemtrace run` lists exactly the traces of its run: each writer appends "PID<TAB>PATH<NUL>" to the
  * file run named (CUMEMTRACE_MANIFEST), in one write to a file opened for appending, so records of
  * concurrent writers never interleave. Best effort: a run that is gone (the file removed) is no error. */
@@ -459,13 +442,18 @@ static int open_trace(void)
         return -1;
     }
     char err[512];
+    block_buf = malloc(cmt_block_bound(CMT_BLOCK_ROWS));
+    if (!block_buf || cmt_block_builder_init(&block) != 0) {
+        report_failure("cannot create a trace: out of memory");
+        return -1;
+    }
     rc = cmt_db_create(trace_path, &db, err, sizeof err);
     /* A 64 MiB page cache and rarer WAL checkpoints: the writer appends, nothing reads. */
     if (rc == 0)
         sqlite3_exec(db, "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;", NULL, NULL, NULL);
     if (rc == 0 && (write_process_rows() != 0 ||
-                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_EVENT, -1, &st_event, NULL) != SQLITE_OK ||
-                    prepare_multi_insert() != 0 ||
+                    sqlite3_prepare_v2(db, CMT_SQL_INSERT_BLOCK, -1, &st_block, NULL) != SQLITE_OK ||
+                    sqlite3_prepare_v2(db, CMT_SQL_DROP_BLOCK, -1, &st_block_drop, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_STACK, -1, &st_stack, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_FRAME, -1, &st_frame, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db, CMT_SQL_INSERT_MODULE, -1, &st_module, NULL) != SQLITE_OK ||
@@ -637,47 +625,37 @@ static int note_device(int dev)
     return rc == 0 ? map_put(&seen_devs, (uint64_t)dev + 1, 1) : -1;
 }
 
-static void bind_event(sqlite3_stmt *st, int base, const struct cmt_event *e, uint64_t sid)
+/* Writes the block being filled under its lowest seq (again, if a commit wrote it before: the row it was
+ * written under goes first), and starts a new one once it is full. */
+static int write_block(void)
 {
-    sqlite3_bind_int64(st, base + 1, (sqlite3_int64)e->seq);
-    sqlite3_bind_int64(st, base + 2, (sqlite3_int64)e->ts_ns);
-    sqlite3_bind_int(st, base + 3, e->tid);
-    sqlite3_bind_int(st, base + 4, e->api);
-    sqlite3_bind_int(st, base + 5, e->op);
-    sqlite3_bind_int(st, base + 6, e->kind);
-    bind_opt(st, base + 7, e->present & CMT_HAS_DEVICE, (uint64_t)(int64_t)e->device);
-    bind_opt(st, base + 8, e->present & CMT_HAS_CONTEXT, e->context);
-    bind_opt(st, base + 9, e->present & CMT_HAS_ADDRESS, e->address);
-    bind_opt(st, base + 10, e->present & CMT_HAS_SIZE, e->size);
-    bind_opt(st, base + 11, e->present & CMT_HAS_STREAM, e->stream);
-    bind_opt(st, base + 12, e->present & CMT_HAS_HANDLE, e->handle);
-    bind_opt(st, base + 13, e->present & CMT_HAS_AUX, e->aux);
-    sqlite3_bind_int(st, base + 14, e->result);
-    sqlite3_bind_int64(st, base + 15, (sqlite3_int64)e->duration_ns);
-    bind_opt(st, base + 16, e->nframes != 0, sid);
-    bind_opt(st, base + 17, e->present & CMT_HAS_MEMINFO, e->free_bytes);
-    bind_opt(st, base + 18, e->present & CMT_HAS_MEMINFO, e->total_bytes);
+    if (!block.n)
+        return 0;
+    if (block_key) {
+        sqlite3_bind_int64(st_block_drop, 1, block_key);
+        if (step_reset(st_block_drop) != 0)
+            return -1;
+    }
+    size_t len = cmt_block_finish(&block, block_buf);
+    block_key = block.min_seq;
+    sqlite3_bind_int64(st_block, 1, block.min_seq);
+    sqlite3_bind_int64(st_block, 2, block.max_seq);
+    sqlite3_bind_int64(st_block, 3, (sqlite3_int64)block.n);
+    sqlite3_bind_blob(st_block, 4, block_buf, (int)len, SQLITE_STATIC);
+    if (step_reset(st_block) != 0)
+        return -1;
+    if (block.n == CMT_BLOCK_ROWS) {
+        cmt_block_reset(&block);
+        block_key = 0;
+    }
+    return 0;
 }
 
-/* Inserts the pending rows: a full group with the multi-row statement, a partial one row by row. */
-static int flush_rows(void)
+static void opt(struct cmt_block_row *r, int c, int present, uint64_t v)
 {
-    int n = npending;
-    npending = 0;
-    if (n == ROWS_PER_INSERT) {
-        for (int i = 0; i < n; i++)
-            bind_event(st_events_multi, i * EVENT_COLUMNS, &pending[i].ev, pending[i].stack_id);
-        if (step_reset(st_events_multi) != 0)
-            return -1;
-    } else {
-        for (int i = 0; i < n; i++) {
-            bind_event(st_event, 0, &pending[i].ev, pending[i].stack_id);
-            if (step_reset(st_event) != 0)
-                return -1;
-        }
-    }
-    events_written += (uint64_t)n;
-    return 0;
+    r->v[c] = (int64_t)v;
+    if (!present)
+        r->nulls |= 1u << c;
 }
 
 static int write_event(const struct cmt_event *e)
@@ -688,10 +666,31 @@ static int write_event(const struct cmt_event *e)
         return -1;
     if (e->ts_ns > last_event_ns)
         last_event_ns = e->ts_ns;
-    pending[npending].ev = *e;
-    pending[npending].stack_id = sid;
-    if (++npending == ROWS_PER_INSERT)
-        return flush_rows();
+    struct cmt_block_row row, *r = &row;
+    r->nulls = 0;
+    r->v[CMT_BC_SEQ] = (int64_t)e->seq;
+    r->v[CMT_BC_TS] = (int64_t)e->ts_ns;
+    r->v[CMT_BC_TID] = e->tid;
+    r->v[CMT_BC_API] = e->api;
+    r->v[CMT_BC_OP] = e->op;
+    r->v[CMT_BC_KIND] = e->kind;
+    opt(r, CMT_BC_DEVICE, e->present & CMT_HAS_DEVICE, (uint64_t)(int64_t)e->device);
+    opt(r, CMT_BC_CONTEXT, e->present & CMT_HAS_CONTEXT, e->context);
+    opt(r, CMT_BC_ADDRESS, e->present & CMT_HAS_ADDRESS, e->address);
+    opt(r, CMT_BC_SIZE, e->present & CMT_HAS_SIZE, e->size);
+    opt(r, CMT_BC_STREAM, e->present & CMT_HAS_STREAM, e->stream);
+    opt(r, CMT_BC_HANDLE, e->present & CMT_HAS_HANDLE, e->handle);
+    opt(r, CMT_BC_AUX, e->present & CMT_HAS_AUX, e->aux);
+    r->v[CMT_BC_RESULT] = e->result;
+    r->v[CMT_BC_DURATION] = (int64_t)e->duration_ns;
+    opt(r, CMT_BC_STACK, e->nframes != 0, sid);
+    opt(r, CMT_BC_FREE, e->present & CMT_HAS_MEMINFO, e->free_bytes);
+    opt(r, CMT_BC_TOTAL, e->present & CMT_HAS_MEMINFO, e->total_bytes);
+    if (cmt_block_add(&block, r) != 0)
+        return -1;
+    events_written++;
+    if (block.n == CMT_BLOCK_ROWS)
+        return write_block();
     return 0;
 }
 
@@ -1011,7 +1010,9 @@ static long drain(long max)
             return -1;
         }
         n++;
-        if ((n & 255) == 0)
+        /* Producers waiting for room are woken once half the queue is free, not at every free slot:
+         * on few cores each wake-up takes the CPU from us, and a queue we drain in long runs costs less. */
+        if ((n & 255) == 0 && cmt_ring_fill(&queue) <= (queue.mask + 1) / 2)
             wake_producers();
     }
     if (n)
@@ -1022,8 +1023,8 @@ static long drain(long max)
 /* Statements first: a connection with live statements does not close. */
 static void drop_db(void)
 {
-    sqlite3_finalize(st_event);
-    sqlite3_finalize(st_events_multi);
+    sqlite3_finalize(st_block);
+    sqlite3_finalize(st_block_drop);
     sqlite3_finalize(st_stack);
     sqlite3_finalize(st_frame);
     sqlite3_finalize(st_frame_line);
@@ -1037,7 +1038,7 @@ static void drop_db(void)
         sqlite3_finalize(st_lazy[i]);
         st_lazy[i] = NULL;
     }
-    st_event = st_events_multi = st_stack = st_frame = st_module = st_frame_line = st_range = st_range_end = st_mark = NULL;
+    st_block = st_block_drop = st_stack = st_frame = st_module = st_frame_line = st_range = st_range_end = st_mark = NULL;
     st_heap = st_region = NULL;
     sqlite3_close(db);
     db = NULL;
@@ -1236,9 +1237,9 @@ int main(int argc, char **argv)
         if (n < 0)
             break;
         uint64_t now = cmt_now_ns();
-        /* Commit when the queue ran dry or the interval is up: events reach the disk promptly without a
-         * transaction per event. */
-        if (in_txn && (n < BATCH_EVENTS || now - last_commit_ns >= COMMIT_INTERVAL_NS) && commit() != 0)
+        /* Commit every 100 ms: each commit writes the block being filled again, so committing whenever the
+         * queue ran dry would cost a block's encoding per batch; the program's end commits at once. */
+        if (in_txn && now - last_commit_ns >= COMMIT_INTERVAL_NS && commit() != 0)
             break;
         if (n > 0) {
             idle_ns = 1000 * 1000;
