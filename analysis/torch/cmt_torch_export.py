@@ -6,8 +6,9 @@ opens (`cumemtrace export-torch TRACE -o OUT.pickle`).
 
 The newest imported allocator history of the trace (its segments, blocks and trace entries, with their
 Python frames), or for a driver-only trace one segment per live device allocation with its native frames.
-Reads the trace read-only and writes OUT whole or not at all (a temporary file renamed). Run by the
-`cumemtrace` command (cmd_import_torch.c); the import, the way in, is importers/torch/cmt_torch_import.py's.
+Reads the trace read-only (a block-form trace's events decoded by cmt_blocks.py, copied beside this file)
+and writes OUT whole or not at all (a temporary file renamed). Run by the `cumemtrace` command
+(cmd_import_torch.c); the import, the way in, is importers/torch/cmt_torch_import.py's.
 Errors are one line on stderr ("cumemtrace: ...") and exit status 1. Python's standard library only.
 """
 import json
@@ -15,6 +16,9 @@ import os
 import pickle
 import sqlite3
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cmt_blocks  # noqa: E402  (schema/cmt_blocks.py, copied beside this file)
 
 
 class Bad(Exception):
@@ -84,6 +88,10 @@ def export(db_path, out_path):
             snap["allocator_settings"] = json.loads(st)
     else:
         # a driver-level trace: each device allocation is a segment holding one block
+        try:
+            cmt_blocks.materialize(db)  # a block-form trace's events (schema version 5), as a TEMP table
+        except ValueError as e:
+            raise Bad("%s: %s" % (db_path, e))
         start_unix, start = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
         live = {}
         traces = {}
