@@ -23,16 +23,16 @@ COLUMNS = ("seq", "ts_ns", "tid", "api", "op", "kind", "device", "context", "add
            "handle", "aux", "result", "duration_ns", "stack_id", "free_bytes", "total_bytes")
 NOT_NULL = (0, 1, 2, 3, 4, 5, 13, 14)  # seq, ts_ns, tid, api, op, kind, result, duration_ns
 
-# The events table of schema/cumemtrace.sql, as a TEMP table (its REFERENCES name main's lookup tables,
-# which a temp table cannot; SQLite does not enforce them on a trace anyway).
+# The events table of schema/cumemtrace.sql and its partial index (cumemtrace_indexes.sql), in a schema of
+# the reader's (temp; the REFERENCES of the original name main's lookup tables, which a table elsewhere
+# cannot, and SQLite does not enforce them on a trace anyway).
 EVENTS_TABLE = (
-    "CREATE TEMP TABLE events (seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, tid INTEGER NOT NULL,"
+    "CREATE TABLE %s.events (seq INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, tid INTEGER NOT NULL,"
     " api INTEGER NOT NULL, op INTEGER NOT NULL, kind INTEGER NOT NULL, device INTEGER, context INTEGER,"
     " address INTEGER, size INTEGER, stream INTEGER, handle INTEGER, aux INTEGER, result INTEGER NOT NULL,"
     " duration_ns INTEGER NOT NULL, stack_id INTEGER, free_bytes INTEGER, total_bytes INTEGER)")
-# schema/cumemtrace_indexes.sql's, in temp
-EVENTS_INDEX = ("CREATE INDEX temp.events_release_address ON events(op, address, seq)"
-                " WHERE result = 0 AND op % 2 = 0")
+EVENTS_INDEX = ("CREATE INDEX %s.events_release_address ON events(op, address, seq)"
+                " WHERE result = 0 AND op %% 2 = 0")  # %% for the schema's %s
 EVENT_VIEWS = ("handle_refs", "handle_pairs", "pairs", "allocations", "failures", "mem_region_owners")
 
 _UNZIG1 = [(b >> 1) ^ -(b & 1) for b in range(128)]  # a one-byte varint's difference
@@ -265,22 +265,40 @@ def event_views(texts):
     return out
 
 
+def copy_events(src, dst, schema="temp"):
+    """Writes the events of the block-form trace open in src into dst's schema `schema` as the table events
+    with its partial index, in one transaction (a savepoint: a part of the caller's if it has one). Returns
+    the number of events. Raises ValueError("corrupt trace: ...") for a damaged block, leaving nothing."""
+    n = 0
+    dst.execute("SAVEPOINT cmt_copy_events")
+    try:
+        dst.execute(EVENTS_TABLE % schema)
+        insert = "INSERT INTO %s.events VALUES (%s)" % (schema, ",".join("?" * NCOLS))
+        for _, cols in event_blocks(src):
+            dst.executemany(insert, zip(*cols))
+            n += len(cols[0])
+        dst.execute(EVENTS_INDEX % schema)
+        dst.execute("RELEASE cmt_copy_events")
+    except BaseException:
+        dst.execute("ROLLBACK TO cmt_copy_events")
+        dst.execute("RELEASE cmt_copy_events")
+        raise
+    return n
+
+
 def materialize(con, views_sql=None):
     """Gives con the events of a block-form trace as TEMP objects: the table events, filled from the blocks
     in one transaction, its partial index, and, when views_sql (the SQL texts of the schema files) is given,
-    the views over it. Returns True when it did, False for a row-form trace (left alone) or when con has
-    them already. Raises ValueError("corrupt trace: ...") for a damaged block (nothing is left behind)."""
+    the views over it (event_views). Returns True when it did, False for a row-form trace (left alone) or
+    when con has them already. Raises ValueError("corrupt trace: ...") for a damaged block (nothing is left
+    behind). Works on a read-only connection: TEMP objects are the connection's own."""
     if not is_block_form(con):
         return False
     if con.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'events'").fetchone():
         return False
     con.execute("SAVEPOINT cmt_materialize")  # one transaction, or a part of the caller's
     try:
-        con.execute(EVENTS_TABLE)
-        insert = "INSERT INTO temp.events VALUES (%s)" % ",".join("?" * NCOLS)
-        for _, cols in event_blocks(con):
-            con.executemany(insert, zip(*cols))
-        con.execute(EVENTS_INDEX)
+        copy_events(con, con, "temp")
         for sql in event_views(views_sql or ()):
             con.execute(sql)
         con.execute("RELEASE cmt_materialize")

@@ -224,6 +224,33 @@ class MaterializeTest(TraceTest):
         self.assertEqual(self.query(self.blocks_db, "SELECT * FROM allocations ORDER BY seq"),
                          self.query(self.rows_db, "SELECT * FROM allocations ORDER BY seq"))
 
+    def test_big_traces_decoded_once_per_process(self):
+        """TraceTest.query on a big block-form trace (cmtlib.CACHE_EVENTS, 10 here) decodes it once, into a
+        file attached by every later query; the views answer as on the row form."""
+        calls = []
+        real = cmt_blocks.event_blocks
+
+        def counting(con):
+            calls.append(1)
+            return real(con)
+
+        old, cmtlib.CACHE_EVENTS, cmt_blocks.event_blocks = cmtlib.CACHE_EVENTS, 10, counting
+        try:
+            for sql in ("SELECT * FROM events ORDER BY seq", "SELECT * FROM allocations ORDER BY seq",
+                        "SELECT * FROM failures ORDER BY seq", "SELECT * FROM pairs ORDER BY alloc_seq"):
+                self.assertEqual(self.query(self.blocks_db, sql), self.query(self.rows_db, sql), sql)
+            self.assertEqual(len(calls), 1)
+            # a changed file is a new one
+            con = sqlite3.connect(self.blocks_db)
+            con.execute("DELETE FROM events_blocks WHERE first_seq > 1")
+            con.commit()
+            con.close()
+            self.assertEqual(self.query(self.blocks_db, "SELECT count(*), count(free_seq) FROM allocations"),
+                             [(7, 0)])  # 3 weights, VMM memory, pinned, managed, a VA reservation: none freed
+            self.assertEqual(len(calls), 2)  # 7 events: below CACHE_EVENTS, decoded by the reader itself
+        finally:
+            cmtlib.CACHE_EVENTS, cmt_blocks.event_blocks = old, real
+
     def test_no_events(self):
         t = TraceBuilder(self.path("empty.db"))
         t.close()
