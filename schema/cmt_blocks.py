@@ -63,10 +63,16 @@ def _varint(data, p):
 
 def _column(data, p, k):
     """k values of a column from p: (their running sums as Python ints, next p). Raises ValueError."""
-    if k <= len(data) - p:
-        one = data[p:p + k]
-        if one.isascii():  # every difference one byte: all in C
-            return list(itertools.accumulate(map(_UNZIG1.__getitem__, one))), p + k
+    if not k:
+        return [], p
+    try:
+        d, q = _varint(data, p)
+    except (IndexError, ValueError):
+        q = None  # the loop below says why
+    if q is not None and k - 1 <= len(data) - q:
+        rest = data[q:q + k - 1]
+        if rest.isascii():  # every difference but the first one byte (seq, tid, context...): all in C
+            return list(itertools.accumulate(map(_UNZIG1.__getitem__, rest), initial=(d >> 1) ^ -(d & 1))), q + k - 1
     vals = [0] * k
     prev = 0
     try:
