@@ -180,6 +180,72 @@ class CodecTest(unittest.TestCase):
             self.assertTrue(sqlite3.complete_statement(v))
 
 
+CODEC = os.path.join(BUILD, "tests", "unit", "blocks_codec")
+
+
+@unittest.skipUnless(os.path.exists(CODEC), "tests/unit/blocks_codec is not built (%s)" % CODEC)
+class AgainstTheCCodecTest(unittest.TestCase):
+    """cmt_blocks.py against schema/cmt_blocks.c itself (tests/unit/blocks_codec): the same bytes for the
+    same rows, and on valid, cut, flipped and padded blocks the same rows or the same refusal."""
+
+    def codec(self, mode, text):
+        return subprocess.run([CODEC, mode], input=text, stdout=subprocess.PIPE, text=True, check=True,
+                              timeout=60).stdout.splitlines()
+
+    @staticmethod
+    def random_rows(rnd, n, null_rate):
+        edge = [0, 1, -1, I64_MIN, I64_MAX, 1 << 62, -(1 << 62), 63, 64, 127, 128, -64, -65, 1 << 32]
+
+        def value():
+            r = rnd.random()
+            return rnd.choice(edge) if r < 0.3 else rnd.randint(I64_MIN, I64_MAX) if r < 0.45 else \
+                rnd.randint(-1000, 10 ** 9)
+        return [tuple(N if c and rnd.random() < null_rate else value() for c in range(18)) for _ in range(n)]
+
+    def test_same_bytes(self):
+        import random
+        rnd = random.Random(11)
+        blocks = [self.random_rows(rnd, rnd.choice((1, 2, 7, 8, 9, 300)), rnd.choice((0, 0.3, 1, 0.05)))
+                  for _ in range(120)]
+        text = "".join("".join(" ".join("N" if v is None else str(v) for v in r) + "\n" for r in b) + "\n"
+                       for b in blocks)
+        self.assertEqual(self.codec("encode", text), [cmt_blocks.encode(b).hex() for b in blocks])
+
+    def test_same_refusals(self):
+        import random
+        rnd = random.Random(12)
+        cases = []
+        for i in range(1500):
+            b = bytearray(cmt_blocks.encode(self.random_rows(rnd, rnd.choice((1, 3, 9, 20)), 0.3)))
+            k = i % 5
+            if k == 1:
+                b = b[:rnd.randrange(len(b) + 1)]
+            elif k == 2:
+                for _ in range(rnd.randint(1, 3)):
+                    b[rnd.randrange(len(b))] = rnd.choice((rnd.randrange(256), 0, 1, 2, 3, 0x80, 0xFF))
+            elif k == 3:
+                b += bytes([rnd.randrange(256)]) * rnd.randint(1, 3)
+            elif k == 4:
+                b.insert(rnd.randrange(len(b)), rnd.choice((0x80, 0xFF, 0x01)))
+            cases.append(bytes(b))
+        cases += [b"\x02", b"\x00", bytes([1, 0x80, 0x80, 0x04, 18]), bytes([1, 1, 18, 0]) + bytes(FF9 + [1]) + b"\x01" * 17,
+                  bytes([1, 1, 18, 0]) + bytes(FF9 + [2]) + b"\x01" * 17, bytes([1, 1, 18, 2, 1]) + b"\x01" * 17]
+        want = self.codec("decode", "".join(c.hex() + "\n" for c in cases))
+        got = []
+        for c in cases:
+            try:
+                rows = cmt_blocks.decode(c)
+                got.append("OK %d" % len(rows) + "".join(" " + ("N" if v is None else str(v)) for r in rows for v in r))
+            except ValueError as e:
+                got.append("E %s" % e)
+        self.assertEqual(len(want), len(cases))
+        for c, w, g in zip(cases, want, got):
+            self.assertEqual(g, w, c.hex())
+        accepted = sum(w.startswith("OK") for w in want)
+        self.assertGreater(accepted, 300)  # the unmutated fifth, and mutations that happen to be valid
+        self.assertGreater(len(cases) - accepted, 900)
+
+
 class MaterializeTest(TraceTest):
     def setUp(self):
         super().setUp()
