@@ -6,9 +6,9 @@ opens (`cumemtrace export-torch TRACE -o OUT.pickle`).
 
 The newest imported allocator history of the trace (its segments, blocks and trace entries, with their
 Python frames), or for a driver-only trace one segment per live device allocation with its native frames.
-Reads the trace read-only (a block-form trace's events decoded by cmt_blocks.py, copied beside this file)
-and writes OUT whole or not at all (a temporary file renamed). Run by the `cumemtrace` command
-(cmd_import_torch.c); the import, the way in, is importers/torch/cmt_torch_import.py's.
+Reads the trace read-only (a block-form trace's events decoded a block at a time by cmt_blocks.py, copied
+beside this file) and writes OUT whole or not at all (a temporary file renamed). Run by the `cumemtrace`
+command (cmd_import_torch.c); the import, the way in, is importers/torch/cmt_torch_import.py's.
 Errors are one line on stderr ("cumemtrace: ...") and exit status 1. Python's standard library only.
 """
 import json
@@ -44,6 +44,20 @@ def _driver_frames(db, stack_id, cache):
                       for fn, mod in db.execute("SELECT function, module FROM stack_frames WHERE stack_id = ?"
                                                 " ORDER BY depth", (stack_id,))]
     return cache[key]
+
+
+def _events(db, db_path):
+    """(seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes) of every event in seq
+    order: from the events table, or decoded a block at a time from a block-form trace (schema version 5)."""
+    if not cmt_blocks.is_block_form(db):
+        yield from db.execute("SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes"
+                              " FROM events ORDER BY seq")
+        return
+    try:
+        for _, c in cmt_blocks.event_blocks(db):
+            yield from zip(c[0], c[1], c[4], c[5], c[6], c[8], c[9], c[13], c[15], c[16])
+    except ValueError as e:
+        raise Bad("%s: %s" % (db_path, e))
 
 
 def export(db_path, out_path):
@@ -88,19 +102,13 @@ def export(db_path, out_path):
             snap["allocator_settings"] = json.loads(st)
     else:
         # a driver-level trace: each device allocation is a segment holding one block
-        try:
-            cmt_blocks.materialize(db)  # a block-form trace's events (schema version 5), as a TEMP table
-        except ValueError as e:
-            raise Bad("%s: %s" % (db_path, e))
         start_unix, start = db.execute("SELECT start_unix_ns, start_ns FROM process").fetchone()
         live = {}
         traces = {}
         # op and kind numbers from the trace's own vocabulary, by name
         OP = dict(db.execute("SELECT name, op FROM ops"))
         KIND = dict(db.execute("SELECT name, kind FROM kinds"))
-        for seq, ts, op, kind, dev, addr, size, result, stack, free_b in db.execute(
-                "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes FROM events"
-                " ORDER BY seq"):
+        for seq, ts, op, kind, dev, addr, size, result, stack, free_b in _events(db, db_path):
             dev = dev or 0
             t_us = (ts - (start or 0) + (start_unix or 0)) // 1000
             tr = traces.setdefault(dev, [])
