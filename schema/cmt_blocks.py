@@ -19,7 +19,9 @@ Python 3.9+, standard library only: it is copied next to the product scripts tha
 (importers/torch, analysis/torch, analysis/export) and imported from there. Owns: the block codec in Python
 and the TEMP events of a connection. Never writes a trace file.
 """
+import bisect
 import itertools
+import operator
 import re
 import sqlite3
 
@@ -228,35 +230,58 @@ def is_block_form(con):
 
 
 def event_blocks(con):
-    """The events of a block-form trace, a block at a time: (first_seq, 18 columns) each, checked against
-    their events_blocks row and against the blocks before (seq ascending, never twice, NOT NULL columns
-    never NULL). Raises ValueError("corrupt trace: events block at seq N: reason")."""
-    last = None
+    """The blocks of a block-form trace in first_seq order, decoded: (first_seq, 18 columns) each, checked
+    against their events_blocks row (its columns' types; nrows, and first_seq and last_seq the lowest and
+    highest seq: cmt_db_events.c's checks, with its reasons) and NOT NULL columns never NULL. Rows are as
+    the writer drained them: seq order but for a thread that took its seq before another and published after
+    it (cmt_blocks.h), so blocks may overlap a little; event_rows puts them in order. Raises
+    ValueError("corrupt trace: events block at seq N: reason")."""
     for first_seq, last_seq, nrows, data in con.execute(
-            "SELECT first_seq, last_seq, nrows, data FROM events_blocks ORDER BY first_seq"):
+            "SELECT first_seq, last_seq, nrows, data FROM main.events_blocks ORDER BY first_seq"):
         try:
-            if not isinstance(data, bytes):
-                raise ValueError("its data is not a blob")
+            if type(last_seq) is not int or type(nrows) is not int or type(data) is not bytes:
+                raise ValueError("a column of the wrong type")
             n, cols = decode_columns(data)
             for c in NOT_NULL:
                 if None in cols[c]:
                     raise ValueError("%s is NULL" % COLUMNS[c])
-            seqs = cols[0]
-            if n != nrows:
-                raise ValueError("%d rows where its nrows says %d" % (n, nrows))
-            if seqs[0] != first_seq:
-                raise ValueError("its first event is seq %d" % seqs[0])
-            if seqs[-1] != last_seq:
-                raise ValueError("its last event is seq %d where its last_seq says %s" % (seqs[-1], last_seq))
-            if last is not None and seqs[0] <= last:
-                raise ValueError("seq %d again (the block before ends at %d)" % (seqs[0], last))
-            if n > 1 and not all(map(int.__lt__, seqs, itertools.islice(seqs, 1, None))):
-                bad = next(b for a, b in zip(seqs, seqs[1:]) if not a < b)
-                raise ValueError("seq %d twice or out of order" % bad)
+            if n != nrows or min(cols[0]) != first_seq or max(cols[0]) != last_seq:
+                raise ValueError("its rows disagree with its header")
         except ValueError as e:
             raise ValueError("corrupt trace: events block at seq %s: %s" % (first_seq, e)) from None
-        last = seqs[-1]
         yield first_seq, cols
+
+
+_SEQ = operator.itemgetter(0)
+
+
+def event_rows(con):
+    """The events of a block-form trace in seq order, a list of 18-tuples at a time (about a block): what
+    `SELECT * FROM events ORDER BY seq` gives on a row-form trace. Rows of a block wait for the next block:
+    none of its rows is below its first_seq, so what is below can go. Raises ValueError("corrupt trace:
+    events block at seq N: reason") as event_blocks does, and for a seq in two rows."""
+    pending, seqs = [], []  # rows not given yet, in seq order, and their seqs
+    for first_seq, cols in event_blocks(con):
+        if pending:
+            cut = bisect.bisect_left(seqs, first_seq)
+            if cut == len(pending):
+                yield pending
+                pending, seqs = [], []
+            elif cut:
+                yield pending[:cut]
+                del pending[:cut], seqs[:cut]
+        block = cols[0]
+        pending += zip(*cols)
+        if (not seqs or seqs[-1] < block[0]) and all(map(operator.lt, block, itertools.islice(block, 1, None))):
+            seqs += block  # in order after what waits (the usual case): nothing to sort, no seq twice
+            continue
+        pending.sort(key=_SEQ)  # in order but for a few rows: timsort's near-linear case
+        seqs = [r[0] for r in pending]
+        if not all(map(operator.lt, seqs, itertools.islice(seqs, 1, None))):
+            twice = next(b for a, b in zip(seqs, seqs[1:]) if a == b)
+            raise ValueError("corrupt trace: events block at seq %s: seq %d in two rows" % (first_seq, twice))
+    if pending:
+        yield pending
 
 
 def event_views(texts):
@@ -288,9 +313,9 @@ def copy_events(src, dst, schema="temp"):
     try:
         dst.execute(EVENTS_TABLE % schema)
         insert = "INSERT INTO %s.events VALUES (%s)" % (schema, ",".join("?" * NCOLS))
-        for _, cols in event_blocks(src):
-            dst.executemany(insert, zip(*cols))
-            n += len(cols[0])
+        for rows in event_rows(src):
+            dst.executemany(insert, rows)
+            n += len(rows)
         dst.execute(EVENTS_INDEX % schema)
         dst.execute("RELEASE cmt_copy_events")
     except BaseException:

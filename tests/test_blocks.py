@@ -37,17 +37,23 @@ def upgrade(path):
     con.close()
 
 
-def to_block_form(src, dst, per_block=cmt_blocks.MAX_ROWS):
+def to_block_form(src, dst, per_block=cmt_blocks.MAX_ROWS, disorder=False):
     """A copy of the row-form trace src laid out as a version 5 file: its events in events_blocks, per_block
-    a block, the events table and every view over it gone."""
+    a block, the events table and every view over it gone. disorder: as a writer drains events when a thread
+    took its seq before another and published after it (cmt_blocks.h): every third pair of neighbours and
+    the pair across each block boundary swapped, so blocks hold rows out of order and overlap."""
     shutil.copyfile(src, dst)
     con = sqlite3.connect(dst)
     rows = con.execute("SELECT %s FROM events ORDER BY seq" % ", ".join(cmt_blocks.COLUMNS)).fetchall()
+    if disorder:
+        for i in sorted(set(range(1, len(rows) - 1, 3)) | set(range(per_block - 1, len(rows) - 1, per_block))):
+            rows[i], rows[i + 1] = rows[i + 1], rows[i]
     con.execute("CREATE TABLE events_blocks (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL,"
                 " nrows INTEGER NOT NULL, data BLOB NOT NULL)")
     for i in range(0, len(rows), per_block):
         b = rows[i:i + per_block]
-        con.execute("INSERT INTO events_blocks VALUES (?, ?, ?, ?)", (b[0][0], b[-1][0], len(b), cmt_blocks.encode(b)))
+        seqs = [r[0] for r in b]
+        con.execute("INSERT INTO events_blocks VALUES (?, ?, ?, ?)", (min(seqs), max(seqs), len(b), cmt_blocks.encode(b)))
     for v in cmt_blocks.EVENT_VIEWS:
         con.execute("DROP VIEW IF EXISTS %s" % v)
     con.execute("DROP TABLE events")
@@ -257,9 +263,22 @@ class MaterializeTest(TraceTest):
         return sqlite3.connect("file:%s?mode=ro" % path, uri=True)
 
     def test_same_events_and_views_as_the_row_form(self):
+        self.same_as_the_row_form(self.blocks_db)
+
+    def test_rows_out_of_order_and_overlapping_blocks(self):
+        """A writer drains a late event after a later seq: rows out of order in a block, and a block whose
+        lowest seq is below the highest of the block before. The events still come out in seq order."""
+        db = to_block_form(self.rows_db, self.path("disorder.db"), per_block=7, disorder=True)
+        blocks = sqlite3.connect(db).execute("SELECT first_seq, last_seq FROM events_blocks ORDER BY first_seq").fetchall()
+        self.assertEqual(blocks[:3], [(1, 8), (7, 15), (14, 22)])  # 1 3 2 4 6 5 8 | 7 9 10 ...
+        self.same_as_the_row_form(db)
+        rows = [r for b in cmt_blocks.event_rows(self.ro(db)) for r in b]
+        self.assertEqual([r[0] for r in rows], list(range(1, len(rows) + 1)))
+
+    def same_as_the_row_form(self, db):
         n = self.scalar(self.rows_db, "SELECT count(*) FROM events")
         self.assertGreater(n, 50)
-        blk = self.ro(self.blocks_db)
+        blk = self.ro(db)
         self.assertEqual(blk.execute("SELECT count(*) FROM events_blocks").fetchone()[0], -(-n // 7))
         self.assertTrue(cmt_blocks.materialize(blk, cmtlib.schema_views()))  # read-only: TEMP objects only
         self.assertFalse(cmt_blocks.materialize(blk, cmtlib.schema_views()))  # already there
@@ -288,7 +307,7 @@ class MaterializeTest(TraceTest):
         blk.close()
         row.close()
         # TraceTest.query does the same for every test
-        self.assertEqual(self.query(self.blocks_db, "SELECT * FROM allocations ORDER BY seq"),
+        self.assertEqual(self.query(db, "SELECT * FROM allocations ORDER BY seq"),
                          self.query(self.rows_db, "SELECT * FROM allocations ORDER BY seq"))
 
     def test_big_traces_decoded_once_per_process(self):
@@ -356,26 +375,30 @@ class MaterializeTest(TraceTest):
              "corrupt trace: events block at seq 8: event block cut short or with an over-long value"),
             ("UPDATE events_blocks SET data = x'03' WHERE first_seq = 15", (),
              "corrupt trace: events block at seq 15: event block of a newer format"),
+            # its header: cmt_db_events.c's checks and reason
             ("UPDATE events_blocks SET nrows = 6 WHERE first_seq = 8", (),
-             "corrupt trace: events block at seq 8: 7 rows where its nrows says 6"),
+             "corrupt trace: events block at seq 8: its rows disagree with its header"),
             ("UPDATE events_blocks SET first_seq = 9 WHERE first_seq = 8", (),
-             "corrupt trace: events block at seq 9: its first event is seq 8"),
+             "corrupt trace: events block at seq 9: its rows disagree with its header"),
             ("UPDATE events_blocks SET last_seq = 15 WHERE first_seq = 8", (),
-             "corrupt trace: events block at seq 8: its last event is seq 14 where its last_seq says 15"),
+             "corrupt trace: events block at seq 8: its rows disagree with its header"),
             ("UPDATE events_blocks SET data = ? WHERE first_seq = 8",
              (cmt_blocks.encode([(1,) + r[1:] for r in rows[:1]] + rows[1:]),),
-             "corrupt trace: events block at seq 8: its first event is seq 1"),
-            ("UPDATE events_blocks SET first_seq = 7, data = ? WHERE first_seq = 8",
-             (cmt_blocks.encode([(7,) + r[1:] for r in rows[:1]] + rows[1:]),),
-             "corrupt trace: events block at seq 7: seq 7 again (the block before ends at 7)"),
+             "corrupt trace: events block at seq 8: its rows disagree with its header"),
+            ("UPDATE events_blocks SET data = 'text' WHERE first_seq = 8", (),
+             "corrupt trace: events block at seq 8: a column of the wrong type"),
+            ("UPDATE events_blocks SET nrows = 'seven' WHERE first_seq = 8", (),
+             "corrupt trace: events block at seq 8: a column of the wrong type"),
+            # a seq twice: in one block, or in two (the header of each consistent)
             ("UPDATE events_blocks SET data = ? WHERE first_seq = 8",
              (cmt_blocks.encode(rows[:3] + [(10,) + rows[3][1:]] + rows[4:]),),
-             "corrupt trace: events block at seq 8: seq 10 twice or out of order"),
+             "corrupt trace: events block at seq 8: seq 10 in two rows"),
+            ("UPDATE events_blocks SET last_seq = 15, data = ? WHERE first_seq = 8",
+             (cmt_blocks.encode(rows[:-1] + [(15,) + rows[-1][1:]]),),
+             "corrupt trace: events block at seq 15: seq 15 in two rows"),
             ("UPDATE events_blocks SET data = ? WHERE first_seq = 8",
              (cmt_blocks.encode(rows[:2] + [rows[2][:1] + (None,) + rows[2][2:]] + rows[3:]),),
              "corrupt trace: events block at seq 8: ts_ns is NULL"),
-            ("UPDATE events_blocks SET data = 'text' WHERE first_seq = 8", (),
-             "corrupt trace: events block at seq 8: its data is not a blob"),
         ]
         pristine = self.path("pristine.db")
         shutil.copyfile(self.blocks_db, pristine)
@@ -397,7 +420,7 @@ class ProductScriptsTest(TraceTest):
     def setUp(self):
         super().setUp()
         self.rows_db = rich_trace(self.path("rows.db"))
-        self.blocks_db = to_block_form(self.rows_db, self.path("blocks.db"), per_block=5)
+        self.blocks_db = to_block_form(self.rows_db, self.path("blocks.db"), per_block=5, disorder=True)
         self.bad_db = to_block_form(self.rows_db, self.path("bad.db"), per_block=5)
         con = sqlite3.connect(self.bad_db)
         con.execute("UPDATE events_blocks SET data = substr(data, 1, length(data) - 1) WHERE first_seq = 11")

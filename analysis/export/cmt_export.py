@@ -495,11 +495,10 @@ class Exporter:
             return self.sink(name, rank, m, cols + PROC_COLS, path, derive)
 
         def blocks():
-            """A block-form trace's events (schema version 5), a block at a time, decoded here rather than
-            into a TEMP table: the same rows, in seq order, as EVENT_SQL reads from a row-form trace."""
+            """A block-form trace's events (schema version 5), about a block at a time, decoded here rather
+            than into a TEMP table: the same rows, in seq order, as EVENT_SQL reads from a row-form trace."""
             try:
-                for _, cols in cmt_blocks.event_blocks(db):
-                    yield list(zip(*cols))
+                yield from cmt_blocks.event_rows(db)
             except ValueError as e:
                 raise ExportError("%s: %s" % (path, e))
 

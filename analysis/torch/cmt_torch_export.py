@@ -12,6 +12,7 @@ command (cmd_import_torch.c); the import, the way in, is importers/torch/cmt_tor
 Errors are one line on stderr ("cumemtrace: ...") and exit status 1. Python's standard library only.
 """
 import json
+import operator
 import os
 import pickle
 import sqlite3
@@ -53,9 +54,10 @@ def _events(db, db_path):
         yield from db.execute("SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes"
                               " FROM events ORDER BY seq")
         return
+    pick = operator.itemgetter(0, 1, 4, 5, 6, 8, 9, 13, 15, 16)  # cmt_blocks.COLUMNS
     try:
-        for _, c in cmt_blocks.event_blocks(db):
-            yield from zip(c[0], c[1], c[4], c[5], c[6], c[8], c[9], c[13], c[15], c[16])
+        for rows in cmt_blocks.event_rows(db):
+            yield from map(pick, rows)
     except ValueError as e:
         raise Bad("%s: %s" % (db_path, e))
 
