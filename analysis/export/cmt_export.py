@@ -21,8 +21,8 @@ Streams: each table is read with an SQLite cursor (fetchmany; the events of a bl
 version 5, a decoded block at a time: cmt_blocks.py, copied beside this file) and written a row group at a
 time through pyarrow's ParquetWriter; a part file is closed after --part-rows rows. The allocations are
 paired in the same pass over the events (Pairer: the view's rules without its correlated subqueries,
-which are quadratic in a trace without the finalize-time indexes). Memory is a few row groups and the allocations
-still live, whatever the trace's size. One worker process per rank (at most the CPUs, 8).
+which are quadratic in a trace without the finalize-time indexes). Memory is a few row groups and the
+allocations still live, whatever the trace's size. One worker process per rank (at most the CPUs, 8).
 
 OUT: created if absent; an empty directory is used; a directory holding our marker is replaced (only
 our own files: rank=R/part-N.parquet under the table directories, and the marker); anything else is
