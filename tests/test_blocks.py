@@ -103,7 +103,7 @@ HAND_BYTES = bytes(
 
 
 def block(*cols):
-    """A block of the header for n rows then the given column bytes (for malformed blocks)."""
+    """The header of a one-row block, then the given column bytes (for malformed blocks)."""
     return bytes([1, 1, 18]) + b"".join(bytes(c) for c in cols)
 
 
