@@ -5,12 +5,16 @@ Every test runs against the simulated driver (simgpu/, a libcuda.so.1 of our own
 The build directory comes from $CMT_BUILD_DIR (scripts/test sets it), default ./build.
 """
 import os
+import re
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "schema"))
+import cmt_blocks  # noqa: E402  (schema/cmt_blocks.py: the events of block-form traces)
 BUILD = os.path.abspath(os.environ.get("CMT_BUILD_DIR", os.path.join(ROOT, "build")))
 SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared"))
 
@@ -126,6 +130,73 @@ def run(argv, env, timeout=120, check=True, **kw):
     return p
 
 
+_VIEW_TEXTS = []
+_EVENT_NAMES = re.compile(r"\b(events|%s)\b" % "|".join(cmt_blocks.EVENT_VIEWS), re.I)
+
+
+def schema_views():
+    """The SQL texts of the schema files that hold the views over events (cumemtrace.sql, _v3.sql)."""
+    if not _VIEW_TEXTS:
+        for name in ("cumemtrace.sql", "cumemtrace_v3.sql"):
+            with open(os.path.join(ROOT, "schema", name)) as f:
+                _VIEW_TEXTS.append(f.read())
+    return _VIEW_TEXTS
+
+
+# Big block-form traces decoded once per test process: (device, inode, size, mtime_ns) -> a row-form copy of
+# their events (table events and its index) in a directory of ours, attached by every later reader.
+CACHE_EVENTS = 200000  # smaller traces are decoded by each reader, into its TEMP table (milliseconds)
+_CACHE = {}
+_CACHE_DIR = []
+
+
+def _cached_events(con, path):
+    """The file holding the events of the big block-form trace open in con, made the first time; None for a
+    small trace."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _CACHE:
+        return _CACHE[key]
+    if (con.execute("SELECT coalesce(sum(nrows), 0) FROM events_blocks").fetchone()[0] or 0) < CACHE_EVENTS:
+        return None
+    if not _CACHE_DIR:
+        import atexit
+        import shutil
+        _CACHE_DIR.append(tempfile.mkdtemp(prefix="cmt-events-cache-"))
+        atexit.register(shutil.rmtree, _CACHE_DIR[0], True)
+    out = os.path.join(_CACHE_DIR[0], "%d.db" % len(_CACHE))
+    dst = sqlite3.connect(out)
+    try:
+        dst.execute("PRAGMA journal_mode = OFF")
+        cmt_blocks.copy_events(con, dst, "main")
+        dst.commit()
+    finally:
+        dst.close()
+    _CACHE[key] = out
+    return out
+
+
+def open_trace(path, sql=None):
+    """A read-only connection to a trace whose `events` and views over it answer whatever its form: a
+    block-form trace (schema version 5) gets them as TEMP objects (cmt_blocks.materialize), unless sql is
+    given and names none of them (nothing to decode then). A big one (CACHE_EVENTS) is decoded once per
+    test process into a file of ours, attached read-only (schema cmt_events), the views made over it."""
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        if (sql is None or _EVENT_NAMES.search(sql)) and cmt_blocks.is_block_form(con):
+            cached = _cached_events(con, path)
+            if cached is None:
+                cmt_blocks.materialize(con, schema_views())
+            else:
+                con.execute("ATTACH ? AS cmt_events", ("file:%s?mode=ro" % cached,))
+                for view in cmt_blocks.event_views(schema_views()):
+                    con.execute(view)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 class TraceTest(unittest.TestCase):
     """A test case with a private temporary directory and helpers to trace a client and query the result."""
 
@@ -149,7 +220,7 @@ class TraceTest(unittest.TestCase):
 
     def query(self, db, sql, args=()):
         wait_trace(db)
-        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        con = open_trace(db, sql)
         try:
             return con.execute(sql, args).fetchall()
         finally:

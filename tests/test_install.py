@@ -39,6 +39,14 @@ class Installed(TraceTest):
         self.assertEqual(len(imp), 1, imp)
         self.assertEqual(os.path.basename(os.path.dirname(imp[0])), "cumemtrace")
         self.assertEqual(os.path.basename(os.path.dirname(os.path.dirname(imp[0]))), "libexec")
+        # the scripts that read traces have the reader of block-form events beside them
+        for d in ("torch", "export"):
+            share = [r for r, _, fs in os.walk(stage) for f in fs if f == "cmt_blocks.py" and r.endswith("/" + d)]
+            self.assertEqual(len(share), 1, (d, share))
+            self.assertEqual(os.path.basename(os.path.dirname(share[0])), "cumemtrace")
+            self.assertEqual(sorted(f for f in os.listdir(share[0]) if f.endswith(".py")),
+                             {"torch": ["cmt_blocks.py", "cmt_torch_export.py", "cmt_torch_import.py"],
+                              "export": ["cmt_blocks.py", "cmt_export.py"]}[d])
         snap = test_torch.SchemaTest.tiny_snapshot(self)
         tdb = self.path("imported.db")
         p = run([exe[0], "import-torch", snap, "-o", tdb], os.environ, check=False)

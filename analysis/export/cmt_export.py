@@ -17,11 +17,12 @@ rank, table, source trace and the trace's schema version. rank = the trace's env
 integer, else -1 (pid and host tell such processes apart). Several traces with one rank (a job exported
 twice, forked workers) share the partition: part numbers go on across them.
 
-Streams: each table is read with an SQLite cursor (fetchmany) and written a row group at a time through
-pyarrow's ParquetWriter; a part file is closed after --part-rows rows. The allocations are paired in the
-same pass over the events (Pairer: the view's rules without its correlated subqueries, which are
-quadratic in a trace without the finalize-time indexes). Memory is a few row groups and the allocations
-still live, whatever the trace's size. One worker process per rank (at most the CPUs, 8).
+Streams: each table is read with an SQLite cursor (fetchmany; the events of a block-form trace, schema
+version 5, a decoded block at a time: cmt_blocks.py, copied beside this file) and written a row group at a
+time through pyarrow's ParquetWriter; a part file is closed after --part-rows rows. The allocations are
+paired in the same pass over the events (Pairer: the view's rules without its correlated subqueries,
+which are quadratic in a trace without the finalize-time indexes). Memory is a few row groups and the
+allocations still live, whatever the trace's size. One worker process per rank (at most the CPUs, 8).
 
 OUT: created if absent; an empty directory is used; a directory holding our marker is replaced (only
 our own files: rank=R/part-N.parquet under the table directories, and the marker); anything else is
@@ -38,6 +39,9 @@ import re
 import shutil
 import sqlite3
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cmt_blocks  # noqa: E402  (schema/cmt_blocks.py, copied beside this file)
 
 LAYOUT_VERSION = 1  # of this Parquet layout; bump on any incompatible change (and in schema/README.md)
 MARKER = "_cumemtrace_export.json"
@@ -490,10 +494,18 @@ class Exporter:
             m[b"cumemtrace.table"] = name.encode()
             return self.sink(name, rank, m, cols + PROC_COLS, path, derive)
 
+        def blocks():
+            """A block-form trace's events (schema version 5), about a block at a time, decoded here rather
+            than into a TEMP table: the same rows, in seq order, as EVENT_SQL reads from a row-form trace."""
+            try:
+                yield from cmt_blocks.event_rows(db)
+            except ValueError as e:
+                raise ExportError("%s: %s" % (path, e))
+
         pairer = Pairer(names[0], names[2], names[1])
         sinks = [sink("allocations", ALLOC_COLS, constants), sink("events", EVENT_COLS + EVENT_NAMES, name_events)]
         try:
-            for rows in stream(EVENT_SQL):
+            for rows in blocks() if cmt_blocks.is_block_form(db) else stream(EVENT_SQL):
                 sinks[1].add(rows)
                 pairer.feed(rows)
                 if len(pairer.out) >= ROW_GROUP:

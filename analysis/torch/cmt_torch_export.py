@@ -6,15 +6,20 @@ opens (`cumemtrace export-torch TRACE -o OUT.pickle`).
 
 The newest imported allocator history of the trace (its segments, blocks and trace entries, with their
 Python frames), or for a driver-only trace one segment per live device allocation with its native frames.
-Reads the trace read-only and writes OUT whole or not at all (a temporary file renamed). Run by the
-`cumemtrace` command (cmd_import_torch.c); the import, the way in, is importers/torch/cmt_torch_import.py's.
+Reads the trace read-only (a block-form trace's events decoded a block at a time by cmt_blocks.py, copied
+beside this file) and writes OUT whole or not at all (a temporary file renamed). Run by the `cumemtrace`
+command (cmd_import_torch.c); the import, the way in, is importers/torch/cmt_torch_import.py's.
 Errors are one line on stderr ("cumemtrace: ...") and exit status 1. Python's standard library only.
 """
 import json
+import operator
 import os
 import pickle
 import sqlite3
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cmt_blocks  # noqa: E402  (schema/cmt_blocks.py, copied beside this file)
 
 
 class Bad(Exception):
@@ -40,6 +45,21 @@ def _driver_frames(db, stack_id, cache):
                       for fn, mod in db.execute("SELECT function, module FROM stack_frames WHERE stack_id = ?"
                                                 " ORDER BY depth", (stack_id,))]
     return cache[key]
+
+
+def _events(db, db_path):
+    """(seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes) of every event in seq
+    order: from the events table, or decoded a block at a time from a block-form trace (schema version 5)."""
+    if not cmt_blocks.is_block_form(db):
+        yield from db.execute("SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes"
+                              " FROM events ORDER BY seq")
+        return
+    pick = operator.itemgetter(0, 1, 4, 5, 6, 8, 9, 13, 15, 16)  # cmt_blocks.COLUMNS
+    try:
+        for rows in cmt_blocks.event_rows(db):
+            yield from map(pick, rows)
+    except ValueError as e:
+        raise Bad("%s: %s" % (db_path, e))
 
 
 def export(db_path, out_path):
@@ -90,9 +110,7 @@ def export(db_path, out_path):
         # op and kind numbers from the trace's own vocabulary, by name
         OP = dict(db.execute("SELECT name, op FROM ops"))
         KIND = dict(db.execute("SELECT name, kind FROM kinds"))
-        for seq, ts, op, kind, dev, addr, size, result, stack, free_b in db.execute(
-                "SELECT seq, ts_ns, op, kind, device, address, size, result, stack_id, free_bytes FROM events"
-                " ORDER BY seq"):
+        for seq, ts, op, kind, dev, addr, size, result, stack, free_b in _events(db, db_path):
             dev = dev or 0
             t_us = (ts - (start or 0) + (start_unix or 0)) // 1000
             tr = traces.setdefault(dev, [])

@@ -37,6 +37,9 @@ import sqlite3
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cmt_blocks  # noqa: E402  (schema/cmt_blocks.py, copied beside this file)
+
 ROUND = 512
 
 
@@ -482,6 +485,14 @@ def import_snapshot(snap_path, db_path, reason):
     if ver < 2:
         raise Bad("%s: schema version %d has no allocator tables (run it through 'cumemtrace import-torch')"
                   % (db_path, ver))
+    try:
+        cmt_blocks.materialize(db)  # a block-form trace's events (schema version 5), as a TEMP table
+    except ValueError as e:
+        db.close()
+        raise Bad("%s: %s" % (db_path, e))
+    except sqlite3.Error as e:
+        db.close()
+        raise Bad("%s: cannot read the trace: %s" % (db_path, e))
     try:
         with db:
             # alloc_trace.pool_id came after the table (same schema version): a file made before has none
