@@ -11,7 +11,7 @@ build=${1:-build}
 depth=${2:-64}
 pairs=${3:-200000}
 cd "$(dirname "$0")/.."
-ninja -C "$build" bench/capture_bench >/dev/null
+ninja -C "$build" bench/capture_bench schema/libcumemtrace_sqlite.so >/dev/null
 bench=$build/bench/capture_bench
 sim=$PWD/$build/simgpu
 lib=$PWD/$build/interpose/libcumemtrace.so
@@ -55,7 +55,7 @@ LD_LIBRARY_PATH=$sim LD_PRELOAD=$lib CUMEMTRACE_OUTPUT=$tmp/w.db CUMEMTRACE_STAC
 t1=$(now)
 flock -s "$tmp/w.db" true # the writer holds its lock until the file is final
 t2=$(now)
-sqlite3 "$tmp/w.db" "SELECT printf('  writer                %d events: %.2f M events/s streaming (%d lost)',
+sqlite3 -cmd ".load $PWD/$build/schema/libcumemtrace_sqlite" "$tmp/w.db" "SELECT printf('  writer                %d events: %.2f M events/s streaming (%d lost)',
                      p.events_written,
                      p.events_written / ((max(e.ts_ns) - min(e.ts_ns)) / 1e9) / 1e6, p.events_lost)
                      FROM process p, events e"

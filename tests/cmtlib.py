@@ -143,6 +143,19 @@ def schema_views():
     return _VIEW_TEXTS
 
 
+def to_row_form(path):
+    """Rewrites a block-form trace (the writer's) in place with its events as rows, as a file of schema
+    version 4 had them: main.events with its index and the views over it, no blocks. For tests that damage
+    rows; a reader takes rows whenever main has an events table."""
+    con = sqlite3.connect(path)
+    cmt_blocks.copy_events(con, con, "main")
+    con.execute("DELETE FROM events_blocks")
+    for view in cmt_blocks.event_views(schema_views()):
+        con.execute(view.replace("CREATE TEMP VIEW", "CREATE VIEW", 1))
+    con.commit()
+    con.close()
+
+
 # Big block-form traces decoded once per test process: (device, inode, size, mtime_ns) -> a row-form copy of
 # their events (table events and its index) in a directory of ours, attached by every later reader.
 CACHE_EVENTS = 200000  # smaller traces are decoded by each reader, into its TEMP table (milliseconds)

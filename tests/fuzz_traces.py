@@ -324,8 +324,31 @@ def m_alloc(rng):
     ])
 
 
+def m_blocks(rng):
+    """The block form of events (schema version 5, schema/cmt_blocks.h): damaged blocks and headers."""
+    return rng.choice([
+        ("block cut short", ["UPDATE events_blocks SET data = substr(data, 1, length(data) - 1 - abs(random() % 50))"]),
+        ("block bytes added", ["UPDATE events_blocks SET data = CAST(data || x'00' AS BLOB)"]),
+        ("block newer format", ["UPDATE events_blocks SET data = CAST(x'02' || substr(data, 2) AS BLOB)"]),
+        ("block zero rows", ["UPDATE events_blocks SET data = CAST(x'0100' || substr(data, 3) AS BLOB)"]),
+        ("block random bytes", ["UPDATE events_blocks SET data = randomblob(length(data))"]),
+        ("block one byte flipped", ["UPDATE events_blocks SET data = CAST(substr(data, 1, length(data) / 2) ||"
+                                    " x'ff' || substr(data, length(data) / 2 + 2) AS BLOB)"]),
+        ("block header rows", ["UPDATE events_blocks SET nrows = nrows + 1"]),
+        ("block header seqs", ["UPDATE events_blocks SET first_seq = first_seq + 1"]),
+        ("block header last", ["UPDATE events_blocks SET last_seq = NULL"]),
+        ("block data text", ["UPDATE events_blocks SET data = 'not a block'"]),
+        ("block twice", ["INSERT INTO events_blocks SELECT first_seq + 1000000000, last_seq + 1000000000, nrows, data"
+                         " FROM events_blocks"]),
+        ("blocks gone", ["DELETE FROM events_blocks"]),
+        ("blocks and rows", ["CREATE TABLE events (seq INTEGER PRIMARY KEY, ts_ns, tid, api, op, kind, device,"
+                             " context, address, size, stream, handle, aux, result, duration_ns, stack_id,"
+                             " free_bytes, total_bytes)"]),
+    ])
+
+
 SEMANTIC = [(m_null_or_value, 5), (m_evil_name, 4), (m_events_ids, 2), (m_events_order, 2), (m_events_pairs, 4),
-            (m_stacks, 3), (m_tables, 3), (m_meta, 2), (m_process_devices, 3), (m_alloc, 5)]
+            (m_stacks, 3), (m_tables, 3), (m_meta, 2), (m_process_devices, 3), (m_alloc, 5), (m_blocks, 3)]
 
 
 def pick_semantic(rng):
@@ -437,6 +460,21 @@ def apply_byte_ops(data, ops, ps, rng_bytes_seed):
 
 
 # ---- seeds --------------------------------------------------------------------------------------------------
+def to_row_form(path):
+    """Rewrites a block-form trace (the writer's) in place with its events as rows: main.events, its index
+    and the views over it, no blocks."""
+    sys.path.insert(0, os.path.join(ROOT, "schema"))
+    import cmt_blocks
+    texts = [open(os.path.join(ROOT, "schema", f)).read() for f in ("cumemtrace.sql", "cumemtrace_v3.sql")]
+    con = sqlite3.connect(path)
+    cmt_blocks.copy_events(con, con, "main")
+    con.execute("DELETE FROM events_blocks")
+    for view in cmt_blocks.event_views(texts):
+        con.execute(view.replace("CREATE TEMP VIEW", "CREATE VIEW", 1))
+    con.commit()
+    con.close()
+
+
 def build_seeds(args, work):
     from tracebuilder import TraceBuilder, GiB, MiB
     seeds = {}
@@ -488,6 +526,12 @@ def build_seeds(args, work):
                 subprocess.run([os.path.join(args.build, exe)], env=e, capture_output=True, timeout=60)
                 if os.path.exists(out):
                     seeds[name] = out
+                    # the same run with its events as rows (schema version 5 allows both): what the SQL
+                    # mutations of events act on
+                    rows = os.path.join(work, name + "_rows.db")
+                    shutil.copyfile(out, rows)
+                    to_row_form(rows)
+                    seeds[name + "_rows"] = rows
     if args.snapshot and os.path.exists(args.snapshot):
         out = os.path.join(work, "torch_only.db")
         if os.path.exists(out):

@@ -521,6 +521,7 @@ class AnalyzerInput(TraceTest):
         import sqlite3
         for col, value in (("size", "'12 MiB'"), ("ts_ns", "1.5"), ("address", "x'00ff'"), ("op", "'alloc'")):
             db = self.make("w.db")
+            cmtlib.to_row_form(db)  # a value of another type can only be in a row
             con = sqlite3.connect(db)
             con.execute("UPDATE events SET %s = %s WHERE seq = 2" % (col, value))
             con.commit()
