@@ -159,11 +159,12 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     if (sqlite3_prepare_v2(t->db, "SELECT min(ts_ns), max(ts_ns) FROM alloc_trace", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
         int64_t lo = sqlite3_column_int64(st, 0), hi = sqlite3_column_int64(st, 1);
-        if (lo < 0 || hi > CMT_MAX_TS) {
-            /* found by the fuzzer: the span of such times overflowed the report's duration */
+        if (lo <= -CMT_MAX_TS || hi > CMT_MAX_TS) {
+            /* found by the fuzzer: the span of such times overflowed the report's duration (times before
+             * the trace's clock began are possible: a snapshot older than the run, mapped onto its axis) */
             sqlite3_finalize(st);
             return cmt_fail(err, errlen, "%s: corrupt trace: an allocator entry's ts_ns (%lld) is not a time",
-                            t->path, (long long)(lo < 0 ? lo : hi));
+                            t->path, (long long)(lo <= -CMT_MAX_TS ? lo : hi));
         }
         if (no_events || lo < t->first_ts)
             t->first_ts = lo;

@@ -491,8 +491,9 @@ static int64_t outside_at(sqlite3 *db, int64_t dev, int64_t oom_ns, int64_t rese
     sqlite3_stmt *st = NULL;
     int64_t live = -1;
     /* the failed cudaMalloc or cuMemCreate of the retry: recorded just before the oom entry, whose time
-     * is the snapshot's microsecond (hence the microsecond of slack) */
-    if (sqlite3_prepare_v2(db, "SELECT (SELECT COALESCE(SUM(a.size), 0) FROM allocations a WHERE a.kind = 'device'"
+     * is the snapshot's microsecond (hence the microsecond of slack); the views pair through an index that
+     * a block-form trace's decoded events get only now */
+    if (cmt_db_events_index(db, NULL, 0) == 0 && sqlite3_prepare_v2(db, "SELECT (SELECT COALESCE(SUM(a.size), 0) FROM allocations a WHERE a.kind = 'device'"
                                " AND a.device = f.device AND a.seq < f.seq AND (a.free_seq IS NULL OR a.free_seq > f.seq))"
                                " FROM failures f WHERE f.kind = 'device' AND f.device = ? AND f.ts_ns <= ? + 1000"
                                " ORDER BY f.seq DESC LIMIT 1", -1, &st, NULL) == SQLITE_OK) {

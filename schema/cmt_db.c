@@ -154,7 +154,7 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
      * synchronous=NORMAL: a committed batch survives the process dying, which is what we promise. */
     /* auto_vacuum=INCREMENTAL (before any table): the pages of a block written again while it filled
      * are given back at finalize (cmt_db_finalize), not left as free pages in the file. */
-    if (cmt_db_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err,
+    if (cmt_db_exec(db, "PRAGMA page_size=2048; PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err,
                     errlen) != 0 ||
         cmt_db_exec(db, "BEGIN", err, errlen) != 0 || cmt_db_exec(db, cmt_schema_sql, err, errlen) != 0 ||
         cmt_db_exec(db, cmt_schema_v2_sql, err, errlen) != 0 || cmt_db_exec(db, cmt_schema_v3_sql, err, errlen) != 0 ||
@@ -261,7 +261,7 @@ static int open_read(const char *path, sqlite3 **out, int *version, int rows, ch
         fail(err, errlen, "%s: not a cumemtrace trace (schema version %d)", path, v);
         goto error;
     }
-    if (rows && cmt_db_events_rows(db, path, err, errlen) != 0)
+    if (rows && cmt_db_events_rows(db, path, 0, err, errlen) != 0)
         goto error;
     if (version)
         *version = v;

@@ -69,17 +69,24 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);
 /* Opens an existing trace for reading after checking, in order: the file exists and is readable, it is
  * an SQLite file, it is not truncated, it is a cumemtrace trace, and its schema is not newer than ours.
  * *version receives its schema version. A block-form file's events are then decoded into TEMP objects
- * (cmt_db_events_rows), so every reader sees `events` and its views whatever the file's form. */
+ * (cmt_db_events_rows, without the views' index: cmt_db_events_index), so every reader sees `events` and
+ * its views whatever the file's form. */
 int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
 
 /* 1 if main keeps its events in blocks (events_blocks and no `events` table), 0 if as rows, -1 on error. */
 int cmt_db_block_form(sqlite3 *db);
 
 /* For a block-form trace open as db: decodes every block into a TEMP table `events` (the columns of
- * cumemtrace.sql's), with the partial index and the views over events as TEMP objects (cmt_db_events.c).
- * Nothing for a row-form file. A malformed block, a block whose header disagrees with its rows, or a
- * seq twice is corruption: "PATH: corrupt trace: events block at seq N: REASON". */
-int cmt_db_events_rows(sqlite3 *db, const char *path, char *err, size_t errlen);
+ * cumemtrace.sql's), with the views over events as TEMP objects and, if with_index, the partial index the
+ * pairing views use (cmt_db_events.c). Nothing for a row-form file. A malformed block, a block whose
+ * header disagrees with its rows, or a seq twice is corruption: "PATH: corrupt trace: events block at seq
+ * N: REASON". */
+int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err, size_t errlen);
+
+/* The partial index of the pairing views on a block-form trace's decoded events, if not built yet (the
+ * analyzer's passes pair in C and need none: it is built only before a query through the views). Writes
+ * only the connection's temp database; nothing for a row-form file, whose index is in the file. */
+int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen);
 
 /* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1,
  * 2 or 3 file to the current version in place (cmt_db_migrate). *version receives the version it had. */

@@ -325,7 +325,7 @@ static int fill(sqlite3 *db, const char *path, char *err, size_t errlen)
     return -1;
 }
 
-int cmt_db_events_rows(sqlite3 *db, const char *path, char *err, size_t errlen)
+int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err, size_t errlen)
 {
     int form = cmt_db_block_form(db);
     if (form < 0)
@@ -346,11 +346,28 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, char *err, size_t errlen)
         exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }
-    if (create_temp_objects(db, cmt_schema_indexes_sql, &found, why, sizeof why) != 0 ||
-        create_temp_objects(db, cmt_schema_v3_sql, &found, why, sizeof why) != 0 || found != 8 ||
+    int want = with_index ? 8 : 7;
+    if ((with_index && create_temp_objects(db, cmt_schema_indexes_sql, &found, why, sizeof why) != 0) ||
+        create_temp_objects(db, cmt_schema_v3_sql, &found, why, sizeof why) != 0 || found != want ||
         exec(db, "COMMIT", why, sizeof why) != 0) {
         exec(db, "ROLLBACK", NULL, 0);
-        return fail(err, errlen, "%s: cannot decode its events: %s", path, found != 8 ? "schema text" : why);
+        return fail(err, errlen, "%s: cannot decode its events: %s", path, found != want ? "schema text" : why);
     }
+    return 0;
+}
+
+int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM temp.sqlite_master WHERE type = 'table'"
+                                    " AND name = 'events'), (SELECT count(*) FROM temp.sqlite_master"
+                                    " WHERE type = 'index' AND name = 'events_release_address')", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail(err, errlen, "%s", sqlite3_errmsg(db));
+    int need = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 && sqlite3_column_int(st, 1) == 0;
+    sqlite3_finalize(st);
+    int found = 0;
+    if (need && (create_temp_objects(db, cmt_schema_indexes_sql, &found, err, errlen) != 0 || found != 1))
+        return found != 1 ? fail(err, errlen, "schema text") : -1;
     return 0;
 }

@@ -20,7 +20,7 @@ __attribute__((visibility("default"))) int sqlite3_cumemtracesqlite_init(sqlite3
     SQLITE_EXTENSION_INIT2(api);
     char err[512];
     const char *path = sqlite3_db_filename(db, "main");
-    if (cmt_db_events_rows(db, path && *path ? path : "main", err, sizeof err) != 0) {
+    if (cmt_db_events_rows(db, path && *path ? path : "main", 1, err, sizeof err) != 0) {
         *errmsg = sqlite3_mprintf("%s", err);
         return SQLITE_ERROR;
     }
