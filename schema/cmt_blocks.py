@@ -20,6 +20,7 @@ Python 3.9+, standard library only: it is copied next to the product scripts tha
 and the TEMP events of a connection. Never writes a trace file.
 """
 import bisect
+import contextlib
 import itertools
 import operator
 import re
@@ -304,24 +305,31 @@ def event_views(texts):
     return out
 
 
+@contextlib.contextmanager
+def _savepoint(con, name):
+    """A savepoint: everything in the block or nothing (a part of the caller's transaction if it has one)."""
+    con.execute("SAVEPOINT " + name)
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK TO " + name)
+        con.execute("RELEASE " + name)
+        raise
+    con.execute("RELEASE " + name)
+
+
 def copy_events(src, dst, schema="temp"):
     """Writes the events of the block-form trace open in src into dst's schema `schema` as the table events
     with its partial index, in one transaction (a savepoint: a part of the caller's if it has one). Returns
     the number of events. Raises ValueError("corrupt trace: ...") for a damaged block, leaving nothing."""
     n = 0
-    dst.execute("SAVEPOINT cmt_copy_events")
-    try:
+    with _savepoint(dst, "cmt_copy_events"):
         dst.execute(EVENTS_TABLE % schema)
         insert = "INSERT INTO %s.events VALUES (%s)" % (schema, ",".join("?" * NCOLS))
         for rows in event_rows(src):
             dst.executemany(insert, rows)
             n += len(rows)
         dst.execute(EVENTS_INDEX % schema)
-        dst.execute("RELEASE cmt_copy_events")
-    except BaseException:
-        dst.execute("ROLLBACK TO cmt_copy_events")
-        dst.execute("RELEASE cmt_copy_events")
-        raise
     return n
 
 
@@ -335,14 +343,8 @@ def materialize(con, views_sql=None):
         return False
     if con.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'events'").fetchone():
         return False
-    con.execute("SAVEPOINT cmt_materialize")  # one transaction, or a part of the caller's
-    try:
+    with _savepoint(con, "cmt_materialize"):  # one transaction, or a part of the caller's
         copy_events(con, con, "temp")
         for sql in event_views(views_sql or ()):
             con.execute(sql)
-        con.execute("RELEASE cmt_materialize")
-    except BaseException:
-        con.execute("ROLLBACK TO cmt_materialize")
-        con.execute("RELEASE cmt_materialize")
-        raise
     return True

@@ -4,6 +4,10 @@
  * Runs on the interposer's writer thread or in the analyzer, never on a profiled application's thread.
  * Every failure becomes one line in err; nothing here prints.
  */
+#ifdef CMT_SQLITE_EXTENSION /* built into libcumemtrace_sqlite too (cmt_sqlite_ext.c) */
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT3
+#endif
 #include "cmt_db.h"
 
 #include "cmt_events.h"
@@ -19,8 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int cmt_db_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -35,7 +38,7 @@ int cmt_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fail(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        cmt_db_fail(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
@@ -145,7 +148,7 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen)
     *out = NULL;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (cmt_db_sqlite_open(path, &db, flags) != SQLITE_OK) {
-        fail(err, errlen, "cannot create %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        cmt_db_fail(err, errlen, "cannot create %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;
     }
@@ -181,24 +184,24 @@ static int check_header(const char *path, char *err, size_t errlen)
     /* O_NONBLOCK: a FIFO or a device must not hang us; only regular files are read. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return cmt_db_fail(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
     unsigned char h[100];
     ssize_t n = 0;
     if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: is a directory, not a trace file", path);
+        return cmt_db_fail(err, errlen, "%s: is a directory, not a trace file", path);
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: not a regular file, not a trace file", path);
+        return cmt_db_fail(err, errlen, "%s: not a regular file, not a trace file", path);
     }
     n = read(fd, h, sizeof h);
     close(fd);
     if (n == 0)
-        return fail(err, errlen, "%s: empty file, not a cumemtrace trace", path);
+        return cmt_db_fail(err, errlen, "%s: empty file, not a cumemtrace trace", path);
     if (n < (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16) != 0)
-        return fail(err, errlen, "%s: not a cumemtrace trace (not an SQLite database)", path);
+        return cmt_db_fail(err, errlen, "%s: not a cumemtrace trace (not an SQLite database)", path);
     uint32_t page = ((uint32_t)h[16] << 8) | h[17];
     if (page == 1)
         page = 65536;
@@ -207,7 +210,7 @@ static int check_header(const char *path, char *err, size_t errlen)
     uint32_t valid_for = ((uint32_t)h[92] << 24) | ((uint32_t)h[93] << 16) | ((uint32_t)h[94] << 8) | h[95];
     /* The page count is only meaningful when valid-for matches the change counter (SQLite >= 3.7.0). */
     if (pages && valid_for == change && (uint64_t)st.st_size < (uint64_t)pages * page)
-        return fail(err, errlen, "%s: truncated trace (%lld of %llu bytes)", path, (long long)st.st_size,
+        return cmt_db_fail(err, errlen, "%s: truncated trace (%lld of %llu bytes)", path, (long long)st.st_size,
                     (unsigned long long)pages * page);
     return 0;
 }
@@ -220,13 +223,13 @@ static int open_read(const char *path, sqlite3 **out, int *version, int rows, ch
     if (check_header(path, err, errlen) != 0)
         return -1;
     if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READONLY) != SQLITE_OK) {
-        fail(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        cmt_db_fail(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         goto error;
     }
     int v = -1;
     if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW) {
-        fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+        cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
         goto error;
     }
     v = sqlite3_column_int(st, 0);
@@ -236,29 +239,29 @@ static int open_read(const char *path, sqlite3 **out, int *version, int rows, ch
     if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'format'", -1, &st, NULL) != SQLITE_OK) {
         int code = sqlite3_errcode(db);
         if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
-            fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+            cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
         else
-            fail(err, errlen, "%s: not a cumemtrace trace (an SQLite database without its tables)", path);
+            cmt_db_fail(err, errlen, "%s: not a cumemtrace trace (an SQLite database without its tables)", path);
         goto error;
     }
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_TEXT ||
         strcmp((const char *)sqlite3_column_text(st, 0), CMT_FORMAT_NAME) != 0) {
         if (rc == SQLITE_CORRUPT)
-            fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+            cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
         else
-            fail(err, errlen, "%s: not a cumemtrace trace (foreign meta table)", path);
+            cmt_db_fail(err, errlen, "%s: not a cumemtrace trace (foreign meta table)", path);
         goto error;
     }
     sqlite3_finalize(st);
     st = NULL;
     if (v > CMT_SCHEMA_VERSION) {
-        fail(err, errlen, "%s: written by a newer cumemtrace (schema version %d; this one reads up to %d)",
+        cmt_db_fail(err, errlen, "%s: written by a newer cumemtrace (schema version %d; this one reads up to %d)",
              path, v, CMT_SCHEMA_VERSION);
         goto error;
     }
     if (v < 1) {
-        fail(err, errlen, "%s: not a cumemtrace trace (schema version %d)", path, v);
+        cmt_db_fail(err, errlen, "%s: not a cumemtrace trace (schema version %d)", path, v);
         goto error;
     }
     if (rows && cmt_db_events_rows(db, path, 0, err, errlen) != 0)
@@ -310,7 +313,7 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
     sqlite3_close(db);
     db = NULL;
     if (cmt_db_sqlite_open(path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
-        fail(err, errlen, "%s: cannot open for writing: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        cmt_db_fail(err, errlen, "%s: cannot open for writing: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;
     }
@@ -318,7 +321,7 @@ int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err,
     if (cmt_db_migrate(db, v, err, errlen) != 0) {
         char reason[512];
         snprintf(reason, sizeof reason, "%s", err ? err : "");
-        fail(err, errlen, "%s: cannot upgrade from schema version %d: %s", path, v, reason);
+        cmt_db_fail(err, errlen, "%s: cannot upgrade from schema version %d: %s", path, v, reason);
         sqlite3_close(db);
         return -1;
     }
@@ -336,7 +339,7 @@ int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err,
     const char *indexes = cmt_schema_indexes_sql;
     int blocks = cmt_db_block_form(db);
     if (blocks < 0)
-        return fail(err, errlen, "%s", sqlite3_errmsg(db));
+        return cmt_db_fail(err, errlen, "%s", sqlite3_errmsg(db));
     if (blocks) /* the events' index is the reader's, on its decoded rows */
         indexes = "CREATE INDEX IF NOT EXISTS frames_ip ON frames(ip);";
     snprintf(sql, sizeof sql, "UPDATE process SET end_ns = %lld, finalized = 1;", end_ns);

@@ -104,4 +104,7 @@ int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err,
 /* Runs sql (no results) and reports the error into err. */
 int cmt_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 
+/* Formats a one-line reason into err (when err is not NULL); returns -1. */
+int cmt_db_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

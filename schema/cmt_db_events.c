@@ -15,33 +15,9 @@ SQLITE_EXTENSION_INIT3
 #include "cmt_blocks.h"
 #include "cmt_db.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fail(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
 
 /* The views of the row form that read `events`: recreated as TEMP views over the decoded rows. */
 static const char *const event_views[] = {"handle_refs", "handle_pairs", "pairs", "allocations", "failures",
@@ -89,19 +65,19 @@ static int create_temp_objects(sqlite3 *db, const char *sql, int *found, char *e
             free(stmt);
             stmt = strndup(p, (size_t)(end - p));
             if (!stmt)
-                return fail(err, errlen, "out of memory");
+                return cmt_db_fail(err, errlen, "out of memory");
             if (sqlite3_complete(stmt))
                 break;
         }
         if (!end) {
             free(stmt);
-            return fail(err, errlen, "schema text without the end of a statement");
+            return cmt_db_fail(err, errlen, "schema text without the end of a statement");
         }
         if (is_event_object(kind, q, nlen)) {
             /* TABLE and VIEW take the TEMP keyword; an index is named into temp (its table is there) */
             char *temp = kind == 'I' ? sqlite3_mprintf("%.*stemp.%s", (int)(q - p), stmt, stmt + (q - p))
                                      : sqlite3_mprintf("CREATE TEMP %s", stmt + (kind_at - p));
-            int rc = temp ? exec(db, temp, err, errlen) : fail(err, errlen, "out of memory");
+            int rc = temp ? cmt_db_exec(db, temp, err, errlen) : cmt_db_fail(err, errlen, "out of memory");
             sqlite3_free(temp);
             if (rc != 0) {
                 free(stmt);
@@ -309,18 +285,18 @@ static sqlite3_module scan_module = {
 static int fill(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     if (sqlite3_create_module_v2(db, "cmt_event_blocks", &scan_module, db, NULL) != SQLITE_OK)
-        return fail(err, errlen, "%s: cannot decode its events: %s", path, sqlite3_errmsg(db));
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, sqlite3_errmsg(db));
     char *msg = NULL;
     if (sqlite3_exec(db, "INSERT INTO temp.events (" CMT_BLOCK_COLUMNS ") SELECT * FROM cmt_event_blocks", NULL, NULL,
                      &msg) == SQLITE_OK)
         return 0;
     int code = sqlite3_extended_errcode(db);
     if (code == SQLITE_CONSTRAINT_PRIMARYKEY)
-        fail(err, errlen, "%s: corrupt trace: an event's seq twice in events_blocks", path);
+        cmt_db_fail(err, errlen, "%s: corrupt trace: an event's seq twice in events_blocks", path);
     else if ((code & 0xff) == SQLITE_CONSTRAINT || (code & 0xff) == SQLITE_CORRUPT)
-        fail(err, errlen, "%s: corrupt trace: %s", path, msg ? msg : sqlite3_errmsg(db));
+        cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, msg ? msg : sqlite3_errmsg(db));
     else
-        fail(err, errlen, "%s: cannot decode its events: %s", path, msg ? msg : sqlite3_errmsg(db));
+        cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, msg ? msg : sqlite3_errmsg(db));
     sqlite3_free(msg);
     return -1;
 }
@@ -329,29 +305,29 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err,
 {
     int form = cmt_db_block_form(db);
     if (form < 0)
-        return fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
+        return cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, sqlite3_errmsg(db));
     if (form == 0)
         return 0;
     char why[256];
     int found = 0;
     /* The decoded rows stay in memory up to 256 MiB (about 4 M events), then spill to a temporary file. */
-    if (exec(db, "PRAGMA temp.cache_size=-262144; BEGIN", why, sizeof why) != 0)
-        return fail(err, errlen, "%s: cannot decode its events: %s", path, why);
+    if (cmt_db_exec(db, "PRAGMA temp.cache_size=-262144; BEGIN", why, sizeof why) != 0)
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, why);
     /* the table first (cumemtrace.sql's first event object), its rows, then the index and the views */
     if (create_temp_objects(db, cmt_schema_sql, &found, why, sizeof why) != 0 || found != 6) {
-        exec(db, "ROLLBACK", NULL, 0);
-        return fail(err, errlen, "%s: cannot decode its events: %s", path, found != 6 ? "schema text" : why);
+        cmt_db_exec(db, "ROLLBACK", NULL, 0);
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != 6 ? "schema text" : why);
     }
     if (fill(db, path, err, errlen) != 0) {
-        exec(db, "ROLLBACK", NULL, 0);
+        cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }
     int want = with_index ? 8 : 7;
     if ((with_index && create_temp_objects(db, cmt_schema_indexes_sql, &found, why, sizeof why) != 0) ||
         create_temp_objects(db, cmt_schema_v3_sql, &found, why, sizeof why) != 0 || found != want ||
-        exec(db, "COMMIT", why, sizeof why) != 0) {
-        exec(db, "ROLLBACK", NULL, 0);
-        return fail(err, errlen, "%s: cannot decode its events: %s", path, found != want ? "schema text" : why);
+        cmt_db_exec(db, "COMMIT", why, sizeof why) != 0) {
+        cmt_db_exec(db, "ROLLBACK", NULL, 0);
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != want ? "schema text" : why);
     }
     return 0;
 }
@@ -363,11 +339,11 @@ int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen)
                                     " AND name = 'events'), (SELECT count(*) FROM temp.sqlite_master"
                                     " WHERE type = 'index' AND name = 'events_release_address')", -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return fail(err, errlen, "%s", sqlite3_errmsg(db));
+        return cmt_db_fail(err, errlen, "%s", sqlite3_errmsg(db));
     int need = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 && sqlite3_column_int(st, 1) == 0;
     sqlite3_finalize(st);
     int found = 0;
     if (need && (create_temp_objects(db, cmt_schema_indexes_sql, &found, err, errlen) != 0 || found != 1))
-        return found != 1 ? fail(err, errlen, "schema text") : -1;
+        return found != 1 ? cmt_db_fail(err, errlen, "schema text") : -1;
     return 0;
 }
