@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/bench_sustained.py [BUILD] [SIZES...]: issue 8's sustained-rate figures, from 4 threads.
+"""bench/bench_sustained.py [--depth N] [BUILD] [SIZES...]: issue 8's sustained-rate figures, from 4 threads.
 
 For each size N (events; default 10 K, 100 K, 1 M, 10 M), two runs of tests/clients/threads_client with 4
 threads (each thread: alloc, alloc, free, free, so N / 16 rounds):
@@ -14,7 +14,9 @@ threads (each thread: alloc, alloc, free, free, so N / 16 rounds):
 
 Also prints the machine's core count and load: on 2 cores, 4 producer threads and the writer share two
 CPUs, and the together rate is what the CPUs allow, which the writer-alone rate separates from what the
-writer can do. Not a pass/fail test; results go to bench/RESULTS.md.
+writer can do. --depth N sets CUMEMTRACE_STACK_DEPTH for the together runs (default: the interposer's,
+128; 0 records no stacks, which leaves the program only the copy into the queue). Not a pass/fail test;
+results go to bench/RESULTS.md.
 """
 import os
 import subprocess
@@ -26,15 +28,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
-    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
-    sizes = [int(s) for s in sys.argv[2:]] or [10_000, 100_000, 1_000_000, 10_000_000]
+    args = sys.argv[1:]
+    depth = None
+    if args[:1] == ["--depth"]:
+        depth, args = args[1], args[2:]
+    build = os.path.abspath(args[0] if args else os.path.join(ROOT, "build"))
+    sizes = [int(s) for s in args[1:]] or [10_000, 100_000, 1_000_000, 10_000_000]
     subprocess.run(["ninja", "-C", build, "tests/clients/threads_client", "schema/libcumemtrace_sqlite.so"],
                    check=True, stdout=subprocess.DEVNULL)
     client = os.path.join(build, "tests", "clients", "threads_client")
     ext = os.path.join(build, "schema", "libcumemtrace_sqlite")
     base = dict(os.environ, LD_LIBRARY_PATH=os.path.join(build, "simgpu"),
                 LD_PRELOAD=os.path.join(build, "interpose", "libcumemtrace.so"))
-    print("cores: %d, load average: %s" % (os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3])))
+    print("cores: %d, load average: %s, stack depth: %s" % (os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3]),
+                                                             depth if depth is not None else "default (128)"))
     print("| events | run | lost | M events/s | final after exit (s) | bytes/event |")
     print("|---:|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,6 +52,8 @@ def main():
                     continue
                 db = os.path.join(tmp, "%s-%d.db" % (mode, n))
                 env = dict(base, CUMEMTRACE_OUTPUT=db)
+                if depth is not None:
+                    env["CUMEMTRACE_STACK_DEPTH"] = depth
                 hold = 0
                 if mode == "writer":
                     hold = 3000 + n // 1000  # the program must be done queueing before the writer starts
