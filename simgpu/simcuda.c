@@ -154,7 +154,7 @@ static CUresult count_call(int index)
     return CUDA_SUCCESS;
 }
 
-CUresult sim_enter(const char *name)
+int sim_index(const char *name)
 {
     int index = concrete_index(name);
     if (index < 0) {
@@ -163,6 +163,11 @@ CUresult sim_enter(const char *name)
         fprintf(stderr, "simcuda: internal error: %s is not in procs.tsv\n", name);
         abort();
     }
+    return index;
+}
+
+CUresult sim_enter_index(int index)
+{
     return count_call(index);
 }
 

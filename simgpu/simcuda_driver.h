@@ -39,10 +39,16 @@
 #define SIM_LOW_BASE 0x40000000ull          /* v1 (32-bit CUdeviceptr_v1) allocations: [1 GiB, 4 GiB) */
 #define SIM_LOW_LIMIT 0x100000000ull
 
-/* Counts the call of the concrete entry point NAME and returns the injected CUresult if a SIMCUDA_FAIL
- * rule matches this call; CUDA_SUCCESS otherwise. First statement of every implemented entry point. */
-CUresult sim_enter(const char *name);
-#define SIM_ENTER() do { CUresult enter_rc_ = sim_enter(__func__); \
+/* SIM_ENTER, the first statement of every implemented entry point: counts the call of the concrete
+ * entry point (its name, __func__, looked up once per entry point by sim_index rather than at every call:
+ * the lookup was a tenth of a cheap call's cost) and returns the injected CUresult if a SIMCUDA_FAIL rule
+ * matches this call (sim_enter_index: CUDA_SUCCESS otherwise). */
+int sim_index(const char *name);        /* the entry point's index in the call counts; aborts if unknown */
+CUresult sim_enter_index(int index);
+#define SIM_ENTER() do { static int enter_ix_ = -1; \
+                         int ix_ = __atomic_load_n(&enter_ix_, __ATOMIC_RELAXED); \
+                         if (ix_ < 0) __atomic_store_n(&enter_ix_, ix_ = sim_index(__func__), __ATOMIC_RELAXED); \
+                         CUresult enter_rc_ = sim_enter_index(ix_); \
                          if (enter_rc_ != CUDA_SUCCESS) return enter_rc_; } while (0)
 
 /* A first-fit allocator of address ranges inside [base, limit): freed ranges are handed out again, as a
