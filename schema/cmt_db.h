@@ -37,11 +37,6 @@ extern const char cmt_schema_v5_sql[]; /* schema/cumemtrace_v5.sql: what version
 #define CMT_SQL_INSERT_MARK \
     "INSERT INTO marks(source, domain, name, category, tid, seq, ts_ns) VALUES ('nvtx',?,?,?,?,?,?)"
 
-/* The insert the writer prepares once; parameters in column order of the events table. */
-#define CMT_SQL_INSERT_EVENT                                                                            \
-    "INSERT INTO events(seq, ts_ns, tid, api, op, kind, device, context, address, size, stream, handle," \
-    " aux, result, duration_ns, stack_id, free_bytes, total_bytes)"                                     \
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 /* The writer's blocks of events (cumemtrace_v5.sql): a block is written again while it fills. */
 #define CMT_SQL_INSERT_BLOCK "INSERT INTO events_blocks(first_seq, last_seq, nrows, data) VALUES (?,?,?,?)"
 #define CMT_SQL_DROP_BLOCK "DELETE FROM events_blocks WHERE first_seq = ?"
