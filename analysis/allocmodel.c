@@ -7,6 +7,7 @@
  * blocks at most.
  */
 #include "allocmodel.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,18 +229,11 @@ static size_t lower_bound(const struct pool *p, int64_t stream, uint64_t size, u
 
 static int pool_insert(struct pool *p, struct mblock *b)
 {
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 64;
-        struct mblock **g = realloc(p->v, nc * sizeof *g);
-        if (!g)
-            return -1;
-        p->v = g;
-        p->cap = nc;
-    }
     size_t i = lower_bound(p, b->stream, b->size, b->addr);
-    memmove(&p->v[i + 1], &p->v[i], (p->n - i) * sizeof *p->v);
+    if (!cmt_push(&p->v, &p->n, &p->cap, sizeof *p->v))
+        return -1;
+    memmove(&p->v[i + 1], &p->v[i], (p->n - 1 - i) * sizeof *p->v);
     p->v[i] = b;
-    p->n++;
     b->gc_base = p->gets;
     return 0;
 }
@@ -357,18 +351,11 @@ static size_t ulower_bound(const struct pool *p, int64_t stream, uint64_t addr)
 
 static int uinsert(struct pool *p, struct mblock *b)
 {
-    if (p->nu == p->capu) {
-        size_t nc = p->capu ? p->capu * 2 : 16;
-        struct mblock **g = realloc(p->u, nc * sizeof *g);
-        if (!g)
-            return -1;
-        p->u = g;
-        p->capu = nc;
-    }
     size_t i = ulower_bound(p, b->stream, b->addr);
-    memmove(&p->u[i + 1], &p->u[i], (p->nu - i) * sizeof *p->u);
+    if (!cmt_push(&p->u, &p->nu, &p->capu, sizeof *p->u))
+        return -1;
+    memmove(&p->u[i + 1], &p->u[i], (p->nu - 1 - i) * sizeof *p->u);
     p->u[i] = b;
-    p->nu++;
     return 0;
 }
 
@@ -449,22 +436,14 @@ static struct mblock *find_expandable_block(struct cmt_amodel *m, int pidx, int6
         if (bytes >= size)
             return c;
     }
-    if (m->nseg == m->capseg) {
-        size_t nc = m->capseg ? m->capseg * 2 : 8;
-        struct eseg **g = realloc(m->segs, nc * sizeof *g);
-        if (!g)
-            return NULL;
-        m->segs = g;
-        m->capseg = nc;
-    }
-    struct eseg *es = calloc(1, sizeof *es);
+    struct eseg *es = calloc(1, sizeof *es), **slot = NULL;
     struct mblock *b = calloc(1, sizeof *b);
-    if (!es || !b) {
+    if (!es || !b || !(slot = cmt_push(&m->segs, &m->nseg, &m->capseg, sizeof *m->segs))) {
         free(es);
         free(b);
         return NULL;
     }
-    m->segs[m->nseg++] = es;
+    *slot = es;
     es->page = small ? K_SMALL_BUFFER : K_LARGE_BUFFER;
     /* PyTorch reserves address space for 9/8 of the device's memory; any size far beyond the
      * capacity behaves the same */
@@ -620,14 +599,10 @@ static void release_blocks(struct cmt_amodel *m, int pidx)
         struct mblock *b = p->v[i];
         if (b->es) {
             /* unmapping changes the free set: gather first */
-            if (nexp == capexp) {
-                capexp = capexp ? capexp * 2 : 16;
-                struct mblock **g = realloc(exp, capexp * sizeof *g);
-                if (!g)
-                    break; /* defensive: out of memory, fewer pages go back */
-                exp = g;
-            }
-            exp[nexp++] = b;
+            struct mblock **slot = cmt_push(&exp, &nexp, &capexp, sizeof *exp);
+            if (!slot)
+                break; /* defensive: out of memory, fewer pages go back */
+            *slot = b;
         } else if (!b->prev && !b->next) {
             release_block(m, b);
         }
@@ -740,15 +715,10 @@ static int should_split(const struct cmt_amodel *m, const struct mblock *b, uint
 
 static int remember(struct cmt_amodel *m, struct mblock *b, uint64_t *id)
 {
-    if (m->nid == m->capid) {
-        size_t nc = m->capid ? m->capid * 2 : 1024;
-        struct mblock **g = realloc(m->byid, nc * sizeof *g);
-        if (!g)
-            return -1;
-        m->byid = g;
-        m->capid = nc;
-    }
-    m->byid[m->nid++] = b;
+    struct mblock **slot = cmt_push(&m->byid, &m->nid, &m->capid, sizeof *m->byid);
+    if (!slot)
+        return -1;
+    *slot = b;
     *id = m->nid;
     return 0;
 }
@@ -834,20 +804,15 @@ int cmt_amodel_free_pending(struct cmt_amodel *m, uint64_t id)
 {
     if (!id || id > m->nid || !m->byid[id - 1] || m->byid[id - 1]->pending)
         return 0;
-    if (m->npend == m->cappend) {
-        size_t nc = m->cappend ? m->cappend * 2 : 16;
-        struct mblock **g = realloc(m->pend, nc * sizeof *g);
-        if (!g)
-            return -1;
-        m->pend = g;
-        m->cappend = nc;
-    }
+    struct mblock **slot = cmt_push(&m->pend, &m->npend, &m->cappend, sizeof *m->pend);
+    if (!slot)
+        return -1;
     struct mblock *b = m->byid[id - 1];
     /* free() counts it out of allocated at once; the block stays out of the free set (allocated stays
      * set: no neighbour merges into it) until its events complete */
     m->st.allocated -= b->size;
     b->pending = 1;
-    m->pend[m->npend++] = b;
+    *slot = b;
     return 0;
 }
 

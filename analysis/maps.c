@@ -203,18 +203,3 @@ void smap_free(struct smap *m)
     memset(m, 0, sizeof *m);
 }
 
-void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz)
-{
-    char **arr = arrp;
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        char *p = realloc(*arr, nc * esz);
-        if (!p)
-            return NULL;
-        *arr = p;
-        *cap = nc;
-    }
-    char *e = *arr + (*n)++ * esz;
-    memset(e, 0, esz);
-    return e;
-}

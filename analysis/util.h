@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ---- the one logging function: "cumemtrace: " + message + newline on stderr ---- */
 void cmt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -107,8 +109,22 @@ int smap_put(struct smap *m, const char *key, int64_t val);
 void smap_free(struct smap *m);
 
 /* A pointer vector append: grows *arr (element size esz) to hold *n + 1 elements; returns the new
- * element (zeroed) or NULL. */
-void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz);
+ * element (zeroed) or NULL. Inline: the allocator model's replay appends on its hot path. */
+static inline void *cmt_push(void *arrp, size_t *n, size_t *cap, size_t esz)
+{
+    char **arr = arrp;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        char *p = realloc(*arr, nc * esz);
+        if (!p)
+            return NULL;
+        *arr = p;
+        *cap = nc;
+    }
+    char *e = *arr + (*n)++ * esz;
+    memset(e, 0, esz);
+    return e;
+}
 
 /* Runs argv[0] (looked up in PATH unless it has a slash) with argv and waits. Returns its exit status (it says
  * why on stderr; 127 and a line naming needed_for when it cannot be run), or -1 with a reason in err. */
