@@ -336,16 +336,16 @@ int cmt_db_finalize(sqlite3 *db, long long end_ns, int build_indexes, char *err,
     char sql[256];
     /* The indexes the pairing views need (schema/cumemtrace_indexes.sql), and no more: the writer builds
      * them after the program is gone, and a reader waits for that. */
-    const char *indexes = cmt_schema_indexes_sql;
     int blocks = cmt_db_block_form(db);
     if (blocks < 0)
         return cmt_db_fail(err, errlen, "%s", sqlite3_errmsg(db));
-    if (blocks) /* the events' index is the reader's, on its decoded rows */
-        indexes = "CREATE INDEX IF NOT EXISTS frames_ip ON frames(ip);";
     snprintf(sql, sizeof sql, "UPDATE process SET end_ns = %lld, finalized = 1;", end_ns);
     if (cmt_db_exec(db, "BEGIN", err, errlen) != 0)
         return -1;
-    if ((build_indexes && cmt_db_exec(db, indexes, err, errlen) != 0) || cmt_db_exec(db, sql, err, errlen) != 0) {
+    /* in block form the events' index is the reader's, on its decoded rows: the file gets the others */
+    if ((build_indexes && (blocks ? cmt_db_file_indexes(db, err, errlen)
+                                  : cmt_db_exec(db, cmt_schema_indexes_sql, err, errlen)) != 0) ||
+        cmt_db_exec(db, sql, err, errlen) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
     }

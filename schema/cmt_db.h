@@ -83,6 +83,10 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err,
  * only the connection's temp database; nothing for a row-form file, whose index is in the file. */
 int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen);
 
+/* The indexes of cumemtrace_indexes.sql other than the events' own, built in main: what a block-form file
+ * keeps at finalize (cmt_db_finalize). */
+int cmt_db_file_indexes(sqlite3 *db, char *err, size_t errlen);
+
 /* Opens an existing trace for writing (after the checks of cmt_db_open_read) and upgrades a version 1,
  * 2 or 3 file to the current version in place (cmt_db_migrate). *version receives the version it had. */
 int cmt_db_open_update(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);

@@ -36,9 +36,10 @@ static int is_event_object(int kind, const char *name, size_t len)
     return 0;
 }
 
-/* Runs, as TEMP objects, the statements of schema text `sql` that create the events table, its partial
- * index or one of event_views, in their order; *found counts them. */
-static int create_temp_objects(sqlite3 *db, const char *sql, int *found, char *err, size_t errlen)
+/* Runs the statements of schema text `sql` that create the events table, its partial index or one of
+ * event_views, as TEMP objects (events 1), or those that create anything else, as written (events 0), in
+ * their order; *found counts them. */
+static int run_objects(sqlite3 *db, const char *sql, int events, int *found, char *err, size_t errlen)
 {
     const char *p = sql;
     while ((p = strstr(p, "CREATE ")) != NULL) {
@@ -73,10 +74,11 @@ static int create_temp_objects(sqlite3 *db, const char *sql, int *found, char *e
             free(stmt);
             return cmt_db_fail(err, errlen, "schema text without the end of a statement");
         }
-        if (is_event_object(kind, q, nlen)) {
+        if (is_event_object(kind, q, nlen) == events) {
             /* TABLE and VIEW take the TEMP keyword; an index is named into temp (its table is there) */
-            char *temp = kind == 'I' ? sqlite3_mprintf("%.*stemp.%s", (int)(q - p), stmt, stmt + (q - p))
-                                     : sqlite3_mprintf("CREATE TEMP %s", stmt + (kind_at - p));
+            char *temp = !events     ? sqlite3_mprintf("%s", stmt)
+                         : kind == 'I' ? sqlite3_mprintf("%.*stemp.%s", (int)(q - p), stmt, stmt + (q - p))
+                                       : sqlite3_mprintf("CREATE TEMP %s", stmt + (kind_at - p));
             int rc = temp ? cmt_db_exec(db, temp, err, errlen) : cmt_db_fail(err, errlen, "out of memory");
             sqlite3_free(temp);
             if (rc != 0) {
@@ -314,7 +316,7 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err,
     if (cmt_db_exec(db, "PRAGMA temp.cache_size=-262144; BEGIN", why, sizeof why) != 0)
         return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, why);
     /* the table first (cumemtrace.sql's first event object), its rows, then the index and the views */
-    if (create_temp_objects(db, cmt_schema_sql, &found, why, sizeof why) != 0 || found != 6) {
+    if (run_objects(db, cmt_schema_sql, 1, &found, why, sizeof why) != 0 || found != 6) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != 6 ? "schema text" : why);
     }
@@ -323,8 +325,8 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err,
         return -1;
     }
     int want = with_index ? 8 : 7;
-    if ((with_index && create_temp_objects(db, cmt_schema_indexes_sql, &found, why, sizeof why) != 0) ||
-        create_temp_objects(db, cmt_schema_v3_sql, &found, why, sizeof why) != 0 || found != want ||
+    if ((with_index && run_objects(db, cmt_schema_indexes_sql, 1, &found, why, sizeof why) != 0) ||
+        run_objects(db, cmt_schema_v3_sql, 1, &found, why, sizeof why) != 0 || found != want ||
         cmt_db_exec(db, "COMMIT", why, sizeof why) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != want ? "schema text" : why);
@@ -343,7 +345,13 @@ int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen)
     int need = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 && sqlite3_column_int(st, 1) == 0;
     sqlite3_finalize(st);
     int found = 0;
-    if (need && (create_temp_objects(db, cmt_schema_indexes_sql, &found, err, errlen) != 0 || found != 1))
+    if (need && (run_objects(db, cmt_schema_indexes_sql, 1, &found, err, errlen) != 0 || found != 1))
         return found != 1 ? cmt_db_fail(err, errlen, "schema text") : -1;
     return 0;
+}
+
+int cmt_db_file_indexes(sqlite3 *db, char *err, size_t errlen)
+{
+    int found = 0;
+    return run_objects(db, cmt_schema_indexes_sql, 0, &found, err, errlen);
 }
