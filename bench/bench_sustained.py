@@ -18,6 +18,7 @@ writer can do. --depth N sets CUMEMTRACE_STACK_DEPTH for the together runs (defa
 128; 0 records no stacks, which leaves the program only the copy into the queue). Not a pass/fail test;
 results go to bench/RESULTS.md.
 """
+import fcntl
 import os
 import subprocess
 import sys
@@ -62,7 +63,6 @@ def main():
                 subprocess.run([client, "4", str(rounds)], env=env, check=True, stdout=subprocess.DEVNULL)
                 exited = time.monotonic_ns()
                 with open(db, "rb") as f:  # the writer holds an exclusive lock until the file is final
-                    import fcntl
                     fcntl.flock(f, fcntl.LOCK_SH)
                 final = time.monotonic_ns()
                 q = subprocess.run(["sqlite3", "-cmd", ".load " + ext, db,

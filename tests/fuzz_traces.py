@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import cmtlib  # noqa: E402  (to_row_form)
 DEFAULT_SNAPSHOT = "/work/shared/data/torch-snapshots/silmont2000__assignment2-systems/mem_snapshot.pickle"
 TIMEOUT = 10
 
@@ -460,21 +461,6 @@ def apply_byte_ops(data, ops, ps, rng_bytes_seed):
 
 
 # ---- seeds --------------------------------------------------------------------------------------------------
-def to_row_form(path):
-    """Rewrites a block-form trace (the writer's) in place with its events as rows: main.events, its index
-    and the views over it, no blocks."""
-    sys.path.insert(0, os.path.join(ROOT, "schema"))
-    import cmt_blocks
-    texts = [open(os.path.join(ROOT, "schema", f)).read() for f in ("cumemtrace.sql", "cumemtrace_v3.sql")]
-    con = sqlite3.connect(path)
-    cmt_blocks.copy_events(con, con, "main")
-    con.execute("DELETE FROM events_blocks")
-    for view in cmt_blocks.event_views(texts):
-        con.execute(view.replace("CREATE TEMP VIEW", "CREATE VIEW", 1))
-    con.commit()
-    con.close()
-
-
 def build_seeds(args, work):
     from tracebuilder import TraceBuilder, GiB, MiB
     seeds = {}
@@ -529,8 +515,9 @@ def build_seeds(args, work):
                     # the same run with its events as rows (schema version 5 allows both): what the SQL
                     # mutations of events act on
                     rows = os.path.join(work, name + "_rows.db")
+                    cmtlib.wait_trace(out)  # its writer finishes it after the program's exit
                     shutil.copyfile(out, rows)
-                    to_row_form(rows)
+                    cmtlib.to_row_form(rows)
                     seeds[name + "_rows"] = rows
     if args.snapshot and os.path.exists(args.snapshot):
         out = os.path.join(work, "torch_only.db")
