@@ -56,9 +56,10 @@ static int ranges_load(struct cmt_trace *t, char *err, size_t errlen)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_type(st, 5) != SQLITE_INTEGER || sqlite3_column_type(st, 7) != SQLITE_INTEGER) {
+            /* the id is read before the statement goes (found by tests/fuzz_traces.py: read after it) */
+            long long id = sqlite3_column_int64(st, 0);
             sqlite3_finalize(st);
-            return cmt_fail(err, errlen, "%s: corrupt trace: range %lld has no start", t->path,
-                            (long long)sqlite3_column_int64(st, 0));
+            return cmt_fail(err, errlen, "%s: corrupt trace: range %lld has no start", t->path, id);
         }
         struct cmt_range *r = cmt_push(&g->r, &g->n, &g->cap, sizeof *r);
         if (!r) {
