@@ -270,6 +270,16 @@ void cmt_capture_wake(void)
         syscall(SYS_futex, &h->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
+int cmt_capture_push(const struct cmt_event *e)
+{
+    uint64_t pos;
+    if (cmt_ring_push(&cmt_queue, e, &pos) != 0)
+        return -1;
+    if ((pos & 63) == 0 && cmt_ring_fill(&cmt_queue) > (cmt_queue.mask + 1) / 2)
+        cmt_capture_wake();
+    return 0;
+}
+
 int cmt_capture_writer_alive(void)
 {
     struct cmt_shm *h = cmt_shm_get();

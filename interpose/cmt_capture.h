@@ -5,6 +5,7 @@
 #ifndef CMT_CAPTURE_H
 #define CMT_CAPTURE_H
 
+#include "cmt_event.h"
 #include "cmt_shm.h"
 
 extern struct cmt_shm *cmt_shm; /* NULL until the first recorded event of this process */
@@ -30,6 +31,10 @@ void cmt_capture_check(void);
 
 /* Nudges the writer (the queue is filling up). Any thread; async-signal-safe. */
 void cmt_capture_wake(void);
+
+/* Queues e (cmt_ring_push), and wakes the writer when the queue is more than half full (looked at once
+ * every 64 positions: reading where the writer is costs a cache miss). Returns 0, or -1 if full. */
+int cmt_capture_push(const struct cmt_event *e);
 
 /* The queue is full: sleeps until the writer has freed slots, or timeout_ns. */
 void cmt_capture_wait_for_space(uint64_t timeout_ns);

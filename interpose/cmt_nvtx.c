@@ -287,10 +287,7 @@ static void enqueue(struct cmt_event *e)
     struct cmt_shm *h = cmt_shm_get();
     if (atomic_load_explicit(&cmt_state, memory_order_acquire) != CMT_RUNNING || !h)
         return;
-    if (cmt_ring_push(&cmt_queue, e) == 0) {
-        if (cmt_ring_fill(&cmt_queue) > (cmt_queue.mask + 1) / 2)
-            cmt_capture_wake();
-    } else {
+    if (cmt_capture_push(e) != 0) {
         atomic_fetch_add_explicit(&h->lost, 1, memory_order_relaxed);
         cmt_capture_wake();
     }

@@ -315,11 +315,8 @@ static void push(struct cmt_event *e)
         int st = atomic_load_explicit(&cmt_state, memory_order_acquire);
         if (st == CMT_DISABLED)
             break; /* our failure was reported; the file is gone, so nothing is "lost" from it */
-        if (cmt_ring_push(&cmt_queue, e) == 0) {
-            if (cmt_ring_fill(&cmt_queue) > (cmt_queue.mask + 1) / 2)
-                cmt_capture_wake();
+        if (cmt_capture_push(e) == 0)
             break;
-        }
         uint64_t taken = cmt_ring_taken(&cmt_queue);
         if (!cmt_capture_writer_alive() || taken == atomic_load(&stalled_at)) {
             atomic_fetch_add_explicit(&cmt_shm_get()->lost, 1, memory_order_relaxed);

@@ -62,9 +62,10 @@ void cmt_ring_attach(struct cmt_ring *r, struct cmt_shm_ring *ctl, void *slots, 
     r->slot_size = slot_size;
     r->mask = cap - 1;
     r->max_frames = max_frames < CMT_RING_MIN_WORDS ? CMT_RING_MIN_WORDS : max_frames; /* as laid out */
+    r->out = atomic_load_explicit(&ctl->dequeue_pos, memory_order_acquire);
 }
 
-int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
+int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev, uint64_t *pos_out)
 {
     uint64_t pos = atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_relaxed);
     struct slot_head *h;
@@ -88,34 +89,39 @@ int cmt_ring_push(struct cmt_ring *r, const struct cmt_event *ev)
     dst->nframes = (uint16_t)n;
     /* Publish: the consumer's acquire load of seq sees the event's bytes. */
     store_seq(r, h, pos, pos + 1, memory_order_release);
+    *pos_out = pos;
     return 0;
 }
 
 struct cmt_event *cmt_ring_peek(struct cmt_ring *r)
 {
-    uint64_t pos = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
-    struct slot_head *h = slot_at(r, pos);
-    if (load_seq(r, h, pos, memory_order_acquire) != pos + 1)
+    struct slot_head *h = slot_at(r, r->out);
+    if (load_seq(r, h, r->out, memory_order_acquire) != r->out + 1)
         return NULL;
     return slot_event(h);
 }
 
+void cmt_ring_publish(struct cmt_ring *r)
+{
+    atomic_store_explicit(&r->ctl->dequeue_pos, r->out, memory_order_release);
+}
+
 void cmt_ring_release(struct cmt_ring *r)
 {
-    uint64_t pos = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
-    struct slot_head *h = slot_at(r, pos);
-    store_seq(r, h, pos, pos + r->mask + 1, memory_order_release);
-    atomic_store_explicit(&r->ctl->dequeue_pos, pos + 1, memory_order_release);
+    struct slot_head *h = slot_at(r, r->out);
+    store_seq(r, h, r->out, r->out + r->mask + 1, memory_order_release);
+    if ((++r->out & (CMT_RING_PUBLISH - 1)) == 0)
+        cmt_ring_publish(r);
 }
 
 int cmt_ring_skip_unpublished(struct cmt_ring *r)
 {
-    uint64_t pos = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_relaxed);
-    if (pos >= atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_acquire))
+    if (r->out >= atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_acquire))
         return 0;
-    struct slot_head *h = slot_at(r, pos);
-    store_seq(r, h, pos, pos + r->mask + 1, memory_order_release);
-    atomic_store_explicit(&r->ctl->dequeue_pos, pos + 1, memory_order_release);
+    struct slot_head *h = slot_at(r, r->out);
+    store_seq(r, h, r->out, r->out + r->mask + 1, memory_order_release);
+    r->out++;
+    cmt_ring_publish(r);
     return 1;
 }
 

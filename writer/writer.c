@@ -982,6 +982,7 @@ static void report_failure(const char *fmt, ...)
 static void sleep_on_wake(uint64_t timeout_ns)
 {
     struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
+    cmt_ring_publish(&queue);
     syscall(SYS_futex, &shm->wake, FUTEX_WAIT, 0, &ts, NULL, 0);
     atomic_store(&shm->wake, 0);
 }
@@ -1012,11 +1013,16 @@ static long drain(long max)
         n++;
         /* Producers waiting for room are woken once half the queue is free, not at every free slot:
          * on few cores each wake-up takes the CPU from us, and a queue we drain in long runs costs less. */
-        if ((n & 255) == 0 && cmt_ring_fill(&queue) <= (queue.mask + 1) / 2)
-            wake_producers();
+        if ((n & 255) == 0) {
+            cmt_ring_publish(&queue);
+            if (cmt_ring_fill(&queue) <= (queue.mask + 1) / 2)
+                wake_producers();
+        }
     }
-    if (n)
+    if (n) {
+        cmt_ring_publish(&queue);
         wake_producers();
+    }
     return n;
 }
 

@@ -1,7 +1,9 @@
 /*
  * ring_test.c: the lock-free queue under contention. PRODUCERS threads push ROUNDS events each through
  * a deliberately small ring while one consumer drains it; every event must arrive exactly once, intact,
- * and each producer's events in the order it pushed them. Built plain and under TSan.
+ * and each producer's events in the order it pushed them, at the position cmt_ring_push said it took. The
+ * consumer's position reaches producers (dequeue_pos) every CMT_RING_PUBLISH events and at
+ * cmt_ring_publish. Built plain and under TSan.
  */
 #include "cmt_ring.h"
 #include "cmt_shm.h"
@@ -17,6 +19,7 @@
 
 static struct cmt_ring ring;
 static struct cmt_shm_ring ctl;
+static uint64_t taken_at[PRODUCERS][ROUNDS]; /* the position each push said it took */
 
 static void *producer(void *arg)
 {
@@ -32,7 +35,7 @@ static void *producer(void *arg)
         u.ev.nframes = (uint16_t)(i % 5);
         for (int k = 0; k < u.ev.nframes; k++)
             u.ev.frames[k] = (uintptr_t)(id * 1000003 + i + k);
-        while (cmt_ring_push(&ring, &u.ev) != 0)
+        while (cmt_ring_push(&ring, &u.ev, &taken_at[id][i]) != 0)
             sched_yield();
     }
     return NULL;
@@ -50,6 +53,7 @@ int main(void)
     for (long i = 0; i < PRODUCERS; i++)
         pthread_create(&t[i], NULL, producer, (void *)i);
     long next[PRODUCERS] = {0}, total = 0;
+    static long seen_at[PRODUCERS][ROUNDS]; /* where the consumer found each event */
     while (total < (long)PRODUCERS * ROUNDS) {
         struct cmt_event *e = cmt_ring_peek(&ring);
         if (!e) {
@@ -67,12 +71,32 @@ int main(void)
                 fprintf(stderr, "FAIL: frames of producer %ld event %ld damaged\n", id, i);
                 return 1;
             }
+        seen_at[id][i] = total;
         next[id]++;
         total++;
         cmt_ring_release(&ring);
+        uint64_t published = atomic_load(&ctl.dequeue_pos);
+        if (published != (uint64_t)total - (uint64_t)total % CMT_RING_PUBLISH) {
+            fprintf(stderr, "FAIL: after %ld events the published position is %llu\n", total,
+                    (unsigned long long)published);
+            return 1;
+        }
     }
     for (int i = 0; i < PRODUCERS; i++)
         pthread_join(t[i], NULL);
+    for (int id = 0; id < PRODUCERS; id++)
+        for (long i = 0; i < ROUNDS; i++)
+            if (taken_at[id][i] != (uint64_t)seen_at[id][i]) {
+                fprintf(stderr, "FAIL: producer %d event %ld: push said position %llu, the consumer found it at %ld\n",
+                        id, i, (unsigned long long)taken_at[id][i], seen_at[id][i]);
+                return 1;
+            }
+    cmt_ring_publish(&ring);
+    if (atomic_load(&ctl.dequeue_pos) != (uint64_t)total) {
+        fprintf(stderr, "FAIL: cmt_ring_publish left dequeue_pos at %llu, not %ld\n",
+                (unsigned long long)atomic_load(&ctl.dequeue_pos), total);
+        return 1;
+    }
     if (cmt_ring_peek(&ring)) {
         fprintf(stderr, "FAIL: events left over\n");
         return 1;
