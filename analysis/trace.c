@@ -138,7 +138,7 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     rc = sqlite3_prepare_v2(t->db,
                             "SELECT (SELECT ts_ns FROM events ORDER BY seq DESC LIMIT 1),"
                             " (SELECT ts_ns FROM events ORDER BY seq LIMIT 1),"
-                            " (SELECT max(seq) FROM events)",
+                            " (SELECT seq FROM events ORDER BY seq DESC LIMIT 1)",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         return cmt_db_read_fail(t, rc, err, errlen);

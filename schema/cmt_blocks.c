@@ -91,6 +91,17 @@ void cmt_block_reset(struct cmt_block_builder *b)
     b->n = 0;
 }
 
+const char *cmt_block_column(int c, size_t *len)
+{
+    const char *p = CMT_BLOCK_COLUMNS;
+    for (int i = 0; i < c; i++)
+        p = strchr(p, ',') + 1;
+    while (*p == ' ')
+        p++;
+    *len = strcspn(p, ",");
+    return p;
+}
+
 int cmt_block_add(struct cmt_block_builder *b, const struct cmt_block_row *r)
 {
     size_t i = b->n;
@@ -211,7 +222,9 @@ long cmt_block_decode(const uint8_t *data, size_t len, struct cmt_block_row *row
                 continue;
             }
             uint64_t d;
-            if (get_varint(&p, end, &d) != 0)
+            if (p < end && *p < 0x80)
+                d = *p++; /* most differences take one byte */
+            else if (get_varint(&p, end, &d) != 0)
                 return bad(err, errlen, "event block cut short or with an over-long value");
             prev += unzig(d);
             rows[i].v[c] = (int64_t)prev;

@@ -3,9 +3,8 @@
  *
  * A trace written by cumemtrace 5 keeps its events in events_blocks, up to CMT_BLOCK_ROWS events a row,
  * instead of one row per event: 13-19 bytes an event on disk instead of 60-62 (bench/RESULTS.md). Readers
- * see the same `events` table as before: cmt_db_open_read decodes the blocks into a TEMP table named
- * events, with the same columns, the same partial index and the same views (allocations, failures, ...),
- * before anything reads it. schema/cmt_blocks.py does the same for Python's sqlite3.
+ * see the same `events` table as before: cmt_db_open_read makes a TEMP `events` over the blocks, with the
+ * same columns, and the same views (allocations, failures, ...), before anything reads it. schema/cmt_blocks.py does the same for Python's sqlite3.
  *
  * One block (the data column), format 1:
  *
@@ -56,6 +55,9 @@ enum {
     CMT_BC_FREE,
     CMT_BC_TOTAL,
 };
+
+/* The name of column c (in CMT_BLOCK_COLUMNS order), *len bytes long (not NUL-terminated). */
+const char *cmt_block_column(int c, size_t *len);
 
 /* One event as a block holds it: a value per column, NULLs a bit each (bit c: column c is NULL). */
 struct cmt_block_row {

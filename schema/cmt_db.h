@@ -63,7 +63,7 @@ int cmt_db_create(const char *path, sqlite3 **out, char *err, size_t errlen);
 
 /* Opens an existing trace for reading after checking, in order: the file exists and is readable, it is
  * an SQLite file, it is not truncated, it is a cumemtrace trace, and its schema is not newer than ours.
- * *version receives its schema version. A block-form file's events are then decoded into TEMP objects
+ * *version receives its schema version. A block-form file's events are then a TEMP virtual table
  * (cmt_db_events_rows, without the views' index: cmt_db_events_index), so every reader sees `events` and
  * its views whatever the file's form. */
 int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, size_t errlen);
@@ -71,16 +71,18 @@ int cmt_db_open_read(const char *path, sqlite3 **out, int *version, char *err, s
 /* 1 if main keeps its events in blocks (events_blocks and no `events` table), 0 if as rows, -1 on error. */
 int cmt_db_block_form(sqlite3 *db);
 
-/* For a block-form trace open as db: decodes every block into a TEMP table `events` (the columns of
- * cumemtrace.sql's), with the views over events as TEMP objects and, if with_index, the partial index the
- * pairing views use (cmt_db_events.c). Nothing for a row-form file. A malformed block, a block whose
- * header disagrees with its rows, or a seq twice is corruption: "PATH: corrupt trace: events block at seq
- * N: REASON". */
+/* For a block-form trace open as db: `events` (the columns of cumemtrace.sql's) and the views over events
+ * as TEMP objects. Without with_index, `events` is the cmt_events virtual table over the blocks
+ * (cmt_events_vtab.c), every block read once now; with it, every block is decoded into a TEMP table with
+ * the partial index the pairing views use. Nothing for a row-form file. A malformed block, a block whose
+ * header disagrees with its rows, a NULL the schema forbids or a seq twice is corruption: "PATH: corrupt
+ * trace: events block at seq N: REASON" (a seq twice: "an event's seq twice in events_blocks (seq N)"). */
 int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err, size_t errlen);
 
-/* The partial index of the pairing views on a block-form trace's decoded events, if not built yet (the
- * analyzer's passes pair in C and need none: it is built only before a query through the views). Writes
- * only the connection's temp database; nothing for a row-form file, whose index is in the file. */
+/* The partial index of the pairing views on a block-form trace's events, if not built yet (the analyzer's
+ * passes pair in C and need none: it is built only before a query through the views). A virtual `events`
+ * becomes a TEMP table of the decoded rows first. Writes only the connection's temp database; nothing for
+ * a row-form file, whose index is in the file. */
 int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen);
 
 /* The indexes of cumemtrace_indexes.sql other than the events' own, built in main: what a block-form file

@@ -1,12 +1,14 @@
 /*
- * cmt_db_events.c: the events of a version-5 trace as rows again, for readers (see cmt_db.h).
+ * cmt_db_events.c: the events of a version-5 trace as a table again, for readers (see cmt_db.h).
  *
  * A block-form file (schema/cumemtrace_v5.sql) has events_blocks and no `events` table in main. Before
- * anything reads it, cmt_db_events_rows decodes every block into a TEMP table `events` with the columns
- * of schema/cumemtrace.sql's, builds the partial index of cumemtrace_indexes.sql on it and creates the
- * views over events (cumemtrace.sql's and cumemtrace_v3.sql's) as TEMP views, their text taken from the
- * embedded schema itself: one definition, whichever form a file has. Writes only the connection's temp
- * database; the trace file is never touched. Every malformed block is corruption, in one line.
+ * anything reads it, cmt_db_events_rows makes a TEMP `events` with the columns of schema/cumemtrace.sql's:
+ * the cmt_events virtual table over the blocks (cmt_events_vtab.c) for the analyzer, or, for the sqlite3
+ * shell's extension and for cmt_db_events_index, a TEMP table of the decoded rows with the partial index of
+ * cumemtrace_indexes.sql. The views over events (cumemtrace.sql's and cumemtrace_v3.sql's) become TEMP
+ * views, their text taken from the embedded schema itself: one definition, whichever form a file has.
+ * Writes only the connection's temp database; the trace file is never touched. Every malformed block is
+ * corruption, in one line.
  */
 #ifdef CMT_SQLITE_EXTENSION /* built into libcumemtrace_sqlite too (cmt_sqlite_ext.c) */
 #include <sqlite3ext.h>
@@ -14,6 +16,7 @@ SQLITE_EXTENSION_INIT3
 #endif
 #include "cmt_blocks.h"
 #include "cmt_db.h"
+#include "cmt_events_vtab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +41,9 @@ static int is_event_object(int kind, const char *name, size_t len)
 
 /* Runs the statements of schema text `sql` that create the events table, its partial index or one of
  * event_views, as TEMP objects (events 1), or those that create anything else, as written (events 0), in
- * their order; *found counts them. */
-static int run_objects(sqlite3 *db, const char *sql, int events, int *found, char *err, size_t errlen)
+ * their order, of the kinds named in `kinds` ("T", "I", "V": tables, indexes, views); *found counts them. */
+static int run_objects(sqlite3 *db, const char *sql, int events, const char *kinds, int *found, char *err,
+                       size_t errlen)
 {
     const char *p = sql;
     while ((p = strstr(p, "CREATE ")) != NULL) {
@@ -74,7 +78,7 @@ static int run_objects(sqlite3 *db, const char *sql, int events, int *found, cha
             free(stmt);
             return cmt_db_fail(err, errlen, "schema text without the end of a statement");
         }
-        if (is_event_object(kind, q, nlen) == events) {
+        if (strchr(kinds, kind) && is_event_object(kind, q, nlen) == events) {
             /* TABLE and VIEW take the TEMP keyword; an index is named into temp (its table is there) */
             char *temp = !events     ? sqlite3_mprintf("%s", stmt)
                          : kind == 'I' ? sqlite3_mprintf("%.*stemp.%s", (int)(q - p), stmt, stmt + (q - p))
@@ -115,192 +119,100 @@ int cmt_db_block_form(sqlite3 *db)
     return !rows && blocks;
 }
 
-/* ---- cmt_event_blocks: the blocks as rows, an eponymous virtual table ---------------------------- */
+/* ---- events as a virtual table, or decoded into rows ------------------------------------------------ */
 
-/* `SELECT * FROM cmt_event_blocks` yields every event of main.events_blocks, block by block (rows in seq
- * order within a block), with the columns of CMT_BLOCK_COLUMNS; a malformed block ends the statement with
- * SQLITE_CORRUPT and "events block at seq N: REASON"; a seq twice is the PRIMARY KEY's to find. Filling temp.events through one INSERT ... SELECT
- * from it costs a third of binding each row. */
-struct scan_vtab {
-    sqlite3_vtab base;
-    sqlite3 *db;
-};
-
-struct scan_cursor {
-    sqlite3_vtab_cursor base;
-    sqlite3_stmt *blocks;
-    struct cmt_block_row *rows;
-    long n, i;
-    int eof;
-};
-
-static int scan_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out, char **err)
+/* Which columns of temp.events (just created from the schema text) may not be NULL, in CMT_BLOCK_COLUMNS
+ * order: the blocks are checked against the schema itself. */
+static int notnull_mask(sqlite3 *db, uint32_t *mask, char *err, size_t errlen)
 {
-    (void)aux, (void)argc, (void)argv, (void)err;
-    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(" CMT_BLOCK_COLUMNS ")");
-    if (rc != SQLITE_OK)
-        return rc;
-    struct scan_vtab *v = sqlite3_malloc(sizeof *v);
-    if (!v)
-        return SQLITE_NOMEM;
-    memset(v, 0, sizeof *v);
-    v->db = db;
-    *out = &v->base;
-    return SQLITE_OK;
-}
-
-static int scan_disconnect(sqlite3_vtab *v)
-{
-    sqlite3_free(v);
-    return SQLITE_OK;
-}
-
-static int scan_best_index(sqlite3_vtab *v, sqlite3_index_info *info)
-{
-    (void)v;
-    info->estimatedCost = 1e6;
-    return SQLITE_OK;
-}
-
-static int scan_open(sqlite3_vtab *v, sqlite3_vtab_cursor **out)
-{
-    (void)v;
-    struct scan_cursor *c = sqlite3_malloc(sizeof *c);
-    if (!c)
-        return SQLITE_NOMEM;
-    memset(c, 0, sizeof *c);
-    c->rows = malloc((size_t)CMT_BLOCK_ROWS * sizeof *c->rows);
-    if (!c->rows) {
-        sqlite3_free(c);
-        return SQLITE_NOMEM;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT name, \"notnull\" OR pk FROM pragma_table_info('events', 'temp') ORDER BY cid",
+                           -1, &st, NULL) != SQLITE_OK)
+        return cmt_db_fail(err, errlen, "%s", sqlite3_errmsg(db));
+    int c = 0, rc;
+    *mask = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len;
+        const char *want = c < CMT_BLOCK_NCOLS ? cmt_block_column(c, &len) : NULL;
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!want || !name || strlen(name) != len || strncmp(name, want, len) != 0)
+            break;
+        if (sqlite3_column_int(st, 1))
+            *mask |= 1u << c;
+        c++;
     }
-    *out = &c->base;
-    return SQLITE_OK;
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE && c == CMT_BLOCK_NCOLS ? 0 : cmt_db_fail(err, errlen, "schema text");
 }
 
-static int scan_close(sqlite3_vtab_cursor *cur)
+/* A failed read of the blocks, as one line: a damaged block (the virtual table's SQLITE_CORRUPT) is
+ * corruption. */
+static int read_fail(sqlite3 *db, const char *path, const char *msg, char *err, size_t errlen)
 {
-    struct scan_cursor *c = (struct scan_cursor *)cur;
-    sqlite3_finalize(c->blocks);
-    free(c->rows);
-    sqlite3_free(c);
-    return SQLITE_OK;
+    int code = sqlite3_extended_errcode(db) & 0xff;
+    if (code == SQLITE_CORRUPT || code == SQLITE_CONSTRAINT)
+        return cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, msg ? msg : sqlite3_errmsg(db));
+    return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, msg ? msg : sqlite3_errmsg(db));
 }
 
-static int scan_error(sqlite3_vtab_cursor *cur, sqlite3_int64 first, const char *why)
+/* Fills the empty table temp.events with every event, in seq order. */
+static int materialize(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
-    sqlite3_free(cur->pVtab->zErrMsg);
-    cur->pVtab->zErrMsg = sqlite3_mprintf("events block at seq %lld: %s", (long long)first, why);
-    return SQLITE_CORRUPT;
-}
-
-/* The next block's rows, or eof. */
-static int scan_load(sqlite3_vtab_cursor *cur)
-{
-    struct scan_cursor *c = (struct scan_cursor *)cur;
-    int step = sqlite3_step(c->blocks);
-    c->i = c->n = 0;
-    if (step == SQLITE_DONE) {
-        c->eof = 1;
-        return SQLITE_OK;
+    char why[256], *msg = NULL;
+    /* The decoded rows stay in memory up to 256 MiB (about 4 M events), then spill to a temporary file. */
+    if (cmt_db_exec(db, "PRAGMA temp.cache_size=-262144; CREATE VIRTUAL TABLE temp.cmt_events_src USING cmt_events",
+                    why, sizeof why) != 0)
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, why);
+    int rc = sqlite3_exec(db, "INSERT INTO temp.events SELECT * FROM temp.cmt_events_src", NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        read_fail(db, path, msg, err, errlen);
+        sqlite3_free(msg);
+        return -1;
     }
-    if (step != SQLITE_ROW)
-        return step;
-    sqlite3_int64 first = sqlite3_column_int64(c->blocks, 0), last = sqlite3_column_int64(c->blocks, 1),
-                  nrows = sqlite3_column_int64(c->blocks, 2);
-    if (sqlite3_column_type(c->blocks, 1) != SQLITE_INTEGER || sqlite3_column_type(c->blocks, 2) != SQLITE_INTEGER ||
-        sqlite3_column_type(c->blocks, 3) != SQLITE_BLOB)
-        return scan_error(cur, first, "a column of the wrong type");
-    char why[160];
-    long n = cmt_block_decode(sqlite3_column_blob(c->blocks, 3), (size_t)sqlite3_column_bytes(c->blocks, 3), c->rows,
-                              why, sizeof why);
-    if (n < 0)
-        return scan_error(cur, first, why);
-    int64_t lo = c->rows[0].v[CMT_BC_SEQ], hi = lo;
-    for (long i = 1; i < n; i++) {
-        int64_t seq = c->rows[i].v[CMT_BC_SEQ];
-        lo = seq < lo ? seq : lo;
-        hi = seq > hi ? seq : hi;
-    }
-    if (n != nrows || lo != first || hi != last)
-        return scan_error(cur, first, "its rows disagree with its header");
-    c->n = n;
-    return SQLITE_OK;
+    if (cmt_db_exec(db, "DROP TABLE temp.cmt_events_src", why, sizeof why) != 0)
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, why);
+    return 0;
 }
 
-static int scan_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc, sqlite3_value **argv)
+static int events_rows(sqlite3 *db, const char *path, int with_index, char *err, size_t errlen)
 {
-    (void)idx, (void)idxstr, (void)argc, (void)argv;
-    struct scan_cursor *c = (struct scan_cursor *)cur;
-    sqlite3_finalize(c->blocks);
-    c->blocks = NULL;
-    c->eof = 0;
-    sqlite3 *db = ((struct scan_vtab *)cur->pVtab)->db;
-    int rc = sqlite3_prepare_v2(db, "SELECT first_seq, last_seq, nrows, data FROM main.events_blocks ORDER BY first_seq",
-                                -1, &c->blocks, NULL);
-    return rc != SQLITE_OK ? rc : scan_load(cur);
-}
-
-static int scan_next(sqlite3_vtab_cursor *cur)
-{
-    struct scan_cursor *c = (struct scan_cursor *)cur;
-    if (++c->i < c->n)
-        return SQLITE_OK;
-    return scan_load(cur);
-}
-
-
-static int scan_eof(sqlite3_vtab_cursor *cur) { return ((struct scan_cursor *)cur)->eof; }
-
-static int scan_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
-{
-    struct scan_cursor *c = (struct scan_cursor *)cur;
-    const struct cmt_block_row *r = &c->rows[c->i];
-    if ((r->nulls >> col) & 1)
-        sqlite3_result_null(ctx);
-    else
-        sqlite3_result_int64(ctx, r->v[col]);
-    return SQLITE_OK;
-}
-
-static int scan_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid)
-{
-    struct scan_cursor *c = (struct scan_cursor *)cur;
-    *rowid = c->rows[c->i].v[CMT_BC_SEQ];
-    return SQLITE_OK;
-}
-
-static sqlite3_module scan_module = {
-    .xConnect = scan_connect,
-    .xBestIndex = scan_best_index,
-    .xDisconnect = scan_disconnect,
-    .xOpen = scan_open,
-    .xClose = scan_close,
-    .xFilter = scan_filter,
-    .xNext = scan_next,
-    .xEof = scan_eof,
-    .xColumn = scan_column,
-    .xRowid = scan_rowid,
-};
-
-/* Decodes every block into temp.events. */
-static int fill(sqlite3 *db, const char *path, char *err, size_t errlen)
-{
-    if (sqlite3_create_module_v2(db, "cmt_event_blocks", &scan_module, db, NULL) != SQLITE_OK)
+    char why[256];
+    int found = 0;
+    uint32_t notnull = 0;
+    /* the table first (cumemtrace.sql's first event object): its columns and constraints, from the schema */
+    if (run_objects(db, cmt_schema_sql, 1, "T", &found, why, sizeof why) != 0 || found != 1 ||
+        notnull_mask(db, &notnull, why, sizeof why) != 0)
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != 1 ? "schema text" : why);
+    if (cmt_events_vtab_register(db, notnull) != SQLITE_OK)
         return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, sqlite3_errmsg(db));
-    char *msg = NULL;
-    if (sqlite3_exec(db, "INSERT INTO temp.events (" CMT_BLOCK_COLUMNS ") SELECT * FROM cmt_event_blocks", NULL, NULL,
-                     &msg) == SQLITE_OK)
-        return 0;
-    int code = sqlite3_extended_errcode(db);
-    if (code == SQLITE_CONSTRAINT_PRIMARYKEY)
-        cmt_db_fail(err, errlen, "%s: corrupt trace: an event's seq twice in events_blocks", path);
-    else if ((code & 0xff) == SQLITE_CONSTRAINT || (code & 0xff) == SQLITE_CORRUPT)
-        cmt_db_fail(err, errlen, "%s: corrupt trace: %s", path, msg ? msg : sqlite3_errmsg(db));
-    else
-        cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, msg ? msg : sqlite3_errmsg(db));
-    sqlite3_free(msg);
-    return -1;
+    if (with_index) {
+        if (materialize(db, path, err, errlen) != 0)
+            return -1;
+        if (run_objects(db, cmt_schema_indexes_sql, 1, "I", &found, why, sizeof why) != 0 || found != 2)
+            return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != 2 ? "schema text" : why);
+    } else {
+        /* The table is the blocks themselves; every block is read once now, so that a damaged one is
+         * said before anything else is. */
+        sqlite3_stmt *st = NULL;
+        if (cmt_db_exec(db, "DROP TABLE temp.events; CREATE VIRTUAL TABLE temp.events USING cmt_events", why,
+                        sizeof why) != 0)
+            return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, why);
+        int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM temp.events", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            read_fail(db, path, NULL, err, errlen);
+            sqlite3_finalize(st);
+            return -1;
+        }
+        sqlite3_finalize(st);
+        found++; /* stands for the index: built on demand (cmt_db_events_index) */
+    }
+    int want = found + 6;
+    if (run_objects(db, cmt_schema_sql, 1, "V", &found, why, sizeof why) != 0 ||
+        run_objects(db, cmt_schema_v3_sql, 1, "V", &found, why, sizeof why) != 0 || found != want)
+        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != want ? "schema text" : why);
+    return 0;
 }
 
 int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err, size_t errlen)
@@ -311,25 +223,11 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err,
     if (form == 0)
         return 0;
     char why[256];
-    int found = 0;
-    /* The decoded rows stay in memory up to 256 MiB (about 4 M events), then spill to a temporary file. */
-    if (cmt_db_exec(db, "PRAGMA temp.cache_size=-262144; BEGIN", why, sizeof why) != 0)
+    if (cmt_db_exec(db, "BEGIN", why, sizeof why) != 0)
         return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, why);
-    /* the table first (cumemtrace.sql's first event object), its rows, then the index and the views */
-    if (run_objects(db, cmt_schema_sql, 1, &found, why, sizeof why) != 0 || found != 6) {
-        cmt_db_exec(db, "ROLLBACK", NULL, 0);
-        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != 6 ? "schema text" : why);
-    }
-    if (fill(db, path, err, errlen) != 0) {
+    if (events_rows(db, path, with_index, err, errlen) != 0 || cmt_db_exec(db, "COMMIT", err, errlen) != 0) {
         cmt_db_exec(db, "ROLLBACK", NULL, 0);
         return -1;
-    }
-    int want = with_index ? 8 : 7;
-    if ((with_index && run_objects(db, cmt_schema_indexes_sql, 1, &found, why, sizeof why) != 0) ||
-        run_objects(db, cmt_schema_v3_sql, 1, &found, why, sizeof why) != 0 || found != want ||
-        cmt_db_exec(db, "COMMIT", why, sizeof why) != 0) {
-        cmt_db_exec(db, "ROLLBACK", NULL, 0);
-        return cmt_db_fail(err, errlen, "%s: cannot decode its events: %s", path, found != want ? "schema text" : why);
     }
     return 0;
 }
@@ -337,21 +235,38 @@ int cmt_db_events_rows(sqlite3 *db, const char *path, int with_index, char *err,
 int cmt_db_events_index(sqlite3 *db, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM temp.sqlite_master WHERE type = 'table'"
-                                    " AND name = 'events'), (SELECT count(*) FROM temp.sqlite_master"
+    int rc = sqlite3_prepare_v2(db, "SELECT (SELECT sql LIKE 'CREATE VIRTUAL TABLE%' FROM temp.sqlite_master"
+                                    " WHERE type = 'table' AND name = 'events'), (SELECT count(*) FROM temp.sqlite_master"
                                     " WHERE type = 'index' AND name = 'events_release_address')", -1, &st, NULL);
     if (rc != SQLITE_OK)
         return cmt_db_fail(err, errlen, "%s", sqlite3_errmsg(db));
-    int need = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 && sqlite3_column_int(st, 1) == 0;
+    int virtual = -1, indexed = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        virtual = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 0);
+        indexed = sqlite3_column_int(st, 1);
+    }
     sqlite3_finalize(st);
+    if (virtual < 0 || indexed)
+        return 0; /* a row-form file (its index is in the file), or built already */
+    /* The views need their index: the events become rows in temp (the views find them by name). */
     int found = 0;
-    if (need && (run_objects(db, cmt_schema_indexes_sql, 1, &found, err, errlen) != 0 || found != 1))
-        return found != 1 ? cmt_db_fail(err, errlen, "schema text") : -1;
+    if (cmt_db_exec(db, "BEGIN", err, errlen) != 0)
+        return -1;
+    if ((virtual && (cmt_db_exec(db, "DROP TABLE temp.events", err, errlen) != 0 ||
+                     run_objects(db, cmt_schema_sql, 1, "T", &found, err, errlen) != 0 || found != 1 ||
+                     materialize(db, "trace", err, errlen) != 0)) ||
+        run_objects(db, cmt_schema_indexes_sql, 1, "I", &found, err, errlen) != 0 || found != 1 + virtual ||
+        cmt_db_exec(db, "COMMIT", err, errlen) != 0) {
+        if (found != 1 + virtual)
+            cmt_db_fail(err, errlen, "schema text");
+        cmt_db_exec(db, "ROLLBACK", NULL, 0);
+        return -1;
+    }
     return 0;
 }
 
 int cmt_db_file_indexes(sqlite3 *db, char *err, size_t errlen)
 {
     int found = 0;
-    return run_objects(db, cmt_schema_indexes_sql, 0, &found, err, errlen);
+    return run_objects(db, cmt_schema_indexes_sql, 0, "TIV", &found, err, errlen);
 }

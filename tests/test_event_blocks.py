@@ -81,6 +81,13 @@ class WriterBlocks(TraceTest):
         spread = self.raw(blocks, "SELECT count(*) FROM events_blocks a JOIN events_blocks b"
                                   " ON b.first_seq > a.first_seq AND b.first_seq < a.last_seq")[0][0]
         print("(%d overlapping pairs of blocks)" % spread, end=" ", flush=True)
+        self.assertGreater(spread, 0)  # else the merge of overlapping blocks is not tried
+        # the events table the analyzer reads (the cmt_events virtual table over the blocks) against the rows:
+        # 300 random queries bounding seq every way, both orders, and every value of every row
+        q = subprocess.run([os.path.join(cmtlib.BUILD, "tests", "unit", "events_vtab"), blocks, rows, "8", "300"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(q.returncode, 0, q.stderr[-3000:])
+        self.assertTrue(q.stdout.startswith("ok 301 queries"), q.stdout)
         for args in (["report", "--json"], ["report"], ["flame", "--at-peak"]):
             a = cmt(*args, blocks).stdout.replace(blocks, "X")
             b = cmt(*args, rows).stdout.replace(rows, "X")
@@ -129,7 +136,7 @@ class WriterBlocks(TraceTest):
         # ts_ns NULL in every row (the column's flag 1): the schema's NOT NULL, so a damaged file, not zeros
         rows = self.block_rows(second)
         self.damage_with_block(second, [r[:1] + (None,) + r[2:] for r in rows],
-                               "NOT NULL constraint failed: events.ts_ns")
+                               at + "NOT NULL constraint failed: events.ts_ns")
         # ten events of the second block again, in a block of their own: a seq in two blocks
         dup = sorted(rows)[100:110]
         self.damage_with_block(None, dup, "an event's seq twice in events_blocks")
