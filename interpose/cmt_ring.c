@@ -125,6 +125,17 @@ int cmt_ring_skip_unpublished(struct cmt_ring *r)
     return 1;
 }
 
+uint64_t cmt_ring_take_over(struct cmt_ring *r)
+{
+    r->out = atomic_load_explicit(&r->ctl->dequeue_pos, memory_order_acquire);
+    /* A released slot expects a position a lap (or, once reused, more) ahead of its own; producers cannot
+     * lap the first slot not released, so the scan stops there. */
+    while ((int64_t)(load_seq(r, slot_at(r, r->out), r->out, memory_order_acquire) - r->out) >= (int64_t)(r->mask + 1))
+        r->out++;
+    cmt_ring_publish(r);
+    return r->out;
+}
+
 uint64_t cmt_ring_fill(struct cmt_ring *r)
 {
     uint64_t in = atomic_load_explicit(&r->ctl->enqueue_pos, memory_order_relaxed);

@@ -56,6 +56,11 @@ void cmt_ring_publish(struct cmt_ring *r);
  * producer died mid-copy). Returns 1 if there was such a slot before enqueue_pos, 0 if the ring is empty. */
 int cmt_ring_skip_unpublished(struct cmt_ring *r);
 
+/* A new consumer taking over from one that died: moves past the slots it had consumed (its published
+ * position may be up to CMT_RING_PUBLISH behind), publishes, and returns the position reached: the first
+ * event it had not released. */
+uint64_t cmt_ring_take_over(struct cmt_ring *r);
+
 /* Approximate number of queued events (for wake-up heuristics only: the consumer's position may be up to
  * CMT_RING_PUBLISH events old). */
 uint64_t cmt_ring_fill(struct cmt_ring *r);

@@ -73,7 +73,7 @@ struct cmt_shm {
     _Atomic uint32_t space_waiters; /* a producer sleeps on `space` */
     _Atomic int prog_state;        /* enum cmt_prog_state */
     _Atomic int writer_state;      /* enum cmt_writer_state */
-    _Atomic int32_t writer_pid;
+    _Atomic int32_t writer_pid;    /* the writer's; its watchdog's once it took over (writer/writer.c) */
     _Atomic uint64_t lost;         /* events the program could not queue */
     _Atomic uint64_t exit_ns;      /* CLOCK_MONOTONIC when exit or _exit began (0: not seen) */
     char trace_path[PATH_MAX + 64]; /* written by the writer before READY */

@@ -204,12 +204,15 @@ class WriterBlocks(TraceTest):
         self.assertEqual(self.raw(db, "SELECT count(*) FROM events_blocks"), [(0,)])
         self.assertEqual(json.loads(cmt("report", "--json", db).stdout)["events"], 5)
 
-    def test_a_killed_writer_leaves_its_last_commit_readable(self):
-        """The writer itself killed while the program runs: the file holds what it committed (the block
-        being filled as of its last commit), unfinalized, readable, its events_written exact."""
+    def test_a_killed_writer_leaves_its_last_commit_readable_and_its_loss_counted(self):
+        """The writer itself killed (SIGKILL) while the program runs on to its exit: the file holds what it
+        committed (the block being filled as of its last commit), readable, not finalized; the watchdog
+        (the writer's parent) takes the queue over at once and counts every event the file lacks: what the
+        writer had taken since its last commit and everything after. Written + lost = the events made."""
         out = self.path("k.db")
-        prog = subprocess.Popen([client("threads_client"), "2", "2000000"], env=sim_env(output=out),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        rounds = 400000  # 2 threads x 4 events a round: 3.2 M events
+        prog = subprocess.Popen([client("threads_client"), "2", str(rounds)], env=sim_env(output=out),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         writer = None
         deadline = time.monotonic() + 30
         while writer is None and time.monotonic() < deadline:
@@ -227,18 +230,26 @@ class WriterBlocks(TraceTest):
                     continue
             time.sleep(0.05)
         self.assertIsNotNone(writer, "no writer holds %s" % out)
-        time.sleep(0.6)  # a few commits
+        time.sleep(0.4)  # a few commits
+        self.assertIsNone(prog.poll(), "the program ended before its writer was killed")
         os.kill(writer, signal.SIGKILL)
-        prog.kill()  # no need to wait for the rest of the run
-        prog.wait(timeout=60)
+        stdout, stderr = prog.communicate(timeout=120)
+        self.assertEqual(prog.returncode, 0, stderr)
+        self.assertEqual(stdout.split()[:3], ["total", str(2 * 2 * rounds), str(2 * 2 * rounds)])
         wait_trace(out)
-        written = self.raw(out, "SELECT events_written, finalized FROM process")[0]
-        self.assertGreater(written[0], 0)
-        self.assertEqual(written[1], 0)
-        self.assertEqual(self.raw(out, "SELECT sum(nrows) FROM events_blocks"), [(written[0],)])
-        r = json.loads(cmt("report", "--json", out).stdout)
-        self.assertEqual(r["events"], written[0])
-        self.assertFalse(r["traces"][0]["finalized"])
+        written, lost, finalized = self.raw(out, "SELECT events_written, events_lost, finalized FROM process")[0]
+        self.assertGreater(written, 0)
+        self.assertGreater(lost, 0)
+        self.assertEqual(written + lost, 8 * rounds)
+        self.assertEqual(finalized, 0)
+        self.assertEqual(self.raw(out, "SELECT sum(nrows) FROM events_blocks"), [(written,)])
+        self.assertEqual(self.raw(out, "SELECT key, value FROM meta WHERE key IN ('end_reason', 'writer_killed')"
+                                       " ORDER BY key"), [("end_reason", "exit"), ("writer_killed", 9)])
+        p = cmt("report", "--json", out)
+        r = json.loads(p.stdout)
+        self.assertEqual((r["events"], r["traces"][0]["finalized"]), (written, False))
+        self.assertIn("%d events were lost while tracing" % lost, p.stderr)
+        print("(%d written, %d lost)" % (written, lost), end=" ", flush=True)
 
 
 if __name__ == "__main__":

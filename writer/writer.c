@@ -10,7 +10,8 @@
  * frames from /proc/PID/maps and the ELF files, describes threads from /proc, and, once the program is
  * gone (exit, exec, any signal, SIGKILL), drains what is left and finalizes the file with how it ended.
  * It never touches the program: no ptrace, no signals, nothing written to its memory but the queue's
- * positions.
+ * positions. The process spawned forks first: the child is the writer, the parent its watchdog
+ * (take_over: if the writer is killed, the watchdog drains the queue and counts what the file lacks).
  */
 #include "cmt_blocks.h"
 #include "cmt_db.h"
@@ -31,8 +32,10 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -206,9 +209,12 @@ static int commit(void)
         return 0;
     if (write_block() != 0)
         return sql_fail("insert");
-    char sql[160];
-    snprintf(sql, sizeof sql, "UPDATE process SET events_written = %llu, events_lost = %llu; COMMIT",
-             (unsigned long long)events_written, (unsigned long long)total_lost());
+    /* writer_ring_pos: the queue position this commit holds everything before, for the watchdog to count
+     * what a killed writer had taken and not committed */
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE process SET events_written = %llu, events_lost = %llu;"
+             " INSERT OR REPLACE INTO meta VALUES ('writer_ring_pos', %llu); COMMIT",
+             (unsigned long long)events_written, (unsigned long long)total_lost(), (unsigned long long)queue.out);
     in_txn = 0;
     last_commit_ns = cmt_now_ns();
     if (exec_sql(sql) != 0)
@@ -1121,15 +1127,32 @@ static const char *program_gone(void)
     return NULL;
 }
 
-/* After our own failure: keep taking events off the queue, so that the program never waits on us, until
- * it is gone. */
-static void discard_until_gone(void)
+/* After our own failure, or the writer's death: keep taking events off the queue, so that the program never
+ * waits on us, until it is gone; then what it left in the queue, and the slots claimed but never published.
+ * Returns how the program ended; *taken counts what was taken off the queue (published or not). */
+static const char *discard_until_gone(uint64_t *taken)
 {
-    while (!program_gone()) {
-        while (cmt_ring_peek(&queue))
-            cmt_ring_release(&queue);
-        sleep_on_wake(50ull * 1000 * 1000);
+    const char *how;
+    uint64_t n = 0;
+    for (;;) {
+        how = program_gone();
+        for (;;) {
+            while (cmt_ring_peek(&queue)) {
+                cmt_ring_release(&queue);
+                n++;
+            }
+            if (!how || !cmt_ring_skip_unpublished(&queue))
+                break;
+            n++;
+        }
+        wake_producers();
+        if (how)
+            break;
+        sleep_on_wake(20ull * 1000 * 1000);
     }
+    if (taken)
+        *taken = n;
+    return how;
 }
 
 /* ---- the end ------------------------------------------------------------------------------------- */
@@ -1163,6 +1186,76 @@ static void finish_trace(const char *how)
     if (commit() == 0 && cmt_db_finalize(db, (long long)end, 1, err, sizeof err) != 0)
         cmt_log("cannot finalize %s: %s (its events are intact)", trace_path, err);
     drop_db();
+}
+
+/* ---- the watchdog ---------------------------------------------------------------------------------- */
+
+/* The writer killed (SIGKILL, the OOM killer): its parent, the watchdog, takes the queue over so that the
+ * program never waits on a dead writer, and counts everything the trace will not hold: what the writer had
+ * taken off the queue since its last commit (the commit says where it was: meta.writer_ring_pos), what is
+ * queued from then on, and what the program could not queue. The file keeps what was committed, readable
+ * and not finalized; events_lost says how many events it lacks, meta.writer_killed by which signal. */
+static void take_over(int sig)
+{
+    atomic_store(&shm->writer_pid, (int32_t)getpid());
+    int ws = atomic_load_explicit(&shm->writer_state, memory_order_acquire);
+    uint64_t dead_at = cmt_ring_take_over(&queue), after = 0;
+    if (ws == CMT_WRITER_STARTING)
+        report_failure("the trace writer was killed (signal %d) before it created its file", sig);
+    if (ws != CMT_WRITER_READY) {
+        discard_until_gone(NULL);
+        return;
+    }
+    snprintf(trace_path, sizeof trace_path, "%s", shm->trace_path);
+    int fd = open(trace_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && flock(fd, LOCK_EX) == 0)
+        lock_fd = fd; /* readers wait for the count */
+    else if (fd >= 0)
+        close(fd);
+    const char *how = discard_until_gone(&after);
+    sqlite3_stmt *st = NULL;
+    uint64_t committed = 0;
+    if (lock_fd < 0 || cmt_db_sqlite_open(trace_path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
+        cmt_log("cumemtrace-writer: cannot count what the killed writer lost in %s", trace_path);
+        return;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'writer_ring_pos'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        committed = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    uint64_t lost = atomic_load(&shm->lost) + (dead_at > committed ? dead_at - committed : 0) + after;
+    char *sql = sqlite3_mprintf("BEGIN; UPDATE process SET events_lost = %llu;"
+                                " INSERT OR REPLACE INTO meta VALUES ('end_reason', %Q);"
+                                " INSERT OR REPLACE INTO meta VALUES ('writer_killed', %d); COMMIT",
+                                (unsigned long long)lost, how, sig);
+    if (!sql || exec_sql(sql) != 0)
+        cmt_log("cumemtrace-writer: cannot count what the killed writer lost in %s: %s", trace_path, sqlite3_errmsg(db));
+    sqlite3_free(sql);
+    sqlite3_close(db);
+    db = NULL;
+}
+
+/* The process spawned as the writer forks: the child writes the trace, this parent only waits for it (no
+ * CPU, no file) and takes over if it is killed. Returns the exit status. */
+static int watchdog(pid_t writer)
+{
+    prctl(PR_SET_NAME, "cumemtrace-wdog");
+    int nul = open("/dev/null", O_WRONLY | O_CLOEXEC); /* the program's stderr is not ours to keep */
+    if (nul >= 0) {
+        dup2(nul, 2);
+        close(nul);
+    }
+    int st;
+    while (waitpid(writer, &st, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    if (WIFSIGNALED(st) && atomic_load(&shm->writer_state) != CMT_WRITER_DONE)
+        take_over(WTERMSIG(st));
+    atomic_store_explicit(&shm->writer_state, CMT_WRITER_DONE, memory_order_release);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 0;
 }
 
 static void setup_process(void)
@@ -1205,13 +1298,17 @@ int main(int argc, char **argv)
         return 2;
     }
     pid = shm->pid;
-    atomic_store(&shm->writer_pid, (int32_t)getpid());
     cmt_ring_attach(&queue, &shm->ring, (unsigned char *)mem + CMT_SHM_HEADER_SIZE, shm->ring_capacity,
                     shm->ring_slot_size, shm->ring_max_frames);
     shm->output[sizeof shm->output - 1] = 0;
     shm->prog[sizeof shm->prog - 1] = 0;
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     cmt_symbols_set_pid(pid);
+    /* Before any file or SQLite: the writer is our child, we its watchdog. Without a fork, no watchdog. */
+    pid_t writer = fork();
+    if (writer > 0)
+        return watchdog(writer);
+    atomic_store(&shm->writer_pid, (int32_t)getpid());
     int fail = open_trace() != 0;
     if (!fail) {
         snprintf(shm->trace_path, sizeof shm->trace_path, "%s", trace_path);
@@ -1226,7 +1323,7 @@ int main(int argc, char **argv)
         close(nul);
     }
     if (fail) {
-        discard_until_gone();
+        discard_until_gone(NULL);
         return 1;
     }
     if (shm->debug_writer_delay_ms) {
@@ -1263,7 +1360,7 @@ int main(int argc, char **argv)
         /* SQLite failed: what was committed stays; drain and drop the rest so the program never waits. */
         drop_db();
         atomic_store_explicit(&shm->writer_state, CMT_WRITER_FAILED, memory_order_release);
-        discard_until_gone();
+        discard_until_gone(NULL);
     }
     atomic_store_explicit(&shm->writer_state, CMT_WRITER_DONE, memory_order_release);
     if (lock_fd >= 0)

@@ -101,6 +101,32 @@ int main(void)
         fprintf(stderr, "FAIL: events left over\n");
         return 1;
     }
+    /* A consumer that dies between two publications: a new one takes over at the first event it had not
+     * released, and producers go on. */
+    union {
+        struct cmt_event ev;
+        unsigned char raw[sizeof(struct cmt_event) + 4 * sizeof(uintptr_t)];
+    } u;
+    memset(&u, 0, sizeof u);
+    uint64_t pos;
+    for (int i = 0; i < 50; i++) {
+        u.ev.seq = (uint64_t)i;
+        if (cmt_ring_push(&ring, &u.ev, &pos) != 0)
+            return 1;
+    }
+    for (int i = 0; i < 37; i++) {
+        cmt_ring_peek(&ring);
+        cmt_ring_release(&ring);
+    }
+    struct cmt_ring heir;
+    cmt_ring_attach(&heir, &ctl, mem, cap, slot, 4);
+    uint64_t at = cmt_ring_take_over(&heir);
+    struct cmt_event *e = cmt_ring_peek(&heir);
+    if (at != (uint64_t)total + 37 || !e || e->seq != 37 || atomic_load(&ctl.dequeue_pos) != at) {
+        fprintf(stderr, "FAIL: took over at %llu (want %llu), next event %lld\n", (unsigned long long)at,
+                (unsigned long long)total + 37, e ? (long long)e->seq : -1LL);
+        return 1;
+    }
     munmap(mem, cap * slot);
     printf("ok %ld events\n", total);
     return 0;
