@@ -176,6 +176,9 @@ static int trace_open(struct cmt_trace *t, int in_dir, int *empty, char *err, si
     st = NULL;
     if (no_events) {
         *empty = 1;
+        if (t->events_lost > 0) /* made, but none written: a writer killed before its first commit, or stalled */
+            return cmt_fail(err, errlen, "%s: empty trace: none of its events was written, %lld were lost while tracing",
+                            t->path, (long long)t->events_lost);
         return cmt_fail(err, errlen, "%s: empty trace: no events recorded (the program made no CUDA memory calls)",
                     t->path);
     }

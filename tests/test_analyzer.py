@@ -456,7 +456,10 @@ class BadInputTest(TraceTest):
 
     def test_empty_trace(self):
         db = TraceBuilder(self.path("t.db")).close()
-        self.bad(db, "empty trace")
+        self.bad(db, "empty trace: no events recorded (the program made no CUDA memory calls)")
+        # events made and all lost (its writer killed before its first commit): said so, not "no calls"
+        db = TraceBuilder(self.path("l.db")).close(finalized=False, events_lost=480)
+        self.bad(db, "%s: empty trace: none of its events was written, 480 were lost while tracing" % db)
 
     def test_still_being_written(self):
         """A writer holds its flock on the file while the program (here: this process) runs."""
