@@ -255,6 +255,8 @@ static int claim(const char *path)
         return -e;
     }
     lock_fd = fd;
+    /* Ours from now on: the watchdog removes it if we are killed before it is a trace (take_over). */
+    snprintf(shm->trace_path, sizeof shm->trace_path, "%s", path);
     return 0;
 }
 
@@ -1200,8 +1202,19 @@ static void take_over(int sig)
     atomic_store(&shm->writer_pid, (int32_t)getpid());
     int ws = atomic_load_explicit(&shm->writer_state, memory_order_acquire);
     uint64_t dead_at = cmt_ring_take_over(&queue), after = 0;
-    if (ws == CMT_WRITER_STARTING)
+    if (ws == CMT_WRITER_STARTING) {
+        /* A file claimed but not yet a trace (claim publishes its name): nothing a reader could use, and
+         * its name would push the next run's trace aside. Removed before the program hears of it. */
+        if (shm->trace_path[0]) {
+            static const char *const tails[] = {"-journal", "-wal", "-shm", ""};
+            for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+                char p[sizeof shm->trace_path + 16];
+                snprintf(p, sizeof p, "%.*s%s", (int)(sizeof shm->trace_path - 1), shm->trace_path, tails[i]);
+                unlink(p);
+            }
+        }
         report_failure("the trace writer was killed (signal %d) before it created its file", sig);
+    }
     if (ws != CMT_WRITER_READY) {
         discard_until_gone(NULL);
         return;
