@@ -1244,6 +1244,11 @@ static void take_over(int sig)
                                 (unsigned long long)lost, how, sig);
     if (!sql || exec_sql(sql) != 0)
         cmt_log("cumemtrace-writer: cannot count what the killed writer lost in %s: %s", trace_path, sqlite3_errmsg(db));
+    /* Back to a rollback journal, as cmt_db_finalize leaves a trace: the writer's WAL checkpointed and
+     * removed, one file to copy around, which a reader opens read-only without making -wal and -shm
+     * beside it. */
+    else if (exec_sql("PRAGMA journal_mode=DELETE") != 0)
+        cmt_log("cumemtrace-writer: cannot checkpoint %s: %s", trace_path, sqlite3_errmsg(db));
     sqlite3_free(sql);
     sqlite3_close(db);
     db = NULL;
