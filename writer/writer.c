@@ -1220,12 +1220,22 @@ static void take_over(int sig)
         return;
     }
     snprintf(trace_path, sizeof trace_path, "%s", shm->trace_path);
+    /* The lock at once if nobody else holds one (readers wait for the count), but never waited for
+     * before the queue is taken over: a reader holding a shared lock on the file would otherwise stall the
+     * program (its pushes wait up to 2 s for room). Then waited for once the program is gone. */
     int fd = open(trace_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0 && flock(fd, LOCK_EX) == 0)
-        lock_fd = fd; /* readers wait for the count */
-    else if (fd >= 0)
-        close(fd);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        lock_fd = fd;
     const char *how = discard_until_gone(&after);
+    if (fd >= 0 && lock_fd < 0) {
+        int rc;
+        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
+            ;
+        if (rc == 0)
+            lock_fd = fd;
+        else
+            close(fd);
+    }
     sqlite3_stmt *st = NULL;
     uint64_t committed = 0;
     if (lock_fd < 0 || cmt_db_sqlite_open(trace_path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
