@@ -535,8 +535,18 @@ static int bound(sqlite3_value *val, int upper, int strict, int64_t *out)
         double x = sqlite3_value_double(val);
         if (x != x)
             return 0; /* NaN: SQLite compares it as NULL */
-        if (x >= 9.2e18 || x <= -9.2e18) {
-            *out = x > 0 ? INT64_MAX : INT64_MIN;
+        /* Past either end of int64 (2^63 is exact as a double; every double below it converts): a bound
+         * beyond the integers on its own side admits no row, one beyond the other side is no bound. */
+        if (x >= 9223372036854775808.0) {
+            if (!upper)
+                return 0;
+            *out = INT64_MAX;
+            return 1;
+        }
+        if (x < -9223372036854775808.0) {
+            if (upper)
+                return 0;
+            *out = INT64_MIN;
             return 1;
         }
         int64_t t = (int64_t)x; /* toward zero; then the integer at or beyond x on the open side */

@@ -255,6 +255,8 @@ static int claim(const char *path)
         return -e;
     }
     lock_fd = fd;
+    /* Ours from now on: the watchdog removes it if we are killed before it is a trace (take_over). */
+    snprintf(shm->trace_path, sizeof shm->trace_path, "%s", path);
     return 0;
 }
 
@@ -1200,19 +1202,40 @@ static void take_over(int sig)
     atomic_store(&shm->writer_pid, (int32_t)getpid());
     int ws = atomic_load_explicit(&shm->writer_state, memory_order_acquire);
     uint64_t dead_at = cmt_ring_take_over(&queue), after = 0;
-    if (ws == CMT_WRITER_STARTING)
+    if (ws == CMT_WRITER_STARTING) {
+        /* A file claimed but not yet a trace (claim publishes its name): nothing a reader could use, and
+         * its name would push the next run's trace aside. Removed before the program hears of it. */
+        if (shm->trace_path[0]) {
+            static const char *const tails[] = {"-journal", "-wal", "-shm", ""};
+            for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+                char p[sizeof shm->trace_path + 16];
+                snprintf(p, sizeof p, "%.*s%s", (int)(sizeof shm->trace_path - 1), shm->trace_path, tails[i]);
+                unlink(p);
+            }
+        }
         report_failure("the trace writer was killed (signal %d) before it created its file", sig);
+    }
     if (ws != CMT_WRITER_READY) {
         discard_until_gone(NULL);
         return;
     }
     snprintf(trace_path, sizeof trace_path, "%s", shm->trace_path);
+    /* The lock at once if nobody else holds one (readers wait for the count), but never waited for
+     * before the queue is taken over: a reader holding a shared lock on the file would otherwise stall the
+     * program (its pushes wait up to 2 s for room). Then waited for once the program is gone. */
     int fd = open(trace_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0 && flock(fd, LOCK_EX) == 0)
-        lock_fd = fd; /* readers wait for the count */
-    else if (fd >= 0)
-        close(fd);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        lock_fd = fd;
     const char *how = discard_until_gone(&after);
+    if (fd >= 0 && lock_fd < 0) {
+        int rc;
+        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
+            ;
+        if (rc == 0)
+            lock_fd = fd;
+        else
+            close(fd);
+    }
     sqlite3_stmt *st = NULL;
     uint64_t committed = 0;
     if (lock_fd < 0 || cmt_db_sqlite_open(trace_path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
@@ -1231,6 +1254,11 @@ static void take_over(int sig)
                                 (unsigned long long)lost, how, sig);
     if (!sql || exec_sql(sql) != 0)
         cmt_log("cumemtrace-writer: cannot count what the killed writer lost in %s: %s", trace_path, sqlite3_errmsg(db));
+    /* Back to a rollback journal, as cmt_db_finalize leaves a trace: the writer's WAL checkpointed and
+     * removed, one file to copy around, which a reader opens read-only without making -wal and -shm
+     * beside it. */
+    else if (exec_sql("PRAGMA journal_mode=DELETE") != 0)
+        cmt_log("cumemtrace-writer: cannot checkpoint %s: %s", trace_path, sqlite3_errmsg(db));
     sqlite3_free(sql);
     sqlite3_close(db);
     db = NULL;
