@@ -68,6 +68,7 @@ void cmt_capture_init(void)
  * stacks and make raw system calls only (no libc state, no sanitizer runtime: they share our memory). */
 struct spawn {
     int memfd, piperd;
+    volatile long pid; /* the process that becomes the writer (and, once it forked, its watchdog) */
     char *argv[2];
     char *envp[8];
     volatile int err;
@@ -104,6 +105,7 @@ NO_SANITIZE static int mid_child(void *arg)
     long pid = clone(writer_child, stack_writer + sizeof stack_writer, CLONE_VM | CLONE_VFORK, s);
     if (pid < 0)
         s->err = EAGAIN;
+    s->pid = pid;
     syscall(SYS_exit, 0);
     return 0;
 }
@@ -113,6 +115,7 @@ static int spawn_writer(int memfd, int piperd)
     sp.memfd = memfd;
     sp.piperd = piperd;
     sp.err = 0;
+    sp.pid = -1;
     sp.argv[0] = writer_path;
     sp.argv[1] = NULL;
     /* the writer must not load us again, and needs nothing of the program's environment but a
@@ -152,6 +155,25 @@ static void futex_wait_shared(_Atomic uint32_t *w, uint32_t expected, uint64_t n
 {
     struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
     syscall(SYS_futex, w, FUTEX_WAIT, expected, &ts, NULL, 0);
+}
+
+/* Gone, or dead and not yet reaped (its parent is init, or a subreaper that may be slow to reap). */
+static int process_gone(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return errno == ESRCH;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')'); /* the name may hold anything: the state follows the last ')' */
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
 }
 
 int cmt_capture_start(void)
@@ -237,7 +259,15 @@ int cmt_capture_start(void)
         uint64_t now = cmt_now_ns();
         if (now >= deadline)
             break;
-        futex_wait_shared(&h->ready, 0, deadline - now);
+        futex_wait_shared(&h->ready, 0, deadline - now < 20000000ull ? deadline - now : 20000000ull);
+        /* Once it has forked, its watchdog says if the writer dies; before that, nobody would: a process
+         * gone before READY (killed, or not our writer) is said now, not after the whole wait. */
+        if (!atomic_load(&h->ready) && sp.pid > 0 && process_gone((pid_t)sp.pid)) {
+            char why[PATH_MAX + 128];
+            snprintf(why, sizeof why, "the trace writer %s ended before it was ready", writer_path);
+            cmt_runtime_disable(why);
+            break;
+        }
     }
     cmt_capture_check();
     errno = saved;

@@ -283,6 +283,26 @@ class WriterWatchdog(TraceTest):
         finally:
             con.close()
 
+    def test_a_writer_dead_before_it_forks_is_said_at_once(self):
+        """The process spawned as the writer dies before it forks its watchdog (here a stand-in that
+        SIGKILLs itself): the program's first recorded call hears it within a few wait slices, says so in one
+        line and runs on; it used to wait the whole 10 s for READY and say nothing."""
+        fake = self.path("dying-writer")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\nkill -9 $$\n")
+        os.chmod(fake, 0o755)
+        out = self.path("t.db")
+        t = time.monotonic()
+        p = subprocess.run([client("threads_client"), "1", "10"], capture_output=True, text=True, timeout=60,
+                           env=cmtlib.sim_env(output=out, extra={"CUMEMTRACE_WRITER": fake}))
+        took = time.monotonic() - t
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split()[:3], ["total", "20", "20"])
+        self.assertEqual(p.stderr, "cumemtrace: the trace writer %s ended before it was ready; the program runs on"
+                                   " without recording\n" % fake)
+        self.assertLess(took, 5)  # the wait for READY is 10 s
+        self.assertFalse(os.path.exists(out))
+
     def test_a_writer_killed_before_it_is_ready_leaves_no_file(self):
         """Killed between claiming its file and READY: the program hears 'killed before it created its
         file', and no file is there (it was: empty, with its -journal, -wal and -shm, and a next run with

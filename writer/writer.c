@@ -210,11 +210,13 @@ static int commit(void)
     if (write_block() != 0)
         return sql_fail("insert");
     /* writer_ring_pos: the queue position this commit holds everything before, for the watchdog to count
-     * what a killed writer had taken and not committed */
-    char sql[256];
+     * what a killed writer had taken and not committed; writer_unpublished: the slots it found claimed and
+     * never published (in events_lost, not in the program's count) */
+    char sql[320];
     snprintf(sql, sizeof sql, "UPDATE process SET events_written = %llu, events_lost = %llu;"
-             " INSERT OR REPLACE INTO meta VALUES ('writer_ring_pos', %llu); COMMIT",
-             (unsigned long long)events_written, (unsigned long long)total_lost(), (unsigned long long)queue.out);
+             " INSERT OR REPLACE INTO meta VALUES ('writer_ring_pos', %llu), ('writer_unpublished', %llu); COMMIT",
+             (unsigned long long)events_written, (unsigned long long)total_lost(), (unsigned long long)queue.out,
+             (unsigned long long)lost_unpublished);
     in_txn = 0;
     last_commit_ns = cmt_now_ns();
     if (exec_sql(sql) != 0)
@@ -1243,11 +1245,15 @@ static void take_over(int sig)
         return;
     }
     sqlite3_busy_timeout(db, 10000);
-    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'writer_ring_pos'", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
+    uint64_t unpublished = 0;
+    if (sqlite3_prepare_v2(db, "SELECT (SELECT value FROM meta WHERE key = 'writer_ring_pos'),"
+                               " (SELECT value FROM meta WHERE key = 'writer_unpublished')", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
         committed = (uint64_t)sqlite3_column_int64(st, 0);
+        unpublished = (uint64_t)sqlite3_column_int64(st, 1);
+    }
     sqlite3_finalize(st);
-    uint64_t lost = atomic_load(&shm->lost) + (dead_at > committed ? dead_at - committed : 0) + after;
+    uint64_t lost = atomic_load(&shm->lost) + unpublished + (dead_at > committed ? dead_at - committed : 0) + after;
     char *sql = sqlite3_mprintf("BEGIN; UPDATE process SET events_lost = %llu;"
                                 " INSERT OR REPLACE INTO meta VALUES ('end_reason', %Q);"
                                 " INSERT OR REPLACE INTO meta VALUES ('writer_killed', %d); COMMIT",
