@@ -435,7 +435,10 @@ static void note_in_manifest(void)
     close(fd);
 }
 
-static int open_trace(void)
+/* The trace's name, created and locked (claim): before the fork, so that the writer and its watchdog share
+ * the lock (an flock belongs to the open file, which both hold): held until both let it go, so no reader
+ * ever sees a killed writer's file before the watchdog has counted what it lacks. */
+static int claim_trace(void)
 {
     struct stat ost;
     size_t olen = strlen(shm->output);
@@ -451,6 +454,13 @@ static int open_trace(void)
                        trace_path[0] ? trace_path : shm->output, strerror(-rc));
         return -1;
     }
+    return 0;
+}
+
+/* The claimed file becomes a trace: schema, process rows, statements. */
+static int open_trace(void)
+{
+    int rc;
     char err[512];
     block_buf = malloc(cmt_block_bound(CMT_BLOCK_ROWS));
     if (!block_buf || cmt_block_builder_init(&block) != 0) {
@@ -1221,26 +1231,10 @@ static void take_over(int sig)
         discard_until_gone(NULL);
         return;
     }
-    snprintf(trace_path, sizeof trace_path, "%s", shm->trace_path);
-    /* The lock at once if nobody else holds one (readers wait for the count), but never waited for
-     * before the queue is taken over: a reader holding a shared lock on the file would otherwise stall the
-     * program (its pushes wait up to 2 s for room). Then waited for once the program is gone. */
-    int fd = open(trace_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
-        lock_fd = fd;
-    const char *how = discard_until_gone(&after);
-    if (fd >= 0 && lock_fd < 0) {
-        int rc;
-        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
-            ;
-        if (rc == 0)
-            lock_fd = fd;
-        else
-            close(fd);
-    }
+    const char *how = discard_until_gone(&after); /* the file stays locked: claimed before the fork */
     sqlite3_stmt *st = NULL;
     uint64_t committed = 0;
-    if (lock_fd < 0 || cmt_db_sqlite_open(trace_path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
+    if (cmt_db_sqlite_open(trace_path, &db, SQLITE_OPEN_READWRITE) != SQLITE_OK) {
         cmt_log("cumemtrace-writer: cannot count what the killed writer lost in %s", trace_path);
         return;
     }
@@ -1271,7 +1265,8 @@ static void take_over(int sig)
 }
 
 /* The process spawned as the writer forks: the child writes the trace, this parent only waits for it (no
- * CPU, no file) and takes over if it is killed. Returns the exit status. */
+ * CPU; the trace's lock, shared with the writer, let go with the writer's) and takes over if it is killed.
+ * Returns the exit status. */
 static int watchdog(pid_t writer)
 {
     prctl(PR_SET_NAME, "cumemtrace-wdog");
@@ -1338,12 +1333,15 @@ int main(int argc, char **argv)
     shm->prog[sizeof shm->prog - 1] = 0;
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     cmt_symbols_set_pid(pid);
-    /* Before any file or SQLite: the writer is our child, we its watchdog. Without a fork, no watchdog. */
+    /* The file claimed and locked, then, before any SQLite, the fork: the writer is our child, we its
+     * watchdog, both holding the file's lock. Without a fork, no watchdog. */
+    int fail = claim_trace() != 0;
     pid_t writer = fork();
     if (writer > 0)
         return watchdog(writer);
     atomic_store(&shm->writer_pid, (int32_t)getpid());
-    int fail = open_trace() != 0;
+    if (!fail)
+        fail = open_trace() != 0;
     if (!fail) {
         snprintf(shm->trace_path, sizeof shm->trace_path, "%s", trace_path);
         atomic_store_explicit(&shm->writer_state, CMT_WRITER_READY, memory_order_release);
