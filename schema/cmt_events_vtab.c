@@ -489,6 +489,13 @@ static int settle(struct ev_cursor *c)
             v->base.zErrMsg = sqlite3_mprintf("an event's seq twice in events_blocks (seq %lld)", (long long)bs);
             return v->base.zErrMsg ? SQLITE_CORRUPT : SQLITE_NOMEM;
         }
+        if (c->have_prev && (c->desc ? bs > c->prev : bs < c->prev)) {
+            /* cannot happen: every block's rows are sorted and merged; said rather than silently misread */
+            sqlite3_free(v->base.zErrMsg);
+            v->base.zErrMsg = sqlite3_mprintf("events out of seq order (seq %lld after %lld): a bug in cmt_events",
+                                              (long long)bs, (long long)c->prev);
+            return v->base.zErrMsg ? SQLITE_INTERNAL : SQLITE_NOMEM;
+        }
         c->cur = best;
         c->prev = bs;
         c->have_prev = 1;
