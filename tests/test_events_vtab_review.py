@@ -228,7 +228,8 @@ def _pipes(pid):
 
 def _writer_of(prog_pipes):
     """The writer whose liveness pipe (its descriptor 4) is one the program holds (ours, not another test's),
-    once it has forked: the child of cumemtrace-wdog (a death before the fork: test_a_writer_dead_before_it_forks_is_said_at_once)."""
+    once it has forked: the child of cumemtrace-wdog (a death before the fork:
+    test_a_writer_dead_before_it_forks_is_said_at_once)."""
     for p in os.listdir("/proc"):
         if not p.isdigit():
             continue
