@@ -91,6 +91,21 @@ static int block_fail(struct ev_vtab *v, int64_t first, const char *why)
     return v->base.zErrMsg ? SQLITE_CORRUPT : SQLITE_NOMEM;
 }
 
+/* Room for one more element in *arr (n elements, *cap allotted, esz bytes each): doubles it when full.
+ * 0, or -1 (nothing changed) when out of memory. */
+static int grow(void *arr, size_t n, size_t *cap, size_t esz)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap ? 2 * *cap : 8;
+    void *g = realloc(*(void **)arr, nc * esz);
+    if (!g)
+        return -1;
+    *(void **)arr = g;
+    *cap = nc;
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------------------------------ */
 
 static int cmp_last_desc(const void *a, const void *b, void *arg)
@@ -110,14 +125,9 @@ static int load_dir(struct ev_vtab *v)
         return rc;
     size_t cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (v->ndir == cap) {
-            cap = cap ? 2 * cap : 64;
-            struct dir_entry *g = realloc(v->dir, cap * sizeof *g);
-            if (!g) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            v->dir = g;
+        if (grow(&v->dir, v->ndir, &cap, sizeof *v->dir) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
         }
         struct dir_entry *d = &v->dir[v->ndir++];
         d->first = sqlite3_column_int64(st, 0);
@@ -286,14 +296,9 @@ static void evict(struct ev_vtab *v)
 {
     for (;;) {
         size_t idle = 0, oldest = 0;
-        int any = 0;
         for (size_t i = 0; i < v->ncache; i++)
-            if (!v->cache[i]->refs) {
-                idle++;
-                if (!any || v->cache[i]->used < v->cache[oldest]->used)
-                    oldest = i;
-                any = 1;
-            }
+            if (!v->cache[i]->refs && (!idle++ || v->cache[i]->used < v->cache[oldest]->used))
+                oldest = i;
         if (idle <= KEEP)
             return;
         free_block(v->cache[oldest]);
@@ -316,15 +321,9 @@ static struct dblock *get_block(struct ev_vtab *v, const struct dir_entry *d, in
             v->cache[i]->used = ++v->clock;
             return v->cache[i];
         }
-    if (v->ncache == v->capcache) {
-        size_t cap = v->capcache ? 2 * v->capcache : 8;
-        struct dblock **g = realloc(v->cache, cap * sizeof *g);
-        if (!g) {
-            *rc = SQLITE_NOMEM;
-            return NULL;
-        }
-        v->cache = g;
-        v->capcache = cap;
+    if (grow(&v->cache, v->ncache, &v->capcache, sizeof *v->cache) != 0) {
+        *rc = SQLITE_NOMEM;
+        return NULL;
     }
     struct dblock *b = calloc(1, sizeof *b);
     if (!b || !(b->rows = malloc((size_t)CMT_BLOCK_ROWS * sizeof *b->rows))) {
@@ -435,15 +434,9 @@ static int activate(struct ev_cursor *c, const struct dir_entry *d)
         release_block(v, b);
         return SQLITE_OK;
     }
-    if (c->nact == c->capact) {
-        size_t cap = c->capact ? 2 * c->capact : 8;
-        struct head *g = realloc(c->act, cap * sizeof *g);
-        if (!g) {
-            release_block(v, b);
-            return SQLITE_NOMEM;
-        }
-        c->act = g;
-        c->capact = cap;
+    if (grow(&c->act, c->nact, &c->capact, sizeof *c->act) != 0) {
+        release_block(v, b);
+        return SQLITE_NOMEM;
     }
     c->act[c->nact++] = (struct head){b, pos};
     return SQLITE_OK;
