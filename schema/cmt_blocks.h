@@ -4,7 +4,8 @@
  * A trace written by cumemtrace 5 keeps its events in events_blocks, up to CMT_BLOCK_ROWS events a row,
  * instead of one row per event: 13-19 bytes an event on disk instead of 60-62 (bench/RESULTS.md). Readers
  * see the same `events` table as before: cmt_db_open_read makes a TEMP `events` over the blocks, with the
- * same columns, and the same views (allocations, failures, ...), before anything reads it. schema/cmt_blocks.py does the same for Python's sqlite3.
+ * same columns, and the same views (allocations, failures, ...), before anything reads it.
+ * schema/cmt_blocks.py does the same for Python's sqlite3.
  *
  * One block (the data column), format 1:
  *

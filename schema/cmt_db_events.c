@@ -205,8 +205,7 @@ static int events_rows(sqlite3 *db, const char *path, int with_index, char *err,
             sqlite3_finalize(st);
             return -1;
         }
-        sqlite3_finalize(st);
-        found++; /* stands for the index: built on demand (cmt_db_events_index) */
+        sqlite3_finalize(st); /* the views' index: built on demand (cmt_db_events_index) */
     }
     int want = found + 6;
     if (run_objects(db, cmt_schema_sql, 1, "V", &found, why, sizeof why) != 0 ||

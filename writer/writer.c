@@ -257,7 +257,6 @@ static int claim(const char *path)
         return -e;
     }
     lock_fd = fd;
-    /* Ours from now on: the watchdog removes it if we are killed before it is a trace (take_over). */
     snprintf(shm->trace_path, sizeof shm->trace_path, "%s", path);
     return 0;
 }
@@ -1215,13 +1214,13 @@ static void take_over(int sig)
     int ws = atomic_load_explicit(&shm->writer_state, memory_order_acquire);
     uint64_t dead_at = cmt_ring_take_over(&queue), after = 0;
     if (ws == CMT_WRITER_STARTING) {
-        /* A file claimed but not yet a trace (claim publishes its name): nothing a reader could use, and
-         * its name would push the next run's trace aside. Removed before the program hears of it. */
-        if (shm->trace_path[0]) {
+        /* A file claimed (before the fork: its name is ours too) but not yet a trace: nothing a reader
+         * could use, and its name would push the next run's trace aside. Removed before the program hears. */
+        if (trace_path[0]) {
             static const char *const tails[] = {"-journal", "-wal", "-shm", ""};
             for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
-                char p[sizeof shm->trace_path + 16];
-                snprintf(p, sizeof p, "%.*s%s", (int)(sizeof shm->trace_path - 1), shm->trace_path, tails[i]);
+                char p[sizeof trace_path + 16];
+                snprintf(p, sizeof p, "%s%s", trace_path, tails[i]);
                 unlink(p);
             }
         }
@@ -1343,7 +1342,6 @@ int main(int argc, char **argv)
     if (!fail)
         fail = open_trace() != 0;
     if (!fail) {
-        snprintf(shm->trace_path, sizeof shm->trace_path, "%s", trace_path);
         atomic_store_explicit(&shm->writer_state, CMT_WRITER_READY, memory_order_release);
         atomic_store(&shm->ready, 1);
         syscall(SYS_futex, &shm->ready, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
